@@ -1,0 +1,36 @@
+# Entry points people type. Only Python >= 3.10 and make are needed: the first target
+# that needs the environment installs uv into .tools/ and builds .venv/ from uv.lock.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint format fuzz clean
+
+demo: $(VENV)/.synced
+	$(BIN)/python examples/core_demo.py
+
+test: $(VENV)/.synced
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: $(VENV)/.synced
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock packages/*/pyproject.toml | $(UV)
+	$(UV) sync --locked --all-packages --python $(PYTHON)
+	touch $@

@@ -1,0 +1,50 @@
+"""atomcache core: an async single-flight cache with pluggable backends.
+
+`Cache()` works in memory with no server; `Cache.from_url("redis://...")` shares one
+Redis across a fleet of processes.
+"""
+
+from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
+from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage
+from atomcache_core.cache import Cache
+from atomcache_core.exceptions import (
+    AtomCacheError,
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    LockError,
+    LockTimeoutError,
+    SerializationError,
+)
+from atomcache_core.protocols import Event, LockBackend, Notifier, Serializer, Storage, Subscription
+from atomcache_core.serializers import JsonSerializer, PickleSerializer
+from atomcache_core.stats import CacheStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AtomCacheError",
+    "BackendError",
+    "BackendUnavailableError",
+    "Cache",
+    "CacheStats",
+    "ConfigurationError",
+    "Event",
+    "JsonSerializer",
+    "LockBackend",
+    "LockError",
+    "LockTimeoutError",
+    "MemoryLockBackend",
+    "MemoryNotifier",
+    "MemoryStorage",
+    "Notifier",
+    "PickleSerializer",
+    "RedisLockBackend",
+    "RedisNotifier",
+    "RedisStorage",
+    "SerializationError",
+    "Serializer",
+    "Storage",
+    "Subscription",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Storage, lock and notifier implementations."""

@@ -1,0 +1,32 @@
+"""The subscription object shared by the notifier implementations."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from atomcache_core.protocols import Event
+
+
+class QueueSubscription:
+    """Buffers the events delivered to one subscriber until it waits for them."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        """Create a subscription with no pending events."""
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def deliver(self, event: Event) -> None:
+        """Hand an event to the subscriber; never blocks."""
+        self._queue.put_nowait(event)
+
+    async def wait(self, timeout: float) -> Event | None:
+        """Return the next event, or `None` after `timeout` seconds."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None

@@ -1,0 +1,226 @@
+"""The embedded in-memory backends: process-local, bounded, no server needed.
+
+They are the default of `Cache()`: a script, a test or a single-process app gets
+caching and in-process single flight without Redis. They are not shared between
+processes; use the Redis backends for a fleet.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, NamedTuple
+
+from atomcache_core.backends._subscription import QueueSubscription
+from atomcache_core.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping, Sequence
+
+    from atomcache_core.protocols import Event
+
+__all__ = ["MemoryLockBackend", "MemoryNotifier", "MemoryStorage"]
+
+_MIN_SWEEP_INTERVAL = 64
+
+
+class _Item(NamedTuple):
+    value: bytes
+    expires_at: float
+    tag_keys: tuple[str, ...]
+
+
+class MemoryStorage:
+    """A bounded in-process `Storage`: least-recently-used eviction and TTL expiry.
+
+    At most `max_entries` values are kept; storing one more evicts the least recently
+    used. Expired values are dropped when read and by a sweep that runs once as many
+    writes as there were entries after the previous sweep (at least 64) have happened:
+    amortised constant work per write, and at most about twice the live entries held.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        """Create an empty storage holding at most `max_entries` values.
+
+        Raises:
+            ConfigurationError: `max_entries` is not a positive integer.
+        """
+        if not isinstance(max_entries, int) or max_entries < 1:
+            msg = f"max_entries must be a positive integer, got {max_entries!r}"
+            raise ConfigurationError(msg)
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, _Item] = OrderedDict()
+        self._tags: dict[str, set[str]] = {}
+        self._writes_until_sweep = _MIN_SWEEP_INTERVAL
+
+    def __len__(self) -> int:
+        """Number of values held, expired ones not yet swept included."""
+        return len(self._data)
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value under `key`, or `None`."""
+        return self._get(key, time.monotonic())
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the value of each key, `None` for each absent one."""
+        now = time.monotonic()
+        return [self._get(key, now) for key in keys]
+
+    async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
+        """Store `value` for `ttl` seconds, recording it under each tag key."""
+        self._set(key, value, time.monotonic() + ttl, tuple(tag_keys))
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Store every item for `ttl` seconds."""
+        expires_at = time.monotonic() + ttl
+        for key, value in items.items():
+            self._set(key, value, expires_at, ())
+
+    async def delete(self, key: str) -> bool:
+        """Remove `key`; return whether it held a live value."""
+        return self._pop(key, time.monotonic())
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove every key; return how many held a live value."""
+        now = time.monotonic()
+        return sum(self._pop(key, now) for key in keys)
+
+    async def clear(self, prefix: str) -> int:
+        """Remove values and tag sets whose key starts with `prefix`; return how many."""
+        now = time.monotonic()
+        removed = sum(
+            self._pop(key, now) for key in [k for k in self._data if k.startswith(prefix)]
+        )
+        tag_keys = [k for k in self._tags if k.startswith(prefix)]
+        for tag_key in tag_keys:
+            del self._tags[tag_key]
+        return removed + len(tag_keys)
+
+    async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
+        """Remove every value recorded under these tags; return how many were live."""
+        now = time.monotonic()
+        removed = 0
+        for tag_key in tag_keys:
+            for key in self._tags.pop(tag_key, ()):
+                removed += self._pop(key, now)
+        return removed
+
+    async def close(self) -> None:
+        """Nothing to release; the data stays usable."""
+
+    def _get(self, key: str, now: float) -> bytes | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item.expires_at <= now:
+            self._pop(key, now)
+            return None
+        self._data.move_to_end(key)
+        return item.value
+
+    def _set(self, key: str, value: bytes, expires_at: float, tag_keys: tuple[str, ...]) -> None:
+        now = time.monotonic()
+        self._pop(key, now)
+        self._data[key] = _Item(value, expires_at, tag_keys)
+        for tag_key in tag_keys:
+            self._tags.setdefault(tag_key, set()).add(key)
+        while len(self._data) > self.max_entries:
+            self._pop(next(iter(self._data)), now)
+        self._writes_until_sweep -= 1
+        if self._writes_until_sweep <= 0:
+            self._sweep(now)
+
+    def _pop(self, key: str, now: float) -> bool:
+        """Remove `key` and its tag memberships; return whether it was live."""
+        item = self._data.pop(key, None)
+        if item is None:
+            return False
+        for tag_key in item.tag_keys:
+            members = self._tags.get(tag_key)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._tags[tag_key]
+        return item.expires_at > now
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, item in self._data.items() if item.expires_at <= now]:
+            self._pop(key, now)
+        self._writes_until_sweep = max(_MIN_SWEEP_INTERVAL, len(self._data))
+
+
+class MemoryLockBackend:
+    """An in-process `LockBackend` with expiring, token-owned locks."""
+
+    def __init__(self) -> None:
+        """Create a lock table with no locks held."""
+        self._locks: dict[str, tuple[str, float]] = {}
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        """Take the lock for `ttl` seconds unless a live owner holds it."""
+        now = time.monotonic()
+        held = self._locks.get(key)
+        if held is not None and held[1] > now:
+            return None
+        if len(self._locks) >= _MIN_SWEEP_INTERVAL and held is None:
+            self._sweep(now)
+        token = secrets.token_hex(16)
+        self._locks[key] = (token, now + ttl)
+        return token
+
+    async def release(self, key: str, token: str) -> bool:
+        """Release the lock if `token` owns it and it has not expired."""
+        if not self._owns(key, token):
+            return False
+        del self._locks[key]
+        return True
+
+    async def extend(self, key: str, token: str, ttl: float) -> bool:
+        """Push the lock's expiry to `ttl` seconds from now if `token` owns it."""
+        if not self._owns(key, token):
+            return False
+        self._locks[key] = (token, time.monotonic() + ttl)
+        return True
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def _owns(self, key: str, token: str) -> bool:
+        held = self._locks.get(key)
+        return held is not None and held[0] == token and held[1] > time.monotonic()
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, (_, expires_at) in self._locks.items() if expires_at <= now]:
+            del self._locks[key]
+
+
+class MemoryNotifier:
+    """An in-process `Notifier`: events reach subscribers of the same process only."""
+
+    def __init__(self) -> None:
+        """Create a notifier with no subscribers."""
+        self._subscribers: dict[str, set[QueueSubscription]] = {}
+
+    async def publish(self, key: str, event: Event) -> None:
+        """Deliver `event` to every current subscriber of `key`."""
+        for subscription in self._subscribers.get(key, ()):
+            subscription.deliver(event)
+
+    @asynccontextmanager
+    async def subscribe(self, key: str) -> AsyncIterator[QueueSubscription]:
+        """Receive the events published on `key` while the block runs."""
+        subscription = QueueSubscription()
+        subscribers = self._subscribers.setdefault(key, set())
+        subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscribers.discard(subscription)
+            if not subscribers and self._subscribers.get(key) is subscribers:
+                del self._subscribers[key]
+
+    async def close(self) -> None:
+        """Drop every subscriber."""
+        self._subscribers.clear()

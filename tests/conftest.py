@@ -1,0 +1,31 @@
+"""Fixtures shared by every test: a real Redis and an isolated namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from support.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis: `ATOMCACHE_REDIS_URL`, else a throwaway server for the session."""
+    override = os.environ.get("ATOMCACHE_REDIS_URL")
+    if override:
+        yield override
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test uses, so tests on one Redis never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"

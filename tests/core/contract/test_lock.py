@@ -1,0 +1,73 @@
+"""The `LockBackend` contract, run against every implementation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from atomcache_core import LockBackend
+
+if TYPE_CHECKING:
+    from support.backends import Backends
+
+
+async def test_implements_the_protocol(backends: Backends) -> None:
+    """Each lock backend satisfies the `LockBackend` Protocol."""
+    assert isinstance(backends.lock, LockBackend)
+
+
+async def test_only_one_owner_at_a_time(backends: Backends) -> None:
+    """A held lock cannot be acquired again; after release it can."""
+    key = backends.keys.lock("k")
+    token = await backends.lock.acquire(key, 10)
+    assert token is not None
+    assert await backends.lock.acquire(key, 10) is None
+    assert await backends.lock.release(key, token) is True
+    assert await backends.lock.acquire(key, 10) is not None
+
+
+async def test_tokens_are_random(backends: Backends) -> None:
+    """Each acquisition gets its own unguessable token."""
+    tokens = {await backends.lock.acquire(backends.keys.lock(f"k{i}"), 10) for i in range(20)}
+    assert len(tokens) == 20
+    assert all(token is not None and len(token) >= 32 for token in tokens)
+
+
+async def test_release_is_compare_and_delete(backends: Backends) -> None:
+    """A wrong token releases nothing; the owner's lock stays held."""
+    key = backends.keys.lock("k")
+    token = await backends.lock.acquire(key, 10)
+    assert token is not None
+    assert await backends.lock.release(key, "not-the-token") is False
+    assert await backends.lock.acquire(key, 10) is None
+    assert await backends.lock.release(key, token) is True
+    assert await backends.lock.release(key, token) is False
+
+
+async def test_lock_expires_and_the_old_owner_cannot_release_the_new_one(
+    backends: Backends,
+) -> None:
+    """After the TTL another caller gets the lock, and the first owner's release fails."""
+    key = backends.keys.lock("k")
+    first = await backends.lock.acquire(key, 0.1)
+    assert first is not None
+    await asyncio.sleep(0.15)
+    second = await backends.lock.acquire(key, 10)
+    assert second is not None
+    assert second != first
+    assert await backends.lock.release(key, first) is False
+    assert await backends.lock.extend(key, first, 10) is False
+    assert await backends.lock.release(key, second) is True
+
+
+async def test_extend_keeps_the_lock_past_its_first_ttl(backends: Backends) -> None:
+    """The owner extends the lock; it is still held after the original TTL."""
+    key = backends.keys.lock("k")
+    token = await backends.lock.acquire(key, 0.2)
+    assert token is not None
+    await asyncio.sleep(0.1)
+    assert await backends.lock.extend(key, token, 0.3) is True
+    await asyncio.sleep(0.15)
+    assert await backends.lock.acquire(key, 10) is None
+    assert await backends.lock.extend(key, "not-the-token", 10) is False
+    assert await backends.lock.release(key, token) is True

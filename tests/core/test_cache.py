@@ -1,0 +1,244 @@
+"""The `Cache` data API, on the in-memory default and on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from atomcache_core import Cache, ConfigurationError, MemoryStorage, SerializationError
+from atomcache_core.entry import FORMAT_VERSION, Entry, encode_entry
+from support.redis_server import RedisServer
+
+HOSTILE_KEYS = ["*", "a*", "?", "[ab]", "\\", "{x}", "}", "a\nb", "a\x00b", "\ud800", "k" * 65536]
+
+
+async def test_get_returns_default_when_missing(cache: Cache) -> None:
+    """A missing key gives the default, None unless told."""
+    assert await cache.get("missing") is None
+    assert await cache.get("missing", default="fallback") == "fallback"
+
+
+@pytest.mark.parametrize(
+    "value", [0, 1.5, "text", True, [1, "two", None], {"nested": {"list": [1, 2.5]}}, ""]
+)
+async def test_set_then_get_round_trips(cache: Cache, value: object) -> None:
+    """JSON values come back equal."""
+    await cache.set("k", value)
+    assert await cache.get("k") == value
+
+
+async def test_none_is_a_cacheable_value(cache: Cache) -> None:
+    """A stored None is a hit, told apart from a miss."""
+    await cache.set("k", None)
+    assert await cache.get("k", default="missing") is None
+    assert await cache.exists("k") is True
+    assert cache.stats.hits == 1
+    assert cache.stats.misses == 0
+
+
+async def test_ttl_is_a_float_honoured_within_50_ms(cache: Cache) -> None:
+    """A 0.3 s TTL: present at 0.25 s, gone at 0.35 s."""
+    await cache.set("k", "v", ttl=0.3)
+    remaining = await cache.ttl("k")
+    assert remaining is not None
+    assert 0.25 < remaining <= 0.3
+    await asyncio.sleep(0.25)
+    assert await cache.get("k") == "v"
+    await asyncio.sleep(0.1)
+    assert await cache.get("k") is None
+    assert await cache.ttl("k") is None
+    assert await cache.exists("k") is False
+
+
+async def test_default_ttl_applies(namespace: str) -> None:
+    """Without a ttl argument the cache's own TTL is used."""
+    async with Cache(namespace=namespace, ttl=42) as cache:
+        await cache.set("k", 1)
+        remaining = await cache.ttl("k")
+    assert remaining is not None
+    assert 41 < remaining <= 42
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), True, "10"])
+async def test_invalid_ttl_is_refused(cache: Cache, ttl: object) -> None:
+    """A TTL that is not a positive finite number raises ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="positive, finite"):
+        await cache.set("k", 1, ttl=ttl)  # type: ignore[arg-type]
+
+
+async def test_delete_and_exists(cache: Cache) -> None:
+    """Deleting reports whether the key was there; exists follows."""
+    await cache.set("k", 1)
+    assert await cache.exists("k") is True
+    assert await cache.delete("k") is True
+    assert await cache.delete("k") is False
+    assert await cache.exists("k") is False
+
+
+async def test_many_variants(cache: Cache) -> None:
+    """get_many/set_many/delete_many work on several keys at once."""
+    await cache.set_many({"a": 1, "b": None}, ttl=10)
+    assert await cache.get_many(["a", "b", "c"], default="-") == [1, None, "-"]
+    assert await cache.delete_many(["a", "b", "c"]) == 2
+    assert await cache.get_many(["a", "b"]) == [None, None]
+
+
+async def test_unserializable_value_writes_nothing(cache: Cache) -> None:
+    """A value JSON cannot hold raises SerializationError and keeps the old value."""
+    await cache.set("k", "old")
+    with pytest.raises(SerializationError, match="PickleSerializer") as info:
+        await cache.set("k", {"when": {1, 2}})
+    assert info.value.value_type == "dict"
+    assert info.value.direction == "dumps"
+    assert await cache.get("k") == "old"
+    with pytest.raises(SerializationError):
+        await cache.set_many({"a": 1, "b": object()})
+    assert await cache.get_many(["a", "b"]) == [None, None]
+
+
+async def test_clear_touches_only_its_namespace(cache: Cache, namespace: str) -> None:
+    """Clearing `app` leaves `app2` on the same storage intact."""
+    other = Cache(storage=cache.storage, namespace=namespace + "2")
+    await cache.set_many({f"k{i}": i for i in range(10)})
+    await cache.set("tagged", 1, tags=["t"])
+    await other.set("k0", "kept", tags=["t"])
+    assert await cache.clear() == 11
+    assert await cache.get_many(["k0", "tagged"]) == [None, None]
+    assert await other.get("k0") == "kept"
+    assert await other.invalidate_tags("t") == 1
+
+
+async def test_invalidate_tags(cache: Cache) -> None:
+    """Entries carrying any invalidated tag disappear; others stay."""
+    await cache.set("a", 1, tags=["user:1", "list"])
+    await cache.set("b", 2, tags=["user:2"])
+    await cache.set("c", 3)
+    assert await cache.invalidate_tags("user:1", "missing") == 1
+    assert await cache.get_many(["a", "b", "c"]) == [None, 2, 3]
+
+
+async def test_a_single_string_is_not_taken_as_tags(cache: Cache) -> None:
+    """tags="abc" is refused instead of meaning three one-letter tags."""
+    with pytest.raises(ConfigurationError, match="collection of strings"):
+        await cache.set("k", 1, tags="abc")
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS, ids=repr)
+async def test_hostile_keys_are_literal(cache: Cache, key: str) -> None:
+    """Odd keys round-trip, and deleting one leaves lookalikes alone."""
+    await cache.set(key, "odd")
+    await cache.set("a", "plain")
+    await cache.set("ab", "plain")
+    assert await cache.get(key) == "odd"
+    assert await cache.delete(key) is True
+    assert await cache.get_many(["a", "ab"]) == ["plain", "plain"]
+
+
+async def test_long_keys_sharing_a_prefix_stay_distinct(cache: Cache) -> None:
+    """Two long keys differing only at the end are two entries."""
+    first, second = "p" * 5000 + "1", "p" * 5000 + "2"
+    await cache.set(first, 1)
+    await cache.set(second, 2)
+    assert await cache.get_many([first, second]) == [1, 2]
+
+
+async def test_non_string_key_is_refused(cache: Cache) -> None:
+    """A key that is not a string raises ConfigurationError with the fix."""
+    with pytest.raises(ConfigurationError, match="str"):
+        await cache.get(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"garbage",
+        os.urandom(64),
+        b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00\x8c\x01x\x94.",
+    ],
+    ids=["empty", "text", "random", "pickle"],
+)
+async def test_corrupt_bytes_are_a_counted_miss(cache: Cache, data: bytes) -> None:
+    """Bytes that are not an entry give the default and count as corrupt, never raise."""
+    await cache.storage.set(cache.keys.value("k"), data, 10)
+    assert await cache.get("k", default="miss") == "miss"
+    assert cache.stats.corrupt == 1
+    assert cache.stats.misses == 1
+
+
+async def test_truncated_entry_is_a_miss(cache: Cache) -> None:
+    """An entry cut short is a miss."""
+    await cache.set("k", {"payload": "x" * 100})
+    stored = await cache.storage.get(cache.keys.value("k"))
+    assert stored is not None
+    await cache.storage.set(cache.keys.value("k"), stored[:-10], 10)
+    assert await cache.get("k") is None
+    assert cache.stats.corrupt == 1
+
+
+async def test_entry_with_an_undecodable_payload_is_a_miss(cache: Cache) -> None:
+    """A valid header around a payload the serializer rejects is a corrupt miss."""
+    data = encode_entry(Entry(b"\xff not json", 0, 2e9, 2e9))
+    await cache.storage.set(cache.keys.value("k"), data, 10)
+    assert await cache.get("k") is None
+    assert cache.stats.corrupt == 1
+
+
+async def test_older_format_version_is_a_miss_then_overwritten(cache: Cache) -> None:
+    """An entry of another format version is a miss; the next set replaces it."""
+    data = bytearray(encode_entry(Entry(b"1", 0, 2e9, 2e9)))
+    data[2] = FORMAT_VERSION - 1
+    await cache.storage.set(cache.keys.value("k"), bytes(data), 10)
+    assert await cache.get("k") is None
+    await cache.set("k", 2)
+    assert await cache.get("k") == 2
+
+
+async def test_stats_count_hits_and_misses(cache: Cache) -> None:
+    """Hits and misses are counted and can be reset."""
+    await cache.set("k", 1)
+    await cache.get("k")
+    await cache.get("missing")
+    await cache.get_many(["k", "missing"])
+    assert cache.stats.as_dict()["hits"] == 2
+    assert cache.stats.misses == 2
+    cache.stats.reset()
+    assert cache.stats.hits == 0
+
+
+async def test_from_url_memory_is_the_embedded_default() -> None:
+    """memory:// gives a bounded MemoryStorage."""
+    async with Cache.from_url("memory://", max_entries=5) as cache:
+        assert isinstance(cache.storage, MemoryStorage)
+        assert cache.storage.max_entries == 5
+
+
+async def test_from_url_unix_socket(namespace: str) -> None:
+    """unix:// reaches Redis over its socket."""
+    with RedisServer() as server:
+        async with Cache.from_url(server.unix_url, namespace=namespace) as cache:
+            await cache.set("k", "over a socket")
+            assert await cache.get("k") == "over a socket"
+
+
+async def test_from_url_rediss_uses_tls(namespace: str) -> None:
+    """rediss:// configures TLS connections."""
+    cache = Cache.from_url("rediss://127.0.0.1:6380/0", namespace=namespace)
+    assert cache._client is not None
+    assert cache._client.connection_pool.connection_class.__name__ == "SSLConnection"
+    await cache.close()
+
+
+@pytest.mark.parametrize("url", ["http://x", "localhost:6379", "", "memcached://x"])
+def test_from_url_refuses_unknown_schemes(url: str) -> None:
+    """An unsupported URL is refused with the supported forms listed."""
+    with pytest.raises(ConfigurationError, match=r"redis://host:6379/0"):
+        Cache.from_url(url)
+
+
+def test_empty_namespace_is_refused() -> None:
+    """An empty namespace is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="namespace"):
+        Cache(namespace="")

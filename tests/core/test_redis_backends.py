@@ -1,0 +1,88 @@
+"""What only the Redis backends promise: SCAN not KEYS, one pub/sub connection, errors."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from atomcache_core import (
+    BackendError,
+    BackendUnavailableError,
+    Cache,
+    ConfigurationError,
+    RedisNotifier,
+    RedisStorage,
+)
+from atomcache_core.keys import KeyBuilder
+
+
+async def _command_calls(client: Redis, command: str) -> int:
+    stats = await client.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}")
+    return int(entry["calls"]) if entry else 0
+
+
+async def test_clear_uses_scan_never_keys(redis_client: Redis, namespace: str) -> None:
+    """clear() walks the keyspace with SCAN and never sends KEYS."""
+    storage = RedisStorage(redis_client)
+    keys = KeyBuilder(namespace)
+    await storage.set_many({keys.value(f"k{i}"): b"v" for i in range(50)}, 10)
+    keys_before = await _command_calls(redis_client, "keys")
+    scans_before = await _command_calls(redis_client, "scan")
+    assert await storage.clear(keys.value_prefix) == 50
+    assert await _command_calls(redis_client, "keys") == keys_before
+    assert await _command_calls(redis_client, "scan") > scans_before
+
+
+async def test_subscriptions_share_one_connection(redis_client: Redis, namespace: str) -> None:
+    """Subscribing to many keys uses a single pub/sub connection; unused channels are dropped."""
+    notifier = RedisNotifier(redis_client)
+    channels = [KeyBuilder(namespace).channel(f"k{i}") for i in range(20)]
+    before = await redis_client.client_list(_type="pubsub")
+    contexts = [notifier.subscribe(channel) for channel in channels]
+    try:
+        for context in contexts:
+            await context.__aenter__()
+        counts = dict(await redis_client.pubsub_numsub(*channels))
+        assert set(counts.values()) == {1}
+        during = await redis_client.client_list(_type="pubsub")
+        assert len(during) - len(before) == 1
+        assert notifier.subscribed_channels == 20
+    finally:
+        for context in contexts:
+            await context.__aexit__(None, None, None)
+    assert notifier.subscribed_channels == 0
+    await notifier.close()
+    assert await redis_client.client_list(_type="pubsub") == before
+
+
+async def test_unreachable_redis_raises_backend_unavailable() -> None:
+    """A refused connection becomes BackendUnavailableError saying what to check."""
+    from support.redis_server import free_port  # noqa: PLC0415
+
+    async with Cache.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5
+    ) as cache:
+        with pytest.raises(BackendUnavailableError, match="Check that Redis is running") as info:
+            await cache.get("k")
+    assert info.value.__cause__ is not None
+
+
+async def test_redis_errors_become_backend_errors(
+    redis_client: Redis, redis_url: str, namespace: str
+) -> None:
+    """A Redis error reply (wrong type) becomes BackendError, not a redis-py exception."""
+    keys = KeyBuilder(namespace)
+    await redis_client.lpush(keys.tag("t"), "not-a-set")
+    async with Cache.from_url(redis_url, namespace=namespace) as cache:
+        with pytest.raises(BackendError, match="rejected"):
+            await cache.set("k", 1, tags=["t"])
+    await redis_client.delete(keys.tag("t"))
+
+
+async def test_decoding_clients_are_refused(redis_url: str) -> None:
+    """A client created with decode_responses=True is refused with the fix in the message."""
+    client = Redis.from_url(redis_url, decode_responses=True)
+    with pytest.raises(ConfigurationError, match="decode_responses=False"):
+        RedisStorage(client)
+    await client.aclose()
