@@ -100,7 +100,9 @@ async def test_unserializable_value_writes_nothing(cache: Cache) -> None:
 
 async def test_clear_touches_only_its_namespace(cache: Cache, namespace: str) -> None:
     """Clearing `app` leaves `app2` on the same storage intact."""
-    other = Cache(storage=cache.storage, namespace=namespace + "2")
+    other = Cache(
+        storage=cache.storage, lock=cache.lock, notifier=cache.notifier, namespace=namespace + "2"
+    )
     await cache.set_many({f"k{i}": i for i in range(10)})
     await cache.set("tagged", 1, tags=["t"])
     await other.set("k0", "kept", tags=["t"])

@@ -27,7 +27,8 @@ async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncItera
     """The memory backends, then the Redis backends on a real server."""
     keys = KeyBuilder(namespace)
     if request.param == "memory":
-        yield Backends("memory", MemoryStorage(), MemoryLockBackend(), MemoryNotifier(), keys)
+        storage = MemoryStorage()
+        yield Backends("memory", storage, MemoryLockBackend(storage), MemoryNotifier(), keys)
         return
     client = Redis.from_url(request.getfixturevalue("redis_url"))
     notifier = RedisNotifier(client)

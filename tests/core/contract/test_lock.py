@@ -71,3 +71,33 @@ async def test_extend_keeps_the_lock_past_its_first_ttl(backends: Backends) -> N
     assert await backends.lock.acquire(key, 10) is None
     assert await backends.lock.extend(key, "not-the-token", 10) is False
     assert await backends.lock.release(key, token) is True
+
+
+async def test_fenced_write_needs_the_lock_and_releases_it(backends: Backends) -> None:
+    """set_if_locked stores only for the lock's owner, and frees the lock in the same step."""
+    storage, keys = backends.storage, backends.keys
+    value_key, lock_key = keys.value("k"), keys.lock("k")
+    token = await backends.lock.acquire(lock_key, 10)
+    assert token is not None
+    wrong = "not-the-token"
+    assert not await storage.set_if_locked(value_key, b"x", 10, (), lock_key=lock_key, token=wrong)
+    assert await storage.get(value_key) is None
+    tag = keys.tag("t")
+    assert await storage.set_if_locked(value_key, b"v", 10, [tag], lock_key=lock_key, token=token)
+    assert await storage.get(value_key) == b"v"
+    assert await storage.invalidate_tags([tag]) == 1
+    assert await backends.lock.acquire(lock_key, 10) is not None
+
+
+async def test_a_leader_that_lost_its_lock_cannot_overwrite(backends: Backends) -> None:
+    """After the lock expired and was retaken, the old owner's fenced write is refused."""
+    storage, keys = backends.storage, backends.keys
+    value_key, lock_key = keys.value("k"), keys.lock("k")
+    old = await backends.lock.acquire(lock_key, 0.05)
+    assert old is not None
+    await asyncio.sleep(0.1)
+    new = await backends.lock.acquire(lock_key, 10)
+    assert new is not None
+    assert await storage.set_if_locked(value_key, b"new", 10, (), lock_key=lock_key, token=new)
+    assert not await storage.set_if_locked(value_key, b"old", 10, (), lock_key=lock_key, token=old)
+    assert await storage.get(value_key) == b"new"

@@ -6,6 +6,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from atomcache_core._decorator import cached_function
+from atomcache_core._singleflight import MISSING, FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
@@ -14,20 +16,24 @@ from atomcache_core.serializers import JsonSerializer
 from atomcache_core.stats import CacheStats
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     from redis.asyncio import Redis
     from typing_extensions import Self
 
+    from atomcache_core._decorator import ParamsT, ResultT
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
 
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TTL", "Cache"]
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TTL = 300.0
+DEFAULT_LOCK_TTL = 10.0
+DEFAULT_RECHECK_INTERVAL = 2.0
+DEFAULT_WAIT_TIMEOUT = 30.0
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-_MISSING: Any = object()
+_MISSING = MISSING
 
 
 class Cache:
@@ -40,6 +46,16 @@ class Cache:
         serializer: Values to bytes. Default: `JsonSerializer`.
         namespace: Keeps this cache's keys apart from other caches on the same storage.
         ttl: Default time to live in seconds for `set` and `get_or_set`.
+        lock_ttl: Expiry of a single-flight lock; the leader extends it while computing,
+            so it bounds how long a crashed leader blocks the key, not the computation.
+        recheck_interval: A waiter that hears nothing (no "stored", "failed" or
+            "computing" event) for this long re-reads the key and retries the lock.
+        wait_timeout: The longest a caller waits for another process's computation.
+        on_wait_timeout: After `wait_timeout`: `"compute"` the value here without
+            storing it (default), or `"raise"` `LockTimeoutError`.
+
+    `storage`, `lock` and `notifier` go together: give all three (e.g. the Redis
+    backends on one client), or only a `MemoryStorage`, or none.
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -54,16 +70,42 @@ class Cache:
         serializer: Serializer | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         ttl: float = DEFAULT_TTL,
+        lock_ttl: float = DEFAULT_LOCK_TTL,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        on_wait_timeout: WaitTimeoutPolicy = "compute",
     ) -> None:
         """Assemble a cache from its parts."""
-        self.storage: Storage = storage if storage is not None else MemoryStorage()
-        self.lock: LockBackend = lock if lock is not None else MemoryLockBackend()
-        self.notifier: Notifier = notifier if notifier is not None else MemoryNotifier()
+        if storage is None:
+            storage = MemoryStorage()
+        if isinstance(storage, MemoryStorage):
+            lock = lock if lock is not None else MemoryLockBackend(storage)
+            notifier = notifier if notifier is not None else MemoryNotifier()
+        elif lock is None or notifier is None:
+            msg = (
+                f"{type(storage).__name__} needs its lock and notifier: pass lock= and "
+                "notifier= for the same server (e.g. RedisLockBackend(client) and "
+                "RedisNotifier(client)), or use Cache.from_url(...)"
+            )
+            raise ConfigurationError(msg)
+        if on_wait_timeout not in ("compute", "raise"):
+            msg = f"on_wait_timeout must be 'compute' or 'raise', got {on_wait_timeout!r}"
+            raise ConfigurationError(msg)
+        self.storage: Storage = storage
+        self.lock: LockBackend = lock
+        self.notifier: Notifier = notifier
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.keys = KeyBuilder(namespace)
         self.default_ttl = _checked_ttl(ttl)
         self._stats = CacheStats()
         self._client: Redis | None = None
+        self._flight = SingleFlight(
+            self,
+            lock_ttl=_checked_ttl(lock_ttl, "lock_ttl"),
+            recheck_interval=_checked_ttl(recheck_interval, "recheck_interval"),
+            wait_timeout=_checked_ttl(wait_timeout, "wait_timeout"),
+            on_wait_timeout=on_wait_timeout,
+        )
 
     @classmethod
     def from_url(
@@ -74,32 +116,43 @@ class Cache:
         ttl: float = DEFAULT_TTL,
         serializer: Serializer | None = None,
         max_entries: int = 10_000,
+        lock_ttl: float = DEFAULT_LOCK_TTL,
+        recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        on_wait_timeout: WaitTimeoutPolicy = "compute",
         **redis_options: Any,
     ) -> Cache:
         """Create a cache from a URL.
 
         `memory://` gives the embedded in-memory backends (`max_entries` bounds them).
         `redis://`, `rediss://` (TLS) and `unix://` give the Redis backends sharing one
-        client; `redis_options` go to `redis.asyncio.Redis.from_url`.
+        client. Its pool holds at most `max_connections` (default 100) connections and
+        a call waits up to `timeout` (default 2 s) for a free one instead of failing at
+        once; `redis_options` go to `redis.asyncio.BlockingConnectionPool.from_url`
+        (e.g. `socket_timeout`, default 2 s). The other arguments are those of `Cache`.
 
         Raises:
             ConfigurationError: the URL's scheme is not one of these.
         """
         scheme = url.partition("://")[0].lower() if "://" in url else ""
+        settings: dict[str, Any] = {
+            "serializer": serializer,
+            "namespace": namespace,
+            "ttl": ttl,
+            "lock_ttl": lock_ttl,
+            "recheck_interval": recheck_interval,
+            "wait_timeout": wait_timeout,
+            "on_wait_timeout": on_wait_timeout,
+        }
         if scheme == "memory":
-            return cls(
-                storage=MemoryStorage(max_entries),
-                serializer=serializer,
-                namespace=namespace,
-                ttl=ttl,
-            )
+            return cls(storage=MemoryStorage(max_entries), **settings)
         if scheme not in _REDIS_SCHEMES:
             msg = (
                 f"unsupported cache URL {url!r}: use memory://, redis://host:6379/0, "
                 "rediss://host:6380/0 (TLS) or unix:///path/to/redis.sock"
             )
             raise ConfigurationError(msg)
-        from redis.asyncio import Redis  # noqa: PLC0415 - only Redis URLs need it
+        from redis.asyncio import BlockingConnectionPool, Redis  # noqa: PLC0415 - Redis URLs only
 
         from atomcache_core.backends.redis import (  # noqa: PLC0415
             RedisLockBackend,
@@ -107,16 +160,19 @@ class Cache:
             RedisStorage,
         )
 
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
+        options: dict[str, Any] = {
+            "socket_connect_timeout": 2.0,
+            "socket_timeout": 2.0,
+            "max_connections": 100,
+            "timeout": 2.0,
+        }
         options.update(redis_options)
-        client = Redis.from_url(url, **options)
+        client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
         cache = cls(
             storage=RedisStorage(client),
             lock=RedisLockBackend(client),
             notifier=RedisNotifier(client),
-            serializer=serializer,
-            namespace=namespace,
-            ttl=ttl,
+            **settings,
         )
         cache._client = client
         return cache
@@ -202,8 +258,82 @@ class Cache:
             [self.keys.tag(tag) for tag in _checked_tags(tags)]
         )
 
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        *,
+        stale_ttl: float = 0.0,
+        stale_if_error: float = 0.0,
+        beta: float = 0.0,
+    ) -> Any:
+        """Return the value of `key`, calling `factory` once fleet-wide when it is missing.
+
+        Args:
+            key: The cache key.
+            factory: A zero-argument callable returning the value or an awaitable of it.
+                Coroutine functions run in the event loop, plain functions in a thread.
+            ttl: Seconds the computed value stays fresh (default: the cache's TTL).
+            tags: Tags to store the value with, for `invalidate_tags`.
+            stale_ttl: Stale-while-revalidate window (RFC 5861): for this many seconds
+                after expiry the old value is returned at once while one background
+                refresh runs fleet-wide.
+            stale_if_error: For this many seconds after expiry, a failing recomputation
+                returns the old value instead of raising.
+            beta: Early refresh (XFetch): when > 0, a read of a fresh value may start
+                a background refresh shortly before expiry, more likely the closer the
+                expiry and the slower the factory; 1.0 is the usual choice.
+
+        Raises:
+            LockTimeoutError: the wait for another process exceeded `wait_timeout`
+                and the cache was created with `on_wait_timeout="raise"`.
+            SerializationError: the value cannot be serialized; it is returned to
+                nobody and not stored.
+        """
+        options = FlightOptions(
+            ttl=self._ttl(ttl),
+            tag_keys=tuple(self.keys.tag(tag) for tag in _checked_tags(tags)),
+            stale_ttl=_checked_window(stale_ttl, "stale_ttl"),
+            stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
+            beta=_checked_window(beta, "beta"),
+        )
+        return await self._flight.get_or_set(key, factory, options)
+
+    def cached(
+        self,
+        ttl: float | None = None,
+        *,
+        key: Callable[..., str] | None = None,
+        exclude: Iterable[str] = (),
+        tags: Iterable[str] = (),
+        stale_ttl: float = 0.0,
+        stale_if_error: float = 0.0,
+        beta: float = 0.0,
+    ) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
+        """Decorate an async function so its results are cached with `get_or_set`.
+
+        The key is the function's module and qualified name plus its arguments (bound
+        to the signature, defaults applied, JSON-encoded with sorted names), so
+        `f(1)` and `f(x=1)` share an entry. Leave arguments out of the key with
+        `exclude=("session",)` (e.g. a database session), or build it yourself with
+        `key=lambda *args, **kwargs: "..."`. The other arguments are `get_or_set`'s.
+        """
+        return cached_function(
+            self,
+            ttl=ttl,
+            key=key,
+            exclude=tuple(exclude),
+            tags=tuple(_checked_tags(tags)),
+            stale_ttl=stale_ttl,
+            stale_if_error=stale_if_error,
+            beta=beta,
+        )
+
     async def close(self) -> None:
         """Stop background work and close the connections this cache opened."""
+        await self._flight.close()
         await self.notifier.close()
         await self.lock.close()
         await self.storage.close()
@@ -231,6 +361,24 @@ class Cache:
             f"ttl={self.default_ttl})"
         )
 
+    def decode(self, data: bytes | None) -> tuple[Entry, Any] | None:
+        """Decode stored bytes into the entry and its value; `None` if absent or corrupt.
+
+        Corrupt bytes (not an entry of this format version, or a payload the serializer
+        rejects) are counted in `stats.corrupt`.
+        """
+        if data is None:
+            return None
+        entry = decode_entry(data)
+        if entry is None:
+            self._stats.corrupt += 1
+            return None
+        try:
+            return entry, self.serializer.loads(entry.payload)
+        except SerializationError:
+            self._stats.corrupt += 1
+            return None
+
     async def _entry(self, key: str) -> Entry | None:
         data = await self.storage.get(self.keys.value(key))
         return decode_entry(data) if data is not None else None
@@ -245,19 +393,10 @@ class Cache:
         return value
 
     def _decode(self, data: bytes | None, now: float) -> Any:
-        if data is None:
+        found = self.decode(data)
+        if found is None or not found[0].is_fresh(now):
             return _MISSING
-        entry = decode_entry(data)
-        if entry is None:
-            self._stats.corrupt += 1
-            return _MISSING
-        if not entry.is_fresh(now):
-            return _MISSING
-        try:
-            return self.serializer.loads(entry.payload)
-        except SerializationError:
-            self._stats.corrupt += 1
-            return _MISSING
+        return found[1]
 
     def _encode(self, value: Any, ttl: float, now: float) -> bytes:
         payload = self.serializer.dumps(value)
@@ -267,11 +406,17 @@ class Cache:
         return self.default_ttl if ttl is None else _checked_ttl(ttl)
 
 
-def _checked_ttl(ttl: float) -> float:
+def _checked_ttl(ttl: float, name: str = "ttl") -> float:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not (0 < ttl < math.inf):
-        msg = f"ttl must be a positive, finite number of seconds, got {ttl!r}"
+        msg = f"{name} must be a positive, finite number of seconds, got {ttl!r}"
         raise ConfigurationError(msg)
     return float(ttl)
+
+
+def _checked_window(seconds: float, name: str) -> float:
+    if seconds == 0:
+        return 0.0
+    return _checked_ttl(seconds, name)
 
 
 def _checked_tags(tags: Iterable[str]) -> list[str]:

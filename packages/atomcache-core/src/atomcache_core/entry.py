@@ -8,6 +8,7 @@ Layout (big-endian), read in one round trip with the payload::
     created  float64   wall-clock seconds when stored
     fresh    float64   wall-clock seconds until which the entry is fresh
     stale    float64   wall-clock seconds until which it may be served stale
+    compute  float64   seconds the value took to compute (0 if set directly)
     etag_len uint16    length of the ETag that follows (0: none)
     crc32    uint32    checksum of the header before it and of everything after it
     etag     etag_len bytes, ASCII
@@ -28,7 +29,7 @@ __all__ = ["FORMAT_VERSION", "Entry", "decode_entry", "encode_entry"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"AC"
-_FIELDS = struct.Struct(">2sBBdddH")
+_FIELDS = struct.Struct(">2sBBddddH")
 _CHECKSUM = struct.Struct(">I")
 _HEADER_SIZE = _FIELDS.size + _CHECKSUM.size
 _MAX_ETAG_BYTES = 0xFFFF
@@ -43,6 +44,7 @@ class Entry:
         created_at: Wall-clock time it was stored.
         fresh_until: Wall-clock time until which it is fresh.
         stale_until: Wall-clock time until which it may still be served stale.
+        compute_time: Seconds the value took to compute, used for early refresh.
         etag: The entity tag stored with an HTTP entry, quoted; `None` otherwise.
         flags: Reserved bits, 0.
     """
@@ -51,6 +53,7 @@ class Entry:
     created_at: float
     fresh_until: float
     stale_until: float
+    compute_time: float = 0.0
     etag: str | None = None
     flags: int = 0
 
@@ -76,6 +79,7 @@ def encode_entry(entry: Entry) -> bytes:
         entry.created_at,
         entry.fresh_until,
         entry.stale_until,
+        entry.compute_time,
         len(etag),
     )
     checksum = zlib.crc32(entry.payload, zlib.crc32(etag, zlib.crc32(fields)))
@@ -86,7 +90,7 @@ def decode_entry(data: bytes) -> Entry | None:
     """Decode stored bytes; `None` when they are not a valid entry of this version."""
     if len(data) < _HEADER_SIZE or data[:2] != _MAGIC or data[2] != FORMAT_VERSION:
         return None
-    _, _, flags, created, fresh, stale, etag_len = _FIELDS.unpack_from(data)
+    _, _, flags, created, fresh, stale, compute_time, etag_len = _FIELDS.unpack_from(data)
     (checksum,) = _CHECKSUM.unpack_from(data, _FIELDS.size)
     view = memoryview(data)
     body = view[_HEADER_SIZE:]
@@ -100,6 +104,7 @@ def decode_entry(data: bytes) -> Entry | None:
         created_at=created,
         fresh_until=fresh,
         stale_until=stale,
+        compute_time=compute_time,
         etag=etag_bytes.decode("ascii") if etag_len else None,
         flags=flags,
     )

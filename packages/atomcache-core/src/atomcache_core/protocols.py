@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
 __all__ = [
+    "EVENT_STATUSES",
     "Event",
     "EventStatus",
     "LockBackend",
@@ -24,7 +25,8 @@ __all__ = [
     "Subscription",
 ]
 
-EventStatus = Literal["stored", "failed"]
+EventStatus = Literal["stored", "failed", "computing"]
+EVENT_STATUSES: frozenset[str] = frozenset(("stored", "failed", "computing"))
 
 
 @runtime_checkable
@@ -48,6 +50,25 @@ class Storage(Protocol):
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Store every item for `ttl` seconds."""
+        ...
+
+    async def set_if_locked(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float,
+        tag_keys: Sequence[str],
+        *,
+        lock_key: str,
+        token: str,
+    ) -> bool:
+        """Like `set`, but only while `lock_key` is held by `token`; release it too.
+
+        This is the single-flight leader's fenced write: a leader whose lock expired
+        and was taken by another process must not overwrite the newer value. The lock
+        is the one kept by the `LockBackend` paired with this storage, checked, written
+        and released in one atomic step. Return whether the value was stored.
+        """
         ...
 
     async def delete(self, key: str) -> bool:
@@ -98,7 +119,8 @@ class Event:
 
     Attributes:
         key: The channel key the event was published on.
-        status: `"stored"` when a value was written, `"failed"` when its computation raised.
+        status: `"stored"` when a value was written, `"failed"` when its computation
+            raised or could not be stored, `"computing"` as the leader's heartbeat.
         version: Identifies the computation (the leader's lock token), for tracing.
     """
 

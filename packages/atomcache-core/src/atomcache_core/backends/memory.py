@@ -53,6 +53,7 @@ class MemoryStorage:
         self.max_entries = max_entries
         self._data: OrderedDict[str, _Item] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
         self._writes_until_sweep = _MIN_SWEEP_INTERVAL
 
     def __len__(self) -> int:
@@ -77,6 +78,24 @@ class MemoryStorage:
         expires_at = time.monotonic() + ttl
         for key, value in items.items():
             self._set(key, value, expires_at, ())
+
+    async def set_if_locked(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float,
+        tag_keys: Sequence[str],
+        *,
+        lock_key: str,
+        token: str,
+    ) -> bool:
+        """Store and release the lock only while `token` holds it in the paired lock backend."""
+        now = time.monotonic()
+        if not _owns(self._locks, lock_key, token, now):
+            return False
+        del self._locks[lock_key]
+        self._set(key, value, now + ttl, tuple(tag_keys))
+        return True
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; return whether it held a live value."""
@@ -151,12 +170,24 @@ class MemoryStorage:
         self._writes_until_sweep = max(_MIN_SWEEP_INTERVAL, len(self._data))
 
 
-class MemoryLockBackend:
-    """An in-process `LockBackend` with expiring, token-owned locks."""
+def _owns(locks: dict[str, tuple[str, float]], key: str, token: str, now: float) -> bool:
+    """Whether `token` holds the unexpired lock `key`."""
+    held = locks.get(key)
+    return held is not None and held[0] == token and held[1] > now
 
-    def __init__(self) -> None:
-        """Create a lock table with no locks held."""
-        self._locks: dict[str, tuple[str, float]] = {}
+
+class MemoryLockBackend:
+    """An in-process `LockBackend` with expiring, token-owned locks.
+
+    Pass the `MemoryStorage` it works with, so that the storage's fenced writes
+    (`set_if_locked`) see these locks; `Cache()` does this for you.
+    """
+
+    def __init__(self, storage: MemoryStorage | None = None) -> None:
+        """Create a lock table, shared with `storage` when given."""
+        self._locks: dict[str, tuple[str, float]] = (
+            storage._locks if storage is not None else {}  # noqa: SLF001 - the paired storage's table
+        )
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the lock for `ttl` seconds unless a live owner holds it."""
@@ -188,8 +219,7 @@ class MemoryLockBackend:
         """Nothing to release."""
 
     def _owns(self, key: str, token: str) -> bool:
-        held = self._locks.get(key)
-        return held is not None and held[0] == token and held[1] > time.monotonic()
+        return _owns(self._locks, key, token, time.monotonic())
 
     def _sweep(self, now: float) -> None:
         for key in [k for k, (_, expires_at) in self._locks.items() if expires_at <= now]:

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.exceptions import BackendError, BackendUnavailableError, ConfigurationError
-from atomcache_core.protocols import Event
+from atomcache_core.protocols import EVENT_STATUSES, Event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -32,10 +32,14 @@ __all__ = ["RedisLockBackend", "RedisNotifier", "RedisStorage"]
 
 _CLEAR_BATCH = 500
 
-_SET_WITH_TAGS = """
+# KEYS: value key, lock key (or the value key again when unfenced), tag keys...
+# ARGV: value, ttl in milliseconds, lock token ("" when unfenced)
+_SET = """
 local ttl = tonumber(ARGV[2])
+local fenced = ARGV[3] ~= ''
+if fenced and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local tag_key = KEYS[i]
   -- forget up to two members whose entries are gone, so tag sets stay small
   for _, member in ipairs(redis.call('SRANDMEMBER', tag_key, 2)) do
@@ -44,6 +48,7 @@ for i = 2, #KEYS do
   redis.call('SADD', tag_key, KEYS[1])
   if redis.call('PTTL', tag_key) < ttl then redis.call('PEXPIRE', tag_key, ttl) end
 end
+if fenced then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
@@ -140,7 +145,7 @@ class RedisStorage:
         """Use `client`; close it on `close()` only if `owns_client`."""
         self._client = _check_client(client)
         self._owns_client = owns_client
-        self._set_with_tags = client.register_script(_SET_WITH_TAGS)
+        self._set = client.register_script(_SET)
         self._invalidate_tags = client.register_script(_INVALIDATE_TAGS)
 
     async def get(self, key: str) -> bytes | None:
@@ -165,7 +170,25 @@ class RedisStorage:
                 await self._client.set(key, value, px=milliseconds)
             return
         with _translate_errors("SET (with tags)"):
-            await self._set_with_tags(keys=[key, *tag_keys], args=[value, milliseconds])
+            await self._set(keys=[key, key, *tag_keys], args=[value, milliseconds, ""])
+
+    async def set_if_locked(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float,
+        tag_keys: Sequence[str],
+        *,
+        lock_key: str,
+        token: str,
+    ) -> bool:
+        """Store and release the lock in one script, only while `token` holds `lock_key`."""
+        milliseconds = _milliseconds(ttl)
+        with _translate_errors("SET (fenced)"):
+            stored: int = await self._set(
+                keys=[key, lock_key, *tag_keys], args=[value, milliseconds, token]
+            )
+        return stored == 1
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Store every item for `ttl` seconds in one pipeline."""
@@ -393,8 +416,6 @@ def _parse_event(key: str, data: object) -> Event | None:
     if not isinstance(data, bytes):
         return None
     status, _, version = data.decode(errors="replace").partition(":")
-    if status == "stored":
-        return Event(key, "stored", version)
-    if status == "failed":
-        return Event(key, "failed", version)
-    return None
+    if status not in EVENT_STATUSES:
+        return None
+    return Event(key, status, version)  # type: ignore[arg-type] # checked just above

@@ -1,0 +1,372 @@
+"""Single flight: one computation per cold key, in the process and across the fleet.
+
+How a call of `Cache.get_or_set` proceeds (see DESIGN.md, "Single flight"):
+
+1. A call for a key that this process is already filling joins that fill (one shared
+   task per key, shielded so one caller's cancellation does not stop the others).
+2. Otherwise it reads the entry: fresh -> returned (possibly with an early refresh,
+   XFetch); expired but inside `stale_ttl` -> returned while one background refresh
+   runs; else the process starts a fill.
+3. A fill takes the lock (`SET NX PX`, random token). The leader re-reads the key
+   (another leader may just have finished), computes, and stores with a fenced write
+   that succeeds only while it still holds the lock, releasing it in the same step;
+   then it publishes "stored". While it computes, it extends the lock and publishes
+   a "computing" heartbeat every `heartbeat_interval`.
+4. A process that does not get the lock subscribes to the key's channel first, then
+   re-reads and retries the lock (so neither a "stored" nor a "failed" can slip by),
+   then waits. "stored" -> re-read. "failed" -> re-read and try the lock: one of the
+   waiting processes becomes the next leader. "computing" -> keep waiting without
+   any command. Silence for `recheck_interval` -> re-read and try the lock: this
+   covers lost notifications and crashed leaders (their lock expires).
+5. Every wait ends by `wait_timeout`: then the caller computes without storing
+   (`on_wait_timeout="compute"`, the default) or gets `LockTimeoutError` ("raise").
+
+In the same process, callers that joined a failing fill get the factory's exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from atomcache_core.entry import Entry, encode_entry
+from atomcache_core.exceptions import AtomCacheError, LockTimeoutError
+from atomcache_core.protocols import Event
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from atomcache_core.cache import Cache
+
+__all__ = ["FlightOptions", "SingleFlight", "WaitTimeoutPolicy"]
+
+logger = logging.getLogger("atomcache")
+
+WaitTimeoutPolicy = Literal["compute", "raise"]
+MISSING: Any = object()
+_RETRY: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class FlightOptions:
+    """What one `get_or_set` call asks for, validated by `Cache`."""
+
+    ttl: float
+    tag_keys: tuple[str, ...] = ()
+    stale_ttl: float = 0.0
+    stale_if_error: float = 0.0
+    beta: float = 0.0
+
+    @property
+    def storage_ttl(self) -> float:
+        """How long storage keeps the entry: freshness plus the longest stale window."""
+        return self.ttl + max(self.stale_ttl, self.stale_if_error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lead:
+    token: str
+    takeover: bool
+
+
+class _Stored:
+    """The value a waiter found stored."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+async def call_factory(factory: Callable[[], Any]) -> Any:
+    """Run a zero-argument factory: coroutine functions in the loop, others in a thread.
+
+    A plain function runs in a worker thread so a blocking call cannot stall the event
+    loop (and with it the leader's lock extension); if it returns an awaitable (a
+    lambda around a coroutine function), that is awaited in the loop.
+    """
+    if inspect.iscoroutinefunction(factory):
+        return await factory()
+    result = await asyncio.to_thread(factory)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class SingleFlight:
+    """The coordination behind `Cache.get_or_set`; one per `Cache`."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        lock_ttl: float,
+        recheck_interval: float,
+        wait_timeout: float,
+        on_wait_timeout: WaitTimeoutPolicy,
+        heartbeat_interval: float | None = None,
+    ) -> None:
+        """Coordinate fills for `cache` with these timings (seconds)."""
+        self._cache = cache
+        self.lock_ttl = lock_ttl
+        self.recheck_interval = recheck_interval
+        self.wait_timeout = wait_timeout
+        self.on_wait_timeout = on_wait_timeout
+        self.heartbeat_interval = heartbeat_interval or min(lock_ttl / 3, recheck_interval / 2)
+        self._fills: dict[str, asyncio.Task[Any]] = {}
+        self._reads: dict[str, asyncio.Future[Any]] = {}
+        self._refreshes: dict[str, asyncio.Task[None]] = {}
+
+    async def get_or_set(self, key: str, factory: Callable[[], Any], options: FlightOptions) -> Any:
+        """Return the value of `key`, computing it once fleet-wide when needed."""
+        cache = self._cache
+        value_key = cache.keys.value(key)
+        fill = self._fills.get(value_key)
+        if fill is not None:
+            return await asyncio.shield(fill)
+        found = cache.decode(await self._read(value_key))
+        now = time.time()
+        if found is not None:
+            entry, value = found
+            if entry.is_fresh(now):
+                cache.stats.hits += 1
+                if options.beta and _refresh_early(entry, now, options.beta):
+                    self._refresh(key, factory, options, entry.created_at)
+                return value
+            if now < entry.fresh_until + options.stale_ttl:
+                cache.stats.stale_hits += 1
+                self._refresh(key, factory, options, entry.created_at)
+                return value
+        cache.stats.misses += 1
+        fallback = MISSING
+        if found is not None and now < found[0].fresh_until + options.stale_if_error:
+            fallback = found[1]
+        fill = self._fills.get(value_key)
+        if fill is None:
+            fill = asyncio.create_task(self._fill(key, factory, options, fallback))
+            self._fills[value_key] = fill
+            fill.add_done_callback(lambda done: self._forget(self._fills, value_key, done))
+        return await asyncio.shield(fill)
+
+    async def _read(self, value_key: str) -> bytes | None:
+        """Read `value_key`, sharing one storage read among concurrent callers."""
+        while (pending := self._reads.get(value_key)) is not None:
+            data = await asyncio.shield(pending)
+            if data is not _RETRY:
+                return data  # type: ignore[no-any-return]
+        future = self._reads[value_key] = asyncio.get_running_loop().create_future()
+        try:
+            data = await self._cache.storage.get(value_key)
+        except asyncio.CancelledError:
+            future.set_result(_RETRY)  # the others read for themselves
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, even if nobody else was waiting
+            raise
+        else:
+            future.set_result(data)
+        finally:
+            del self._reads[value_key]
+        return data
+
+    async def close(self) -> None:
+        """Cancel fills and refreshes still running (their locks are released)."""
+        tasks = [*self._fills.values(), *self._refreshes.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    def _forget(tasks: dict[str, Any], key: str, done: asyncio.Task[Any]) -> None:
+        if tasks.get(key) is done:
+            del tasks[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: the callers saw it through the shield
+
+    async def _fill(
+        self, key: str, factory: Callable[[], Any], options: FlightOptions, fallback: Any
+    ) -> Any:
+        cache = self._cache
+        lock_key = cache.keys.lock(key)
+        token = await cache.lock.acquire(lock_key, self.lock_ttl)
+        takeover = False
+        if token is None:
+            outcome = await self._wait(key, lock_key)
+            if isinstance(outcome, _Stored):
+                return outcome.value
+            if outcome is None:
+                return await self._after_wait_timeout(key, factory)
+            token, takeover = outcome.token, outcome.takeover
+        else:
+            found = cache.decode(await cache.storage.get(cache.keys.value(key)))
+            if found is not None and found[0].is_fresh(time.time()):
+                await cache.lock.release(lock_key, token)
+                return found[1]
+        if takeover:
+            cache.stats.lock_takeovers += 1
+        return await self._lead(key, token, factory, options, fallback)
+
+    async def _wait(self, key: str, lock_key: str) -> _Stored | _Lead | None:
+        """Wait for another process's computation; `None` when the deadline passed."""
+        cache = self._cache
+        cache.stats.waits += 1
+        value_key, channel = cache.keys.value(key), cache.keys.channel(key)
+        deadline = time.monotonic() + self.wait_timeout
+        check, woken_by, silent = True, "", False
+        async with cache.notifier.subscribe(channel) as subscription:
+            while True:
+                if check:
+                    found = cache.decode(await cache.storage.get(value_key))
+                    if found is not None and found[0].is_fresh(time.time()):
+                        if woken_by == "notification":
+                            cache.stats.wakeups_notified += 1
+                        elif woken_by == "recheck":
+                            cache.stats.wakeups_rechecked += 1
+                        return _Stored(found[1])
+                    token = await cache.lock.acquire(lock_key, self.lock_ttl)
+                    if token is not None:
+                        return _Lead(token, takeover=silent)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                event = await subscription.wait(min(self.recheck_interval, remaining))
+                if event is None:
+                    check, woken_by, silent = True, "recheck", remaining > self.recheck_interval
+                elif event.status == "computing":
+                    check = False
+                else:
+                    check, woken_by, silent = True, "notification", False
+
+    async def _after_wait_timeout(self, key: str, factory: Callable[[], Any]) -> Any:
+        if self.on_wait_timeout == "raise":
+            msg = (
+                f"gave up after waiting {self.wait_timeout} s for another process to compute "
+                f"{key!r}; raise wait_timeout, or use on_wait_timeout='compute' to compute "
+                "without storing instead"
+            )
+            raise LockTimeoutError(msg)
+        logger.warning("wait for %r timed out; computing it here without storing", key)
+        self._cache.stats.computations += 1
+        return await call_factory(factory)
+
+    async def _lead(
+        self,
+        key: str,
+        token: str,
+        factory: Callable[[], Any],
+        options: FlightOptions,
+        fallback: Any,
+    ) -> Any:
+        cache = self._cache
+        lock_key, channel = cache.keys.lock(key), cache.keys.channel(key)
+        cache.stats.computations += 1
+        heartbeat = asyncio.create_task(self._heartbeat(lock_key, channel, token))
+        started = time.monotonic()
+        try:
+            value = await call_factory(factory)
+            payload = cache.serializer.dumps(value)
+        except BaseException as exc:
+            heartbeat.cancel()
+            await self._abandon(lock_key, channel, token)
+            if not isinstance(exc, Exception):
+                raise
+            cache.stats.errors += 1
+            if fallback is MISSING:
+                raise
+            logger.warning("refresh of %r failed; serving the stale value", key, exc_info=exc)
+            cache.stats.stale_hits += 1
+            return fallback
+        finally:
+            heartbeat.cancel()
+        now = time.time()
+        entry = Entry(
+            payload,
+            created_at=now,
+            fresh_until=now + options.ttl,
+            stale_until=now + options.storage_ttl,
+            compute_time=time.monotonic() - started,
+        )
+        stored = await cache.storage.set_if_locked(
+            cache.keys.value(key),
+            encode_entry(entry),
+            options.storage_ttl,
+            options.tag_keys,
+            lock_key=lock_key,
+            token=token,
+        )
+        if stored:
+            await cache.notifier.publish(channel, Event(channel, "stored", token))
+        else:
+            logger.warning("lost the lock of %r while computing it; the value was not stored", key)
+            await cache.notifier.publish(channel, Event(channel, "failed", token))
+        return value
+
+    async def _heartbeat(self, lock_key: str, channel: str, token: str) -> None:
+        """Extend the lock and tell waiters the leader is alive, until cancelled."""
+        cache = self._cache
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                if not await cache.lock.extend(lock_key, token, self.lock_ttl):
+                    return
+                await cache.notifier.publish(channel, Event(channel, "computing", token))
+            except AtomCacheError:
+                logger.warning("could not extend the lock %r; retrying", lock_key, exc_info=True)
+
+    async def _abandon(self, lock_key: str, channel: str, token: str) -> None:
+        """Release the lock and wake the waiters after a failed computation."""
+        cache = self._cache
+        try:
+            await cache.lock.release(lock_key, token)
+            await cache.notifier.publish(channel, Event(channel, "failed", token))
+        except AtomCacheError:
+            logger.warning("could not release %r after a failure", lock_key, exc_info=True)
+
+    def _refresh(
+        self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
+    ) -> None:
+        """Start one background refresh of `key` in this process, if none is running."""
+        value_key = self._cache.keys.value(key)
+        if value_key in self._refreshes or value_key in self._fills:
+            return
+        task = asyncio.create_task(self._refresh_now(key, factory, options, seen))
+        self._refreshes[value_key] = task
+        task.add_done_callback(lambda done: self._forget(self._refreshes, value_key, done))
+
+    async def _refresh_now(
+        self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
+    ) -> None:
+        """Recompute `key` if no other process is doing it; errors are logged."""
+        cache = self._cache
+        lock_key = cache.keys.lock(key)
+        try:
+            token = await cache.lock.acquire(lock_key, self.lock_ttl)
+            if token is None:
+                return
+            found = cache.decode(await cache.storage.get(cache.keys.value(key)))
+            if found is not None and found[0].created_at > seen:
+                await cache.lock.release(lock_key, token)
+                return
+            await self._lead(key, token, factory, options, MISSING)
+        except Exception:
+            logger.exception("background refresh of %r failed; the stale value stays", key)
+
+
+def _refresh_early(entry: Entry, now: float, beta: float) -> bool:
+    """XFetch (Vattani et al., VLDB 2015): refresh before expiry with rising probability.
+
+    Recompute when `now - compute_time * beta * ln(U) >= fresh_until`, `U` uniform in
+    (0, 1]: the longer a value takes to compute and the closer it is to expiring, the
+    likelier one reader starts its refresh; `beta > 1` refreshes earlier.
+    """
+    if entry.compute_time <= 0:
+        return False
+    draw = 1.0 - random.random()  # noqa: S311 - not for security, uniform in (0, 1]
+    return now - entry.compute_time * beta * math.log(draw) >= entry.fresh_until

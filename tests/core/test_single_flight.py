@@ -1,0 +1,303 @@
+"""Single flight inside one process, and between two cache instances (memory and Redis).
+
+Two `Cache` objects on the same backends behave like two processes: each has its own
+in-process flights, so they can only coordinate through the lock and the notifier.
+The cross-process tests with real processes are in test_fleet.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from atomcache_core import Cache, LockTimeoutError, SerializationError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+
+class Counter:
+    """A factory that counts its calls, optionally slow, failing or blocked on an event."""
+
+    def __init__(self, delay: float = 0.0, value: Any = "value") -> None:
+        """Return `value` after `delay` seconds."""
+        self.calls = 0
+        self.delay = delay
+        self.value = value
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.block = False
+        self.fail: Exception | None = None
+
+    async def __call__(self) -> Any:
+        """Count the call, then wait, fail or return as configured."""
+        self.calls += 1
+        self.started.set()
+        if self.block:
+            await self.release.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        return self.value
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def pair(
+    request: pytest.FixtureRequest, namespace: str
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Cache, Cache]]]]:
+    """Make two caches on shared backends (like two processes), with the given settings."""
+    made: list[Cache] = []
+
+    async def make(**settings: Any) -> tuple[Cache, Cache]:
+        if request.param == "memory":
+            first = Cache(namespace=namespace, **settings)
+            second = Cache(
+                storage=first.storage,
+                lock=first.lock,
+                notifier=first.notifier,
+                namespace=namespace,
+                **settings,
+            )
+        else:
+            url = request.getfixturevalue("redis_url")
+            first = Cache.from_url(url, namespace=namespace, **settings)
+            second = Cache.from_url(url, namespace=namespace, **settings)
+        made.extend((first, second))
+        return first, second
+
+    yield make
+    for cache in made:
+        await cache.close()
+
+
+async def test_one_thousand_concurrent_callers_compute_once(cache: Cache) -> None:
+    """1,000 concurrent callers of one cold key run the factory once and share its value."""
+    factory = Counter(delay=0.05, value={"answer": 42})
+    results = await asyncio.gather(*(cache.get_or_set("cold", factory) for _ in range(1000)))
+    assert factory.calls == 1
+    assert results == [{"answer": 42}] * 1000
+    assert cache.stats.computations == 1
+    assert await cache.get("cold") == {"answer": 42}
+
+
+async def test_sync_factories_and_lambdas_work(cache: Cache) -> None:
+    """A plain function, and a lambda returning a coroutine, both work as factories."""
+
+    def blocking() -> str:
+        time.sleep(0.01)
+        return "from a thread"
+
+    async def coroutine() -> str:
+        return "from a coroutine"
+
+    assert await cache.get_or_set("sync", blocking) == "from a thread"
+    assert await cache.get_or_set("lambda", lambda: coroutine()) == "from a coroutine"  # noqa: PLW0108 - the lambda is the point
+    assert await cache.get("sync") == "from a thread"
+
+
+async def test_none_is_computed_once(cache: Cache) -> None:
+    """A factory returning None is cached like any value."""
+    factory = Counter(value=None)
+    assert await cache.get_or_set("k", factory) is None
+    assert await cache.get_or_set("k", factory) is None
+    assert factory.calls == 1
+
+
+async def test_hit_does_not_call_the_factory(cache: Cache) -> None:
+    """A fresh entry is returned without computing."""
+    await cache.set("k", "stored")
+    factory = Counter()
+    assert await cache.get_or_set("k", factory) == "stored"
+    assert factory.calls == 0
+    assert cache.stats.hits == 1
+
+
+async def test_ttl_and_tags_apply_to_computed_values(cache: Cache) -> None:
+    """get_or_set stores with its TTL and tags."""
+    await cache.get_or_set("k", Counter(), ttl=5, tags=["t"])
+    remaining = await cache.ttl("k")
+    assert remaining is not None
+    assert 4 < remaining <= 5
+    assert await cache.invalidate_tags("t") == 1
+
+
+async def test_failure_stores_nothing_and_frees_the_lock(cache: Cache) -> None:
+    """A raising factory: joined callers get the error; nothing stored; the lock is free."""
+    factory = Counter(delay=0.02)
+    factory.fail = RuntimeError("upstream down")
+    results = await asyncio.gather(
+        *(cache.get_or_set("k", factory) for _ in range(20)), return_exceptions=True
+    )
+    assert factory.calls == 1
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert await cache.exists("k") is False
+    token = await cache.lock.acquire(cache.keys.lock("k"), 1)
+    assert token is not None
+    await cache.lock.release(cache.keys.lock("k"), token)
+    factory.fail = None
+    assert await cache.get_or_set("k", factory) == "value"
+    assert factory.calls == 2
+    assert cache.stats.errors == 1
+
+
+async def test_unserializable_result_is_an_error_and_stores_nothing(cache: Cache) -> None:
+    """A factory value JSON cannot hold raises SerializationError and leaves the lock free."""
+    factory = Counter(value={1, 2})
+    with pytest.raises(SerializationError):
+        await cache.get_or_set("k", factory)
+    assert await cache.lock.acquire(cache.keys.lock("k"), 1) is not None
+
+
+async def test_waiter_is_woken_by_the_notification(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """The second instance waits for the first's computation and is woken by "stored"."""
+    first, second = await pair(recheck_interval=30)
+    factory = Counter(delay=0.2)
+    started = time.monotonic()
+    leader = asyncio.create_task(first.get_or_set("k", factory))
+    await factory.started.wait()
+    assert await second.get_or_set("k", factory) == "value"
+    assert await leader == "value"
+    assert time.monotonic() - started < 5
+    assert factory.calls == 1
+    assert second.stats.waits == 1
+    assert second.stats.wakeups_notified == 1
+    assert second.stats.wakeups_rechecked == 0
+
+
+async def test_lock_is_extended_for_slow_factories(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """A factory running for 3x the lock TTL is still computed once."""
+    first, second = await pair(lock_ttl=0.2, recheck_interval=0.1)
+    factory = Counter(delay=0.6)
+    leader = asyncio.create_task(first.get_or_set("k", factory))
+    await factory.started.wait()
+    results = await asyncio.gather(*(second.get_or_set("k", factory) for _ in range(5)))
+    assert await leader == "value"
+    assert results == ["value"] * 5
+    assert factory.calls == 1
+    assert second.stats.lock_takeovers == 0
+
+
+async def test_a_leader_that_lost_its_lock_does_not_overwrite(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """When the lock is lost mid-computation, the newer leader's value stays."""
+    first, second = await pair(lock_ttl=0.1, recheck_interval=0.05)
+    slow = Counter(value="old")
+    slow.block = True
+    leader = asyncio.create_task(first.get_or_set("k", slow))
+    await slow.started.wait()
+    first._flight.heartbeat_interval = 3600  # the old leader stops extending: its lock expires
+    await asyncio.sleep(0.5)
+    assert await second.get_or_set("k", Counter(value="new")) == "new"
+    slow.release.set()
+    assert await leader == "old"
+    assert await first.get("k") == "new"
+
+
+async def test_failure_wakes_waiters_and_one_of_them_leads(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """The leader fails: the waiting instance is woken by "failed" and computes it itself."""
+    first, second = await pair(recheck_interval=30)
+    failing = Counter(delay=0.1)
+    failing.fail = RuntimeError("boom")
+    leader = asyncio.create_task(first.get_or_set("k", failing))
+    await failing.started.wait()
+    good = Counter(value="recovered")
+    started = time.monotonic()
+    assert await second.get_or_set("k", good) == "recovered"
+    assert time.monotonic() - started < 5
+    with pytest.raises(RuntimeError, match="boom"):
+        await leader
+    assert good.calls == 1
+    assert await first.get("k") == "recovered"
+
+
+@pytest.mark.parametrize("policy", ["raise", "compute"])
+async def test_wait_deadline_with_a_hung_leader(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]], policy: str
+) -> None:
+    """Waiters stop after wait_timeout: LockTimeoutError, or a value computed and not stored."""
+    first, second = await pair(wait_timeout=0.3, recheck_interval=0.1, on_wait_timeout=policy)
+    hung = Counter()
+    hung.block = True
+    leader = asyncio.create_task(first.get_or_set("k", hung))
+    await hung.started.wait()
+    started = time.monotonic()
+    if policy == "raise":
+        with pytest.raises(LockTimeoutError, match="wait_timeout"):
+            await second.get_or_set("k", Counter())
+    else:
+        assert await second.get_or_set("k", Counter(value="local")) == "local"
+        assert await second.get("k") is None
+    assert 0.25 < time.monotonic() - started < 2
+    hung.release.set()
+    assert await leader == "value"
+
+
+async def test_stale_while_revalidate_serves_at_once_and_refreshes_once(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """Inside stale_ttl the old value comes back at once; one refresh runs across instances."""
+    first, second = await pair()
+    await first.get_or_set("k", Counter(value="old"), ttl=0.1, stale_ttl=10)
+    await asyncio.sleep(0.15)
+    refresh = Counter(delay=0.2, value="new")
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(cache.get_or_set("k", refresh, ttl=10, stale_ttl=10) for cache in (first, second) * 10)
+    )
+    assert time.monotonic() - started < 0.15
+    assert results == ["old"] * 20
+    assert first.stats.stale_hits + second.stats.stale_hits == 20
+    for _ in range(100):
+        if await first.get("k") == "new":
+            break
+        await asyncio.sleep(0.02)
+    assert await first.get("k") == "new"
+    assert refresh.calls == 1
+
+
+async def test_stale_if_error_serves_the_old_value_when_the_refresh_fails(cache: Cache) -> None:
+    """Inside stale_if_error a failing recomputation returns the stale value; outside it raises."""
+    await cache.get_or_set("k", Counter(value="old"), ttl=0.1, stale_if_error=0.3)
+    await asyncio.sleep(0.15)
+    failing = Counter()
+    failing.fail = RuntimeError("upstream down")
+    assert await cache.get_or_set("k", failing, ttl=0.1, stale_if_error=0.3) == "old"
+    assert await cache.get("k") is None
+    await asyncio.sleep(0.3)
+    with pytest.raises(RuntimeError, match="upstream down"):
+        await cache.get_or_set("k", failing, ttl=0.1, stale_if_error=0.3)
+
+
+async def test_early_refresh_keeps_steady_readers_from_waiting(cache: Cache) -> None:
+    """With beta, keys read steadily are recomputed before expiry: one miss, ever."""
+    factory = Counter(delay=0.05)
+    deadline = time.monotonic() + 1.5
+    slowest = 0.0
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        assert await cache.get_or_set("k", factory, ttl=0.3, beta=2.0) == "value"
+        if factory.calls > 1:
+            slowest = max(slowest, time.monotonic() - started)
+        await asyncio.sleep(0.01)
+    assert cache.stats.misses == 1
+    assert factory.calls >= 4
+    assert slowest < 0.04
+
+
+async def test_invalid_windows_are_refused(cache: Cache) -> None:
+    """Negative stale windows or beta are configuration errors."""
+    with pytest.raises(ValueError, match="stale_ttl"):
+        await cache.get_or_set("k", Counter(), stale_ttl=-1)
+    with pytest.raises(ValueError, match="on_wait_timeout"):
+        Cache(on_wait_timeout="wait")  # type: ignore[arg-type]
