@@ -1,0 +1,72 @@
+"""One process of a fleet: C concurrent `get_or_set` calls of one key, results as JSON.
+
+Started by `support.fleet` with a JSON config as its argument. It prints "ready" once
+connected, waits for a line on stdin ("go"), runs the callers, prints one JSON line
+and exits. The factory counts its runs fleet-wide in Redis (`INCR`) and announces
+each start on a list, so a test can react (e.g. SIGKILL the leader).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+
+from atomcache_core import Cache
+from support.fleet import until_subscribed
+
+
+async def main(config: dict[str, Any]) -> None:
+    """Run the callers described by `config` and print what they got."""
+    cache = Cache.from_url(config["url"], namespace=config["namespace"], **config["settings"])
+    control = Redis.from_url(config["url"])
+    pid = os.getpid()
+    mode = config.get("mode", "")
+
+    async def factory() -> dict[str, Any]:
+        run = int(await control.incr(config["counter"]))
+        await control.rpush(config["events"], f"start:{pid}:{run}")
+        if run == 1 and mode == "hang-first":
+            await asyncio.sleep(3600)
+        if run == 1 and config.get("await_waiters"):
+            await _await_subscribers(control, config["channel"], config["await_waiters"])
+        await asyncio.sleep(config["delay"])
+        if run == 1 and mode == "fail-first":
+            msg = "the first computation fails"
+            raise RuntimeError(msg)
+        return {"run": run, "pid": pid}
+
+    async def caller() -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            value = await cache.get_or_set(config["key"], factory, **config["call"])
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            return {"error": repr(exc), "latency": time.monotonic() - started}
+        return {"value": value, "latency": time.monotonic() - started, "done": time.time()}
+
+    await control.ping()
+    await cache.exists("warm-up")  # open the pool before the clock starts
+    print("ready", flush=True)  # noqa: T201 - the protocol with the test
+    await asyncio.to_thread(sys.stdin.readline)
+    results = await asyncio.gather(*(caller() for _ in range(config["callers"])))
+    await asyncio.sleep(config.get("settle", 0))
+    report = {"pid": pid, "results": results, "stats": cache.stats.as_dict()}
+    print(json.dumps(report), flush=True)  # noqa: T201
+    await cache.close()
+    await control.aclose()
+
+
+async def _await_subscribers(control: Redis, channel: str, count: int) -> None:
+    """Hold the leader until `count` processes listen on `channel`; note the connections."""
+    await until_subscribed(control, channel, count)
+    clients = await control.client_list(_type="pubsub")
+    await control.set(channel + ":clients", len(clients))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(sys.argv[1])))
