@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format fuzz clean
+.PHONY: demo test lint bench format clean
 
 demo: $(VENV)/.synced
 	$(BIN)/python examples/core_demo.py
@@ -19,6 +19,9 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+bench: $(VENV)/.synced
+	$(BIN)/python bench/stampede.py
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format .

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from atomcache_core import Cache, LockTimeoutError, SerializationError
+from atomcache_core import Cache, LockTimeoutError, MemoryNotifier, SerializationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -301,3 +301,49 @@ async def test_invalid_windows_are_refused(cache: Cache) -> None:
         await cache.get_or_set("k", Counter(), stale_ttl=-1)
     with pytest.raises(ValueError, match="on_wait_timeout"):
         Cache(on_wait_timeout="wait")  # type: ignore[arg-type]
+
+
+async def test_a_lost_notification_is_covered_by_the_recheck(namespace: str) -> None:
+    """With the leader's events never arriving, the waiter finishes by re-checking."""
+    leader = Cache(namespace=namespace)
+    deaf = Cache(
+        storage=leader.storage,
+        lock=leader.lock,
+        notifier=MemoryNotifier(),  # hears nothing the leader publishes
+        namespace=namespace,
+        recheck_interval=0.2,
+    )
+    factory = Counter(delay=0.3)
+    leading = asyncio.create_task(leader.get_or_set("k", factory))
+    await factory.started.wait()
+    assert await deaf.get_or_set("k", factory) == "value"
+    assert await leading == "value"
+    assert deaf.stats.wakeups_rechecked == 1
+    assert deaf.stats.wakeups_notified == 0
+    assert factory.calls == 1
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others(cache: Cache) -> None:
+    """Cancelling one caller leaves the shared computation running for the rest."""
+    factory = Counter(delay=0.1)
+    callers = [asyncio.create_task(cache.get_or_set("k", factory)) for _ in range(5)]
+    await factory.started.wait()
+    callers[0].cancel()
+    results = await asyncio.gather(*callers[1:])
+    assert results == ["value"] * 4
+    assert callers[0].cancelled()
+    assert factory.calls == 1
+    assert await cache.get("k") == "value"
+
+
+async def test_closing_the_cache_releases_a_running_computation(namespace: str) -> None:
+    """close() cancels computations in flight and frees their locks."""
+    cache = Cache(namespace=namespace)
+    hung = Counter()
+    hung.block = True
+    caller = asyncio.create_task(cache.get_or_set("k", hung))
+    await hung.started.wait()
+    await cache.close()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert await cache.lock.acquire(cache.keys.lock("k"), 1) is not None

@@ -38,6 +38,7 @@ class Fleet:
     call: dict[str, Any] = field(default_factory=dict)
     await_waiters: int = 0
     settle: float = 0.0
+    strategy: str = "atomcache"
     namespace: str = field(default_factory=lambda: f"fleet-{uuid.uuid4().hex[:10]}")
     key: str = "cold-key"
     workers: list[asyncio.subprocess.Process] = field(default_factory=list)
@@ -73,6 +74,7 @@ class Fleet:
             "channel": self.keys.channel(self.key),
             "await_waiters": self.await_waiters,
             "settle": self.settle,
+            "strategy": self.strategy,
         }
 
     @contextlib.asynccontextmanager

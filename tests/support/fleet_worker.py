@@ -41,10 +41,21 @@ async def main(config: dict[str, Any]) -> None:
             raise RuntimeError(msg)
         return {"run": run, "pid": pid}
 
+    async def naive() -> Any:
+        """The baseline without single flight: read, compute on a miss, write."""
+        value = await cache.get(config["key"], default=None)
+        if value is None:
+            value = await factory()
+            await cache.set(config["key"], value, ttl=config["call"].get("ttl"))
+        return value
+
     async def caller() -> dict[str, Any]:
         started = time.monotonic()
         try:
-            value = await cache.get_or_set(config["key"], factory, **config["call"])
+            if config.get("strategy") == "naive":
+                value = await naive()
+            else:
+                value = await cache.get_or_set(config["key"], factory, **config["call"])
         except Exception as exc:  # noqa: BLE001 - reported to the test
             return {"error": repr(exc), "latency": time.monotonic() - started}
         return {"value": value, "latency": time.monotonic() - started, "done": time.time()}
