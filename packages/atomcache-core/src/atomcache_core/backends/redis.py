@@ -325,15 +325,15 @@ class RedisNotifier:
         """Receive events on `key` while the block runs; active once entered."""
         subscription = QueueSubscription()
         channel = self._channels.get(key)
+        is_new = channel is None
         if channel is None:
             channel = self._channels[key] = _Channel()
-            channel.subscriptions.add(subscription)
-            pubsub = await self._started()
-            with _translate_errors("SUBSCRIBE"):
-                await pubsub.subscribe(key)
-        else:
-            channel.subscriptions.add(subscription)
+        channel.subscriptions.add(subscription)
         try:
+            if is_new:
+                pubsub = await self._started()
+                with _translate_errors("SUBSCRIBE"):
+                    await pubsub.subscribe(key)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(channel.confirmed.wait(), self._confirm_timeout)
             yield subscription
