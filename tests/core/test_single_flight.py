@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from atomcache_core import Cache, LockTimeoutError, MemoryNotifier, SerializationError
+from atomcache_core import Cache, LockTimeoutError, MemoryNotifier, SerializationError, Uncacheable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -194,7 +194,9 @@ async def test_a_leader_that_lost_its_lock_does_not_overwrite(
     slow.block = True
     leader = asyncio.create_task(first.get_or_set("k", slow))
     await slow.started.wait()
-    first._flight.heartbeat_interval = 3600  # the old leader stops extending: its lock expires
+    first.single_flight.heartbeat_interval = (
+        3600  # the old leader stops extending: its lock expires
+    )
     await asyncio.sleep(0.5)
     assert await second.get_or_set("k", Counter(value="new")) == "new"
     slow.release.set()
@@ -347,3 +349,41 @@ async def test_closing_the_cache_releases_a_running_computation(namespace: str) 
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert await cache.lock.acquire(cache.keys.lock("k"), 1) is not None
+
+
+async def test_uncacheable_results_go_to_their_own_caller_only(cache: Cache) -> None:
+    """Uncacheable(value) goes to its caller only; joined callers compute their own."""
+    calls = 0
+
+    async def personal() -> Uncacheable:
+        nonlocal calls
+        calls += 1
+        mine = calls
+        await asyncio.sleep(0.05)
+        return Uncacheable(f"for caller {mine}")
+
+    results = await asyncio.gather(*(cache.get_or_set("k", personal) for _ in range(3)))
+    assert sorted(results) == ["for caller 1", "for caller 2", "for caller 3"]
+    assert await cache.exists("k") is False
+    assert await cache.lock.acquire(cache.keys.lock("k"), 1) is not None
+
+
+async def test_skipped_event_releases_waiting_instances(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """When the leader's result is uncacheable, a waiting instance computes at once."""
+    first, second = await pair(recheck_interval=30)
+    started = asyncio.Event()
+
+    async def leader_factory() -> Uncacheable:
+        started.set()
+        await asyncio.sleep(0.1)
+        return Uncacheable("leader's")
+
+    leading = asyncio.create_task(first.get_or_set("k", leader_factory))
+    await started.wait()
+    began = time.monotonic()
+    assert await second.get_or_set("k", Counter(value="waiter's")) == "waiter's"
+    assert time.monotonic() - began < 2
+    assert await leading == "leader's"
+    assert await first.exists("k") is False

@@ -4,6 +4,7 @@
 Redis across a fleet of processes.
 """
 
+from atomcache_core._singleflight import Outcome, Uncacheable
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage
 from atomcache_core.cache import Cache
@@ -38,6 +39,7 @@ __all__ = [
     "MemoryNotifier",
     "MemoryStorage",
     "Notifier",
+    "Outcome",
     "PickleSerializer",
     "RedisLockBackend",
     "RedisNotifier",
@@ -46,5 +48,6 @@ __all__ = [
     "Serializer",
     "Storage",
     "Subscription",
+    "Uncacheable",
     "__version__",
 ]

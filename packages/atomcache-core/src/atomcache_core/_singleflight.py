@@ -22,6 +22,11 @@ How a call of `Cache.get_or_set` proceeds (see DESIGN.md, "Single flight"):
    (`on_wait_timeout="compute"`, the default) or gets `LockTimeoutError` ("raise").
 
 In the same process, callers that joined a failing fill get the factory's exception.
+
+A factory may return `Uncacheable(value)`: its own caller gets `value`, nothing is
+stored, and every other caller (joined in-process, or waiting in another process, woken
+by a "skipped" event) computes its own value without waiting. HTTP adapters use this for
+responses that must not be shared (errors, `Set-Cookie`, streaming, oversized bodies).
 """
 
 from __future__ import annotations
@@ -37,31 +42,83 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from atomcache_core.entry import Entry, encode_entry
 from atomcache_core.exceptions import AtomCacheError, LockTimeoutError
-from atomcache_core.protocols import Event
+from atomcache_core.protocols import Event, EventStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from atomcache_core.cache import Cache
+    from atomcache_core.protocols import Serializer
 
-__all__ = ["FlightOptions", "SingleFlight", "WaitTimeoutPolicy"]
+__all__ = ["FlightOptions", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
 
 logger = logging.getLogger("atomcache")
 
 WaitTimeoutPolicy = Literal["compute", "raise"]
-MISSING: Any = object()
 _RETRY: Any = object()
+
+
+OutcomeSource = Literal["hit", "stale", "computed", "waited", "uncached"]
+
+
+@dataclass(frozen=True, slots=True)
+class Uncacheable:
+    """Wrap a factory's result to hand it to its own caller without storing it.
+
+    Concurrent callers of the same key do not share it: each computes its own value,
+    without waiting. Use it for results that depend on the caller or must not be kept.
+    """
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a single-flight call returned, and where it came from.
+
+    Attributes:
+        value: The value.
+        source: `"hit"` (a fresh entry), `"stale"` (an expired entry inside a stale
+            window), `"computed"` (computed here and stored), `"waited"` (computed by
+            another process and read), `"uncached"` (computed and not stored).
+        entry: The entry the value was read from or stored as; `None` if not stored.
+    """
+
+    value: Any
+    source: OutcomeSource
+    entry: Entry | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FlightOptions:
-    """What one `get_or_set` call asks for, validated by `Cache`."""
+    """What one single-flight call asks for, validated by `Cache`.
+
+    Attributes:
+        ttl: Seconds a computed value stays fresh.
+        tag_keys: Storage keys of the tags to record the entry under.
+        stale_ttl: Stale-while-revalidate window, seconds after expiry.
+        stale_if_error: Window after expiry in which a failing computation serves stale.
+        beta: XFetch early-refresh factor; 0 disables it.
+        fresh_after: Entries created before this wall-clock time count as expired
+            (a client's `no-cache` with a minimum refresh interval).
+        store: Whether a computed value is written (`False`: computed per caller).
+        serializer: Payload serializer; `None` means the cache's own.
+        etag: Computes the ETag stored in the entry header from the value.
+    """
 
     ttl: float
     tag_keys: tuple[str, ...] = ()
     stale_ttl: float = 0.0
     stale_if_error: float = 0.0
     beta: float = 0.0
+    fresh_after: float = 0.0
+    store: bool = True
+    serializer: Serializer | None = None
+    etag: Callable[[Any], str | None] | None = None
+
+    def is_fresh(self, entry: Entry, now: float) -> bool:
+        """Whether `entry` counts as fresh for this call."""
+        return entry.is_fresh(now) and entry.created_at >= self.fresh_after
 
     @property
     def storage_ttl(self) -> float:
@@ -75,13 +132,8 @@ class _Lead:
     takeover: bool
 
 
-class _Stored:
-    """The value a waiter found stored."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
+class _Skip:
+    """The leader's result was not shareable: compute your own."""
 
 
 async def call_factory(factory: Callable[[], Any]) -> Any:
@@ -123,36 +175,73 @@ class SingleFlight:
         self._reads: dict[str, asyncio.Future[Any]] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
 
-    async def get_or_set(self, key: str, factory: Callable[[], Any], options: FlightOptions) -> Any:
+    async def get_or_set(
+        self, key: str, factory: Callable[[], Any], options: FlightOptions
+    ) -> Outcome:
         """Return the value of `key`, computing it once fleet-wide when needed."""
         cache = self._cache
         value_key = cache.keys.value(key)
         fill = self._fills.get(value_key)
         if fill is not None:
-            return await asyncio.shield(fill)
-        found = cache.decode(await self._read(value_key))
-        now = time.time()
+            return await self._join(fill, factory)
+        found, expired = await self._lookup(key, factory, options)
         if found is not None:
-            entry, value = found
-            if entry.is_fresh(now):
-                cache.stats.hits += 1
-                if options.beta and _refresh_early(entry, now, options.beta):
-                    self._refresh(key, factory, options, entry.created_at)
-                return value
-            if now < entry.fresh_until + options.stale_ttl:
-                cache.stats.stale_hits += 1
-                self._refresh(key, factory, options, entry.created_at)
-                return value
+            return found
         cache.stats.misses += 1
-        fallback = MISSING
-        if found is not None and now < found[0].fresh_until + options.stale_if_error:
-            fallback = found[1]
+        if not options.store:
+            return await self._compute_unstored(factory)
+        fallback = None
+        if expired is not None and time.time() < expired[0].fresh_until + options.stale_if_error:
+            fallback = Outcome(expired[1], "stale", expired[0])
         fill = self._fills.get(value_key)
-        if fill is None:
-            fill = asyncio.create_task(self._fill(key, factory, options, fallback))
-            self._fills[value_key] = fill
-            fill.add_done_callback(lambda done: self._forget(self._fills, value_key, done))
+        if fill is not None:
+            return await self._join(fill, factory)
+        fill = asyncio.create_task(self._fill(key, factory, options, fallback))
+        self._fills[value_key] = fill
+        fill.add_done_callback(lambda done: self._forget(self._fills, value_key, done))
         return await asyncio.shield(fill)
+
+    async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
+        """Read `key` without computing: a fresh or stale-servable outcome, else `None`."""
+        found, _ = await self._lookup(key, None, options)
+        return found
+
+    async def _lookup(
+        self, key: str, factory: Callable[[], Any] | None, options: FlightOptions
+    ) -> tuple[Outcome | None, tuple[Entry, Any] | None]:
+        """The servable outcome for `key`, else `None` and the expired entry, if any.
+
+        With a `factory`, early and stale-while-revalidate refreshes are started.
+        """
+        cache = self._cache
+        found = cache.decode(await self._read(cache.keys.value(key)), options.serializer)
+        if found is None:
+            return None, None
+        entry, value = found
+        now = time.time()
+        if options.is_fresh(entry, now):
+            cache.stats.hits += 1
+            if factory is not None and options.beta and _refresh_early(entry, now, options.beta):
+                self._refresh(key, factory, options, entry.created_at)
+            return Outcome(value, "hit", entry), None
+        if now < entry.fresh_until + options.stale_ttl and entry.created_at >= options.fresh_after:
+            cache.stats.stale_hits += 1
+            if factory is not None:
+                self._refresh(key, factory, options, entry.created_at)
+            return Outcome(value, "stale", entry), None
+        return None, found
+
+    async def _join(self, fill: asyncio.Task[Outcome], factory: Callable[[], Any]) -> Outcome:
+        """Share another caller's fill; compute our own if its result is not shareable."""
+        outcome = await asyncio.shield(fill)
+        if outcome.source == "uncached":
+            return await self._compute_unstored(factory)
+        return outcome
+
+    async def _compute_unstored(self, factory: Callable[[], Any]) -> Outcome:
+        self._cache.stats.computations += 1
+        value = await call_factory(factory)
+        return Outcome(value.value if isinstance(value, Uncacheable) else value, "uncached")
 
     async def _read(self, value_key: str) -> bytes | None:
         """Read `value_key`, sharing one storage read among concurrent callers."""
@@ -191,29 +280,37 @@ class SingleFlight:
             done.exception()  # retrieved: the callers saw it through the shield
 
     async def _fill(
-        self, key: str, factory: Callable[[], Any], options: FlightOptions, fallback: Any
-    ) -> Any:
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        options: FlightOptions,
+        fallback: Outcome | None,
+    ) -> Outcome:
         cache = self._cache
         lock_key = cache.keys.lock(key)
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
         takeover = False
         if token is None:
-            outcome = await self._wait(key, lock_key)
-            if isinstance(outcome, _Stored):
-                return outcome.value
+            outcome = await self._wait(key, lock_key, options)
+            if isinstance(outcome, Outcome):
+                return outcome
+            if isinstance(outcome, _Skip):
+                return await self._compute_unstored(factory)
             if outcome is None:
                 return await self._after_wait_timeout(key, factory)
             token, takeover = outcome.token, outcome.takeover
         else:
-            found = cache.decode(await cache.storage.get(cache.keys.value(key)))
-            if found is not None and found[0].is_fresh(time.time()):
+            found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
+            if found is not None and options.is_fresh(found[0], time.time()):
                 await cache.lock.release(lock_key, token)
-                return found[1]
+                return Outcome(found[1], "waited", found[0])
         if takeover:
             cache.stats.lock_takeovers += 1
         return await self._lead(key, token, factory, options, fallback)
 
-    async def _wait(self, key: str, lock_key: str) -> _Stored | _Lead | None:
+    async def _wait(
+        self, key: str, lock_key: str, options: FlightOptions
+    ) -> Outcome | _Lead | _Skip | None:
         """Wait for another process's computation; `None` when the deadline passed."""
         cache = self._cache
         cache.stats.waits += 1
@@ -223,16 +320,9 @@ class SingleFlight:
         async with cache.notifier.subscribe(channel) as subscription:
             while True:
                 if check:
-                    found = cache.decode(await cache.storage.get(value_key))
-                    if found is not None and found[0].is_fresh(time.time()):
-                        if woken_by == "notification":
-                            cache.stats.wakeups_notified += 1
-                        elif woken_by == "recheck":
-                            cache.stats.wakeups_rechecked += 1
-                        return _Stored(found[1])
-                    token = await cache.lock.acquire(lock_key, self.lock_ttl)
-                    if token is not None:
-                        return _Lead(token, takeover=silent)
+                    found = await self._check(value_key, lock_key, options, woken_by, silent=silent)
+                    if found is not None:
+                        return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -241,10 +331,33 @@ class SingleFlight:
                     check, woken_by, silent = True, "recheck", remaining > self.recheck_interval
                 elif event.status == "computing":
                     check = False
+                elif event.status == "skipped":
+                    return _Skip()
                 else:
                     check, woken_by, silent = True, "notification", False
 
-    async def _after_wait_timeout(self, key: str, factory: Callable[[], Any]) -> Any:
+    async def _check(
+        self,
+        value_key: str,
+        lock_key: str,
+        options: FlightOptions,
+        woken_by: str,
+        *,
+        silent: bool,
+    ) -> Outcome | _Lead | None:
+        """A waiter's look: the stored value, else the lock if it is free, else `None`."""
+        cache = self._cache
+        found = cache.decode(await cache.storage.get(value_key), options.serializer)
+        if found is not None and options.is_fresh(found[0], time.time()):
+            if woken_by == "notification":
+                cache.stats.wakeups_notified += 1
+            elif woken_by == "recheck":
+                cache.stats.wakeups_rechecked += 1
+            return Outcome(found[1], "waited", found[0])
+        token = await cache.lock.acquire(lock_key, self.lock_ttl)
+        return _Lead(token, takeover=silent) if token is not None else None
+
+    async def _after_wait_timeout(self, key: str, factory: Callable[[], Any]) -> Outcome:
         if self.on_wait_timeout == "raise":
             msg = (
                 f"gave up after waiting {self.wait_timeout} s for another process to compute "
@@ -253,8 +366,7 @@ class SingleFlight:
             )
             raise LockTimeoutError(msg)
         logger.warning("wait for %r timed out; computing it here without storing", key)
-        self._cache.stats.computations += 1
-        return await call_factory(factory)
+        return await self._compute_unstored(factory)
 
     async def _lead(
         self,
@@ -262,8 +374,8 @@ class SingleFlight:
         token: str,
         factory: Callable[[], Any],
         options: FlightOptions,
-        fallback: Any,
-    ) -> Any:
+        fallback: Outcome | None,
+    ) -> Outcome:
         cache = self._cache
         lock_key, channel = cache.keys.lock(key), cache.keys.channel(key)
         cache.stats.computations += 1
@@ -271,14 +383,17 @@ class SingleFlight:
         started = time.monotonic()
         try:
             value = await call_factory(factory)
-            payload = cache.serializer.dumps(value)
+            if isinstance(value, Uncacheable):
+                await self._abandon(lock_key, channel, token, "skipped")
+                return Outcome(value.value, "uncached")
+            payload = (options.serializer or cache.serializer).dumps(value)
         except BaseException as exc:
             heartbeat.cancel()
-            await self._abandon(lock_key, channel, token)
+            await self._abandon(lock_key, channel, token, "failed")
             if not isinstance(exc, Exception):
                 raise
             cache.stats.errors += 1
-            if fallback is MISSING:
+            if fallback is None:
                 raise
             logger.warning("refresh of %r failed; serving the stale value", key, exc_info=exc)
             cache.stats.stale_hits += 1
@@ -292,6 +407,7 @@ class SingleFlight:
             fresh_until=now + options.ttl,
             stale_until=now + options.storage_ttl,
             compute_time=time.monotonic() - started,
+            etag=options.etag(value) if options.etag is not None else None,
         )
         stored = await cache.storage.set_if_locked(
             cache.keys.value(key),
@@ -301,12 +417,12 @@ class SingleFlight:
             lock_key=lock_key,
             token=token,
         )
-        if stored:
-            await cache.notifier.publish(channel, Event(channel, "stored", token))
-        else:
+        if not stored:
             logger.warning("lost the lock of %r while computing it; the value was not stored", key)
             await cache.notifier.publish(channel, Event(channel, "failed", token))
-        return value
+            return Outcome(value, "uncached")
+        await cache.notifier.publish(channel, Event(channel, "stored", token))
+        return Outcome(value, "computed", entry)
 
     async def _heartbeat(self, lock_key: str, channel: str, token: str) -> None:
         """Extend the lock and tell waiters the leader is alive, until cancelled."""
@@ -320,14 +436,14 @@ class SingleFlight:
             except AtomCacheError:
                 logger.warning("could not extend the lock %r; retrying", lock_key, exc_info=True)
 
-    async def _abandon(self, lock_key: str, channel: str, token: str) -> None:
-        """Release the lock and wake the waiters after a failed computation."""
+    async def _abandon(self, lock_key: str, channel: str, token: str, status: EventStatus) -> None:
+        """Release the lock and wake the waiters after a computation that stored nothing."""
         cache = self._cache
         try:
             await cache.lock.release(lock_key, token)
-            await cache.notifier.publish(channel, Event(channel, "failed", token))
+            await cache.notifier.publish(channel, Event(channel, status, token))
         except AtomCacheError:
-            logger.warning("could not release %r after a failure", lock_key, exc_info=True)
+            logger.warning("could not release %r", lock_key, exc_info=True)
 
     def _refresh(
         self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
@@ -350,11 +466,11 @@ class SingleFlight:
             token = await cache.lock.acquire(lock_key, self.lock_ttl)
             if token is None:
                 return
-            found = cache.decode(await cache.storage.get(cache.keys.value(key)))
+            found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
             if found is not None and found[0].created_at > seen:
                 await cache.lock.release(lock_key, token)
                 return
-            await self._lead(key, token, factory, options, MISSING)
+            await self._lead(key, token, factory, options, None)
         except Exception:
             logger.exception("background refresh of %r failed; the stale value stays", key)
 

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
-from atomcache_core._singleflight import MISSING, FlightOptions, SingleFlight, WaitTimeoutPolicy
+from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
@@ -33,7 +33,7 @@ DEFAULT_LOCK_TTL = 10.0
 DEFAULT_RECHECK_INTERVAL = 2.0
 DEFAULT_WAIT_TIMEOUT = 30.0
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
-_MISSING = MISSING
+_MISSING: Any = object()
 
 
 class Cache:
@@ -99,7 +99,7 @@ class Cache:
         self.default_ttl = _checked_ttl(ttl)
         self._stats = CacheStats()
         self._client: Redis | None = None
-        self._flight = SingleFlight(
+        self.single_flight = SingleFlight(
             self,
             lock_ttl=_checked_ttl(lock_ttl, "lock_ttl"),
             recheck_interval=_checked_ttl(recheck_interval, "recheck_interval"),
@@ -299,7 +299,8 @@ class Cache:
             stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
             beta=_checked_window(beta, "beta"),
         )
-        return await self._flight.get_or_set(key, factory, options)
+        outcome = await self.single_flight.get_or_set(key, factory, options)
+        return outcome.value
 
     def cached(
         self,
@@ -333,7 +334,7 @@ class Cache:
 
     async def close(self) -> None:
         """Stop background work and close the connections this cache opened."""
-        await self._flight.close()
+        await self.single_flight.close()
         await self.notifier.close()
         await self.lock.close()
         await self.storage.close()
@@ -361,7 +362,9 @@ class Cache:
             f"ttl={self.default_ttl})"
         )
 
-    def decode(self, data: bytes | None) -> tuple[Entry, Any] | None:
+    def decode(
+        self, data: bytes | None, serializer: Serializer | None = None
+    ) -> tuple[Entry, Any] | None:
         """Decode stored bytes into the entry and its value; `None` if absent or corrupt.
 
         Corrupt bytes (not an entry of this format version, or a payload the serializer
@@ -374,7 +377,7 @@ class Cache:
             self._stats.corrupt += 1
             return None
         try:
-            return entry, self.serializer.loads(entry.payload)
+            return entry, (serializer or self.serializer).loads(entry.payload)
         except SerializationError:
             self._stats.corrupt += 1
             return None

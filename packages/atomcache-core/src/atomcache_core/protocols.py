@@ -25,8 +25,8 @@ __all__ = [
     "Subscription",
 ]
 
-EventStatus = Literal["stored", "failed", "computing"]
-EVENT_STATUSES: frozenset[str] = frozenset(("stored", "failed", "computing"))
+EventStatus = Literal["stored", "failed", "computing", "skipped"]
+EVENT_STATUSES: frozenset[str] = frozenset(("stored", "failed", "computing", "skipped"))
 
 
 @runtime_checkable
@@ -120,7 +120,8 @@ class Event:
     Attributes:
         key: The channel key the event was published on.
         status: `"stored"` when a value was written, `"failed"` when its computation
-            raised or could not be stored, `"computing"` as the leader's heartbeat.
+            raised or could not be stored, `"computing"` as the leader's heartbeat,
+            `"skipped"` when the result was not for sharing (waiters compute their own).
         version: Identifies the computation (the leader's lock token), for tracing.
     """
 
