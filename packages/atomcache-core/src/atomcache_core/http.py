@@ -127,7 +127,9 @@ def render_cache_control(directives: Mapping[str, str | int | None]) -> str:
     for name, argument in directives.items():
         if argument is None:
             parts.append(name)
-        elif isinstance(argument, int) or all(char in _TOKEN_CHARS for char in argument):
+        elif isinstance(argument, int) or (
+            argument and all(char in _TOKEN_CHARS for char in argument)
+        ):
             parts.append(f"{name}={argument}")
         else:
             escaped = str(argument).replace("\\", "\\\\").replace('"', '\\"')
@@ -267,7 +269,8 @@ def cache_status(
     if ttl is not None:
         parts.append(f"ttl={ttl}")
     if detail is not None:
-        parts.append(f'detail="{detail}"')
+        escaped = detail.replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'detail="{escaped}"')
     return "; ".join(parts)
 
 
@@ -305,10 +308,20 @@ class ResponseSerializer:
         if not isinstance(value, StoredResponse):
             msg = f"ResponseSerializer stores StoredResponse objects, got {type(value).__name__}"
             raise SerializationError(msg, value_type=type(value).__name__, direction="dumps")
-        fields = [(b"etag", value.etag.encode("ascii")), *value.headers]
-        parts = [_RESPONSE_HEAD.pack(value.status, len(fields))]
-        for name, field_value in fields:
-            parts.extend((_FIELD_HEAD.pack(len(name), len(field_value)), name, field_value))
+        try:
+            fields = [(b"etag", value.etag.encode("ascii")), *value.headers]
+            parts = [_RESPONSE_HEAD.pack(value.status, len(fields))]
+            for name, field_value in fields:
+                parts.extend((_FIELD_HEAD.pack(len(name), len(field_value)), name, field_value))
+        except (struct.error, UnicodeEncodeError) as exc:
+            msg = (
+                f"response with status {value.status!r} and ETag {value.etag!r} does not fit"
+                f" the stored layout ({exc}); it needs a status and field count up to 65535,"
+                " field names up to 65535 bytes, values up to 4 GiB and an ASCII ETag"
+            )
+            raise SerializationError(
+                msg, value_type=type(value).__name__, direction="dumps"
+            ) from exc
         parts.append(value.body)
         return b"".join(parts)
 

@@ -1,3 +1,24 @@
-"""FastAPI adapter for atomcache (the adapter itself is not written yet)."""
+"""FastAPI adapter for atomcache: cached routes with ETags, 304 and single flight.
 
-__all__: list[str] = []
+```python
+from atomcache_core import Cache
+from atomcache_fastapi import cached, setup_cache
+
+app = FastAPI()
+setup_cache(app, Cache.from_url("redis://localhost:6379/0"))
+
+@app.get("/items")
+@cached(ttl=600)
+async def items(offset: int = 0, limit: int = 10) -> list[Item]: ...
+```
+"""
+
+from atomcache_fastapi._middleware import (
+    AtomCacheMiddleware,
+    cached,
+    get_cache,
+    invalidate,
+    setup_cache,
+)
+
+__all__ = ["AtomCacheMiddleware", "cached", "get_cache", "invalidate", "setup_cache"]

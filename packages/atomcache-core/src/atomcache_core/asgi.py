@@ -1,0 +1,459 @@
+"""HTTP response caching at the ASGI level, shared by the framework adapters.
+
+An adapter finds the route of a request (its path template, path parameters and
+`RouteOptions`) and hands the ASGI call to `HttpCache.serve`. Everything else, from the
+key to the 304, happens here, in one place for every framework: the adapters stay
+thin translators. This module imports no web framework; ASGI is only dicts and
+callables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl
+
+from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
+from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.http import (
+    ResponseSerializer,
+    StoredResponse,
+    cache_status,
+    format_http_date,
+    get_header,
+    if_none_match,
+    make_etag,
+    not_modified_headers,
+    parse_cache_control,
+    render_cache_control,
+    response_storable,
+    storable_headers,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+
+    from atomcache_core.cache import Cache
+
+    Scope = MutableMapping[str, Any]
+    Message = MutableMapping[str, Any]
+    Receive = Callable[[], Awaitable[Message]]
+    Send = Callable[[Message], Awaitable[None]]
+    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "HttpCache", "RequestInfo", "RouteOptions"]
+
+logger = logging.getLogger("atomcache")
+
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+_SERIALIZER = ResponseSerializer()
+_CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
+_REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What a cache key may depend on: the request, as the route saw it.
+
+    Attributes:
+        method: `GET` or `HEAD`.
+        route: The route's path template, e.g. `/items/{item_id}`.
+        path_params: The path parameters, by name.
+        query: The query parameters in request order, repeated names kept.
+        headers: Request fields, lower-case names, repeated fields joined by commas.
+    """
+
+    method: str
+    route: str
+    path_params: Mapping[str, Any]
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+
+    @classmethod
+    def from_scope(cls, scope: Scope, route: str, path_params: Mapping[str, Any]) -> RequestInfo:
+        """Build it from an ASGI HTTP scope."""
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers", ()):
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        query = tuple(
+            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        )
+        return cls(scope["method"], route, path_params, query, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """How one route is cached: what `@cached(...)` accepts in every adapter.
+
+    Attributes:
+        ttl: Seconds a response stays fresh; `None` means the cache's default TTL.
+        namespace: Groups the route's entries; default: the route's path template.
+        vary_on: Request fields whose values are part of the key (`accept-language`).
+            Naming `authorization` makes entries per user and lets authorized
+            requests use the cache.
+        tags: Tags of every entry, or a function of the `RequestInfo` returning them.
+        stale_ttl: Serve an expired entry this many seconds while one refresh runs.
+        stale_if_error: Serve an expired entry this long when its refresh fails.
+        no_cache: `"honour"` a request's `no-cache` / `max-age=0` by recomputing (at most
+            once per `min_refresh_interval`), or `"ignore"` it.
+        min_refresh_interval: Seconds during which a just-computed entry answers
+            `no-cache` requests instead of another recomputation.
+        cache_control: `Cache-Control` to send instead of `max-age=<remaining>`, e.g.
+            `"public, s-maxage=60"`; `max-age`/`s-maxage` are capped at what is left.
+        statuses: Status codes that are stored.
+        max_body_size: Larger bodies are sent but not stored.
+        key: Builds the key from the `RequestInfo` instead of the default.
+    """
+
+    ttl: float | None = None
+    namespace: str | None = None
+    vary_on: tuple[str, ...] = ()
+    tags: tuple[str, ...] | Callable[[RequestInfo], Iterable[str]] = ()
+    stale_ttl: float = 0.0
+    stale_if_error: float = 0.0
+    no_cache: Literal["honour", "ignore"] = "honour"
+    min_refresh_interval: float = 1.0
+    cache_control: str | None = None
+    statuses: frozenset[int] = field(default_factory=lambda: frozenset({200}))
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    key: Callable[[RequestInfo], str] | None = None
+
+    def __post_init__(self) -> None:
+        """Check the options once, when the route is declared."""
+        if self.no_cache not in ("honour", "ignore"):
+            msg = f"no_cache must be 'honour' or 'ignore', got {self.no_cache!r}"
+            raise ConfigurationError(msg)
+        for name in ("stale_ttl", "stale_if_error", "min_refresh_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                msg = f"{name} must be a number of seconds >= 0, got {value!r}"
+                raise ConfigurationError(msg)
+        object.__setattr__(self, "vary_on", tuple(name.lower() for name in self.vary_on))
+        object.__setattr__(self, "statuses", frozenset(self.statuses))
+
+    @property
+    def authorized(self) -> bool:
+        """Whether requests with `Authorization` may use this route's cache."""
+        return "authorization" in self.vary_on or self.key is not None
+
+
+@dataclass(slots=True)
+class _Captured:
+    """A response the handler produced that is not for storing (or was streamed)."""
+
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    streamed: bool = False
+    reason: str = ""
+
+
+class HttpCache:
+    """Serves cached responses for the routes an adapter hands over."""
+
+    def __init__(self, cache: Cache) -> None:
+        """Cache HTTP responses in `cache`."""
+        self.cache = cache
+
+    def key(self, options: RouteOptions, info: RequestInfo) -> str:
+        """The cache key of a request: route namespace, path and query, `vary_on` values.
+
+        Query parameters are sorted by name (repeated names keep their order); the
+        method is not part of it, so `HEAD` uses the `GET` entry.
+        """
+        if options.key is not None:
+            return f"http:{options.namespace or info.route}:{options.key(info)}"
+        parts = [
+            sorted((name, str(value)) for name, value in info.path_params.items()),
+            sorted(info.query, key=lambda item: item[0]),
+            [info.headers.get(name, "") for name in options.vary_on],
+        ]
+        encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+        return f"http:{options.namespace or info.route}:{encoded}"
+
+    def route_tag(self, options: RouteOptions, route: str) -> str:
+        """The tag every entry of a route carries, to drop them all at once."""
+        return f"http-route:{options.namespace or route}"
+
+    async def invalidate(
+        self,
+        options: RouteOptions,
+        route: str,
+        path_params: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Drop the entry of one request of a route, or every entry of it.
+
+        With `path_params` or `query` given, the entry those parameters (and the
+        `vary_on` `headers`) select is dropped; with neither, all of the route's entries.
+        Returns how many entries were dropped.
+        """
+        if path_params is None and query is None:
+            return await self.cache.invalidate_tags(self.route_tag(options, route))
+        pairs = list(query.items()) if isinstance(query, Mapping) else list(query or ())
+        info = RequestInfo(
+            "GET",
+            route,
+            path_params or {},
+            tuple((str(name), str(value)) for name, value in pairs),
+            {name.lower(): value for name, value in (headers or {}).items()},
+        )
+        return int(await self.cache.delete(self.key(options, info)))
+
+    async def serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
+        *,
+        options: RouteOptions,
+        route: str,
+        path_params: Mapping[str, Any],
+    ) -> None:
+        """Answer one request of a cached route, running `app` only when needed."""
+        if scope["method"] not in _CACHEABLE_METHODS:
+            await app(scope, receive, send)
+            return
+        info = RequestInfo.from_scope(scope, route, path_params)
+        if "authorization" in info.headers and not options.authorized:
+            await self._bypass(scope, receive, send, app, "authorization")
+            return
+        directives = parse_cache_control(info.headers.get("cache-control"))
+        if not directives and "no-cache" in info.headers.get("pragma", "").lower():
+            directives = {"no-cache": None}  # RFC 9111 section 5.4
+        forced = options.no_cache == "honour" and (
+            "no-cache" in directives or directives.get("max-age") == "0"
+        )
+        flight = self._flight_options(options, info, directives, forced=forced)
+        key = self.key(options, info)
+        captured = _Captured()
+
+        async def produce() -> StoredResponse | Uncacheable:
+            return await self._produce(
+                scope, receive, send, app, options=options, captured=captured
+            )
+
+        try:
+            if "only-if-cached" in directives:
+                outcome = await self.cache.single_flight.peek(key, flight)
+                if outcome is None:
+                    await _send_gateway_timeout(send)
+                    return
+            else:
+                outcome = await self.cache.single_flight.get_or_set(key, produce, flight)
+        except AtomCacheError:
+            logger.warning("cache unavailable for %s; answering without it", route, exc_info=True)
+            if captured.status:
+                await self._send_captured(send, scope, captured, "backend unavailable")
+            else:
+                await self._bypass(scope, receive, send, app, "backend unavailable")
+            return
+        await self._send_outcome(send, scope, info, options, outcome, forced=forced)
+
+    def _flight_options(
+        self,
+        options: RouteOptions,
+        info: RequestInfo,
+        directives: Mapping[str, str | None],
+        *,
+        forced: bool,
+    ) -> FlightOptions:
+        cache = self.cache
+        tags = options.tags(info) if callable(options.tags) else options.tags
+        tag_keys = (
+            cache.keys.tag(self.route_tag(options, info.route)),
+            *(cache.keys.tag(tag) for tag in tags),
+        )
+        return FlightOptions(
+            ttl=options.ttl if options.ttl is not None else cache.default_ttl,
+            tag_keys=tag_keys,
+            stale_ttl=0.0 if forced else options.stale_ttl,
+            stale_if_error=options.stale_if_error,
+            fresh_after=time.time() - options.min_refresh_interval if forced else 0.0,
+            store="no-store" not in directives,
+            serializer=_SERIALIZER,
+            etag=_etag_of,
+        )
+
+    async def _produce(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
+        *,
+        options: RouteOptions,
+        captured: _Captured,
+    ) -> StoredResponse | Uncacheable:
+        """Run the handler as a GET; return what to store, or what only this request gets.
+
+        A streaming response (a body in several messages) goes straight to this
+        request's client, untouched, and is not stored.
+        """
+        started = False
+
+        async def capture(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                captured.status = message["status"]
+                captured.headers = list(message.get("headers", ()))
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            if captured.streamed or message.get("more_body", False):
+                if not started:
+                    started = True
+                    captured.streamed = True
+                    await send(
+                        {"type": "http.response.start", "status": captured.status,
+                         "headers": captured.headers}
+                    )  # fmt: skip
+                await send(message)
+                return
+            captured.body = message.get("body", b"")
+
+        await app({**scope, "method": "GET"}, receive, capture)
+        if captured.streamed:
+            captured.reason = "streamed"
+            return Uncacheable(captured)
+        if not response_storable(captured.status, captured.headers, options.statuses):
+            captured.reason = "not storable"
+            return Uncacheable(captured)
+        if len(captured.body) > options.max_body_size:
+            captured.reason = "too large"
+            return Uncacheable(captured)
+        return _stored_response(captured, options)
+
+    async def _send_outcome(
+        self,
+        send: Send,
+        scope: Scope,
+        info: RequestInfo,
+        options: RouteOptions,
+        outcome: Outcome,
+        *,
+        forced: bool,
+    ) -> None:
+        value = outcome.value
+        if isinstance(value, _Captured):
+            if not value.streamed:
+                await self._send_captured(send, scope, value, value.reason)
+            return
+        response: StoredResponse = value
+        entry = outcome.entry
+        now = time.time()
+        remaining = max(0, int(entry.fresh_until - now)) if entry is not None else 0
+        status = _status_of(outcome, remaining, forced=forced)
+        headers = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
+        headers.append((b"etag", response.etag.encode("ascii")))
+        headers.append((b"cache-control", _cache_control(options, remaining).encode("latin-1")))
+        if entry is not None and outcome.source in ("hit", "stale", "waited"):
+            headers.append((b"age", str(max(0, int(now - entry.created_at))).encode()))
+        headers.append((b"cache-status", status.encode("latin-1")))
+        if 200 <= response.status < 300 and if_none_match(  # noqa: PLR2004
+            info.headers.get("if-none-match"), response.etag
+        ):
+            headers = not_modified_headers(headers)
+            headers.append((b"date", format_http_date(now).encode("latin-1")))
+            headers.append((b"cache-status", status.encode("latin-1")))
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        body = b"" if scope["method"] == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_captured(
+        self, send: Send, scope: Scope, captured: _Captured, reason: str
+    ) -> None:
+        status = cache_status(hit=False, forward="miss", detail=reason)
+        headers = [*captured.headers, (b"cache-status", status.encode("latin-1"))]
+        await send({"type": "http.response.start", "status": captured.status, "headers": headers})
+        body = b"" if scope["method"] == "HEAD" else captured.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _bypass(
+        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, reason: str
+    ) -> None:
+        """Run the handler untouched but for a `Cache-Status` saying why."""
+        status = cache_status(hit=False, forward="bypass", detail=reason).encode("latin-1")
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", ()), (b"cache-status", status)],
+                }
+            await send(message)
+
+        await app(scope, receive, tagged)
+
+
+def _etag_of(response: StoredResponse) -> str:
+    return response.etag
+
+
+def _stored_response(captured: _Captured, options: RouteOptions) -> StoredResponse:
+    """The entry to store: final body, storable fields, Content-Length, Vary, ETag."""
+    headers = [
+        (name, value)
+        for name, value in storable_headers(captured.headers)
+        if name not in (b"content-length", b"etag")
+    ]
+    headers.append((b"content-length", str(len(captured.body)).encode()))
+    if options.vary_on:
+        varied = get_header(headers, b"vary")
+        names = ", ".join(name.title() for name in options.vary_on if name != "authorization")
+        merged = ", ".join(
+            part for part in (varied.decode("latin-1") if varied else "", names) if part
+        )
+        headers = [(name, value) for name, value in headers if name != b"vary"]
+        if merged:
+            headers.append((b"vary", merged.encode("latin-1")))
+    return StoredResponse(captured.status, tuple(headers), captured.body, make_etag(captured.body))
+
+
+def _cache_control(options: RouteOptions, remaining: int) -> str:
+    """The `Cache-Control` to send: never more freshness than the entry has left."""
+    if options.cache_control is None:
+        return render_cache_control({"max-age": remaining})
+    directives: dict[str, str | int | None] = dict(parse_cache_control(options.cache_control))
+    for name in ("max-age", "s-maxage"):
+        argument = directives.get(name)
+        if isinstance(argument, str) and argument.isdigit():
+            directives[name] = min(int(argument), remaining)
+    return render_cache_control(directives)
+
+
+def _status_of(outcome: Outcome, remaining: int, *, forced: bool) -> str:
+    """The `Cache-Status` of a served entry (RFC 9211)."""
+    if outcome.source == "hit":
+        return cache_status(hit=True, ttl=remaining)
+    if outcome.source == "stale":
+        return cache_status(hit=True, forward="stale", ttl=0)
+    forward = "request" if forced else "miss"
+    if outcome.source == "computed":
+        return cache_status(hit=False, forward=forward, stored=True, ttl=remaining)
+    if outcome.source == "waited":
+        return cache_status(hit=False, forward=forward, ttl=remaining, detail="coalesced")
+    return cache_status(hit=False, forward=forward, detail="not stored")
+
+
+async def _send_gateway_timeout(send: Send) -> None:
+    """RFC 9111 section 5.2.1.7: `only-if-cached` and nothing stored gives 504."""
+    status = cache_status(hit=False, forward="miss", detail="only-if-cached")
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"0"),
+        (b"cache-status", status.encode("latin-1")),
+    ]
+    await send({"type": "http.response.start", "status": 504, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

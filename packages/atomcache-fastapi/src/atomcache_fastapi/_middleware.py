@@ -1,0 +1,180 @@
+"""The pure ASGI middleware that serves FastAPI's cached routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from starlette.routing import BaseRoute, Match
+
+from atomcache_core.asgi import DEFAULT_MAX_BODY_SIZE, HttpCache, RequestInfo, RouteOptions
+from atomcache_core.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from atomcache_core import Cache
+    from fastapi import FastAPI, Request
+
+__all__ = ["AtomCacheMiddleware", "cached", "get_cache", "invalidate", "setup_cache"]
+
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
+OPTIONS_ATTRIBUTE = "__atomcache__"
+_LOOKUP_LIMIT = 4096
+
+
+def cached(
+    ttl: float | None = None,
+    *,
+    namespace: str | None = None,
+    vary_on: Iterable[str] = (),
+    tags: Iterable[str] | Callable[[RequestInfo], Iterable[str]] = (),
+    stale_ttl: float = 0.0,
+    stale_if_error: float = 0.0,
+    no_cache: Literal["honour", "ignore"] = "honour",
+    min_refresh_interval: float = 1.0,
+    cache_control: str | None = None,
+    statuses: Iterable[int] = (200,),
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    key: Callable[[RequestInfo], str] | None = None,
+) -> Callable[[EndpointT], EndpointT]:
+    """Cache a route's responses; place it directly under `@app.get(...)`.
+
+    The endpoint is not wrapped: FastAPI sees it unchanged (dependencies, response
+    model, OpenAPI). The middleware installed by `setup_cache` finds it by its route.
+    See `atomcache_core.asgi.RouteOptions` for what each option does.
+    """
+    options = RouteOptions(
+        ttl=ttl,
+        namespace=namespace,
+        vary_on=tuple(vary_on),
+        tags=tags if callable(tags) else tuple(tags),
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        no_cache=no_cache,
+        min_refresh_interval=min_refresh_interval,
+        cache_control=cache_control,
+        statuses=frozenset(statuses),
+        max_body_size=max_body_size,
+        key=key,
+    )
+
+    def mark(endpoint: EndpointT) -> EndpointT:
+        setattr(endpoint, OPTIONS_ATTRIBUTE, options)
+        return endpoint
+
+    return mark
+
+
+def setup_cache(app: FastAPI, cache: Cache) -> None:
+    """Serve `app`'s `@cached` routes from `cache`; the cache closes with the app.
+
+    Adds `AtomCacheMiddleware` and keeps the cache in `app.state.atomcache`, where
+    `get_cache` (a dependency) finds it.
+    """
+    app.state.atomcache = cache
+    app.add_middleware(AtomCacheMiddleware, cache=cache, routes_of=app)
+
+
+def get_cache(request: Request) -> Cache:
+    """FastAPI dependency giving the cache set up for the app: `Depends(get_cache)`."""
+    cache: Cache = request.app.state.atomcache
+    return cache
+
+
+async def invalidate(
+    app: FastAPI,
+    route: str | Callable[..., Any],
+    *,
+    path_params: dict[str, Any] | None = None,
+    query: dict[str, Any] | Iterable[tuple[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> int:
+    """Drop the cached response of one request of a route, or all of the route's.
+
+    `route` is the path template (`"/items/{item_id}"`) or the endpoint function.
+    With `path_params` and/or `query`, only the entry those select is dropped (give
+    the `vary_on` request `headers` too, if the route has any); with neither, every
+    entry of the route. Returns how many entries were dropped.
+    """
+    for candidate in app.router.routes:
+        endpoint = getattr(candidate, "endpoint", None)
+        path = getattr(candidate, "path", None)
+        options = getattr(endpoint, OPTIONS_ATTRIBUTE, None)
+        if options is not None and route in (path, endpoint):
+            http_cache = HttpCache(app.state.atomcache)
+            return await http_cache.invalidate(options, str(path), path_params, query, headers)
+    msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
+    raise ConfigurationError(msg)
+
+
+class AtomCacheMiddleware:
+    """Pure ASGI middleware: answers requests of `@cached` routes through the cache.
+
+    Other requests pass through untouched. On lifespan shutdown it closes the cache.
+    """
+
+    def __init__(self, app: ASGIApp, *, cache: Cache, routes_of: FastAPI) -> None:
+        """Wrap `app`; look routes up in `routes_of`."""
+        self.app = app
+        self.cache = cache
+        self.http_cache = HttpCache(cache)
+        self._routes_of = routes_of
+        self._lookups: dict[
+            tuple[str, str], tuple[BaseRoute, RouteOptions, dict[str, Any]] | None
+        ] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve cached routes; pass everything else on."""
+        if scope["type"] == "http":
+            found = self._lookup(scope)
+            if found is not None:
+                route, options, path_params = found
+                await self.http_cache.serve(
+                    scope,
+                    receive,
+                    send,
+                    self.app,
+                    options=options,
+                    route=str(getattr(route, "path", "")),
+                    path_params=path_params,
+                )
+                return
+        elif scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
+        await self.app(scope, receive, send)
+
+    def _lookup(self, scope: Scope) -> tuple[BaseRoute, RouteOptions, dict[str, Any]] | None:
+        """The cached route a request goes to, as the router would choose it."""
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            return None
+        memo = (method, scope["path"])
+        if memo in self._lookups:
+            return self._lookups[memo]
+        found = None
+        for route in self._routes_of.router.routes:
+            match, child = route.matches(scope)
+            head_of_get = (
+                match is Match.PARTIAL
+                and method == "HEAD"
+                and "GET" in getattr(route, "methods", ())
+            )
+            if match is Match.FULL or head_of_get:
+                options = getattr(getattr(route, "endpoint", None), OPTIONS_ATTRIBUTE, None)
+                if options is not None:
+                    found = (route, options, dict(child.get("path_params", {})))
+                break
+        if len(self._lookups) >= _LOOKUP_LIMIT:
+            self._lookups.clear()
+        self._lookups[memo] = found
+        return found
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        async def closing(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.cache.close()
+            await send(message)
+
+        return closing

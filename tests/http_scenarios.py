@@ -1,0 +1,502 @@
+"""The HTTP behaviour of HTTP.md, written once and run against every adapter.
+
+Each adapter's test module builds an app with the routes below (same paths, same
+behaviour) on a real server, wraps it in a `Harness`, and runs every scenario here.
+Handlers count their calls in `harness.calls[name]` and put the count in the body.
+
+Routes (path: options -> what the handler does, counted under its name):
+
+- GET /items?offset&limit: ttl=60 -> "items", rows filtered by the response model
+- GET /items/{item_id}: ttl=60 -> "item", {"id", "version": flags["version"] or 1}
+- POST /items: not cached -> "create"
+- GET /status/{code}: ttl=60 -> "status", answers with that status code
+- GET /boom: ttl=60 -> "boom", raises
+- GET /cookie: ttl=60 -> "cookie", sets a cookie
+- GET /directive/{value}: ttl=60 -> "directive", sends Cache-Control: value
+- GET /stream: ttl=60 -> "stream", streams three chunks
+- GET /big: ttl=60, max_body_size=1024 -> "big", a 2,048 byte body
+- GET /shared: ttl=60 -> "shared"
+- GET /per-user: ttl=60, vary_on=("authorization",) -> "per-user", echoes it as "auth"
+- GET /lang: ttl=60, vary_on=("accept-language",) -> "lang", echoes it as "lang"
+- GET /deps: ttl=60 -> "deps", takes an injected dependency
+- GET /slow: ttl=60 -> "slow", sleeps 0.2 s
+- GET /stale: ttl=1, stale_ttl=30 -> "stale", sleeps 0.3 s
+- GET /flaky: ttl=1, stale_if_error=1 -> "flaky", raises while flags["fail"]
+- GET /tagged/{item_id}: ttl=60, tags "tagged" and f"item:{item_id}" -> "tagged"
+- GET /public: ttl=60, cache_control="public, max-age=3600, s-maxage=600" -> "public"
+- GET /ignore: ttl=60, no_cache="ignore" -> "ignore"
+- GET /refresh: ttl=60, min_refresh_interval=0.5 -> "refresh", sleeps 0.1 s
+- GET /header: ttl=60 -> "header", sets X-Custom: yes
+- GET /constant: ttl=60 -> "constant", the same body on every call
+
+Bodies are JSON objects with {"calls": <the handler's call count>} (but /constant's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from atomcache_core.http import make_etag, parse_cache_control
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import httpx
+
+    from atomcache_core import Cache
+
+
+class Invalidate(Protocol):
+    """The adapter's invalidation helper, bound to the app."""
+
+    def __call__(
+        self,
+        route: str,
+        *,
+        path_params: dict[str, Any] | None = ...,
+        query: dict[str, Any] | None = ...,
+    ) -> Awaitable[int]:
+        """Drop one entry of `route` (with parameters) or all of them; return how many."""
+        ...
+
+
+@dataclass
+class Harness:
+    """A running app of an adapter, a client for it, and what its handlers did."""
+
+    client: httpx.AsyncClient
+    cache: Cache
+    invalidate: Invalidate
+    calls: Counter[str] = field(default_factory=Counter)
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+def status_of(response: httpx.Response) -> str:
+    """The Cache-Status header (every cached route sends one)."""
+    value: str | None = response.headers.get("cache-status")
+    assert value is not None, f"no Cache-Status on {response.request.url}"
+    return value
+
+
+# 1. Only GET and HEAD are served from the cache; HEAD uses the GET entry.
+async def methods_get_and_head_only(h: Harness) -> None:
+    """GET is cached; HEAD uses the GET entry without a body; POST always runs."""
+    first = await h.client.get("/items/1")
+    head = await h.client.head("/items/1")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == first.headers["etag"]
+    assert h.calls["item"] == 1
+    await h.client.post("/items")
+    await h.client.post("/items")
+    assert h.calls["create"] == 2
+
+
+async def head_first_fills_the_get_entry(h: Harness) -> None:
+    """A HEAD on a cold key runs the GET handler once and the GET is then a hit."""
+    head = await h.client.head("/items/7")
+    assert head.status_code == 200
+    assert head.content == b""
+    get = await h.client.get("/items/7")
+    assert get.json()["item"]["id"] == 7
+    assert status_of(get).startswith("atomcache; hit")
+    assert h.calls["item"] == 1
+
+
+# 2. Only 200 is stored by default; errors never.
+async def errors_are_never_stored(h: Harness) -> None:
+    """404 and 500 responses and exceptions run the handler every time."""
+    for _ in range(2):
+        assert (await h.client.get("/status/404")).status_code == 404
+        assert (await h.client.get("/status/500")).status_code == 500
+        assert (await h.client.get("/boom")).status_code == 500
+    assert h.calls["status"] == 4
+    assert h.calls["boom"] == 2
+    for _ in range(2):
+        assert (await h.client.get("/status/200")).status_code == 200
+    assert h.calls["status"] == 5
+
+
+# 3. The final response is stored; a hit does not call the handler nor re-serialize.
+async def final_bytes_are_stored_and_replayed(h: Harness) -> None:
+    """A hit returns the same bytes, filtered by the response model, without the handler."""
+    first = await h.client.get("/items", params={"limit": 2})
+    second = await h.client.get("/items", params={"limit": 2})
+    assert second.content == first.content
+    assert first.json() == {
+        "calls": 1,
+        "items": [{"id": 0, "name": "item 0"}, {"id": 1, "name": "item 1"}],
+    }
+    assert "secret" not in first.text
+    assert h.calls["items"] == 1
+    assert status_of(second).startswith("atomcache; hit")
+    assert second.headers["content-type"] == first.headers["content-type"]
+    assert int(second.headers["content-length"]) == len(second.content)
+
+
+async def stored_headers_are_replayed(h: Harness) -> None:
+    """The handler's own fields come back on hits; Date is fresh, not stored."""
+    await h.client.get("/header")
+    hit = await h.client.get("/header")
+    assert hit.headers["x-custom"] == "yes"
+    assert "set-cookie" not in hit.headers
+    assert h.calls["header"] == 1
+
+
+# 4. What is not stored.
+async def set_cookie_responses_are_not_stored(h: Harness) -> None:
+    """A response with Set-Cookie is sent (cookie included) and never replayed to others."""
+    first = await h.client.get("/cookie")
+    second = await h.client.get("/cookie")
+    assert "session=" in first.headers["set-cookie"]
+    assert "session=" in second.headers["set-cookie"]
+    assert h.calls["cookie"] == 2
+
+
+async def uncacheable_directives_are_not_stored(h: Harness) -> None:
+    """Responses saying no-store, private or no-cache run the handler every time."""
+    for directive in ("no-store", "private", "no-cache"):
+        for _ in range(2):
+            response = await h.client.get(f"/directive/{directive}")
+            assert response.status_code == 200
+    assert h.calls["directive"] == 6
+
+
+async def streaming_passes_through(h: Harness) -> None:
+    """A streaming response arrives whole and untouched, and is not stored."""
+    first = await h.client.get("/stream")
+    second = await h.client.get("/stream")
+    assert first.content == b"chunk 0\nchunk 1\nchunk 2\n"
+    assert second.content == first.content
+    assert h.calls["stream"] == 2
+
+
+async def oversized_bodies_are_served_not_stored(h: Harness) -> None:
+    """A body over max_body_size is sent in full and not stored."""
+    first = await h.client.get("/big")
+    await h.client.get("/big")
+    assert len(first.content) == 2048
+    assert h.calls["big"] == 2
+    assert "too large" in status_of(first)
+
+
+# 5. Authorization.
+async def authorized_requests_bypass_shared_entries(h: Harness) -> None:
+    """A request with Authorization neither reads nor fills a shared entry."""
+    await h.client.get("/shared")
+    authorized = await h.client.get("/shared", headers={"authorization": "Bearer alice"})
+    assert authorized.json()["calls"] == 2
+    assert "bypass" in status_of(authorized)
+    anonymous = await h.client.get("/shared")
+    assert anonymous.json()["calls"] == 1
+
+
+async def per_user_routes_key_on_authorization(h: Harness) -> None:
+    """With vary_on=("authorization",) each user gets their own entry."""
+    alice = {"authorization": "Bearer alice"}
+    bob = {"authorization": "Bearer bob"}
+    assert (await h.client.get("/per-user", headers=alice)).json()["auth"] == "Bearer alice"
+    assert (await h.client.get("/per-user", headers=bob)).json()["auth"] == "Bearer bob"
+    again = await h.client.get("/per-user", headers=alice)
+    assert again.json()["auth"] == "Bearer alice"
+    assert status_of(again).startswith("atomcache; hit")
+    assert h.calls["per-user"] == 2
+
+
+# 6. The key.
+async def query_order_does_not_matter(h: Harness) -> None:
+    """?offset=0&limit=3 and ?limit=3&offset=0 are one entry; other values are another."""
+    await h.client.get("/items?offset=0&limit=3")
+    hit = await h.client.get("/items?limit=3&offset=0")
+    assert status_of(hit).startswith("atomcache; hit")
+    await h.client.get("/items?limit=4&offset=0")
+    assert h.calls["items"] == 2
+
+
+async def path_params_and_vary_headers_are_keys(h: Harness) -> None:
+    """Different path parameters or vary_on values are different entries."""
+    await h.client.get("/items/1")
+    await h.client.get("/items/2")
+    assert h.calls["item"] == 2
+    french = await h.client.get("/lang", headers={"accept-language": "fr"})
+    english = await h.client.get("/lang", headers={"accept-language": "en"})
+    assert (french.json()["lang"], english.json()["lang"]) == ("fr", "en")
+    assert "Accept-Language" in french.headers["vary"]
+    assert h.calls["lang"] == 2
+
+
+async def dependencies_are_not_keys(h: Harness) -> None:
+    """An injected dependency (a new object per request) does not split the entry."""
+    await h.client.get("/deps")
+    hit = await h.client.get("/deps")
+    assert status_of(hit).startswith("atomcache; hit")
+    assert h.calls["deps"] == 1
+
+
+# 7. ETags.
+async def etag_is_strong_and_from_the_body(h: Harness) -> None:
+    """The ETag is strong, quoted and the same for the same body, on hits too."""
+    first = await h.client.get("/items/3")
+    etag = first.headers["etag"]
+    assert etag == make_etag(first.content)
+    assert etag.startswith('"')
+    assert not etag.startswith("W/")
+    assert (await h.client.get("/items/3")).headers["etag"] == etag
+
+
+# 8. If-None-Match.
+async def if_none_match_gives_304(h: Harness) -> None:
+    """A matching If-None-Match (weak, list or *) gives 304 with the validator fields only."""
+    first = await h.client.get("/items/4")
+    etag = first.headers["etag"]
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        response = await h.client.get("/items/4", headers={"if-none-match": header})
+        assert response.status_code == 304, header
+        assert response.content == b""
+        assert response.headers["etag"] == etag
+        assert "max-age=" in response.headers["cache-control"]
+        assert "date" in response.headers
+        assert "content-type" not in response.headers
+        assert response.headers.get("content-length", "0") == "0"
+    other = await h.client.get("/items/4", headers={"if-none-match": '"other"'})
+    assert other.status_code == 200
+    assert h.calls["item"] == 1
+
+
+async def if_none_match_on_a_fresh_computation(h: Harness) -> None:
+    """If-None-Match is evaluated on a miss too: the first request can be a 304."""
+    body = (await h.client.get("/constant")).content
+    await h.cache.clear()
+    response = await h.client.get("/constant", headers={"if-none-match": make_etag(body)})
+    assert response.status_code == 304
+    assert status_of(response).startswith("atomcache; fwd=miss; stored")
+    assert h.calls["constant"] == 2
+
+
+# 9. The status wins.
+async def errors_never_give_304(h: Harness) -> None:
+    """A failing handler's status is sent even with If-None-Match: *."""
+    response = await h.client.get("/status/500", headers={"if-none-match": "*"})
+    assert response.status_code == 500
+
+
+# 10. Invalidated entries are not validated by old ETags.
+async def old_etag_after_change_gives_200(h: Harness) -> None:
+    """After invalidation and a different body, the old ETag no longer matches."""
+    old = await h.client.get("/items/6")
+    h.flags["version"] = 2
+    assert await h.invalidate("/items/{item_id}", path_params={"item_id": 6}) == 1
+    response = await h.client.get("/items/6", headers={"if-none-match": old.headers["etag"]})
+    assert response.status_code == 200
+    assert response.json()["item"]["version"] == 2
+    assert response.headers["etag"] != old.headers["etag"]
+
+
+# 11. Freshness fields.
+async def hits_carry_remaining_max_age_and_age(h: Harness) -> None:
+    """A hit says max-age=<seconds left> and Age=<seconds since stored>."""
+    await h.client.get("/items/8")
+    await asyncio.sleep(1.1)
+    hit = await h.client.get("/items/8")
+    max_age = int(parse_cache_control(hit.headers["cache-control"])["max-age"] or 0)
+    assert 57 <= max_age <= 59
+    assert int(hit.headers["age"]) >= 1
+
+
+async def configured_directives_are_capped(h: Harness) -> None:
+    """The route's own Cache-Control is sent, its max-age/s-maxage capped at what is left."""
+    response = await h.client.get("/public")
+    directives = parse_cache_control(response.headers["cache-control"])
+    assert "public" in directives
+    assert int(directives["max-age"] or 0) <= 60
+    assert int(directives["s-maxage"] or 0) <= 60
+
+
+# 12. Cache-Status.
+async def cache_status_says_what_happened(h: Harness) -> None:
+    """miss-stored, hit with ttl, and fwd=request under no-cache."""
+    assert status_of(await h.client.get("/items/9")).startswith("atomcache; fwd=miss; stored")
+    hit = status_of(await h.client.get("/items/9"))
+    assert hit.startswith("atomcache; hit; ttl=")
+    await asyncio.sleep(1.1)  # past min_refresh_interval
+    forced = await h.client.get("/items/9", headers={"cache-control": "no-cache"})
+    assert status_of(forced).startswith("atomcache; fwd=request; stored")
+
+
+# 13. Request no-cache.
+async def no_cache_recomputes_and_stores(h: Harness) -> None:
+    """no-cache and max-age=0 recompute (after min_refresh_interval) and store the result."""
+    await h.client.get("/refresh")
+    await asyncio.sleep(0.6)
+    for header in ("no-cache", "max-age=0", "NO-CACHE", "no-cache, no-store"):
+        await h.client.get("/refresh", headers={"cache-control": header})
+        await asyncio.sleep(0.6)
+    assert h.calls["refresh"] == 5
+    hit = await h.client.get("/refresh")
+    assert status_of(hit).startswith("atomcache; hit")
+    assert hit.json()["calls"] == 4  # the no-store request's result was not stored
+
+
+async def no_cache_is_coalesced(h: Harness) -> None:
+    """Concurrent no-cache requests share one computation; within the interval, none."""
+    await h.client.get("/refresh")
+    await asyncio.sleep(0.6)
+    responses = await asyncio.gather(
+        *(h.client.get("/refresh", headers={"cache-control": "no-cache"}) for _ in range(10))
+    )
+    assert {response.json()["calls"] for response in responses} == {2}
+    again = await h.client.get("/refresh", headers={"cache-control": "no-cache"})
+    assert again.json()["calls"] == 2
+    assert h.calls["refresh"] == 2
+
+
+async def no_cache_ignored_by_policy(h: Harness) -> None:
+    """With no_cache="ignore" the stored entry answers no-cache requests."""
+    await h.client.get("/ignore")
+    response = await h.client.get("/ignore", headers={"cache-control": "no-cache"})
+    assert status_of(response).startswith("atomcache; hit")
+    assert h.calls["ignore"] == 1
+
+
+# 14. Request no-store.
+async def no_store_reads_but_does_not_write(h: Harness) -> None:
+    """no-store: a miss is computed and not stored; a stored entry is served."""
+    nostore = {"cache-control": "no-store"}
+    await h.client.get("/items/10", headers=nostore)
+    await h.client.get("/items/10", headers=nostore)
+    assert h.calls["item"] == 2
+    await h.client.get("/items/10")
+    served = await h.client.get("/items/10", headers=nostore)
+    assert status_of(served).startswith("atomcache; hit")
+    assert h.calls["item"] == 3
+
+
+# 15. only-if-cached.
+async def only_if_cached(h: Harness) -> None:
+    """A miss answers 504 without running the handler; a hit is served."""
+    only = {"cache-control": "only-if-cached"}
+    assert (await h.client.get("/items/11", headers=only)).status_code == 504
+    assert h.calls["item"] == 0
+    await h.client.get("/items/11")
+    assert (await h.client.get("/items/11", headers=only)).status_code == 200
+    assert h.calls["item"] == 1
+
+
+# 17. Single flight.
+async def concurrent_requests_run_the_handler_once(h: Harness) -> None:
+    """50 concurrent requests for a cold key: one handler run, one body, one ETag."""
+    responses = await asyncio.gather(*(h.client.get("/slow") for _ in range(50)))
+    assert h.calls["slow"] == 1
+    assert {response.content for response in responses} == {responses[0].content}
+    assert {response.headers["etag"] for response in responses} == {responses[0].headers["etag"]}
+
+
+# 18. stale-while-revalidate.
+async def stale_is_served_while_one_refresh_runs(h: Harness) -> None:
+    """An expired entry inside stale_ttl is served at once, with Age; one refresh follows."""
+    await h.client.get("/stale")
+    await asyncio.sleep(1.1)
+    started = time.monotonic()
+    responses = await asyncio.gather(*(h.client.get("/stale") for _ in range(5)))
+    assert time.monotonic() - started < 0.3  # nobody waited for the 0.3 s refresh
+    assert {response.json()["calls"] for response in responses} == {1}
+    assert all("fwd=stale" in status_of(response) for response in responses)
+    assert all(int(response.headers["age"]) >= 1 for response in responses)
+    for _ in range(100):
+        if (await h.client.get("/stale")).json()["calls"] == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert h.calls["stale"] == 2
+
+
+# 19. stale-if-error.
+async def stale_if_error_serves_the_old_entry(h: Harness) -> None:
+    """A failing refresh inside stale_if_error serves stale; outside, the error, nothing stored."""
+    good = await h.client.get("/flaky")
+    h.flags["fail"] = True
+    await asyncio.sleep(1.1)
+    served = await h.client.get("/flaky")
+    assert served.status_code == 200
+    assert served.content == good.content
+    await asyncio.sleep(1.0)
+    failed = await h.client.get("/flaky")
+    assert failed.status_code == 500
+    h.flags["fail"] = False
+    assert (await h.client.get("/flaky")).json()["calls"] == 4
+
+
+# 20. Tags.
+async def tags_invalidate_entries(h: Harness) -> None:
+    """Static and request-computed tags drop exactly their entries."""
+    for item in (1, 2):
+        await h.client.get(f"/tagged/{item}")
+    assert await h.cache.invalidate_tags("item:1") == 1
+    await h.client.get("/tagged/1")
+    await h.client.get("/tagged/2")
+    assert h.calls["tagged"] == 3
+    assert await h.cache.invalidate_tags("tagged") == 2
+
+
+# 21. Invalidation helper.
+async def helper_drops_one_entry_or_a_route(h: Harness) -> None:
+    """The helper drops one parameter set's entry, or every entry of a route."""
+    await h.client.get("/items", params={"limit": 1})
+    await h.client.get("/items", params={"limit": 2})
+    assert await h.invalidate("/items", query={"limit": 1}) == 1
+    assert status_of(await h.client.get("/items", params={"limit": 2})).startswith("atomcache; hit")
+    assert await h.invalidate("/items") == 1
+    assert status_of(await h.client.get("/items", params={"limit": 2})).startswith(
+        "atomcache; fwd=miss"
+    )
+    assert h.calls["items"] == 3
+
+
+SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
+    methods_get_and_head_only,
+    head_first_fills_the_get_entry,
+    errors_are_never_stored,
+    final_bytes_are_stored_and_replayed,
+    stored_headers_are_replayed,
+    set_cookie_responses_are_not_stored,
+    uncacheable_directives_are_not_stored,
+    streaming_passes_through,
+    oversized_bodies_are_served_not_stored,
+    authorized_requests_bypass_shared_entries,
+    per_user_routes_key_on_authorization,
+    query_order_does_not_matter,
+    path_params_and_vary_headers_are_keys,
+    dependencies_are_not_keys,
+    etag_is_strong_and_from_the_body,
+    if_none_match_gives_304,
+    if_none_match_on_a_fresh_computation,
+    errors_never_give_304,
+    old_etag_after_change_gives_200,
+    hits_carry_remaining_max_age_and_age,
+    configured_directives_are_capped,
+    cache_status_says_what_happened,
+    no_cache_recomputes_and_stores,
+    no_cache_is_coalesced,
+    no_cache_ignored_by_policy,
+    no_store_reads_but_does_not_write,
+    only_if_cached,
+    concurrent_requests_run_the_handler_once,
+    stale_is_served_while_one_refresh_runs,
+    stale_if_error_serves_the_old_entry,
+    tags_invalidate_entries,
+    helper_drops_one_entry_or_a_route,
+]
+
+
+# 22. Redis down: fail open.
+async def redis_down_fails_open(h: Harness) -> None:
+    """With Redis unreachable every request is answered by the handler, never a 500."""
+    for _ in range(3):
+        response = await h.client.get("/items/1")
+        assert response.status_code == 200
+        assert response.json()["item"]["id"] == 1
+        assert "backend unavailable" in status_of(response)
+    assert h.calls["item"] == 3
