@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -34,3 +37,50 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_processes(
+    target: str, count: int, *, env: dict[str, str], pythonpath: list[str]
+) -> AsyncIterator[list[str]]:
+    """Start `count` uvicorn server processes of `target` ("module:app") in parallel.
+
+    Yields their base URLs once each has logged that its startup is complete; kills
+    every one by PID on exit.
+    """
+    ports = [free_port() for _ in range(count)]
+    environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(pythonpath)}
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "info", "--no-access-log",
+            stderr=asyncio.subprocess.PIPE, env=environment,
+        )
+        for port in ports
+    ]  # fmt: skip
+    drains: list[asyncio.Task[None]] = []
+    try:
+        for process in processes:
+            assert process.stderr is not None
+            log: list[bytes] = []
+            while b"Application startup complete" not in (
+                line := await asyncio.wait_for(process.stderr.readline(), 60)
+            ):
+                log.append(line)
+                assert line, b"".join(log).decode(errors="replace")
+            drains.append(asyncio.create_task(_drain(process.stderr)))
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
+        for drain in drains:
+            drain.cancel()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    """Keep reading a child's log so it never blocks on a full pipe."""
+    while await stream.readline():
+        pass
