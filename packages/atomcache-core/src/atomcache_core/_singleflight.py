@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from atomcache_core.cache import Cache
     from atomcache_core.protocols import Serializer
 
-__all__ = ["FlightOptions", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
+__all__ = ["FlightOptions", "Lease", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
 
 logger = logging.getLogger("atomcache")
 
@@ -279,6 +279,28 @@ class SingleFlight:
         if not done.cancelled():
             done.exception()  # retrieved: the callers saw it through the shield
 
+    async def claim(self, key: str, options: FlightOptions) -> Outcome | Lease | None:
+        """Take the right to compute `key`, for callers that compute in their own frame.
+
+        Returns the value when it is stored (or becomes stored while waiting), a
+        `Lease` when this caller must compute it (then `fulfil`, `skip` or `fail` it,
+        always), or `None` when it should compute without storing (the leader's
+        result was not shareable, or the wait timed out with `on_wait_timeout` set to
+        "compute").
+
+        Raises:
+            LockTimeoutError: the wait timed out and `on_wait_timeout` is "raise".
+        """
+        found, _ = await self._lookup(key, None, options)
+        if found is not None:
+            return found
+        self._cache.stats.misses += 1
+        won = await self._win(key, options)
+        if won is None:
+            self._check_wait_policy(key)
+            return None
+        return None if isinstance(won, _Skip) else won
+
     async def _fill(
         self,
         key: str,
@@ -286,27 +308,34 @@ class SingleFlight:
         options: FlightOptions,
         fallback: Outcome | None,
     ) -> Outcome:
+        won = await self._win(key, options)
+        if isinstance(won, Outcome):
+            return won
+        if isinstance(won, _Skip):
+            return await self._compute_unstored(factory)
+        if won is None:
+            self._check_wait_policy(key)
+            logger.warning("wait for %r timed out; computing it here without storing", key)
+            return await self._compute_unstored(factory)
+        return await self._lead(won, factory, fallback)
+
+    async def _win(self, key: str, options: FlightOptions) -> Outcome | Lease | _Skip | None:
+        """Take the lock, or wait for whoever holds it; `None` past the wait deadline."""
         cache = self._cache
         lock_key = cache.keys.lock(key)
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
-        takeover = False
         if token is None:
-            outcome = await self._wait(key, lock_key, options)
-            if isinstance(outcome, Outcome):
-                return outcome
-            if isinstance(outcome, _Skip):
-                return await self._compute_unstored(factory)
-            if outcome is None:
-                return await self._after_wait_timeout(key, factory)
-            token, takeover = outcome.token, outcome.takeover
-        else:
-            found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
-            if found is not None and options.is_fresh(found[0], time.time()):
-                await cache.lock.release(lock_key, token)
-                return Outcome(found[1], "waited", found[0])
-        if takeover:
-            cache.stats.lock_takeovers += 1
-        return await self._lead(key, token, factory, options, fallback)
+            waited = await self._wait(key, lock_key, options)
+            if not isinstance(waited, _Lead):
+                return waited
+            if waited.takeover:
+                cache.stats.lock_takeovers += 1
+            return Lease(self, key, waited.token, options)
+        found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
+        if found is not None and options.is_fresh(found[0], time.time()):
+            await cache.lock.release(lock_key, token)
+            return Outcome(found[1], "waited", found[0])
+        return Lease(self, key, token, options)
 
     async def _wait(
         self, key: str, lock_key: str, options: FlightOptions
@@ -357,7 +386,7 @@ class SingleFlight:
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
         return _Lead(token, takeover=silent) if token is not None else None
 
-    async def _after_wait_timeout(self, key: str, factory: Callable[[], Any]) -> Outcome:
+    def _check_wait_policy(self, key: str) -> None:
         if self.on_wait_timeout == "raise":
             msg = (
                 f"gave up after waiting {self.wait_timeout} s for another process to compute "
@@ -365,85 +394,26 @@ class SingleFlight:
                 "without storing instead"
             )
             raise LockTimeoutError(msg)
-        logger.warning("wait for %r timed out; computing it here without storing", key)
-        return await self._compute_unstored(factory)
 
     async def _lead(
-        self,
-        key: str,
-        token: str,
-        factory: Callable[[], Any],
-        options: FlightOptions,
-        fallback: Outcome | None,
+        self, lease: Lease, factory: Callable[[], Any], fallback: Outcome | None
     ) -> Outcome:
         cache = self._cache
-        lock_key, channel = cache.keys.lock(key), cache.keys.channel(key)
-        cache.stats.computations += 1
-        heartbeat = asyncio.create_task(self._heartbeat(lock_key, channel, token))
-        started = time.monotonic()
         try:
             value = await call_factory(factory)
-            if isinstance(value, Uncacheable):
-                await self._abandon(lock_key, channel, token, "skipped")
-                return Outcome(value.value, "uncached")
-            payload = (options.serializer or cache.serializer).dumps(value)
         except BaseException as exc:
-            heartbeat.cancel()
-            await self._abandon(lock_key, channel, token, "failed")
+            await lease.fail()
             if not isinstance(exc, Exception):
                 raise
-            cache.stats.errors += 1
             if fallback is None:
                 raise
-            logger.warning("refresh of %r failed; serving the stale value", key, exc_info=exc)
+            logger.warning("refresh of %r failed; serving the stale value", lease.key, exc_info=exc)
             cache.stats.stale_hits += 1
             return fallback
-        finally:
-            heartbeat.cancel()
-        now = time.time()
-        entry = Entry(
-            payload,
-            created_at=now,
-            fresh_until=now + options.ttl,
-            stale_until=now + options.storage_ttl,
-            compute_time=time.monotonic() - started,
-            etag=options.etag(value) if options.etag is not None else None,
-        )
-        stored = await cache.storage.set_if_locked(
-            cache.keys.value(key),
-            encode_entry(entry),
-            options.storage_ttl,
-            options.tag_keys,
-            lock_key=lock_key,
-            token=token,
-        )
-        if not stored:
-            logger.warning("lost the lock of %r while computing it; the value was not stored", key)
-            await cache.notifier.publish(channel, Event(channel, "failed", token))
-            return Outcome(value, "uncached")
-        await cache.notifier.publish(channel, Event(channel, "stored", token))
-        return Outcome(value, "computed", entry)
-
-    async def _heartbeat(self, lock_key: str, channel: str, token: str) -> None:
-        """Extend the lock and tell waiters the leader is alive, until cancelled."""
-        cache = self._cache
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
-            try:
-                if not await cache.lock.extend(lock_key, token, self.lock_ttl):
-                    return
-                await cache.notifier.publish(channel, Event(channel, "computing", token))
-            except AtomCacheError:
-                logger.warning("could not extend the lock %r; retrying", lock_key, exc_info=True)
-
-    async def _abandon(self, lock_key: str, channel: str, token: str, status: EventStatus) -> None:
-        """Release the lock and wake the waiters after a computation that stored nothing."""
-        cache = self._cache
-        try:
-            await cache.lock.release(lock_key, token)
-            await cache.notifier.publish(channel, Event(channel, status, token))
-        except AtomCacheError:
-            logger.warning("could not release %r", lock_key, exc_info=True)
+        if isinstance(value, Uncacheable):
+            await lease.skip()
+            return Outcome(value.value, "uncached")
+        return await lease.fulfil(value)
 
     def _refresh(
         self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
@@ -470,9 +440,108 @@ class SingleFlight:
             if found is not None and found[0].created_at > seen:
                 await cache.lock.release(lock_key, token)
                 return
-            await self._lead(key, token, factory, options, None)
+            await self._lead(Lease(self, key, token, options), factory, None)
         except Exception:
             logger.exception("background refresh of %r failed; the stale value stays", key)
+
+
+class Lease:
+    """A leader's right to compute one key: it holds the lock, kept alive meanwhile.
+
+    Created by `SingleFlight.claim` (or internally for `get_or_set`). Exactly one of
+    `fulfil`, `skip` or `fail` must follow: each releases the lock and wakes waiters.
+    """
+
+    def __init__(self, flight: SingleFlight, key: str, token: str, options: FlightOptions) -> None:
+        """Hold the lock `token` of `key`; extend it and send heartbeats until resolved."""
+        cache = flight._cache  # noqa: SLF001 - the lease is part of the flight
+        self.key = key
+        self.options = options
+        self._flight = flight
+        self._token = token
+        self._lock_key = cache.keys.lock(key)
+        self._channel = cache.keys.channel(key)
+        self._started = time.monotonic()
+        self._heartbeat = asyncio.create_task(self._keep_alive())
+        self.resolved = False
+        cache.stats.computations += 1
+
+    async def fulfil(self, value: Any) -> Outcome:
+        """Store `value` if the lock is still ours (fencing), then wake the waiters.
+
+        Raises:
+            SerializationError: `value` cannot be serialized; the lease is failed.
+        """
+        cache = self._flight._cache  # noqa: SLF001
+        options = self.options
+        try:
+            payload = (options.serializer or cache.serializer).dumps(value)
+        except BaseException:
+            await self.fail()
+            raise
+        self._resolve()
+        now = time.time()
+        entry = Entry(
+            payload,
+            created_at=now,
+            fresh_until=now + options.ttl,
+            stale_until=now + options.storage_ttl,
+            compute_time=time.monotonic() - self._started,
+            etag=options.etag(value) if options.etag is not None else None,
+        )
+        stored = await cache.storage.set_if_locked(
+            cache.keys.value(self.key),
+            encode_entry(entry),
+            options.storage_ttl,
+            options.tag_keys,
+            lock_key=self._lock_key,
+            token=self._token,
+        )
+        if not stored:
+            logger.warning("lost the lock of %r while computing it; not stored", self.key)
+            await cache.notifier.publish(self._channel, Event(self._channel, "failed", self._token))
+            return Outcome(value, "uncached")
+        await cache.notifier.publish(self._channel, Event(self._channel, "stored", self._token))
+        return Outcome(value, "computed", entry)
+
+    async def skip(self) -> None:
+        """Store nothing: the result was not for sharing; waiters compute their own."""
+        await self._abandon("skipped")
+
+    async def fail(self) -> None:
+        """Store nothing: the computation failed; a waiter may take over."""
+        self._flight._cache.stats.errors += 1  # noqa: SLF001
+        await self._abandon("failed")
+
+    def _resolve(self) -> None:
+        self.resolved = True
+        self._heartbeat.cancel()
+
+    async def _keep_alive(self) -> None:
+        """Extend the lock and tell waiters the leader is alive, until resolved."""
+        flight = self._flight
+        cache = flight._cache  # noqa: SLF001
+        while True:
+            await asyncio.sleep(flight.heartbeat_interval)
+            try:
+                if not await cache.lock.extend(self._lock_key, self._token, flight.lock_ttl):
+                    return
+                event = Event(self._channel, "computing", self._token)
+                await cache.notifier.publish(self._channel, event)
+            except AtomCacheError:
+                logger.warning(
+                    "could not extend the lock %r; retrying", self._lock_key, exc_info=True
+                )
+
+    async def _abandon(self, status: EventStatus) -> None:
+        """Release the lock and wake the waiters."""
+        self._resolve()
+        cache = self._flight._cache  # noqa: SLF001
+        try:
+            await cache.lock.release(self._lock_key, self._token)
+            await cache.notifier.publish(self._channel, Event(self._channel, status, self._token))
+        except AtomCacheError:
+            logger.warning("could not release %r", self._lock_key, exc_info=True)
 
 
 def _refresh_early(entry: Entry, now: float, beta: float) -> bool:
