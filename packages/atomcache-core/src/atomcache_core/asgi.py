@@ -45,7 +45,14 @@ if TYPE_CHECKING:
     Send = Callable[[Message], Awaitable[None]]
     ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "HttpCache", "RequestInfo", "RouteOptions"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "HttpCache",
+    "RequestInfo",
+    "RequestPlan",
+    "ResponseCapture",
+    "RouteOptions",
+]
 
 logger = logging.getLogger("atomcache")
 
@@ -142,15 +149,83 @@ class RouteOptions:
         return "authorization" in self.vary_on or self.key is not None
 
 
-@dataclass(slots=True)
-class _Captured:
-    """A response the handler produced that is not for storing (or was streamed)."""
+class ResponseCapture:
+    """An ASGI `send` that keeps a complete response, or forwards a streaming one.
 
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
-    streamed: bool = False
-    reason: str = ""
+    A response whose body comes in one message is kept (`status`, `headers`,
+    `body`) for the cache to decide on. A body in several messages is a stream: it
+    goes to the client's `send` as it comes, untouched, and `streamed` is set.
+    """
+
+    __slots__ = ("_send", "body", "headers", "reason", "status", "streamed")
+
+    def __init__(self, send: Send) -> None:
+        """Capture what would go to `send`."""
+        self._send = send
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.streamed = False
+        self.reason = ""
+
+    async def __call__(self, message: Message) -> None:
+        """Take one ASGI message."""
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            self.headers = list(message.get("headers", ()))
+        elif kind != "http.response.body":
+            await self._send(message)
+        elif self.streamed or message.get("more_body", False):
+            if not self.streamed:
+                self.streamed = True
+                start = {
+                    "type": "http.response.start",
+                    "status": self.status,
+                    "headers": self.headers,
+                }
+                await self._send(start)
+            await self._send(message)
+        else:
+            self.body = message.get("body", b"")
+
+    def result(self, options: RouteOptions) -> StoredResponse | Uncacheable:
+        """What to store, or `Uncacheable(self)` with the reason it is not stored."""
+        if self.streamed:
+            self.reason = "streamed"
+        elif not response_storable(self.status, self.headers, options.statuses):
+            self.reason = "not storable"
+        elif len(self.body) > options.max_body_size:
+            self.reason = "too large"
+        else:
+            return _stored_response(self, options)
+        return Uncacheable(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPlan:
+    """What the cache will do for one request of a cached route.
+
+    Attributes:
+        info: The request, as keys see it.
+        options: The route's options.
+        key: The entry's cache key.
+        flight: The single-flight options (TTL, tags, freshness, store or not).
+        directives: The request's `Cache-Control` directives.
+        forced: Whether the request asked for a refresh (`no-cache`, honoured).
+    """
+
+    info: RequestInfo
+    options: RouteOptions
+    key: str
+    flight: FlightOptions
+    directives: Mapping[str, str | None]
+    forced: bool
+
+    @property
+    def only_if_cached(self) -> bool:
+        """Whether the request may only be answered from the cache."""
+        return "only-if-cached" in self.directives
 
 
 class HttpCache:
@@ -206,6 +281,24 @@ class HttpCache:
         )
         return int(await self.cache.delete(self.key(options, info)))
 
+    def plan(
+        self, scope: Scope, options: RouteOptions, route: str, path_params: Mapping[str, Any]
+    ) -> RequestPlan | str:
+        """Decide how to handle a request; a string says why the cache is bypassed."""
+        if scope["method"] not in _CACHEABLE_METHODS:
+            return "method"
+        info = RequestInfo.from_scope(scope, route, path_params)
+        if "authorization" in info.headers and not options.authorized:
+            return "authorization"
+        directives = parse_cache_control(info.headers.get("cache-control"))
+        if not directives and "no-cache" in info.headers.get("pragma", "").lower():
+            directives = {"no-cache": None}  # RFC 9111 section 5.4
+        forced = options.no_cache == "honour" and (
+            "no-cache" in directives or directives.get("max-age") == "0"
+        )
+        flight = self._flight_options(options, info, directives, forced=forced)
+        return RequestPlan(info, options, self.key(options, info), flight, directives, forced)
+
     async def serve(
         self,
         scope: Scope,
@@ -218,44 +311,35 @@ class HttpCache:
         path_params: Mapping[str, Any],
     ) -> None:
         """Answer one request of a cached route, running `app` only when needed."""
-        if scope["method"] not in _CACHEABLE_METHODS:
-            await app(scope, receive, send)
+        plan = self.plan(scope, options, route, path_params)
+        if isinstance(plan, str):
+            if plan == "method":
+                await app(scope, receive, send)
+            else:
+                await self.bypass(scope, receive, send, app, plan)
             return
-        info = RequestInfo.from_scope(scope, route, path_params)
-        if "authorization" in info.headers and not options.authorized:
-            await self._bypass(scope, receive, send, app, "authorization")
-            return
-        directives = parse_cache_control(info.headers.get("cache-control"))
-        if not directives and "no-cache" in info.headers.get("pragma", "").lower():
-            directives = {"no-cache": None}  # RFC 9111 section 5.4
-        forced = options.no_cache == "honour" and (
-            "no-cache" in directives or directives.get("max-age") == "0"
-        )
-        flight = self._flight_options(options, info, directives, forced=forced)
-        key = self.key(options, info)
-        captured = _Captured()
+        capture = ResponseCapture(send)
 
         async def produce() -> StoredResponse | Uncacheable:
-            return await self._produce(
-                scope, receive, send, app, options=options, captured=captured
-            )
+            await app({**scope, "method": "GET"}, receive, capture)
+            return capture.result(options)
 
         try:
-            if "only-if-cached" in directives:
-                outcome = await self.cache.single_flight.peek(key, flight)
+            if plan.only_if_cached:
+                outcome = await self.cache.single_flight.peek(plan.key, plan.flight)
                 if outcome is None:
                     await _send_gateway_timeout(send)
                     return
             else:
-                outcome = await self.cache.single_flight.get_or_set(key, produce, flight)
+                outcome = await self.cache.single_flight.get_or_set(plan.key, produce, plan.flight)
         except AtomCacheError:
             logger.warning("cache unavailable for %s; answering without it", route, exc_info=True)
-            if captured.status:
-                await self._send_captured(send, scope, captured, "backend unavailable")
+            if capture.status:
+                await self.send_uncached(send, scope, capture, "backend unavailable")
             else:
-                await self._bypass(scope, receive, send, app, "backend unavailable")
+                await self.bypass(scope, receive, send, app, "backend unavailable")
             return
-        await self._send_outcome(send, scope, info, options, outcome, forced=forced)
+        await self.respond(send, scope, plan, outcome)
 
     def _flight_options(
         self,
@@ -282,76 +366,19 @@ class HttpCache:
             etag=_etag_of,
         )
 
-    async def _produce(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        app: ASGIApp,
-        *,
-        options: RouteOptions,
-        captured: _Captured,
-    ) -> StoredResponse | Uncacheable:
-        """Run the handler as a GET; return what to store, or what only this request gets.
-
-        A streaming response (a body in several messages) goes straight to this
-        request's client, untouched, and is not stored.
-        """
-        started = False
-
-        async def capture(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                captured.status = message["status"]
-                captured.headers = list(message.get("headers", ()))
-                return
-            if message["type"] != "http.response.body":
-                await send(message)
-                return
-            if captured.streamed or message.get("more_body", False):
-                if not started:
-                    started = True
-                    captured.streamed = True
-                    await send(
-                        {"type": "http.response.start", "status": captured.status,
-                         "headers": captured.headers}
-                    )  # fmt: skip
-                await send(message)
-                return
-            captured.body = message.get("body", b"")
-
-        await app({**scope, "method": "GET"}, receive, capture)
-        if captured.streamed:
-            captured.reason = "streamed"
-            return Uncacheable(captured)
-        if not response_storable(captured.status, captured.headers, options.statuses):
-            captured.reason = "not storable"
-            return Uncacheable(captured)
-        if len(captured.body) > options.max_body_size:
-            captured.reason = "too large"
-            return Uncacheable(captured)
-        return _stored_response(captured, options)
-
-    async def _send_outcome(
-        self,
-        send: Send,
-        scope: Scope,
-        info: RequestInfo,
-        options: RouteOptions,
-        outcome: Outcome,
-        *,
-        forced: bool,
-    ) -> None:
+    async def respond(self, send: Send, scope: Scope, plan: RequestPlan, outcome: Outcome) -> None:
+        """Send what a request of the plan gets: the entry (200/304) or its own response."""
+        info, options = plan.info, plan.options
         value = outcome.value
-        if isinstance(value, _Captured):
+        if isinstance(value, ResponseCapture):
             if not value.streamed:
-                await self._send_captured(send, scope, value, value.reason)
+                await self.send_uncached(send, scope, value, value.reason)
             return
         response: StoredResponse = value
         entry = outcome.entry
         now = time.time()
         remaining = max(0, int(entry.fresh_until - now)) if entry is not None else 0
-        status = _status_of(outcome, remaining, forced=forced)
+        status = _status_of(outcome, remaining, forced=plan.forced)
         headers = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
         headers.append((b"etag", response.etag.encode("ascii")))
         headers.append((b"cache-control", _cache_control(options, remaining).encode("latin-1")))
@@ -371,16 +398,17 @@ class HttpCache:
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
 
-    async def _send_captured(
-        self, send: Send, scope: Scope, captured: _Captured, reason: str
+    async def send_uncached(
+        self, send: Send, scope: Scope, captured: ResponseCapture, reason: str
     ) -> None:
+        """Send a captured response that was not stored, saying why in `Cache-Status`."""
         status = cache_status(hit=False, forward="miss", detail=reason)
         headers = [*captured.headers, (b"cache-status", status.encode("latin-1"))]
         await send({"type": "http.response.start", "status": captured.status, "headers": headers})
         body = b"" if scope["method"] == "HEAD" else captured.body
         await send({"type": "http.response.body", "body": body})
 
-    async def _bypass(
+    async def bypass(
         self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, reason: str
     ) -> None:
         """Run the handler untouched but for a `Cache-Status` saying why."""
@@ -401,7 +429,7 @@ def _etag_of(response: StoredResponse) -> str:
     return response.etag
 
 
-def _stored_response(captured: _Captured, options: RouteOptions) -> StoredResponse:
+def _stored_response(captured: ResponseCapture, options: RouteOptions) -> StoredResponse:
     """The entry to store: final body, storable fields, Content-Length, Vary, ETag."""
     headers = [
         (name, value)
