@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from atomcache_fastapi import cached, setup_cache
-from fastapi import Depends, FastAPI, Header, Request
 
 if TYPE_CHECKING:
     from collections import Counter

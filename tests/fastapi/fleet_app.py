@@ -9,11 +9,11 @@ import asyncio
 import os
 from typing import Any
 
+from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
-from fastapi import FastAPI
 
 URL = os.environ["ATOMCACHE_REDIS_URL"]
 NAMESPACE = os.environ["ATOMCACHE_NAMESPACE"]

@@ -328,7 +328,7 @@ class HttpCache:
             if plan.only_if_cached:
                 outcome = await self.cache.single_flight.peek(plan.key, plan.flight)
                 if outcome is None:
-                    await _send_gateway_timeout(send)
+                    await self.gateway_timeout(send)
                     return
             else:
                 outcome = await self.cache.single_flight.get_or_set(plan.key, produce, plan.flight)
@@ -408,6 +408,10 @@ class HttpCache:
         body = b"" if scope["method"] == "HEAD" else captured.body
         await send({"type": "http.response.body", "body": body})
 
+    async def gateway_timeout(self, send: Send) -> None:
+        """Answer 504: `only-if-cached` and nothing stored (RFC 9111 section 5.2.1.7)."""
+        await _send_gateway_timeout(send)
+
     async def bypass(
         self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, reason: str
     ) -> None:
@@ -476,7 +480,6 @@ def _status_of(outcome: Outcome, remaining: int, *, forced: bool) -> str:
 
 
 async def _send_gateway_timeout(send: Send) -> None:
-    """RFC 9111 section 5.2.1.7: `only-if-cached` and nothing stored gives 504."""
     status = cache_status(hit=False, forward="miss", detail="only-if-cached")
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

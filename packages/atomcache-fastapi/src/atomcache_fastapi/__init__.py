@@ -20,5 +20,14 @@ from atomcache_fastapi._middleware import (
     invalidate,
     setup_cache,
 )
+from atomcache_fastapi._migration import CachedResponse, ResponseCache
 
-__all__ = ["AtomCacheMiddleware", "cached", "get_cache", "invalidate", "setup_cache"]
+__all__ = [
+    "AtomCacheMiddleware",
+    "CachedResponse",
+    "ResponseCache",
+    "cached",
+    "get_cache",
+    "invalidate",
+    "setup_cache",
+]

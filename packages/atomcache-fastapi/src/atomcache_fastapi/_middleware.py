@@ -5,16 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from fastapi import Request  # noqa: TC002 - FastAPI reads get_cache's annotation at run time
 from starlette.routing import BaseRoute, Match
 
-from atomcache_core.asgi import DEFAULT_MAX_BODY_SIZE, HttpCache, RequestInfo, RouteOptions
-from atomcache_core.exceptions import ConfigurationError
+from atomcache_core._singleflight import Uncacheable
+from atomcache_core.asgi import (
+    DEFAULT_MAX_BODY_SIZE,
+    HttpCache,
+    RequestInfo,
+    ResponseCapture,
+    RouteOptions,
+)
+from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_fastapi._migration import CLAIM, CachedResponse, Claim, serve_cached_response
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from atomcache_core import Cache
-    from fastapi import FastAPI, Request
 
 __all__ = ["AtomCacheMiddleware", "cached", "get_cache", "invalidate", "setup_cache"]
 
@@ -74,6 +83,7 @@ def setup_cache(app: FastAPI, cache: Cache) -> None:
     """
     app.state.atomcache = cache
     app.add_middleware(AtomCacheMiddleware, cache=cache, routes_of=app)
+    app.add_exception_handler(CachedResponse, serve_cached_response)
 
 
 def get_cache(request: Request) -> Cache:
@@ -111,7 +121,9 @@ async def invalidate(
 class AtomCacheMiddleware:
     """Pure ASGI middleware: answers requests of `@cached` routes through the cache.
 
-    Other requests pass through untouched. On lifespan shutdown it closes the cache.
+    Other requests pass through, unless their handler claimed an entry through
+    `ResponseCache.raise_try`: then their final response is stored (and sent the way
+    `@cached` routes send it). On lifespan shutdown it closes the cache.
     """
 
     def __init__(self, app: ASGIApp, *, cache: Cache, routes_of: FastAPI) -> None:
@@ -140,7 +152,9 @@ class AtomCacheMiddleware:
                     path_params=path_params,
                 )
                 return
-        elif scope["type"] == "lifespan":
+            await self._storing_claims(scope, receive, send)
+            return
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
             return
         await self.app(scope, receive, send)
@@ -170,6 +184,45 @@ class AtomCacheMiddleware:
             self._lookups.clear()
         self._lookups[memo] = found
         return found
+
+    async def _storing_claims(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; if its handler claimed an entry, store the final response."""
+        state: dict[str, Any] = scope.setdefault("state", {})
+        capture: ResponseCapture | None = None
+
+        async def watch(message: Message) -> None:
+            nonlocal capture
+            if capture is None and message["type"] == "http.response.start" and CLAIM in state:
+                capture = ResponseCapture(send)
+            await (capture or send)(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except BaseException:
+            claim = state.pop(CLAIM, None)
+            if isinstance(claim, Claim):
+                await claim.lease.fail()
+            raise
+        claim = state.pop(CLAIM, None)
+        if isinstance(claim, Claim) and capture is not None:
+            await self._settle(claim, capture, scope, send)
+
+    async def _settle(
+        self, claim: Claim, capture: ResponseCapture, scope: Scope, send: Send
+    ) -> None:
+        """Store a claimed response (or release the claim) and send it."""
+        result = capture.result(claim.plan.options)
+        if isinstance(result, Uncacheable):
+            await claim.lease.skip()
+            if not capture.streamed:
+                await self.http_cache.send_uncached(send, scope, capture, capture.reason)
+            return
+        try:
+            outcome = await claim.lease.fulfil(result)
+        except AtomCacheError:
+            await self.http_cache.send_uncached(send, scope, capture, "backend unavailable")
+            return
+        await self.http_cache.respond(send, scope, claim.plan, outcome)
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         async def closing(message: Message) -> None:
