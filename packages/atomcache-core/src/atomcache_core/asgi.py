@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
@@ -52,6 +52,8 @@ __all__ = [
     "RequestPlan",
     "ResponseCapture",
     "RouteOptions",
+    "cached",
+    "route_options",
 ]
 
 logger = logging.getLogger("atomcache")
@@ -60,6 +62,8 @@ DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 _SERIALIZER = ResponseSerializer()
 _CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
 _REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
+_OPTIONS_ATTRIBUTE = "__atomcache__"
+EndpointT = TypeVar("EndpointT", bound="Callable[..., Any]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +230,55 @@ class RequestPlan:
     def only_if_cached(self) -> bool:
         """Whether the request may only be answered from the cache."""
         return "only-if-cached" in self.directives
+
+
+def cached(
+    ttl: float | None = None,
+    *,
+    namespace: str | None = None,
+    vary_on: Iterable[str] = (),
+    tags: Iterable[str] | Callable[[RequestInfo], Iterable[str]] = (),
+    stale_ttl: float = 0.0,
+    stale_if_error: float = 0.0,
+    no_cache: Literal["honour", "ignore"] = "honour",
+    min_refresh_interval: float = 1.0,
+    cache_control: str | None = None,
+    statuses: Iterable[int] = (200,),
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    key: Callable[[RequestInfo], str] | None = None,
+) -> Callable[[EndpointT], EndpointT]:
+    """Cache a route's responses; place it directly under the route decorator.
+
+    `@app.get(...)` (FastAPI) or `@get(...)` (Litestar) then registers the endpoint
+    unchanged: it is only marked with its `RouteOptions` (see there for what each
+    option does), which the adapter's middleware finds through the matched route.
+    """
+    options = RouteOptions(
+        ttl=ttl,
+        namespace=namespace,
+        vary_on=tuple(vary_on),
+        tags=tags if callable(tags) else tuple(tags),
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        no_cache=no_cache,
+        min_refresh_interval=min_refresh_interval,
+        cache_control=cache_control,
+        statuses=frozenset(statuses),
+        max_body_size=max_body_size,
+        key=key,
+    )
+
+    def mark(endpoint: EndpointT) -> EndpointT:
+        setattr(endpoint, _OPTIONS_ATTRIBUTE, options)
+        return endpoint
+
+    return mark
+
+
+def route_options(endpoint: object) -> RouteOptions | None:
+    """The options `cached` marked an endpoint with, or `None` if it is not cached."""
+    options = getattr(endpoint, _OPTIONS_ATTRIBUTE, None)
+    return options if isinstance(options, RouteOptions) else None
 
 
 class HttpCache:

@@ -2,77 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads get_cache's annotation at run time
 from starlette.routing import BaseRoute, Match
 
 from atomcache_core._singleflight import Uncacheable
-from atomcache_core.asgi import (
-    DEFAULT_MAX_BODY_SIZE,
-    HttpCache,
-    RequestInfo,
-    ResponseCapture,
-    RouteOptions,
-)
+from atomcache_core.asgi import HttpCache, ResponseCapture, RouteOptions, cached, route_options
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
 from atomcache_fastapi._migration import CLAIM, CachedResponse, Claim, serve_cached_response
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from fastapi import FastAPI
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from atomcache_core import Cache
 
-__all__ = ["AtomCacheMiddleware", "cached", "get_cache", "invalidate", "setup_cache"]
+__all__ = [
+    "AtomCacheMiddleware",
+    "cached",
+    "get_cache",
+    "invalidate",
+    "setup_cache",
+]  # cached: from the core
 
-EndpointT = TypeVar("EndpointT", bound=Callable[..., Any])
-OPTIONS_ATTRIBUTE = "__atomcache__"
 _LOOKUP_LIMIT = 4096
-
-
-def cached(
-    ttl: float | None = None,
-    *,
-    namespace: str | None = None,
-    vary_on: Iterable[str] = (),
-    tags: Iterable[str] | Callable[[RequestInfo], Iterable[str]] = (),
-    stale_ttl: float = 0.0,
-    stale_if_error: float = 0.0,
-    no_cache: Literal["honour", "ignore"] = "honour",
-    min_refresh_interval: float = 1.0,
-    cache_control: str | None = None,
-    statuses: Iterable[int] = (200,),
-    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-    key: Callable[[RequestInfo], str] | None = None,
-) -> Callable[[EndpointT], EndpointT]:
-    """Cache a route's responses; place it directly under `@app.get(...)`.
-
-    The endpoint is not wrapped: FastAPI sees it unchanged (dependencies, response
-    model, OpenAPI). The middleware installed by `setup_cache` finds it by its route.
-    See `atomcache_core.asgi.RouteOptions` for what each option does.
-    """
-    options = RouteOptions(
-        ttl=ttl,
-        namespace=namespace,
-        vary_on=tuple(vary_on),
-        tags=tags if callable(tags) else tuple(tags),
-        stale_ttl=stale_ttl,
-        stale_if_error=stale_if_error,
-        no_cache=no_cache,
-        min_refresh_interval=min_refresh_interval,
-        cache_control=cache_control,
-        statuses=frozenset(statuses),
-        max_body_size=max_body_size,
-        key=key,
-    )
-
-    def mark(endpoint: EndpointT) -> EndpointT:
-        setattr(endpoint, OPTIONS_ATTRIBUTE, options)
-        return endpoint
-
-    return mark
 
 
 def setup_cache(app: FastAPI, cache: Cache) -> None:
@@ -110,7 +66,7 @@ async def invalidate(
     for candidate in app.router.routes:
         endpoint = getattr(candidate, "endpoint", None)
         path = getattr(candidate, "path", None)
-        options = getattr(endpoint, OPTIONS_ATTRIBUTE, None)
+        options = route_options(endpoint)
         if options is not None and route in (path, endpoint):
             http_cache = HttpCache(app.state.atomcache)
             return await http_cache.invalidate(options, str(path), path_params, query, headers)
@@ -176,7 +132,7 @@ class AtomCacheMiddleware:
                 and "GET" in getattr(route, "methods", ())
             )
             if match is Match.FULL or head_of_get:
-                options = getattr(getattr(route, "endpoint", None), OPTIONS_ATTRIBUTE, None)
+                options = route_options(getattr(route, "endpoint", None))
                 if options is not None:
                     found = (route, options, dict(child.get("path_params", {})))
                 break
