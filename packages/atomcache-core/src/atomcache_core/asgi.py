@@ -63,6 +63,7 @@ _SERIALIZER = ResponseSerializer()
 _CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
 _REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
 _OPTIONS_ATTRIBUTE = "__atomcache__"
+_SERVER_ERROR = 500
 EndpointT = TypeVar("EndpointT", bound="Callable[..., Any]")
 
 
@@ -151,6 +152,14 @@ class RouteOptions:
     def authorized(self) -> bool:
         """Whether requests with `Authorization` may use this route's cache."""
         return "authorization" in self.vary_on or self.key is not None
+
+
+class _ServerError(Exception):
+    """The handler answered 5xx: a failed computation (RFC 5861 stale-if-error)."""
+
+    def __init__(self, capture: ResponseCapture) -> None:
+        super().__init__(capture.status)
+        self.capture = capture
 
 
 class ResponseCapture:
@@ -375,6 +384,8 @@ class HttpCache:
 
         async def produce() -> StoredResponse | Uncacheable:
             await app({**scope, "method": "GET"}, receive, capture)
+            if capture.status >= _SERVER_ERROR and not capture.streamed:
+                raise _ServerError(capture)  # a failure, for stale_if_error and waiters
             return capture.result(options)
 
         try:
@@ -385,6 +396,9 @@ class HttpCache:
                     return
             else:
                 outcome = await self.cache.single_flight.get_or_set(plan.key, produce, plan.flight)
+        except _ServerError as error:
+            await self.send_uncached(send, scope, error.capture, "error")
+            return
         except AtomCacheError:
             logger.warning("cache unavailable for %s; answering without it", route, exc_info=True)
             if capture.status:

@@ -1,3 +1,19 @@
-"""Litestar adapter for atomcache (the adapter itself is not written yet)."""
+"""Litestar adapter for atomcache: cached routes with ETags, 304 and single flight.
 
-__all__: list[str] = []
+```python
+from litestar import Litestar, get
+from atomcache_core import Cache
+from atomcache_litestar import AtomCachePlugin, cached
+
+@get("/items")
+@cached(ttl=600)
+async def items(offset: int = 0, limit: int = 10) -> list[Item]: ...
+
+app = Litestar([items], plugins=[AtomCachePlugin(Cache.from_url("redis://localhost:6379/0"))])
+```
+"""
+
+from atomcache_core.asgi import cached
+from atomcache_litestar._plugin import AtomCachePlugin
+
+__all__ = ["AtomCachePlugin", "cached"]
