@@ -1,47 +1,14 @@
-"""Three real uvicorn processes sharing one Redis behave as one cache."""
+"""Three real uvicorn processes of a FastAPI app sharing one Redis behave as one cache."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
-import httpx
-from redis.asyncio import Redis
-
-from support.servers import uvicorn_processes
+from support.http_fleet import check_fleet
 
 HERE = Path(__file__).parent
 
 
 async def test_three_instances_compute_once_and_share_etags(redis_url: str) -> None:
     """150 concurrent requests over 3 instances run the endpoint once; A's ETag gives 304 on B."""
-    namespace = f"fleet-{uuid.uuid4().hex[:10]}"
-    env = {"ATOMCACHE_REDIS_URL": redis_url, "ATOMCACHE_NAMESPACE": namespace}
-    async with (
-        uvicorn_processes(
-            "fleet_app:app", 3, env=env, pythonpath=[str(HERE), str(HERE.parent)]
-        ) as urls,
-        httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client,
-    ):
-        responses = await asyncio.gather(
-            *(client.get(f"{urls[index % 3]}/report/2024?detail=true") for index in range(150))
-        )
-        assert {response.status_code for response in responses} == {200}
-        assert len({response.content for response in responses}) == 1
-        etags = {response.headers["etag"] for response in responses}
-        assert len(etags) == 1
-        control = Redis.from_url(redis_url)
-        assert int(await control.get(f"{namespace}:computations") or 0) == 1
-        await control.aclose()
-        statuses = [response.headers["cache-status"] for response in responses]
-        # the leader instance's 50 requests shared its computation; the others waited
-        assert sum("stored" in status for status in statuses) == 50
-        assert all("stored" in s or "coalesced" in s or "hit" in s for s in statuses)
-        etag = etags.pop()
-        for url in urls:
-            revalidated = await client.get(
-                f"{url}/report/2024?detail=true", headers={"if-none-match": etag}
-            )
-            assert revalidated.status_code == 304
-            assert revalidated.headers["etag"] == etag
+    await check_fleet("fastapi_fleet_app:app", [str(HERE), str(HERE.parent)], redis_url)
