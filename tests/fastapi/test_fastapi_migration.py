@@ -141,3 +141,11 @@ async def test_get_cache_gives_handlers_the_cache(
     """Depends(get_cache) hands a handler the cache given to setup_cache."""
     http, _ = client
     assert (await http.get("/namespace")).json() == {"namespace": namespace}
+
+
+async def test_the_app_closes_the_cache(redis_url: str, namespace: str) -> None:
+    """The cache given to setup_cache is closed with the app's lifespan."""
+    cache = Cache.from_url(redis_url, namespace=namespace)
+    async with serve_asgi(build_app(cache, Counter())):
+        assert cache._client is not None
+    assert cache._client is None
