@@ -64,6 +64,7 @@ _CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
 _REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
 _OPTIONS_ATTRIBUTE = "__atomcache__"
 _SERVER_ERROR = 500
+_MEMO_LIMIT = 4096
 EndpointT = TypeVar("EndpointT", bound="Callable[..., Any]")
 
 
@@ -296,6 +297,7 @@ class HttpCache:
     def __init__(self, cache: Cache) -> None:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
+        self._static_tag_keys: dict[tuple[str | None, str, tuple[str, ...]], tuple[str, ...]] = {}
 
     def key(self, options: RouteOptions, info: RequestInfo) -> str:
         """The cache key of a request: route namespace, path and query, `vary_on` values.
@@ -305,6 +307,8 @@ class HttpCache:
         """
         if options.key is not None:
             return f"http:{options.namespace or info.route}:{options.key(info)}"
+        if not (info.path_params or info.query or options.vary_on):
+            return f"http:{options.namespace or info.route}:[[],[],[]]"
         parts = [
             sorted((name, str(value)) for name, value in info.path_params.items()),
             sorted(info.query, key=lambda item: item[0]),
@@ -408,6 +412,12 @@ class HttpCache:
             return
         await self.respond(send, scope, plan, outcome)
 
+    def _tag_keys(
+        self, options: RouteOptions, route: str, tags: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        keys = self.cache.keys
+        return (keys.tag(self.route_tag(options, route)), *(keys.tag(tag) for tag in tags))
+
     def _flight_options(
         self,
         options: RouteOptions,
@@ -417,11 +427,15 @@ class HttpCache:
         forced: bool,
     ) -> FlightOptions:
         cache = self.cache
-        tags = options.tags(info) if callable(options.tags) else options.tags
-        tag_keys = (
-            cache.keys.tag(self.route_tag(options, info.route)),
-            *(cache.keys.tag(tag) for tag in tags),
-        )
+        if callable(options.tags):
+            tag_keys = self._tag_keys(options, info.route, tuple(options.tags(info)))
+        else:
+            memo = (options.namespace, info.route, options.tags)
+            tag_keys = self._static_tag_keys.get(memo) or self._tag_keys(
+                options, info.route, options.tags
+            )
+            if len(self._static_tag_keys) < _MEMO_LIMIT:
+                self._static_tag_keys[memo] = tag_keys
         return FlightOptions(
             ttl=options.ttl if options.ttl is not None else cache.default_ttl,
             tag_keys=tag_keys,
@@ -445,23 +459,29 @@ class HttpCache:
         entry = outcome.entry
         now = time.time()
         remaining = max(0, int(entry.fresh_until - now)) if entry is not None else 0
-        status = _status_of(outcome, remaining, forced=plan.forced)
-        headers = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
-        headers.append((b"etag", response.etag.encode("ascii")))
-        headers.append((b"cache-control", _cache_control(options, remaining).encode("latin-1")))
+        validators = [
+            (b"etag", response.etag.encode("ascii")),
+            (b"cache-control", _cache_control(options, remaining).encode("latin-1")),
+        ]
         if entry is not None and outcome.source in ("hit", "stale", "waited"):
-            headers.append((b"age", str(max(0, int(now - entry.created_at))).encode()))
-        headers.append((b"cache-status", status.encode("latin-1")))
-        if 200 <= response.status < 300 and if_none_match(  # noqa: PLR2004
-            info.headers.get("if-none-match"), response.etag
-        ):
-            headers = not_modified_headers(headers)
-            headers.append((b"date", format_http_date(now).encode("latin-1")))
-            headers.append((b"cache-status", status.encode("latin-1")))
+            validators.append((b"age", str(max(0, int(now - entry.created_at))).encode()))
+        status = _status_of(outcome, remaining, forced=plan.forced).encode("latin-1")
+        validators.append((b"cache-status", status))
+        inm = info.headers.get("if-none-match")
+        if inm and 200 <= response.status < 300 and if_none_match(inm, response.etag):  # noqa: PLR2004
+            kept = not_modified_headers(response.headers)
+            headers = [*kept, *validators, (b"date", _http_date(now))]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        stored = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": stored + validators,
+            }
+        )
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
 
@@ -494,6 +514,18 @@ class HttpCache:
             await send(message)
 
         await app(scope, receive, tagged)
+
+
+_last_date: tuple[int, bytes] = (0, b"")
+
+
+def _http_date(now: float) -> bytes:
+    """`Date` for `now`, formatted once per second."""
+    global _last_date  # noqa: PLW0603 - a one-entry memo of the formatted second
+    second = int(now)
+    if _last_date[0] != second:
+        _last_date = (second, format_http_date(second).encode("latin-1"))
+    return _last_date[1]
 
 
 def _etag_of(response: StoredResponse) -> str:
