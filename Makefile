@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 
 demo: $(VENV)/.synced
 	$(BIN)/python examples/core_demo.py
+	$(BIN)/python examples/http_demo.py
 
 test: $(VENV)/.synced
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -21,6 +22,7 @@ lint: $(VENV)/.synced
 	$(BIN)/mypy
 
 bench: $(VENV)/.synced
+	$(BIN)/python bench/http.py
 	$(BIN)/python bench/stampede.py
 
 format: $(VENV)/.synced

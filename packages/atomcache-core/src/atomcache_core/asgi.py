@@ -23,7 +23,6 @@ from atomcache_core.http import (
     ResponseSerializer,
     StoredResponse,
     cache_status,
-    format_http_date,
     get_header,
     if_none_match,
     make_etag,
@@ -384,7 +383,7 @@ class HttpCache:
             else:
                 await self.bypass(scope, receive, send, app, plan)
             return
-        capture = ResponseCapture(send)
+        capture = ResponseCapture(send)  # filled only if the handler runs
 
         async def produce() -> StoredResponse | Uncacheable:
             await app({**scope, "method": "GET"}, receive, capture)
@@ -470,7 +469,7 @@ class HttpCache:
         inm = info.headers.get("if-none-match")
         if inm and 200 <= response.status < 300 and if_none_match(inm, response.etag):  # noqa: PLR2004
             kept = not_modified_headers(response.headers)
-            headers = [*kept, *validators, (b"date", _http_date(now))]
+            headers = [*kept, *validators]  # the server adds Date, as to every response
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -514,18 +513,6 @@ class HttpCache:
             await send(message)
 
         await app(scope, receive, tagged)
-
-
-_last_date: tuple[int, bytes] = (0, b"")
-
-
-def _http_date(now: float) -> bytes:
-    """`Date` for `now`, formatted once per second."""
-    global _last_date  # noqa: PLW0603 - a one-entry memo of the formatted second
-    second = int(now)
-    if _last_date[0] != second:
-        _last_date = (second, format_http_date(second).encode("latin-1"))
-    return _last_date[1]
 
 
 def _etag_of(response: StoredResponse) -> str:

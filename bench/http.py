@@ -1,0 +1,456 @@
+"""HTTP benchmark: requests/s of a cached FastAPI route against a pre-encoded ceiling.
+
+Each variant is a FastAPI app with one GET route answering an ~8 KB JSON list of 100
+items, served by its own uvicorn worker process on a free loopback port:
+
+- `ceiling`: the route returns the body already encoded (`Response(content=...)`);
+- `fastapi`: FastAPI validates and encodes the items through the response model;
+- `atomcache hit (redis)` / `(memory)`: the same route under `@cached(ttl=600)`, warmed
+  up so every measured request is a hit;
+- `atomcache 304`: the memory-cached route, asked with `If-None-Match` for its ETag.
+
+The load comes from `wrk` if it is on PATH, else from bench/_load.py (raw asyncio
+streams, keep-alive, in its own process), over C connections: a warm-up second, then the
+measured duration. Every variant is measured once per round, in turn; the table gives
+the median over the rounds (and their spread: a shared machine is noisy). A response
+with an unexpected status fails the run; the targets (hit on Redis >= 0.7 of the
+ceiling, hit in memory >= 0.9, 304 >= 1.0) are only reported. Redis is a throwaway
+`redis-server` unless ATOMCACHE_REDIS_URL is set. The rows go to bench/results/http.json.
+
+    python bench/http.py [--duration 4] [--connections 32] [--rounds 3]
+        [--client auto|python|wrk]
+"""
+
+# The imports come after the sys.path fix below: this file is named like the standard
+# library's `http`.
+# ruff: noqa: E402
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+# `python bench/http.py` puts this folder first on sys.path, where this file would stand
+# in for the standard library's `http` (imported by uvicorn, Starlette and http.client).
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import uvicorn
+from fastapi import FastAPI, Response
+from pydantic import BaseModel
+
+from atomcache_core import Cache
+from atomcache_fastapi import cached, setup_cache
+from support.redis_server import RedisServer, free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+RESULTS = BENCH / "results"
+LOAD_GENERATOR = BENCH / "_load.py"
+LOOPBACK = "127.0.0.1"
+PATH = "/items"
+WARMUP = 1.0
+START_TIMEOUT = 30.0
+HIT = "atomcache; hit"
+
+AppKind = Literal["ceiling", "fastapi", "redis", "memory"]
+
+
+class Item(BaseModel):
+    """One element of the payload, as the response model declares it."""
+
+    id: int
+    name: str
+    price: float
+    tags: list[str]
+    in_stock: bool
+
+
+ITEMS: list[dict[str, Any]] = [
+    {
+        "id": number,
+        "name": f"item {number}",
+        "price": 1.5 + number * 0.25,
+        "tags": ["tools", "garden", "sale"][: 1 + number % 3],
+        "in_stock": number % 3 != 0,
+    }
+    for number in range(100)
+]
+# What FastAPI produces for ITEMS: compact JSON, fields in the model's order (checked).
+BODY = json.dumps(ITEMS, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One measured configuration: which app, how it is asked, and its target."""
+
+    name: str
+    app: AppKind
+    conditional: bool = False  # send If-None-Match with the response's ETag
+    target: float | None = None  # minimum ratio to the ceiling
+
+    @property
+    def status(self) -> int:
+        """The status every measured response must have."""
+        return 304 if self.conditional else 200
+
+    @property
+    def is_cached(self) -> bool:
+        """Whether the route is served by atomcache."""
+        return self.app in ("redis", "memory")
+
+
+VARIANTS = (
+    Variant("ceiling", "ceiling"),
+    Variant("fastapi", "fastapi"),
+    Variant("atomcache hit (redis)", "redis", target=0.7),
+    Variant("atomcache hit (memory)", "memory", target=0.9),
+    Variant("atomcache 304", "memory", conditional=True, target=1.0),
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One response, as a probe saw it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def build_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
+    """The app of one variant."""
+    app = FastAPI()
+    if kind == "ceiling":
+
+        @app.get(PATH)
+        async def pre_encoded() -> Response:
+            """The body, encoded once at import."""
+            return Response(content=BODY, media_type="application/json")
+
+        return app
+
+    async def items() -> list[dict[str, Any]]:
+        """The items, for FastAPI to validate and encode through the response model."""
+        return ITEMS
+
+    if kind == "fastapi":
+        app.get(PATH, response_model=list[Item])(items)
+        return app
+    cache = Cache.from_url(redis_url, namespace=namespace) if kind == "redis" else Cache()
+    app.get(PATH, response_model=list[Item])(cached(ttl=600)(items))  # @app.get over @cached
+    setup_cache(app, cache)
+    return app
+
+
+def serve(kind: AppKind, port: int, redis_url: str, namespace: str) -> None:
+    """Run one variant's app in this process, like `uvicorn --no-access-log ...`."""
+    uvicorn.run(
+        build_app(kind, redis_url, namespace),
+        host=LOOPBACK,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def fetch(port: int, headers: dict[str, str] | None = None) -> Answer:
+    """One GET of the route on a fresh connection (no proxy, whatever the environment)."""
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
+    try:
+        connection.request("GET", PATH, headers=headers or {})
+        response = connection.getresponse()
+        fields = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(response.status, fields, response.read())
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def running(kind: AppKind, redis_url: str, namespace: str) -> Iterator[int]:
+    """Start a uvicorn process serving `kind`; yield its port once it answers; kill it."""
+    port = free_port()
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--port", str(port),
+        "--redis-url", redis_url, "--namespace", namespace,
+    ]  # fmt: skip
+    process = subprocess.Popen(command)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                msg = f"the {kind} server exited with status {process.returncode}"
+                raise RuntimeError(msg)
+            with contextlib.suppress(OSError):
+                fetch(port)
+                break
+            if time.monotonic() > deadline:
+                msg = f"the {kind} server did not answer within {START_TIMEOUT} s"
+                raise RuntimeError(msg)
+            time.sleep(0.05)  # nothing to await: uvicorn logs no "ready" at warning level
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def expect(answer: Answer, variant: Variant, what: str) -> None:
+    """Fail unless `answer` is what every measured request of `variant` must get."""
+    problems = []
+    if answer.status != variant.status:
+        problems.append(f"status {answer.status}")
+    if variant.status == 200 and answer.body != BODY:  # noqa: PLR2004
+        problems.append(f"a body of {len(answer.body)} bytes that is not the payload")
+    if variant.is_cached and not answer.headers.get("cache-status", "").startswith(HIT):
+        problems.append(f"Cache-Status {answer.headers.get('cache-status')!r}")
+    if problems:
+        msg = f"{variant.name}, {what}: expected a {variant.status}, got {', '.join(problems)}"
+        raise RuntimeError(msg)
+
+
+def prepare(variant: Variant, port: int) -> dict[str, str]:
+    """Warm the route and check its answer; return the request fields to send."""
+    fetch(port)  # the first request of a cached route fills the cache
+    answer = fetch(port)
+    headers = {}
+    if variant.conditional:
+        headers = {"If-None-Match": answer.headers["etag"]}
+        answer = fetch(port, headers)
+    expect(answer, variant, "before the run")
+    return headers
+
+
+def run_python_client(
+    port: int, variant: Variant, headers: dict[str, str], *, connections: int, duration: float
+) -> dict[str, Any]:
+    """Measure with bench/_load.py in its own process; fail on any unexpected response."""
+    command = [
+        sys.executable, str(LOAD_GENERATOR), "--port", str(port), "--path", PATH,
+        "--connections", str(connections), "--duration", str(duration),
+        "--warmup", str(WARMUP), "--status", str(variant.status),
+    ]  # fmt: skip
+    for name, value in headers.items():
+        command += ["--header", f"{name}: {value}"]
+    if variant.is_cached:
+        command += ["--expect", f"cache-status: {HIT}"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=WARMUP + duration + 60, check=False
+    )
+    if done.returncode != 0:
+        msg = f"{variant.name}: the load generator failed:\n{done.stderr.strip()}"
+        raise RuntimeError(msg)
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
+
+
+def run_wrk(
+    port: int,
+    variant: Variant,
+    headers: dict[str, str],
+    *,
+    connections: int,
+    duration: float,
+) -> dict[str, Any]:
+    """Measure with wrk after a warm-up run; fail on 4xx/5xx answers or socket errors.
+
+    wrk does not tell a 200 from a 304: `expect` checks one answer after the run.
+    """
+    fields = [
+        argument for name, value in headers.items() for argument in ("-H", f"{name}: {value}")
+    ]
+    url = f"http://{LOOPBACK}:{port}{PATH}"
+    seconds = max(1, round(duration))
+    output = ""
+    for length in (max(1, round(WARMUP)), seconds):
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{length}s", *fields, url]
+        output = subprocess.run(
+            command, capture_output=True, text=True, timeout=length + 60, check=True
+        ).stdout
+        if "Non-2xx or 3xx responses" in output or "Socket errors" in output:
+            msg = f"{variant.name}: wrk saw errors:\n{output}"
+            raise RuntimeError(msg)
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if found is None:
+        msg = f"{variant.name}: no Requests/sec in wrk's output:\n{output}"
+        raise RuntimeError(msg)
+    rate = float(found.group(1))
+    return {"responses": round(rate * seconds), "seconds": seconds, "requests_per_second": rate}
+
+
+def choose_client(choice: str) -> str:
+    """`wrk` if asked for or, with `auto`, if it is on PATH; else `python`."""
+    found = shutil.which("wrk") is not None
+    if choice == "wrk" and not found:
+        msg = "--client wrk, but there is no wrk on PATH"
+        raise RuntimeError(msg)
+    return "wrk" if choice == "wrk" or (choice == "auto" and found) else "python"
+
+
+def measure(
+    redis_url: str,
+    namespace: str,
+    *,
+    client: str,
+    connections: int,
+    duration: float,
+    rounds: int,
+) -> dict[Variant, list[dict[str, Any]]]:
+    """Start every variant's server, then load each in turn, `rounds` times.
+
+    The order turns by one variant every round, so none is always measured first.
+    Returns each variant's figures, one dict per round.
+    """
+    run = run_wrk if client == "wrk" else run_python_client
+    samples: dict[Variant, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+    with contextlib.ExitStack() as servers:
+        ports = {
+            variant: servers.enter_context(running(variant.app, redis_url, namespace))
+            for variant in VARIANTS
+        }
+        headers = {variant: prepare(variant, port) for variant, port in ports.items()}
+        for number in range(rounds):
+            turn = number % len(VARIANTS)
+            for variant in VARIANTS[turn:] + VARIANTS[:turn]:
+                samples[variant].append(
+                    run(
+                        ports[variant],
+                        variant,
+                        headers[variant],
+                        connections=connections,
+                        duration=duration,
+                    )
+                )
+            rates = ", ".join(
+                f"{variant.name} {figures[-1]['requests_per_second']:,.0f}"
+                for variant, figures in samples.items()
+            )
+            print(f"round {number + 1}/{rounds} (requests/s): {rates}")
+        for variant, port in ports.items():
+            expect(fetch(port, headers[variant]), variant, "after the run")
+    return samples
+
+
+def summarize(
+    samples: dict[Variant, list[dict[str, Any]]], settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One row per variant: median requests/s over the rounds, ratio, target verdict."""
+    rows = []
+    for variant, figures in samples.items():
+        rates = [figure["requests_per_second"] for figure in figures]
+        cpu = [figure["client_cpu"] for figure in figures if "client_cpu" in figure]
+        rows.append(
+            {
+                "variant": variant.name,
+                "requests_per_second": statistics.median(rates),
+                "min": min(rates),
+                "max": max(rates),
+                "rounds": rates,
+                "client_cpu": statistics.median(cpu) if cpu else None,
+                "target": variant.target,
+                **settings,
+            }
+        )
+    ceiling = rows[0]["requests_per_second"]
+    for row in rows:
+        row["ratio_to_ceiling"] = row["requests_per_second"] / ceiling
+        row["target_met"] = (
+            None if row["target"] is None else row["ratio_to_ceiling"] >= row["target"]
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def redis_server_url() -> Iterator[str]:
+    """ATOMCACHE_REDIS_URL if set, else the URL of a throwaway `redis-server`."""
+    configured = os.environ.get("ATOMCACHE_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+def show(rows: list[dict[str, Any]]) -> None:
+    """Print the table and whether each target is met."""
+    print(
+        f"{'variant':<24} {'requests/s':>10} {'min-max over rounds':>21} {'ratio':>6} "
+        f"{'client CPU':>10}"
+    )
+    for row in rows:
+        cpu = "-" if row["client_cpu"] is None else f"{row['client_cpu']:.0%}"
+        spread = f"{row['min']:,.0f}-{row['max']:,.0f}"
+        print(
+            f"{row['variant']:<24} {row['requests_per_second']:>10,.0f} {spread:>21} "
+            f"{row['ratio_to_ceiling']:>6.2f} {cpu:>10}"
+        )
+    for row in rows:
+        if row["target"] is not None:
+            verdict = "met" if row["target_met"] else "NOT met"
+            print(
+                f"target: {row['variant']} >= {row['target']:.1f} x ceiling: "
+                f"{row['ratio_to_ceiling']:.2f}, {verdict}"
+            )
+
+
+def main() -> None:
+    """Measure every variant, print the comparison and write the rows."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=4.0, help="measured seconds")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per variant")
+    parser.add_argument("--client", choices=("auto", "python", "wrk"), default="auto")
+    parser.add_argument("--serve", choices=("ceiling", "fastapi", "redis", "memory"))
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--namespace", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:  # a server process started by `running`
+        serve(args.serve, args.port, args.redis_url, args.namespace)
+        return
+    client = choose_client(args.client)
+    settings = {
+        "client": client,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "body_bytes": len(BODY),
+    }
+    print(
+        f"http: {len(BODY):,} bytes of JSON, {client} client, {args.connections} connections, "
+        f"{args.rounds} rounds of {WARMUP:g} s warm-up + {args.duration:g} s per variant; "
+        f"uvicorn {uvicorn.__version__}, Python {sys.version.split()[0]}"
+    )
+    with redis_server_url() as url:
+        samples = measure(
+            url,
+            f"bench-http-{uuid.uuid4().hex[:10]}",
+            client=client,
+            connections=args.connections,
+            duration=args.duration,
+            rounds=args.rounds,
+        )
+    rows = summarize(samples, settings)
+    show(rows)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "http.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
