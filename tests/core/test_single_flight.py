@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from atomcache_core import Cache, LockTimeoutError, MemoryNotifier, SerializationError, Uncacheable
+from atomcache_core import (
+    Cache,
+    JsonSerializer,
+    LockTimeoutError,
+    MemoryNotifier,
+    SerializationError,
+    Uncacheable,
+)
+from atomcache_core._singleflight import FlightOptions
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -387,3 +395,38 @@ async def test_skipped_event_releases_waiting_instances(
     assert time.monotonic() - began < 2
     assert await leading == "leader's"
     assert await first.exists("k") is False
+
+
+class CountingSerializer(JsonSerializer):
+    """Counts how often stored bytes are decoded."""
+
+    def __init__(self) -> None:
+        """Start at zero."""
+        super().__init__()
+        self.loads_calls = 0
+
+    def loads(self, data: bytes) -> Any:
+        """Decode, counting."""
+        self.loads_calls += 1
+        return super().loads(data)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+async def test_immutable_values_are_decoded_once_per_stored_bytes(
+    cache: Cache,
+    reuse: bool,  # noqa: FBT001 - parametrized
+) -> None:
+    """With reuse_decoded, reading unchanged bytes again skips decoding; new bytes are decoded."""
+    serializer = CountingSerializer()
+    options = FlightOptions(ttl=60, serializer=serializer, reuse_decoded=reuse)
+    await cache.single_flight.get_or_set("k", lambda: "first", options)
+    for _ in range(3):
+        found = await cache.single_flight.peek("k", options)
+        assert found is not None
+        assert found.value == "first"
+    assert serializer.loads_calls == (1 if reuse else 3)
+    await cache.delete("k")
+    await cache.single_flight.get_or_set("k", lambda: "second", options)
+    found = await cache.single_flight.peek("k", options)
+    assert found is not None
+    assert found.value == "second"

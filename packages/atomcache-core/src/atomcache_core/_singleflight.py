@@ -56,6 +56,8 @@ logger = logging.getLogger("atomcache")
 
 WaitTimeoutPolicy = Literal["compute", "raise"]
 _RETRY: Any = object()
+_REUSE_MAX_KEYS = 512
+_REUSE_MAX_BYTES = 1024 * 1024
 
 
 OutcomeSource = Literal["hit", "stale", "computed", "waited", "uncached"]
@@ -104,6 +106,7 @@ class FlightOptions:
         store: Whether a computed value is written (`False`: computed per caller).
         serializer: Payload serializer; `None` means the cache's own.
         etag: Computes the ETag stored in the entry header from the value.
+        reuse_decoded: Values are immutable: a decoding may be shared between reads.
     """
 
     ttl: float
@@ -115,6 +118,7 @@ class FlightOptions:
     store: bool = True
     serializer: Serializer | None = None
     etag: Callable[[Any], str | None] | None = None
+    reuse_decoded: bool = False
 
     def is_fresh(self, entry: Entry, now: float) -> bool:
         """Whether `entry` counts as fresh for this call."""
@@ -173,6 +177,7 @@ class SingleFlight:
         self.heartbeat_interval = heartbeat_interval or min(lock_ttl / 3, recheck_interval / 2)
         self._fills: dict[str, asyncio.Task[Any]] = {}
         self._reads: dict[str, asyncio.Future[Any]] = {}
+        self._decoded: dict[str, tuple[bytes, tuple[Entry, Any]]] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
 
     async def get_or_set(
@@ -214,7 +219,8 @@ class SingleFlight:
         With a `factory`, early and stale-while-revalidate refreshes are started.
         """
         cache = self._cache
-        found = cache.decode(await self._read(cache.keys.value(key)), options.serializer)
+        value_key = cache.keys.value(key)
+        found = self._decode(value_key, await self._read(value_key), options)
         if found is None:
             return None, None
         entry, value = found
@@ -230,6 +236,27 @@ class SingleFlight:
                 self._refresh(key, factory, options, entry.created_at)
             return Outcome(value, "stale", entry), None
         return None, found
+
+    def _decode(
+        self, value_key: str, data: bytes | None, options: FlightOptions
+    ) -> tuple[Entry, Any] | None:
+        """Decode stored bytes; immutable values are reused while the bytes are the same.
+
+        With `options.reuse_decoded` (values that are never mutated, like stored HTTP
+        responses), the last decoding of each key is kept: reading the same bytes again
+        (the same object from memory, equal bytes from Redis) skips checksum and parsing.
+        """
+        if not options.reuse_decoded or data is None or len(data) > _REUSE_MAX_BYTES:
+            return self._cache.decode(data, options.serializer)
+        memo = self._decoded.get(value_key)
+        if memo is not None and (memo[0] is data or memo[0] == data):
+            return memo[1]
+        found = self._cache.decode(data, options.serializer)
+        if found is not None:
+            if len(self._decoded) >= _REUSE_MAX_KEYS:
+                self._decoded.clear()
+            self._decoded[value_key] = (data, found)
+        return found
 
     async def _join(self, fill: asyncio.Task[Outcome], factory: Callable[[], Any]) -> Outcome:
         """Share another caller's fill; compute our own if its result is not shareable."""

@@ -444,6 +444,7 @@ class HttpCache:
             store="no-store" not in directives,
             serializer=_SERIALIZER,
             etag=_etag_of,
+            reuse_decoded=True,
         )
 
     async def respond(self, send: Send, scope: Scope, plan: RequestPlan, outcome: Outcome) -> None:
