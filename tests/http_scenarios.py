@@ -35,19 +35,22 @@ Bodies are JSON objects with {"calls": <the handler's call count>} (but /constan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
+import pytest
+
+from atomcache_core import Cache
 from atomcache_core.http import make_etag, parse_cache_control
+from support.redis_server import RedisServer
+from support.servers import serve_asgi
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    import httpx
-
-    from atomcache_core import Cache
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 
 class Invalidate(Protocol):
@@ -500,3 +503,53 @@ async def redis_down_fails_open(h: Harness) -> None:
         assert response.json()["item"]["id"] == 1
         assert "backend unavailable" in status_of(response)
     assert h.calls["item"] == 3
+
+
+def adapter_tests(
+    build: Callable[[Cache, Counter[str], dict[str, Any]], tuple[Any, Invalidate]], framework: str
+) -> tuple[Any, Any, Any]:
+    """The fixture and tests an adapter's module exposes, given how it builds the app.
+
+    `build(cache, calls, flags)` returns the ASGI app with the routes above and its
+    invalidation helper. Use as
+    `harness, test_http_behaviour, test_redis_down_fails_open = adapter_tests(build, "X")`.
+    """
+
+    @contextlib.asynccontextmanager
+    async def running(cache: Cache) -> AsyncIterator[Harness]:
+        calls: Counter[str] = Counter()
+        flags: dict[str, Any] = {}
+        app, invalidate = build(cache, calls, flags)
+        async with (
+            serve_asgi(app) as base_url,
+            httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+        ):
+            yield Harness(client, cache, invalidate, calls, flags)
+
+    @pytest.fixture(params=["memory", "redis"])
+    async def harness(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Harness]:
+        """The app on the in-memory cache, then on a real Redis."""
+        url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+        async with running(Cache.from_url(url, namespace=namespace)) as harness:
+            yield harness
+
+    @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.__name__)
+    async def test_http_behaviour(
+        harness: Harness, scenario: Callable[[Harness], Awaitable[None]]
+    ) -> None:
+        await scenario(harness)
+
+    async def test_redis_down_fails_open(namespace: str) -> None:
+        with RedisServer() as server:
+            url = server.url
+        cache = Cache.from_url(url, namespace=namespace, socket_connect_timeout=0.2)
+        async with running(cache) as harness:
+            await redis_down_fails_open(harness)
+
+    test_http_behaviour.__doc__ = (
+        f"Each behaviour of HTTP.md holds for {framework} (the scenario's docstring says which)."
+    )
+    test_redis_down_fails_open.__doc__ = (
+        f"With Redis gone, {framework}'s cached routes are answered by their handler, never a 500."
+    )
+    return harness, test_http_behaviour, test_redis_down_fails_open
