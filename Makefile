@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench format clean
+.PHONY: demo test lint bench fuzz format clean
 
 demo: $(VENV)/.synced
 	$(BIN)/python examples/core_demo.py
@@ -20,6 +20,10 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder and serializers, longer
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/core/test_http.py \
+		tests/core/test_entry.py tests/core/test_serializers.py tests/core/test_keys.py
 
 bench: $(VENV)/.synced
 	$(BIN)/python bench/http.py

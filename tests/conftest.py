@@ -7,11 +7,20 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from support.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+
+# A bounded run in `make test`; `make fuzz` runs the same properties much longer.
+settings.register_profile("default", max_examples=200, deadline=None)
+settings.register_profile(
+    "fuzz", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
