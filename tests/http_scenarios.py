@@ -28,6 +28,7 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /refresh: ttl=60, min_refresh_interval=0.5 -> "refresh", sleeps 0.1 s
 - GET /header: ttl=60 -> "header", sets X-Custom: yes
 - GET /constant: ttl=60 -> "constant", the same body on every call
+- GET /fragile: ttl=60 -> "fragile", 400 when any request header is over 1,000 characters
 
 Bodies are JSON objects with {"calls": <the handler's call count>} (but /constant's).
 """
@@ -185,6 +186,24 @@ async def oversized_bodies_are_served_not_stored(h: Harness) -> None:
     assert len(first.content) == 2048
     assert h.calls["big"] == 2
     assert "too large" in status_of(first)
+
+
+async def poisoned_requests_do_not_poison_the_cache(h: Harness) -> None:
+    """A huge junk header that makes the handler fail (CPDoS) stores nothing for others."""
+    poisoned = await h.client.get("/fragile", headers={"x-junk": "j" * 8000})
+    assert poisoned.status_code == 400
+    clean = await h.client.get("/fragile")
+    assert clean.status_code == 200
+    assert h.calls["fragile"] == 2
+
+
+async def concurrent_waiters_are_released_by_an_oversized_body(h: Harness) -> None:
+    """Concurrent requests for a body too large to store each get it, without waiting."""
+    started = time.monotonic()
+    responses = await asyncio.gather(*(h.client.get("/big") for _ in range(5)))
+    assert [len(response.content) for response in responses] == [2048] * 5
+    assert time.monotonic() - started < 2.0  # well under the re-check interval
+    assert h.calls["big"] == 5
 
 
 # 5. Authorization.
@@ -468,6 +487,8 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     uncacheable_directives_are_not_stored,
     streaming_passes_through,
     oversized_bodies_are_served_not_stored,
+    poisoned_requests_do_not_poison_the_cache,
+    concurrent_waiters_are_released_by_an_oversized_body,
     authorized_requests_bypass_shared_entries,
     per_user_routes_key_on_authorization,
     query_order_does_not_matter,

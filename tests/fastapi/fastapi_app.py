@@ -185,4 +185,11 @@ def build_app(cache: Cache, calls: Counter[str], flags: dict[str, Any]) -> FastA
         count("constant")
         return {"constant": True}
 
+    @app.get("/fragile")
+    @cached(ttl=60)
+    async def fragile(request: Request) -> JSONResponse:
+        number = count("fragile")
+        too_long = any(len(value) > 1000 for value in request.headers.values())
+        return JSONResponse({"calls": number}, status_code=400 if too_long else 200)
+
     return app

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar import Litestar, Response, get, post
+from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.dto import DataclassDTO, DTOConfig
@@ -197,9 +197,17 @@ def build_app(  # noqa: C901 - one route per scenario
         count("constant")
         return {"constant": True}
 
+    @get("/fragile")
+    @cached(ttl=60)
+    async def fragile(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        number = count("fragile")
+        too_long = any(len(value) > 1000 for value in request.headers.values())
+        return Response({"calls": number}, status_code=400 if too_long else 200)
+
     handlers = [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
+        fragile,
     ]  # fmt: skip
     plugin = AtomCachePlugin(cache)
     return Litestar(handlers, plugins=[plugin]), plugin
