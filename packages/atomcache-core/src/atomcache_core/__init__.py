@@ -7,6 +7,7 @@ Redis across a fleet of processes.
 from atomcache_core._singleflight import Outcome, Uncacheable
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage
+from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.cache import Cache
 from atomcache_core.exceptions import (
     AtomCacheError,
@@ -29,6 +30,7 @@ __all__ = [
     "BackendUnavailableError",
     "Cache",
     "CacheStats",
+    "CircuitBreaker",
     "ConfigurationError",
     "Event",
     "JsonSerializer",

@@ -56,6 +56,7 @@ logger = logging.getLogger("atomcache")
 
 WaitTimeoutPolicy = Literal["compute", "raise"]
 _RETRY: Any = object()
+UNAVAILABLE = "backend unavailable"
 _REUSE_MAX_KEYS = 512
 _REUSE_MAX_BYTES = 1024 * 1024
 
@@ -84,11 +85,14 @@ class Outcome:
             window), `"computed"` (computed here and stored), `"waited"` (computed by
             another process and read), `"uncached"` (computed and not stored).
         entry: The entry the value was read from or stored as; `None` if not stored.
+        reason: Why an `"uncached"` value was not stored, when it is not the
+            factory's choice (e.g. `"backend unavailable"`).
     """
 
     value: Any
     source: OutcomeSource
     entry: Entry | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +193,12 @@ class SingleFlight:
         fill = self._fills.get(value_key)
         if fill is not None:
             return await self._join(fill, factory)
-        found, expired = await self._lookup(key, factory, options)
+        try:
+            found, expired = await self._lookup(key, factory, options)
+        except AtomCacheError:
+            logger.warning("cache read of %r failed; computing it", key, exc_info=True)
+            cache.stats.errors += 1
+            found, expired = None, None
         if found is not None:
             return found
         cache.stats.misses += 1
@@ -265,10 +274,11 @@ class SingleFlight:
             return await self._compute_unstored(factory)
         return outcome
 
-    async def _compute_unstored(self, factory: Callable[[], Any]) -> Outcome:
+    async def _compute_unstored(self, factory: Callable[[], Any], reason: str = "") -> Outcome:
         self._cache.stats.computations += 1
         value = await call_factory(factory)
-        return Outcome(value.value if isinstance(value, Uncacheable) else value, "uncached")
+        value = value.value if isinstance(value, Uncacheable) else value
+        return Outcome(value, "uncached", reason=reason)
 
     async def _read(self, value_key: str) -> bytes | None:
         """Read `value_key`, sharing one storage read among concurrent callers."""
@@ -335,7 +345,13 @@ class SingleFlight:
         options: FlightOptions,
         fallback: Outcome | None,
     ) -> Outcome:
-        won = await self._win(key, options)
+        try:
+            won = await self._win(key, options)
+        except AtomCacheError:
+            # Fail open: the backend is away. This fill is still shared in-process.
+            logger.warning("cache unavailable for %r; computing without it", key, exc_info=True)
+            self._cache.stats.errors += 1
+            return await self._compute_unstored(factory, reason=UNAVAILABLE)
         if isinstance(won, Outcome):
             return won
         if isinstance(won, _Skip):
@@ -516,20 +532,27 @@ class Lease:
             compute_time=time.monotonic() - self._started,
             etag=options.etag(value) if options.etag is not None else None,
         )
-        stored = await cache.storage.set_if_locked(
-            cache.keys.value(self.key),
-            encode_entry(entry),
-            options.storage_ttl,
-            options.tag_keys,
-            lock_key=self._lock_key,
-            token=self._token,
-        )
+        try:
+            stored = await cache.storage.set_if_locked(
+                cache.keys.value(self.key),
+                encode_entry(entry),
+                options.storage_ttl,
+                options.tag_keys,
+                lock_key=self._lock_key,
+                token=self._token,
+            )
+        except AtomCacheError:
+            logger.warning("could not store %r; returning it unstored", self.key, exc_info=True)
+            cache.stats.errors += 1
+            return Outcome(value, "uncached", reason=UNAVAILABLE)
+        status: EventStatus = "stored" if stored else "failed"
         if not stored:
             logger.warning("lost the lock of %r while computing it; not stored", self.key)
-            await cache.notifier.publish(self._channel, Event(self._channel, "failed", self._token))
-            return Outcome(value, "uncached")
-        await cache.notifier.publish(self._channel, Event(self._channel, "stored", self._token))
-        return Outcome(value, "computed", entry)
+        try:
+            await cache.notifier.publish(self._channel, Event(self._channel, status, self._token))
+        except AtomCacheError:  # waiters find the value at their next re-check
+            logger.warning("could not notify the waiters of %r", self.key, exc_info=True)
+        return Outcome(value, "computed", entry) if stored else Outcome(value, "uncached")
 
     async def skip(self) -> None:
         """Store nothing: the result was not for sharing; waiters compute their own."""

@@ -563,7 +563,7 @@ def _status_of(outcome: Outcome, remaining: int, *, forced: bool) -> str:
         return cache_status(hit=False, forward=forward, stored=True, ttl=remaining)
     if outcome.source == "waited":
         return cache_status(hit=False, forward=forward, ttl=remaining, detail="coalesced")
-    return cache_status(hit=False, forward=forward, detail="not stored")
+    return cache_status(hit=False, forward=forward, detail=outcome.reason or "not stored")
 
 
 async def _send_gateway_timeout(send: Send) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from atomcache_core._decorator import cached_function
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
+from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
 from atomcache_core.keys import KeyBuilder
@@ -116,6 +117,7 @@ class Cache:
         ttl: float = DEFAULT_TTL,
         serializer: Serializer | None = None,
         max_entries: int = 10_000,
+        breaker: CircuitBreaker | None = None,
         lock_ttl: float = DEFAULT_LOCK_TTL,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
@@ -129,7 +131,9 @@ class Cache:
         client. Its pool holds at most `max_connections` (default 100) connections and
         a call waits up to `timeout` (default 2 s) for a free one instead of failing at
         once; `redis_options` go to `redis.asyncio.BlockingConnectionPool.from_url`
-        (e.g. `socket_timeout`, default 2 s). The other arguments are those of `Cache`.
+        (e.g. `socket_timeout`, default 2 s). The three Redis backends share one
+        `breaker` (default `CircuitBreaker()`: open after 5 consecutive failures to
+        reach Redis, probe again after 5 s). The other arguments are those of `Cache`.
 
         Raises:
             ConfigurationError: the URL's scheme is not one of these.
@@ -168,10 +172,11 @@ class Cache:
         }
         options.update(redis_options)
         client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
+        breaker = breaker if breaker is not None else CircuitBreaker()
         cache = cls(
-            storage=RedisStorage(client),
-            lock=RedisLockBackend(client),
-            notifier=RedisNotifier(client),
+            storage=RedisStorage(client, breaker=breaker),
+            lock=RedisLockBackend(client, breaker=breaker),
+            notifier=RedisNotifier(client, breaker=breaker),
             **settings,
         )
         cache._client = client

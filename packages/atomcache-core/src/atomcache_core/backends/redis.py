@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
+    from atomcache_core.breaker import CircuitBreaker
+
 __all__ = ["RedisLockBackend", "RedisNotifier", "RedisStorage"]
 
 _CLEAR_BATCH = 500
@@ -76,16 +78,29 @@ return 0
 """
 
 
-class _translate_errors:  # noqa: N801 - used like a function: `with _translate_errors("GET"):`
-    """Turn redis-py and socket exceptions into `BackendError` subclasses."""
+class _translate_errors:  # noqa: N801 - used like a function: `with _translate_errors("GET", self._breaker):`
+    """Turn redis-py and socket exceptions into `BackendError` subclasses.
 
-    __slots__ = ("_operation",)
+    With a `CircuitBreaker`, a call is refused at once while it is open, and every
+    outcome is recorded: unreachable counts as a failure, any answer (even an error
+    reply) as a success.
+    """
 
-    def __init__(self, operation: str) -> None:
+    __slots__ = ("_breaker", "_operation")
+
+    def __init__(self, operation: str, breaker: CircuitBreaker | None = None) -> None:
         self._operation = operation
+        self._breaker = breaker
 
     def __enter__(self) -> None:
-        return None
+        breaker = self._breaker
+        if breaker is not None and not breaker.allow():
+            msg = (
+                f"Redis {self._operation} skipped: {breaker.failures} calls in a row could "
+                f"not reach Redis, so the circuit is open; the next try is in "
+                f"{breaker.retry_in:.1f} s. Check that Redis is running and reachable"
+            )
+            raise BackendUnavailableError(msg)
 
     def __exit__(
         self,
@@ -93,7 +108,13 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
+        if self._breaker is not None and (exc is None or isinstance(exc, RedisError)):
+            if unreachable:
+                self._breaker.record_failure()
+            else:
+                self._breaker.record_success()
+        if unreachable:
             msg = (
                 f"Redis {self._operation} failed: {exc!r}. Check that Redis is running and "
                 "reachable at the configured URL; the next call reconnects by itself"
@@ -141,16 +162,19 @@ class RedisStorage:
     their longest-lived member. `clear` walks the namespace with `SCAN` (never `KEYS`).
     """
 
-    def __init__(self, client: Redis, *, owns_client: bool = False) -> None:
-        """Use `client`; close it on `close()` only if `owns_client`."""
+    def __init__(
+        self, client: Redis, *, owns_client: bool = False, breaker: CircuitBreaker | None = None
+    ) -> None:
+        """Use `client` (closed on `close()` only if `owns_client`), behind `breaker`."""
         self._client = _check_client(client)
         self._owns_client = owns_client
+        self._breaker = breaker
         self._set = client.register_script(_SET)
         self._invalidate_tags = client.register_script(_INVALIDATE_TAGS)
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes under `key`, or `None`."""
-        with _translate_errors("GET"):
+        with _translate_errors("GET", self._breaker):
             value = await self._client.get(key)
         return _as_bytes(value)
 
@@ -158,7 +182,7 @@ class RedisStorage:
         """Return the bytes of each key in one `MGET`."""
         if not keys:
             return []
-        with _translate_errors("MGET"):
+        with _translate_errors("MGET", self._breaker):
             values = await self._client.mget(keys)
         return [_as_bytes(value) for value in values]
 
@@ -166,10 +190,10 @@ class RedisStorage:
         """Store `value` for `ttl` seconds, recording it in each tag set atomically."""
         milliseconds = _milliseconds(ttl)
         if not tag_keys:
-            with _translate_errors("SET"):
+            with _translate_errors("SET", self._breaker):
                 await self._client.set(key, value, px=milliseconds)
             return
-        with _translate_errors("SET (with tags)"):
+        with _translate_errors("SET (with tags)", self._breaker):
             await self._set(keys=[key, key, *tag_keys], args=[value, milliseconds, ""])
 
     async def set_if_locked(
@@ -184,7 +208,7 @@ class RedisStorage:
     ) -> bool:
         """Store and release the lock in one script, only while `token` holds `lock_key`."""
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("SET (fenced)"):
+        with _translate_errors("SET (fenced)", self._breaker):
             stored: int = await self._set(
                 keys=[key, lock_key, *tag_keys], args=[value, milliseconds, token]
             )
@@ -195,7 +219,7 @@ class RedisStorage:
         if not items:
             return
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("SET (pipeline)"):
+        with _translate_errors("SET (pipeline)", self._breaker):
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, value in items.items():
                     pipe.set(key, value, px=milliseconds)
@@ -203,7 +227,7 @@ class RedisStorage:
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; return whether it existed."""
-        with _translate_errors("UNLINK"):
+        with _translate_errors("UNLINK", self._breaker):
             removed: int = await self._client.unlink(key)
         return removed > 0
 
@@ -211,14 +235,14 @@ class RedisStorage:
         """Remove every key; return how many existed."""
         if not keys:
             return 0
-        with _translate_errors("UNLINK"):
+        with _translate_errors("UNLINK", self._breaker):
             removed: int = await self._client.unlink(*keys)
         return removed
 
     async def clear(self, prefix: str) -> int:
         """Remove every key starting with `prefix`, walking with `SCAN`."""
         removed = 0
-        with _translate_errors("SCAN/UNLINK"):
+        with _translate_errors("SCAN/UNLINK", self._breaker):
             batch: list[bytes] = []
             async for key in self._client.scan_iter(match=_escape_glob(prefix) + "*", count=1000):
                 batch.append(key)
@@ -233,7 +257,7 @@ class RedisStorage:
         """Remove every key recorded in these tag sets, and the sets."""
         if not tag_keys:
             return 0
-        with _translate_errors("invalidate tags"):
+        with _translate_errors("invalidate tags", self._breaker):
             removed: int = await self._invalidate_tags(keys=list(tag_keys))
         return removed
 
@@ -247,30 +271,33 @@ class RedisStorage:
 class RedisLockBackend:
     """`LockBackend` on Redis: `SET NX PX` with a random token, Lua compare-and-delete."""
 
-    def __init__(self, client: Redis, *, owns_client: bool = False) -> None:
-        """Use `client`; close it on `close()` only if `owns_client`."""
+    def __init__(
+        self, client: Redis, *, owns_client: bool = False, breaker: CircuitBreaker | None = None
+    ) -> None:
+        """Use `client` (closed on `close()` only if `owns_client`), behind `breaker`."""
         self._client = _check_client(client)
         self._owns_client = owns_client
+        self._breaker = breaker
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
         token = secrets.token_hex(16)
-        with _translate_errors("SET NX (lock)"):
+        with _translate_errors("SET NX (lock)", self._breaker):
             taken = await self._client.set(key, token, nx=True, px=_milliseconds(ttl))
         return token if taken else None
 
     async def release(self, key: str, token: str) -> bool:
         """Delete the lock only if `token` still owns it."""
-        with _translate_errors("release lock"):
+        with _translate_errors("release lock", self._breaker):
             released: int = await self._release(keys=[key], args=[token])
         return released == 1
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         """Reset the lock's expiry only if `token` still owns it."""
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("extend lock"):
+        with _translate_errors("extend lock", self._breaker):
             extended: int = await self._extend(keys=[key], args=[token, milliseconds])
         return extended == 1
 
@@ -304,11 +331,17 @@ class RedisNotifier:
     """
 
     def __init__(
-        self, client: Redis, *, owns_client: bool = False, confirm_timeout: float = 1.0
+        self,
+        client: Redis,
+        *,
+        owns_client: bool = False,
+        confirm_timeout: float = 1.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """Use `client` for publishing and for the shared subscriber connection."""
         self._client = _check_client(client)
         self._owns_client = owns_client
+        self._breaker = breaker
         self._confirm_timeout = confirm_timeout
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -317,7 +350,7 @@ class RedisNotifier:
 
     async def publish(self, key: str, event: Event) -> None:
         """Publish `event` on the channel `key`."""
-        with _translate_errors("PUBLISH"):
+        with _translate_errors("PUBLISH", self._breaker):
             await self._client.publish(key, f"{event.status}:{event.version}")
 
     @asynccontextmanager
@@ -332,7 +365,7 @@ class RedisNotifier:
         try:
             if is_new:
                 pubsub = await self._started()
-                with _translate_errors("SUBSCRIBE"):
+                with _translate_errors("SUBSCRIBE", self._breaker):
                     await pubsub.subscribe(key)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(channel.confirmed.wait(), self._confirm_timeout)
@@ -373,7 +406,7 @@ class RedisNotifier:
         async with self._start_lock:
             if self._pubsub is None:
                 pubsub = self._client.pubsub()
-                with _translate_errors("connect (pub/sub)"):
+                with _translate_errors("connect (pub/sub)", self._breaker):
                     await pubsub.connect()  # type: ignore[no-untyped-call]
                 self._pubsub = pubsub
                 self._reader = asyncio.create_task(self._read(pubsub), name="atomcache-notifier")

@@ -1,0 +1,69 @@
+"""A circuit breaker: stop calling a backend that keeps failing, probe it later."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+__all__ = ["CircuitBreaker"]
+
+BreakerState = Literal["closed", "open", "half-open"]
+
+
+class CircuitBreaker:
+    """Counts consecutive failures of a backend and opens after `failure_threshold`.
+
+    While open, calls are refused at once (no connection attempt, no timeout to wait
+    for). After `reset_timeout` seconds one call goes through as a probe: success
+    closes the breaker, failure opens it for another `reset_timeout`.
+
+    Args:
+        failure_threshold: Consecutive failures that open the breaker.
+        reset_timeout: Seconds the breaker stays open before probing.
+    """
+
+    def __init__(self, failure_threshold: int = 5, reset_timeout: float = 5.0) -> None:
+        """Start closed."""
+        self.failure_threshold = failure_threshold
+        self.reset_timeout = reset_timeout
+        self.failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        """`closed` (calls go through), `open` (refused) or `half-open` (probing)."""
+        if self._opened_at is None:
+            return "closed"
+        if self._probing or time.monotonic() - self._opened_at >= self.reset_timeout:
+            return "half-open"
+        return "open"
+
+    @property
+    def retry_in(self) -> float:
+        """Seconds until the next probe (0 when closed)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.reset_timeout - time.monotonic())
+
+    def allow(self) -> bool:
+        """Whether a call may go to the backend now (claims the probe when half-open)."""
+        if self._opened_at is None:
+            return True
+        if not self._probing and time.monotonic() - self._opened_at >= self.reset_timeout:
+            self._probing = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        """The backend answered: close."""
+        self.failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def record_failure(self) -> None:
+        """The backend could not be reached: count, and open at the threshold."""
+        self.failures += 1
+        if self._probing or self.failures >= self.failure_threshold:
+            self._opened_at = time.monotonic()
+        self._probing = False
