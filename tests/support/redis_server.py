@@ -43,14 +43,14 @@ def free_port() -> int:
 class RedisServer:
     """One `redis-server` child process on a free loopback port and a private directory."""
 
-    def __init__(self, *extra_args: str) -> None:
-        """Start the server and wait for its "ready" log line."""
+    def __init__(self, *extra_args: str, port: int | None = None) -> None:
+        """Start the server (on `port`, else a free one) and wait for its "ready" line."""
         self.directory = Path(tempfile.mkdtemp(prefix="atomcache-redis-"))
         self.unix_socket = self.directory / "redis.sock"
         self.log: deque[str] = deque(maxlen=200)
         last_error = ""
         for _ in range(5):
-            self.port = free_port()
+            self.port = port or free_port()
             self.process = subprocess.Popen(
                 [
                     redis_server_binary(),

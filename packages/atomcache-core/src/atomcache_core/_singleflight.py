@@ -87,12 +87,15 @@ class Outcome:
         entry: The entry the value was read from or stored as; `None` if not stored.
         reason: Why an `"uncached"` value was not stored, when it is not the
             factory's choice (e.g. `"backend unavailable"`).
+        shareable: Whether callers that joined the computation may have the value;
+            `False` for an `Uncacheable` result (each of them computes its own).
     """
 
     value: Any
     source: OutcomeSource
     entry: Entry | None = None
     reason: str = ""
+    shareable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +273,15 @@ class SingleFlight:
     async def _join(self, fill: asyncio.Task[Outcome], factory: Callable[[], Any]) -> Outcome:
         """Share another caller's fill; compute our own if its result is not shareable."""
         outcome = await asyncio.shield(fill)
-        if outcome.source == "uncached":
+        if not outcome.shareable:
             return await self._compute_unstored(factory)
         return outcome
 
     async def _compute_unstored(self, factory: Callable[[], Any], reason: str = "") -> Outcome:
         self._cache.stats.computations += 1
         value = await call_factory(factory)
-        value = value.value if isinstance(value, Uncacheable) else value
+        if isinstance(value, Uncacheable):
+            return Outcome(value.value, "uncached", reason=reason, shareable=False)
         return Outcome(value, "uncached", reason=reason)
 
     async def _read(self, value_key: str) -> bytes | None:
@@ -455,7 +459,7 @@ class SingleFlight:
             return fallback
         if isinstance(value, Uncacheable):
             await lease.skip()
-            return Outcome(value.value, "uncached")
+            return Outcome(value.value, "uncached", shareable=False)
         return await lease.fulfil(value)
 
     def _refresh(

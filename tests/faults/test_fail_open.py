@@ -1,0 +1,120 @@
+"""Redis refused, killed or paused: get_or_set still answers, then caching resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from atomcache_core import Cache, CircuitBreaker
+from support.redis_server import RedisServer, free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+TIMEOUT = 0.3  # the socket, connect and pool timeouts these caches use
+
+
+def make_cache(port: int, namespace: str) -> Cache:
+    """A cache on 127.0.0.1:`port` with short timeouts and a quick breaker."""
+    return Cache.from_url(
+        f"redis://127.0.0.1:{port}/0",
+        namespace=namespace,
+        socket_timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        timeout=TIMEOUT,
+        breaker=CircuitBreaker(failure_threshold=3, reset_timeout=0.5),
+    )
+
+
+class Counted:
+    """A factory that counts its runs and takes 50 ms."""
+
+    def __init__(self) -> None:
+        """No runs yet."""
+        self.runs = 0
+
+    async def __call__(self) -> str:
+        """Count, wait, answer."""
+        self.runs += 1
+        await asyncio.sleep(0.05)
+        return f"run {self.runs}"
+
+
+async def burst(
+    cache: Cache, key: str, factory: Callable[[], object]
+) -> tuple[list[object], float]:
+    """20 concurrent get_or_set calls; their results and how long they took together."""
+    started = time.monotonic()
+    results = await asyncio.gather(*(cache.get_or_set(key, factory) for _ in range(20)))
+    return list(results), time.monotonic() - started
+
+
+async def until_cached(cache: Cache, key: str, factory: Callable[[], object]) -> None:
+    """Call get_or_set until a call is a hit again (the breaker probes after 0.5 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        hits = cache.stats.hits
+        await cache.get_or_set(key, factory)
+        if cache.stats.hits > hits:
+            return
+        await asyncio.sleep(0.1)
+    msg = "caching did not resume"
+    raise AssertionError(msg)
+
+
+async def test_refused_at_start_then_resumes_when_redis_comes(namespace: str) -> None:
+    """No Redis yet: answers computed once per burst, fast; once Redis starts, hits again."""
+    port = free_port()
+    cache = make_cache(port, namespace)
+    factory = Counted()
+    try:
+        results, elapsed = await burst(cache, "k", factory)
+        assert results == ["run 1"] * 20
+        assert factory.runs == 1
+        assert elapsed < 2 * TIMEOUT + 1.0
+        with RedisServer(port=port):
+            await until_cached(cache, "k", factory)
+    finally:
+        await cache.close()
+
+
+async def test_killed_mid_traffic_then_restarted(namespace: str) -> None:
+    """Redis killed while in use: still answered; the breaker then answers at once; resumes."""
+    server = RedisServer()
+    cache = make_cache(server.port, namespace)
+    factory = Counted()
+    try:
+        assert await cache.get_or_set("warm", factory) == "run 1"
+        server.stop()
+        results, _ = await burst(cache, "cold", factory)
+        assert results == ["run 2"] * 20
+        for _ in range(3):
+            await cache.get_or_set("other", factory)
+        started = time.monotonic()
+        await cache.get_or_set("fast", factory)
+        assert time.monotonic() - started < TIMEOUT  # the open breaker does not wait
+        with RedisServer(port=server.port):
+            await until_cached(cache, "k", factory)
+    finally:
+        server.stop()
+        await cache.close()
+
+
+async def test_paused_mid_traffic_costs_at_most_the_timeout(namespace: str) -> None:
+    """SIGSTOP: calls wait at most about the timeout, collapse in-process, and resume after."""
+    with RedisServer() as server:
+        cache = make_cache(server.port, namespace)
+        factory = Counted()
+        try:
+            assert await cache.get_or_set("warm", factory) == "run 1"
+            server.pause()
+            results, elapsed = await burst(cache, "cold", factory)
+            assert results == ["run 2"] * 20
+            assert elapsed < 3 * TIMEOUT + 1.0
+            server.resume()
+            await until_cached(cache, "k", factory)
+            assert cache.stats.errors > 0
+        finally:
+            server.resume()
+            await cache.close()
