@@ -1,24 +1,48 @@
-"""HTTP benchmark: requests/s of a cached FastAPI route against a pre-encoded ceiling.
+"""HTTP benchmark: requests/s of cached FastAPI and Litestar routes against a ceiling.
 
-Each variant is a FastAPI app with one GET route answering an ~8 KB JSON list of 100
-items, served by its own uvicorn worker process on a free loopback port:
+Each variant is an app with one GET route answering the same ~8 KB JSON list of 100
+items (byte for byte), served by its own uvicorn worker process on a free loopback port.
+FastAPI variants:
 
 - `ceiling`: the route returns the body already encoded (`Response(content=...)`);
 - `fastapi`: FastAPI validates and encodes the items through the response model;
-- `atomcache hit (redis)` / `(memory)`: the same route under `@cached(ttl=600)`, warmed
-  up so every measured request is a hit;
+- `atomcache hit (redis)` / `(memory)`: the same route under `@cached(ttl=3600)`,
+  warmed up so every measured request is a hit;
 - `atomcache 304`: the memory-cached route, asked with `If-None-Match` for its ETag.
+
+Litestar variants:
+
+- `litestar ceiling`: the handler returns the encoded body (`Response(content=...)`);
+- `litestar`: the handler returns dataclasses, which Litestar encodes (msgspec);
+- `litestar cache= (redis store)` / `(memory store)`: Litestar's own response cache,
+  `@get(..., cache=3600)` with its `response_cache` store a `RedisStore` or a
+  `MemoryStore`, warmed up (Litestar marks no hit: only status and body are checked);
+- `atomcache hit (redis)` / `(memory)` and `atomcache 304`: as for FastAPI, through
+  `AtomCachePlugin`.
 
 The load comes from `wrk` if it is on PATH, else from bench/_load.py (raw asyncio
 streams, keep-alive, in its own process), over C connections: a warm-up second, then the
 measured duration. Every variant is measured once per round, in turn; the table gives
-the median over the rounds (and their spread: a shared machine is noisy). A response
-with an unexpected status fails the run; the targets (hit on Redis >= 0.7 of the
-ceiling, hit in memory >= 0.9, 304 >= 1.0) are only reported. Redis is a throwaway
-`redis-server` unless ATOMCACHE_REDIS_URL is set. The rows go to bench/results/http.json.
+the median over the rounds (and their spread: a shared machine is noisy) and the ratio
+to the ceiling of the same framework. A response with an unexpected status (or, for
+atomcache, without `Cache-Status: atomcache; hit`) fails the run, as does a body other
+than the payload, checked before and after the run; the targets are only reported:
 
-    python bench/http.py [--duration 4] [--connections 32] [--rounds 3]
-        [--client auto|python|wrk]
+- FastAPI: atomcache hit on Redis >= 0.7 x the ceiling, in memory >= 0.9, 304 >= 1.0;
+- Litestar: atomcache hit on Redis >= 1.3 x Litestar's cache on its Redis store and
+  >= 0.7 x the Litestar ceiling; in memory >= 1.0 x Litestar's cache on its memory store.
+
+Redis is a throwaway `redis-server` unless ATOMCACHE_REDIS_URL is set. The rows go to
+bench/results/http.json.
+
+    python bench/http.py [--framework all|fastapi|litestar] [--duration 4]
+        [--connections 32] [--rounds 3] [--client auto|python|wrk]
+
+A server process alone, as the benchmark starts it (APP: ceiling, plain, redis, memory,
+and for Litestar store-redis, store-memory):
+
+    python bench/http.py --serve APP --framework fastapi|litestar --port 8000
+        [--redis-url redis://127.0.0.1:6379/0] [--namespace bench]
 """
 
 # The imports come after the sys.path fix below: this file is named like the standard
@@ -49,14 +73,20 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
+import litestar
 import uvicorn
 from fastapi import FastAPI, Response
+from litestar import Litestar, get
+from litestar.config.response_cache import ResponseCacheConfig
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 from pydantic import BaseModel
 
 from atomcache_core import Cache
-from atomcache_fastapi import cached, setup_cache
+from atomcache_fastapi import cached, setup_cache  # the same `cached` as atomcache_litestar's
+from atomcache_litestar import AtomCachePlugin
 from support.redis_server import RedisServer, free_port
 
 if TYPE_CHECKING:
@@ -69,8 +99,13 @@ PATH = "/items"
 WARMUP = 1.0
 START_TIMEOUT = 30.0
 HIT = "atomcache; hit"
+TTL = 3600  # seconds a cached response lives: longer than any run, so none expires
+STORE = "response_cache"  # the name of Litestar's response cache store
 
-AppKind = Literal["ceiling", "fastapi", "redis", "memory"]
+Framework = Literal["fastapi", "litestar"]
+# What serves the route: `plain` is the framework encoding the items itself, `redis` and
+# `memory` are atomcache on that backend, `store-*` Litestar's own cache on that store.
+AppKind = Literal["ceiling", "plain", "redis", "memory", "store-redis", "store-memory"]
 
 
 class Item(BaseModel):
@@ -93,18 +128,47 @@ ITEMS: list[dict[str, Any]] = [
     }
     for number in range(100)
 ]
-# What FastAPI produces for ITEMS: compact JSON, fields in the model's order (checked).
+# What FastAPI and Litestar produce for ITEMS: compact JSON, fields in the order of the
+# model or dataclass (checked on every variant's answer).
 BODY = json.dumps(ITEMS, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One measured configuration: which app, how it is asked, and its target."""
+class Record:
+    """One element of the payload, as the Litestar handlers return it."""
 
+    id: int
+    name: str
+    price: float
+    tags: list[str]
+    in_stock: bool
+
+
+RECORDS = [Record(**item) for item in ITEMS]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A minimum ratio of a variant's requests/s to another variant's, reported only."""
+
+    minimum: float
+    versus: str | None = None  # the other variant's name; None: the framework's ceiling
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One measured configuration: which app, how it is asked, and its targets."""
+
+    framework: Framework
     name: str
     app: AppKind
     conditional: bool = False  # send If-None-Match with the response's ETag
-    target: float | None = None  # minimum ratio to the ceiling
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The name, with the framework (the atomcache variants' names are shared)."""
+        return f"{self.framework}: {self.name}"
 
     @property
     def status(self) -> int:
@@ -112,17 +176,34 @@ class Variant:
         return 304 if self.conditional else 200
 
     @property
-    def is_cached(self) -> bool:
-        """Whether the route is served by atomcache."""
+    def is_atomcache(self) -> bool:
+        """Whether the route is served by atomcache (which marks hits in Cache-Status)."""
         return self.app in ("redis", "memory")
 
 
 VARIANTS = (
-    Variant("ceiling", "ceiling"),
-    Variant("fastapi", "fastapi"),
-    Variant("atomcache hit (redis)", "redis", target=0.7),
-    Variant("atomcache hit (memory)", "memory", target=0.9),
-    Variant("atomcache 304", "memory", conditional=True, target=1.0),
+    Variant("fastapi", "ceiling", "ceiling"),
+    Variant("fastapi", "fastapi", "plain"),
+    Variant("fastapi", "atomcache hit (redis)", "redis", targets=(Target(0.7),)),
+    Variant("fastapi", "atomcache hit (memory)", "memory", targets=(Target(0.9),)),
+    Variant("fastapi", "atomcache 304", "memory", conditional=True, targets=(Target(1.0),)),
+    Variant("litestar", "litestar ceiling", "ceiling"),
+    Variant("litestar", "litestar", "plain"),
+    Variant("litestar", "litestar cache= (redis store)", "store-redis"),
+    Variant("litestar", "litestar cache= (memory store)", "store-memory"),
+    Variant(
+        "litestar",
+        "atomcache hit (redis)",
+        "redis",
+        targets=(Target(1.3, "litestar cache= (redis store)"), Target(0.7)),
+    ),
+    Variant(
+        "litestar",
+        "atomcache hit (memory)",
+        "memory",
+        targets=(Target(1.0, "litestar cache= (memory store)"),),
+    ),
+    Variant("litestar", "atomcache 304", "memory", conditional=True),
 )
 
 
@@ -135,8 +216,8 @@ class Answer:
     body: bytes
 
 
-def build_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
-    """The app of one variant."""
+def build_fastapi_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
+    """The FastAPI app of one variant."""
     app = FastAPI()
     if kind == "ceiling":
 
@@ -151,19 +232,55 @@ def build_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
         """The items, for FastAPI to validate and encode through the response model."""
         return ITEMS
 
-    if kind == "fastapi":
+    if kind == "plain":
         app.get(PATH, response_model=list[Item])(items)
         return app
+    if kind not in ("redis", "memory"):
+        msg = f"no FastAPI app {kind!r}"
+        raise ValueError(msg)
     cache = Cache.from_url(redis_url, namespace=namespace) if kind == "redis" else Cache()
-    app.get(PATH, response_model=list[Item])(cached(ttl=600)(items))  # @app.get over @cached
+    app.get(PATH, response_model=list[Item])(cached(ttl=TTL)(items))  # @app.get over @cached
     setup_cache(app, cache)
     return app
 
 
-def serve(kind: AppKind, port: int, redis_url: str, namespace: str) -> None:
+def build_litestar_app(kind: AppKind, redis_url: str, namespace: str) -> Litestar:
+    """The Litestar app of one variant."""
+    if kind == "ceiling":
+
+        @get(PATH)
+        async def pre_encoded() -> litestar.Response[bytes]:
+            """The body, encoded once at import."""
+            return litestar.Response(content=BODY, media_type="application/json")
+
+        return Litestar([pre_encoded])
+
+    async def items() -> list[Record]:
+        """The items, for Litestar to encode."""
+        return RECORDS
+
+    if kind == "plain":
+        return Litestar([get(PATH)(items)])
+    if kind in ("store-redis", "store-memory"):
+        store = (
+            RedisStore.with_client(url=redis_url, namespace=f"{namespace}-litestar")
+            if kind == "store-redis"
+            else MemoryStore()
+        )
+        return Litestar(
+            [get(PATH, cache=TTL)(items)],
+            stores={STORE: store},
+            response_cache_config=ResponseCacheConfig(store=STORE),
+        )
+    cache = Cache.from_url(redis_url, namespace=namespace) if kind == "redis" else Cache()
+    return Litestar([get(PATH)(cached(ttl=TTL)(items))], plugins=[AtomCachePlugin(cache)])
+
+
+def serve(framework: Framework, kind: AppKind, port: int, redis_url: str, namespace: str) -> None:
     """Run one variant's app in this process, like `uvicorn --no-access-log ...`."""
+    build = build_fastapi_app if framework == "fastapi" else build_litestar_app
     uvicorn.run(
-        build_app(kind, redis_url, namespace),
+        build(kind, redis_url, namespace),
         host=LOOPBACK,
         port=port,
         log_level="warning",
@@ -184,11 +301,12 @@ def fetch(port: int, headers: dict[str, str] | None = None) -> Answer:
 
 
 @contextlib.contextmanager
-def running(kind: AppKind, redis_url: str, namespace: str) -> Iterator[int]:
-    """Start a uvicorn process serving `kind`; yield its port once it answers; kill it."""
+def running(variant: Variant, redis_url: str, namespace: str) -> Iterator[int]:
+    """Start a uvicorn process serving `variant`; yield its port once it answers; kill it."""
     port = free_port()
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--port", str(port),
+        sys.executable, str(Path(__file__).resolve()), "--serve", variant.app,
+        "--framework", variant.framework, "--port", str(port),
         "--redis-url", redis_url, "--namespace", namespace,
     ]  # fmt: skip
     process = subprocess.Popen(command)
@@ -196,13 +314,13 @@ def running(kind: AppKind, redis_url: str, namespace: str) -> Iterator[int]:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if process.poll() is not None:
-                msg = f"the {kind} server exited with status {process.returncode}"
+                msg = f"the {variant.label} server exited with status {process.returncode}"
                 raise RuntimeError(msg)
             with contextlib.suppress(OSError):
                 fetch(port)
                 break
             if time.monotonic() > deadline:
-                msg = f"the {kind} server did not answer within {START_TIMEOUT} s"
+                msg = f"the {variant.label} server did not answer within {START_TIMEOUT} s"
                 raise RuntimeError(msg)
             time.sleep(0.05)  # nothing to await: uvicorn logs no "ready" at warning level
         yield port
@@ -219,10 +337,10 @@ def expect(answer: Answer, variant: Variant, what: str) -> None:
         problems.append(f"status {answer.status}")
     if variant.status == 200 and answer.body != BODY:  # noqa: PLR2004
         problems.append(f"a body of {len(answer.body)} bytes that is not the payload")
-    if variant.is_cached and not answer.headers.get("cache-status", "").startswith(HIT):
+    if variant.is_atomcache and not answer.headers.get("cache-status", "").startswith(HIT):
         problems.append(f"Cache-Status {answer.headers.get('cache-status')!r}")
     if problems:
-        msg = f"{variant.name}, {what}: expected a {variant.status}, got {', '.join(problems)}"
+        msg = f"{variant.label}, {what}: expected a {variant.status}, got {', '.join(problems)}"
         raise RuntimeError(msg)
 
 
@@ -249,13 +367,13 @@ def run_python_client(
     ]  # fmt: skip
     for name, value in headers.items():
         command += ["--header", f"{name}: {value}"]
-    if variant.is_cached:
+    if variant.is_atomcache:
         command += ["--expect", f"cache-status: {HIT}"]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=WARMUP + duration + 60, check=False
     )
     if done.returncode != 0:
-        msg = f"{variant.name}: the load generator failed:\n{done.stderr.strip()}"
+        msg = f"{variant.label}: the load generator failed:\n{done.stderr.strip()}"
         raise RuntimeError(msg)
     figures: dict[str, Any] = json.loads(done.stdout)
     return figures
@@ -285,11 +403,11 @@ def run_wrk(
             command, capture_output=True, text=True, timeout=length + 60, check=True
         ).stdout
         if "Non-2xx or 3xx responses" in output or "Socket errors" in output:
-            msg = f"{variant.name}: wrk saw errors:\n{output}"
+            msg = f"{variant.label}: wrk saw errors:\n{output}"
             raise RuntimeError(msg)
     found = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if found is None:
-        msg = f"{variant.name}: no Requests/sec in wrk's output:\n{output}"
+        msg = f"{variant.label}: no Requests/sec in wrk's output:\n{output}"
         raise RuntimeError(msg)
     rate = float(found.group(1))
     return {"responses": round(rate * seconds), "seconds": seconds, "requests_per_second": rate}
@@ -305,6 +423,7 @@ def choose_client(choice: str) -> str:
 
 
 def measure(
+    variants: tuple[Variant, ...],
     redis_url: str,
     namespace: str,
     *,
@@ -319,16 +438,16 @@ def measure(
     Returns each variant's figures, one dict per round.
     """
     run = run_wrk if client == "wrk" else run_python_client
-    samples: dict[Variant, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+    samples: dict[Variant, list[dict[str, Any]]] = {variant: [] for variant in variants}
     with contextlib.ExitStack() as servers:
         ports = {
-            variant: servers.enter_context(running(variant.app, redis_url, namespace))
-            for variant in VARIANTS
+            variant: servers.enter_context(running(variant, redis_url, namespace))
+            for variant in variants
         }
         headers = {variant: prepare(variant, port) for variant, port in ports.items()}
         for number in range(rounds):
-            turn = number % len(VARIANTS)
-            for variant in VARIANTS[turn:] + VARIANTS[:turn]:
+            turn = number % len(variants)
+            for variant in variants[turn:] + variants[:turn]:
                 samples[variant].append(
                     run(
                         ports[variant],
@@ -338,11 +457,14 @@ def measure(
                         duration=duration,
                     )
                 )
-            rates = ", ".join(
-                f"{variant.name} {figures[-1]['requests_per_second']:,.0f}"
-                for variant, figures in samples.items()
-            )
-            print(f"round {number + 1}/{rounds} (requests/s): {rates}")
+            print(f"round {number + 1}/{rounds} (requests/s):")
+            for framework in dict.fromkeys(variant.framework for variant in variants):
+                rates = ", ".join(
+                    f"{variant.name} {figures[-1]['requests_per_second']:,.0f}"
+                    for variant, figures in samples.items()
+                    if variant.framework == framework
+                )
+                print(f"  {framework}: {rates}")
         for variant, port in ports.items():
             expect(fetch(port, headers[variant]), variant, "after the run")
     return samples
@@ -351,28 +473,49 @@ def measure(
 def summarize(
     samples: dict[Variant, list[dict[str, Any]]], settings: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """One row per variant: median requests/s over the rounds, ratio, target verdict."""
+    """One row per variant: median requests/s over the rounds, ratios, target verdicts.
+
+    `ratio_to_ceiling` is to the ceiling of the variant's framework; each target gives
+    the ratio it is about and whether it is met.
+    """
+    medians = {
+        (variant.framework, variant.name): statistics.median(
+            figure["requests_per_second"] for figure in figures
+        )
+        for variant, figures in samples.items()
+    }
+    ceilings = {variant.framework: variant.name for variant in samples if variant.app == "ceiling"}
     rows = []
     for variant, figures in samples.items():
         rates = [figure["requests_per_second"] for figure in figures]
         cpu = [figure["client_cpu"] for figure in figures if "client_cpu" in figure]
+        rate = medians[variant.framework, variant.name]
+        ceiling = ceilings[variant.framework]
+        targets = []
+        for target in variant.targets:
+            versus = target.versus or ceiling
+            ratio = rate / medians[variant.framework, versus]
+            targets.append(
+                {
+                    "versus": versus,
+                    "minimum": target.minimum,
+                    "ratio": ratio,
+                    "met": ratio >= target.minimum,
+                }
+            )
         rows.append(
             {
+                "framework": variant.framework,
                 "variant": variant.name,
-                "requests_per_second": statistics.median(rates),
+                "requests_per_second": rate,
                 "min": min(rates),
                 "max": max(rates),
                 "rounds": rates,
                 "client_cpu": statistics.median(cpu) if cpu else None,
-                "target": variant.target,
+                "ratio_to_ceiling": rate / medians[variant.framework, ceiling],
+                "targets": targets,
                 **settings,
             }
-        )
-    ceiling = rows[0]["requests_per_second"]
-    for row in rows:
-        row["ratio_to_ceiling"] = row["requests_per_second"] / ceiling
-        row["target_met"] = (
-            None if row["target"] is None else row["ratio_to_ceiling"] >= row["target"]
         )
     return rows
 
@@ -391,40 +534,46 @@ def redis_server_url() -> Iterator[str]:
 def show(rows: list[dict[str, Any]]) -> None:
     """Print the table and whether each target is met."""
     print(
-        f"{'variant':<24} {'requests/s':>10} {'min-max over rounds':>21} {'ratio':>6} "
-        f"{'client CPU':>10}"
+        f"{'framework':<9} {'variant':<30} {'requests/s':>10} {'min-max over rounds':>21} "
+        f"{'x ceiling':>9} {'client CPU':>10}"
     )
     for row in rows:
         cpu = "-" if row["client_cpu"] is None else f"{row['client_cpu']:.0%}"
         spread = f"{row['min']:,.0f}-{row['max']:,.0f}"
         print(
-            f"{row['variant']:<24} {row['requests_per_second']:>10,.0f} {spread:>21} "
-            f"{row['ratio_to_ceiling']:>6.2f} {cpu:>10}"
+            f"{row['framework']:<9} {row['variant']:<30} {row['requests_per_second']:>10,.0f} "
+            f"{spread:>21} {row['ratio_to_ceiling']:>9.2f} {cpu:>10}"
         )
     for row in rows:
-        if row["target"] is not None:
-            verdict = "met" if row["target_met"] else "NOT met"
+        for target in row["targets"]:
+            verdict = "met" if target["met"] else "NOT met"
             print(
-                f"target: {row['variant']} >= {row['target']:.1f} x ceiling: "
-                f"{row['ratio_to_ceiling']:.2f}, {verdict}"
+                f"target: {row['framework']}: {row['variant']} >= {target['minimum']:.1f} x "
+                f"{target['versus']}: {target['ratio']:.2f}, {verdict}"
             )
 
 
 def main() -> None:
     """Measure every variant, print the comparison and write the rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", choices=("all", *get_args(Framework)), default="all")
     parser.add_argument("--duration", type=float, default=4.0, help="measured seconds")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="measurements per variant")
     parser.add_argument("--client", choices=("auto", "python", "wrk"), default="auto")
-    parser.add_argument("--serve", choices=("ceiling", "fastapi", "redis", "memory"))
+    parser.add_argument("--serve", choices=get_args(AppKind), help="serve one app (--framework)")
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:  # a server process started by `running`
-        serve(args.serve, args.port, args.redis_url, args.namespace)
+        if args.framework == "all" or args.port is None:
+            parser.error("--serve needs --framework fastapi|litestar and --port")
+        serve(args.framework, args.serve, args.port, args.redis_url, args.namespace)
         return
+    variants = tuple(
+        variant for variant in VARIANTS if args.framework in ("all", variant.framework)
+    )
     client = choose_client(args.client)
     settings = {
         "client": client,
@@ -435,10 +584,12 @@ def main() -> None:
     print(
         f"http: {len(BODY):,} bytes of JSON, {client} client, {args.connections} connections, "
         f"{args.rounds} rounds of {WARMUP:g} s warm-up + {args.duration:g} s per variant; "
-        f"uvicorn {uvicorn.__version__}, Python {sys.version.split()[0]}"
+        f"uvicorn {uvicorn.__version__}, litestar {litestar.__version__.formatted(short=True)}, "
+        f"Python {sys.version.split()[0]}"
     )
     with redis_server_url() as url:
         samples = measure(
+            variants,
             url,
             f"bench-http-{uuid.uuid4().hex[:10]}",
             client=client,
