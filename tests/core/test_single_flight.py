@@ -22,6 +22,7 @@ from atomcache_core import (
     Uncacheable,
 )
 from atomcache_core._singleflight import FlightOptions
+from atomcache_core.backends.memory import MemoryStorage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -430,3 +431,45 @@ async def test_immutable_values_are_decoded_once_per_stored_bytes(
     found = await cache.single_flight.peek("k", options)
     assert found is not None
     assert found.value == "second"
+
+
+class _StaleRead:
+    """A view of a storage whose second read of one key answers from before a write."""
+
+    def __init__(self, inner: MemoryStorage, key: str) -> None:
+        self.inner = inner
+        self.key = key
+        self.reads = 0
+        self.reading = asyncio.Event()
+        self.proceed = asyncio.Event()
+
+    async def get(self, key: str) -> bytes | None:
+        data = await self.inner.get(key)
+        if key == self.key:
+            self.reads += 1
+        if key == self.key and self.reads == 2:  # the waiter's look after subscribing
+            self.reading.set()
+            await self.proceed.wait()  # the leader stores and unlocks meanwhile
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_waiter_that_gets_the_lock_reads_again_before_computing(namespace: str) -> None:
+    """Leader stores and unlocks between a waiter's read and its lock: no second computation."""
+    leader = Cache(namespace=namespace)
+    assert isinstance(leader.storage, MemoryStorage)
+    view = _StaleRead(leader.storage, leader.keys.value("k"))
+    waiter = Cache(storage=view, lock=leader.lock, notifier=leader.notifier, namespace=namespace)
+    factory = Counter()
+    factory.block = True
+    leading = asyncio.create_task(leader.get_or_set("k", factory))
+    await factory.started.wait()
+    waiting = asyncio.create_task(waiter.get_or_set("k", factory))
+    await view.reading.wait()  # the waiter read "no value" and is about to try the lock
+    factory.release.set()
+    assert await leading == "value"
+    view.proceed.set()
+    assert await waiting == "value"
+    assert factory.calls == 1

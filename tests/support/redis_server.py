@@ -45,11 +45,11 @@ class RedisServer:
 
     def __init__(self, *extra_args: str, port: int | None = None) -> None:
         """Start the server (on `port`, else a free one) and wait for its "ready" line."""
-        self.directory = Path(tempfile.mkdtemp(prefix="atomcache-redis-"))
-        self.unix_socket = self.directory / "redis.sock"
         self.log: deque[str] = deque(maxlen=200)
         last_error = ""
         for _ in range(5):
+            self.directory = Path(tempfile.mkdtemp(prefix="atomcache-redis-"))
+            self.unix_socket = self.directory / "redis.sock"
             self.port = port or free_port()
             self.process = subprocess.Popen(
                 [

@@ -371,17 +371,20 @@ class SingleFlight:
         cache = self._cache
         lock_key = cache.keys.lock(key)
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
+        takeover = False
         if token is None:
             waited = await self._wait(key, lock_key, options)
             if not isinstance(waited, _Lead):
                 return waited
-            if waited.takeover:
-                cache.stats.lock_takeovers += 1
-            return Lease(self, key, waited.token, options)
+            token, takeover = waited.token, waited.takeover
+        # A leader may have stored and released between our last read and our lock:
+        # read again before computing, so the value is never computed twice.
         found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
         if found is not None and options.is_fresh(found[0], time.time()):
             await cache.lock.release(lock_key, token)
             return Outcome(found[1], "waited", found[0])
+        if takeover:
+            cache.stats.lock_takeovers += 1
         return Lease(self, key, token, options)
 
     async def _wait(

@@ -114,18 +114,23 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
                 self._breaker.record_failure()
             else:
                 self._breaker.record_success()
-        if unreachable:
+        if unreachable and exc is not None:
             msg = (
-                f"Redis {self._operation} failed: {exc!r}. Check that Redis is running and "
-                "reachable at the configured URL; the next call reconnects by itself"
+                f"Redis {self._operation} failed: {_describe(exc)}. Check that Redis is "
+                "running and reachable at the configured URL; the next call reconnects by itself"
             )
             raise BackendUnavailableError(msg) from exc
         if isinstance(exc, RedisError):
             msg = (
-                f"Redis rejected {self._operation}: {exc!r}. If it names a permission "
+                f"Redis rejected {self._operation}: {_describe(exc)}. If it names a permission "
                 "(NOPERM), grant the user access to the namespace's keys and channels"
             )
             raise BackendError(msg) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message` (redis-py's own repr drops the message)."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _milliseconds(seconds: float) -> int:
