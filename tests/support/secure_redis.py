@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import secrets
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import trustme
 from redis import Redis
 
 from atomcache_core.keys import KeyBuilder
@@ -34,16 +34,6 @@ __all__ = [
 # covers them; they are named again so the rules say what the tests rely on.
 DENIED_COMMANDS = ("keys", "config", "flushall", "flushdb")
 
-_CURVE = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
-_LEAF_EXTENSIONS = (
-    "basicConstraints = critical, CA:FALSE\n"
-    "keyUsage = critical, digitalSignature\n"
-    "extendedKeyUsage = {usage}\n"
-    "subjectKeyIdentifier = hash\n"
-    "authorityKeyIdentifier = keyid:always\n"
-    "{alternative_names}"
-)
-
 
 @dataclass(frozen=True)
 class Certificates:
@@ -58,11 +48,9 @@ class Certificates:
 
 
 def make_certificates(directory: Path) -> Certificates:
-    """Create a CA and, signed by it, server and client certificates, with `openssl`.
+    """Create a throwaway CA and, signed by it, server and client certificates (trustme).
 
     The server certificate names 127.0.0.1 and localhost, so clients verify the host.
-    The extensions (key usages, key identifiers) are those strict X.509 checking
-    (Python 3.13's default) requires. Keys are P-256: quick to generate.
     """
     files = Certificates(
         directory=directory,
@@ -72,72 +60,24 @@ def make_certificates(directory: Path) -> Certificates:
         client_certificate=directory / "client.crt",
         client_key=directory / "client.key",
     )
-    ca_key = directory / "ca.key"
-    _openssl(
-        "req", "-x509", *_CURVE, "-nodes", "-days", "1",
-        "-subj", "/CN=atomcache test CA",
-        "-addext", "basicConstraints = critical, CA:TRUE",
-        "-addext", "keyUsage = critical, keyCertSign, cRLSign",
-        "-keyout", str(ca_key), "-out", str(files.ca),
-    )  # fmt: skip
-    _sign(
-        files, "server", files.server_certificate, files.server_key,
-        usage="serverAuth", alternative_names="IP:127.0.0.1, DNS:localhost",
-    )  # fmt: skip
-    _sign(files, "client", files.client_certificate, files.client_key, usage="clientAuth")
+    authority = trustme.CA()
+    authority.cert_pem.write_to_path(str(files.ca))
+    for issued, certificate, key in (
+        (
+            authority.issue_cert("127.0.0.1", "localhost"),
+            files.server_certificate,
+            files.server_key,
+        ),
+        (authority.issue_cert("atomcache-test-client"), files.client_certificate, files.client_key),
+    ):
+        issued.cert_chain_pems[0].write_to_path(str(certificate))
+        issued.private_key_pem.write_to_path(str(key))
     return files
-
-
-def _sign(
-    files: Certificates,
-    name: str,
-    certificate: Path,
-    key: Path,
-    *,
-    usage: str,
-    alternative_names: str = "",
-) -> None:
-    """Make a key and a certificate for `name`, signed by the CA of `files`."""
-    request = files.directory / f"{name}.csr"
-    extensions = files.directory / f"{name}.ext"
-    extensions.write_text(
-        _LEAF_EXTENSIONS.format(
-            usage=usage,
-            alternative_names=f"subjectAltName = {alternative_names}\n"
-            if alternative_names
-            else "",
-        )
-    )
-    _openssl(
-        "req", "-new", *_CURVE, "-nodes", "-subj", f"/CN={name}",
-        "-keyout", str(key), "-out", str(request),
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", str(request), "-days", "1",
-        "-CA", str(files.ca), "-CAkey", str(files.directory / "ca.key"),
-        "-set_serial", str(secrets.randbits(63)),
-        "-extfile", str(extensions), "-out", str(certificate),
-    )  # fmt: skip
-
-
-def _openssl(*arguments: str) -> None:
-    """Run `openssl` with `arguments`; raise with its output if it fails."""
-    result = subprocess.run(
-        ["openssl", *arguments], capture_output=True, text=True, check=False, timeout=30
-    )
-    if result.returncode != 0:
-        msg = f"openssl {' '.join(arguments)} failed:\n{result.stderr}"
-        raise RuntimeError(msg)
 
 
 @functools.cache
 def tls_unsupported_reason() -> str | None:
     """Why this machine cannot run a TLS Redis for the tests, or `None` when it can."""
-    if shutil.which("openssl") is None:
-        return (
-            "the `openssl` command is not on PATH, and the tests make their TLS "
-            "certificates with it: install OpenSSL (Debian: apt-get install openssl)"
-        )
     binary = redis_server_binary()
     try:
         with RedisServer("--tls-port", "0"):
