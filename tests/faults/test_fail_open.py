@@ -79,6 +79,25 @@ async def test_refused_at_start_then_resumes_when_redis_comes(namespace: str) ->
         await cache.close()
 
 
+async def test_cached_functions_answer_without_redis(namespace: str) -> None:
+    """A @cache.cached function keeps answering, once per burst, while Redis refuses."""
+    cache = make_cache(free_port(), namespace)
+    runs = 0
+
+    @cache.cached(ttl=60)
+    async def price(item: int) -> float:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(0.05)
+        return item * 1.5
+
+    try:
+        assert await asyncio.gather(*(price(2) for _ in range(10))) == [3.0] * 10
+        assert runs == 1
+    finally:
+        await cache.close()
+
+
 async def test_killed_mid_traffic_then_restarted(namespace: str) -> None:
     """Redis killed while in use: still answered; the breaker then answers at once; resumes."""
     server = RedisServer()
