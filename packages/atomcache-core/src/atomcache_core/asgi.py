@@ -364,6 +364,30 @@ class HttpCache:
         flight = self._flight_options(options, info, directives, forced=forced)
         return RequestPlan(info, options, self.key(options, info), flight, directives, forced)
 
+    async def invalidate_route(
+        self,
+        routes: Iterable[tuple[str, object]],
+        route: str | Callable[..., Any],
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Invalidate `route`, found by path template or endpoint among an app's routes.
+
+        `routes` are the app's `(path template, endpoint)` pairs. Returns how many
+        entries were dropped (see `invalidate`).
+
+        Raises:
+            ConfigurationError: no `@cached` route matches `route`.
+        """
+        for template, endpoint in routes:
+            options = route_options(endpoint)
+            if options is not None and route in (template, endpoint):
+                return await self.invalidate(options, template, path_params, query, headers)
+        msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
+        raise ConfigurationError(msg)
+
     async def serve(
         self,
         scope: Scope,

@@ -9,7 +9,7 @@ from starlette.routing import BaseRoute, Match
 
 from atomcache_core._singleflight import Uncacheable
 from atomcache_core.asgi import HttpCache, ResponseCapture, RouteOptions, cached, route_options
-from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.exceptions import AtomCacheError
 from atomcache_fastapi._migration import CLAIM, CachedResponse, Claim, serve_cached_response
 
 if TYPE_CHECKING:
@@ -63,15 +63,14 @@ async def invalidate(
     the `vary_on` request `headers` too, if the route has any); with neither, every
     entry of the route. Returns how many entries were dropped.
     """
-    for candidate in app.router.routes:
-        endpoint = getattr(candidate, "endpoint", None)
-        path = getattr(candidate, "path", None)
-        options = route_options(endpoint)
-        if options is not None and route in (path, endpoint):
-            http_cache = HttpCache(app.state.atomcache)
-            return await http_cache.invalidate(options, str(path), path_params, query, headers)
-    msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
-    raise ConfigurationError(msg)
+    routes = (
+        (str(getattr(candidate, "path", "")), getattr(candidate, "endpoint", None))
+        for candidate in app.router.routes
+    )
+    http_cache = HttpCache(app.state.atomcache)
+    return await http_cache.invalidate_route(
+        routes, route, path_params=path_params, query=query, headers=headers
+    )
 
 
 class AtomCacheMiddleware:

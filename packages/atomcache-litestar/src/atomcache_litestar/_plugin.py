@@ -74,20 +74,15 @@ class AtomCachePlugin(InitPlugin):
         if self._app is None:
             msg = "the app has not started: invalidate after startup (e.g. from a handler)"
             raise ConfigurationError(msg)
-        for handler in self._app.route_handler_method_map.values():
-            for route_handler in handler.values():
-                fn = getattr(route_handler, "fn", None)
-                options = route_options(fn)
-                if options is None:
-                    continue
-                for path in getattr(route_handler, "paths", ()):
-                    template = _template(path)
-                    if route in (template, fn):
-                        return await self.http_cache.invalidate(
-                            options, template, path_params, query, headers
-                        )
-        msg = f"no @cached route {route!r} in this app; pass its path template or handler"
-        raise ConfigurationError(msg)
+        routes = (
+            (_template(path), getattr(route_handler, "fn", None))
+            for handlers in self._app.route_handler_method_map.values()
+            for route_handler in handlers.values()
+            for path in getattr(route_handler, "paths", ())
+        )
+        return await self.http_cache.invalidate_route(
+            routes, route, path_params=path_params, query=query, headers=headers
+        )
 
     def _provide(self) -> Cache:
         return self.cache
