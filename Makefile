@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench fuzz format clean
+.PHONY: demo test lint bench fuzz docs format clean
 
 demo: $(VENV)/.synced
 	$(BIN)/python examples/core_demo.py
@@ -28,6 +28,10 @@ fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder and serial
 bench: $(VENV)/.synced
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/stampede.py
+
+docs: $(VENV)/.synced
+	$(UV) sync --locked --all-packages --group docs --python $(PYTHON)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format .
