@@ -24,7 +24,8 @@ class Product(BaseModel):
 
 app = FastAPI()
 setup_cache(
-    app, Cache.from_url(os.environ.get("ATOMCACHE_REDIS_URL", "memory://"), namespace="shop")
+    app,
+    Cache.from_url(os.environ.get("ATOMCACHE_REDIS_URL", "memory://"), namespace="shop-fastapi"),
 )
 
 

@@ -32,5 +32,7 @@ async def products(offset: FromQuery[int] = 0, limit: FromQuery[int] = 3) -> lis
     return [Product(id=i, name=f"product {i}") for i in range(offset, offset + limit)]
 
 
-cache = Cache.from_url(os.environ.get("ATOMCACHE_REDIS_URL", "memory://"), namespace="shop")
+cache = Cache.from_url(
+    os.environ.get("ATOMCACHE_REDIS_URL", "memory://"), namespace="shop-litestar"
+)
 app = Litestar([products], plugins=[AtomCachePlugin(cache)])
