@@ -20,7 +20,7 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /lang: ttl=60, vary_on=("accept-language",) -> "lang", echoes it as "lang"
 - GET /deps: ttl=60 -> "deps", takes an injected dependency
 - GET /slow: ttl=60 -> "slow", sleeps 0.2 s
-- GET /stale: ttl=1, stale_ttl=30 -> "stale", sleeps 0.3 s
+- GET /stale: ttl=1, stale_ttl=30 -> "stale", sleeps 1 s
 - GET /flaky: ttl=1, stale_if_error=1 -> "flaky", raises while flags["fail"]
 - GET /tagged/{item_id}: ttl=60, tags "tagged" and f"item:{item_id}" -> "tagged"
 - GET /public: ttl=60, cache_control="public, max-age=3600, s-maxage=600" -> "public"
@@ -424,11 +424,11 @@ async def stale_is_served_while_one_refresh_runs(h: Harness) -> None:
     await asyncio.sleep(1.1)
     started = time.monotonic()
     responses = await asyncio.gather(*(h.client.get("/stale") for _ in range(5)))
-    assert time.monotonic() - started < 0.3  # nobody waited for the 0.3 s refresh
+    assert time.monotonic() - started < 0.8  # nobody waited for the 1 s refresh
     assert {response.json()["calls"] for response in responses} == {1}
     assert all("fwd=stale" in status_of(response) for response in responses)
     assert all(int(response.headers["age"]) >= 1 for response in responses)
-    for _ in range(100):
+    for _ in range(150):
         if (await h.client.get("/stale")).json()["calls"] == 2:
             break
         await asyncio.sleep(0.02)

@@ -140,7 +140,7 @@ def build_app(cache: Cache, calls: Counter[str], flags: dict[str, Any]) -> FastA
     @cached(ttl=1, stale_ttl=30)
     async def stale() -> dict[str, Any]:
         number = count("stale")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)
         return {"calls": number}
 
     @app.get("/flaky")

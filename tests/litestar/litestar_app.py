@@ -153,7 +153,7 @@ def build_app(  # noqa: C901 - one route per scenario
     @cached(ttl=1, stale_ttl=30)
     async def stale() -> dict[str, Any]:
         number = count("stale")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)
         return {"calls": number}
 
     @get("/flaky")
