@@ -26,8 +26,10 @@ fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder and serial
 		tests/core/test_entry.py tests/core/test_serializers.py tests/core/test_keys.py
 
 bench: $(VENV)/.synced
+	$(UV) sync --locked --all-packages --group bench --python $(PYTHON)
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/stampede.py
+	$(BIN)/python bench/report.py
 
 docs: $(VENV)/.synced
 	$(UV) sync --locked --all-packages --group docs --python $(PYTHON)
