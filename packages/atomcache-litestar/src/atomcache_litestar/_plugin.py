@@ -14,17 +14,13 @@ from atomcache_core.asgi import HttpCache, route_options
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+    from collections.abc import Callable, Iterable
 
     from litestar import Litestar
     from litestar.config.app import AppConfig
 
     # Plain ASGI types: Litestar's own TypedDicts do not admit the keys read here.
-    Scope = MutableMapping[str, Any]
-    Message = MutableMapping[str, Any]
-    Receive = Callable[[], Awaitable[Message]]
-    Send = Callable[[Message], Awaitable[None]]
-    ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+    from atomcache_core.asgi import ASGIApp, Receive, Scope, Send
 
 __all__ = ["AtomCachePlugin"]
 
