@@ -6,6 +6,7 @@ import asyncio
 import os
 
 import pytest
+from redis.asyncio import Redis
 
 from atomcache_core import Cache, ConfigurationError, MemoryStorage, SerializationError
 from atomcache_core.entry import FORMAT_VERSION, Entry, encode_entry
@@ -229,6 +230,7 @@ async def test_from_url_rediss_uses_tls(namespace: str) -> None:
     """rediss:// configures TLS connections."""
     cache = Cache.from_url("rediss://127.0.0.1:6380/0", namespace=namespace)
     assert cache._client is not None
+    assert isinstance(cache._client, Redis)
     assert cache._client.connection_pool.connection_class.__name__ == "SSLConnection"
     await cache.close()
 

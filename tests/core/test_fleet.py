@@ -40,7 +40,7 @@ async def test_four_processes_compute_once_with_one_subscriber_each(
     assert await read_int(control, fleet.counter) == 1
     seen = values(reports)
     assert len(seen) == 200
-    assert all(value == seen[0] for value in seen)
+    assert all(value == seen[0] for value in seen), set(map(str, seen))
     assert await read_int(control, fleet.keys.channel(fleet.key) + ":clients") == 3
     assert sum(report["stats"]["wakeups_notified"] for report in reports.values()) == 3
     assert sum(report["stats"]["computations"] for report in reports.values()) == 1
@@ -138,8 +138,25 @@ async def test_a_failed_computation_is_redone_by_a_waiting_process(
     assert await control.exists(fleet.keys.value(fleet.key)) == 1
 
 
+def observe_lock_attempts(
+    cache: Cache, monkeypatch: pytest.MonkeyPatch, count: int
+) -> asyncio.Event:
+    """An event set once `cache` has tried to take a lock `count` times."""
+    done, attempts, acquire = asyncio.Event(), [0], cache.lock.acquire
+
+    async def observed(key: str, ttl: float) -> str | None:
+        token = await acquire(key, ttl)
+        attempts[0] += 1
+        if attempts[0] >= count:
+            done.set()
+        return token
+
+    monkeypatch.setattr(cache.lock, "acquire", observed)
+    return done
+
+
 async def test_waiters_finish_when_the_subscriber_connection_is_killed(
-    redis_url: str, control: Redis, namespace: str
+    redis_url: str, control: Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CLIENT KILL TYPE pubsub mid-wait: the waiter still finishes within the re-check interval."""
     recheck = 0.5
@@ -174,8 +191,10 @@ async def test_waiters_finish_when_the_subscriber_connection_is_killed(
         again = asyncio.create_task(leader.get_or_set("k", slow_again))
         await started_again.wait()
         before = waiter.stats.wakeups_notified
+        # the lock is tried before subscribing and again after
+        checked = observe_lock_attempts(waiter, monkeypatch, count=2)
         waiting = asyncio.create_task(waiter.get_or_set("k", slow_again))
-        await until_subscribed(control, channel)
+        await checked.wait()
         release_again.set()
         assert await waiting == "computed again"
         assert waiter.stats.wakeups_notified == before + 1

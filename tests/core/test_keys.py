@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
-from atomcache_core.keys import MAX_LITERAL_KEY_BYTES, KeyBuilder
+from atomcache_core.keys import HASH_TAG_BUCKETS, MAX_LITERAL_KEY_BYTES, KeyBuilder
 
 names = st.text(min_size=1, max_size=30)
 user_keys = st.text(max_size=300)
@@ -24,8 +25,15 @@ def test_distinct_namespace_and_key_pairs_give_distinct_keys(
 def test_kinds_never_collide(namespace: str, key: str) -> None:
     """Value, lock, tag and channel keys of the same name are all different."""
     builder = KeyBuilder(namespace)
-    built = {builder.value(key), builder.lock(key), builder.tag(key), builder.channel(key)}
-    assert len(built) == 4
+    (tag,) = builder.tags([key], key)
+    built = {
+        builder.value(key),
+        builder.lock(key),
+        tag,
+        builder.channel(key),
+        builder.invalidations,
+    }
+    assert len(built) == 5
 
 
 @given(names)
@@ -39,14 +47,40 @@ def test_namespace_part_has_no_separator_glob_or_brace(namespace: str) -> None:
 def test_short_keys_are_literal_and_long_ones_hashed() -> None:
     """Keys up to the limit are kept as they are; longer ones become a SHA-256."""
     builder = KeyBuilder("ns")
-    assert builder.value("a*b").endswith(":v:=a*b")
+    assert builder.value("a*b").endswith("}=a*b")
     long_key = "x" * (MAX_LITERAL_KEY_BYTES + 1)
     hashed = builder.value(long_key)
-    assert ":v:#" in hashed
+    assert "}#" in hashed
     assert len(hashed) < 100
     assert builder.value(long_key) == hashed
 
 
 def test_keys_that_are_not_utf8_are_hashed() -> None:
     """A key with a lone surrogate is hashed rather than rejected."""
-    assert ":v:#" in KeyBuilder("ns").value("\udc80")
+    assert "}#" in KeyBuilder("ns").value("\udc80")
+
+
+@given(names, user_keys)
+def test_every_key_of_an_entry_shares_one_cluster_slot(namespace: str, key: str) -> None:
+    """Value, lock, channel and the entry's tag sets hash to one slot, braces in keys or not."""
+    builder = KeyBuilder(namespace)
+    entry_keys = [builder.value(key), builder.lock(key), builder.channel(key)]
+    entry_keys += builder.tags(["t", "{x}", key], key)
+    assert len({key_slot(built.encode("utf-8", "surrogatepass")) for built in entry_keys}) == 1
+
+
+@given(user_keys)
+def test_a_tags_buckets_hold_every_tag_set_of_it(key: str) -> None:
+    """Invalidating a tag reaches the set of any entry that carries it."""
+    builder = KeyBuilder("ns")
+    (tag_key,) = builder.tags(["t"], key)
+    buckets = builder.tag_buckets("t")
+    assert tag_key in buckets
+    assert len(set(buckets)) == HASH_TAG_BUCKETS
+
+
+def test_keys_spread_over_the_buckets() -> None:
+    """10,000 keys use nearly every one of the buckets, so entries spread over a cluster."""
+    builder = KeyBuilder("ns")
+    slots = {key_slot(builder.value(f"user:{n}").encode()) for n in range(10_000)}
+    assert len(slots) > 0.99 * HASH_TAG_BUCKETS

@@ -72,11 +72,12 @@ async def test_redis_errors_become_backend_errors(
 ) -> None:
     """A Redis error reply (wrong type) becomes BackendError, not a redis-py exception."""
     keys = KeyBuilder(namespace)
-    await redis_client.lpush(keys.tag("t"), "not-a-set")
+    (tag_key,) = keys.tags(["t"], "k")
+    await redis_client.lpush(tag_key, "not-a-set")
     async with Cache.from_url(redis_url, namespace=namespace) as cache:
         with pytest.raises(BackendError, match=r"rejected .*WRONGTYPE"):
             await cache.set("k", 1, tags=["t"])
-    await redis_client.delete(keys.tag("t"))
+    await redis_client.delete(tag_key)
 
 
 async def test_decoding_clients_are_refused(redis_url: str) -> None:

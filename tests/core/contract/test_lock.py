@@ -82,10 +82,10 @@ async def test_fenced_write_needs_the_lock_and_releases_it(backends: Backends) -
     wrong = "not-the-token"
     assert not await storage.set_if_locked(value_key, b"x", 10, (), lock_key=lock_key, token=wrong)
     assert await storage.get(value_key) is None
-    tag = keys.tag("t")
-    assert await storage.set_if_locked(value_key, b"v", 10, [tag], lock_key=lock_key, token=token)
+    tags = keys.tags(["t"], "k")
+    assert await storage.set_if_locked(value_key, b"v", 10, tags, lock_key=lock_key, token=token)
     assert await storage.get(value_key) == b"v"
-    assert await storage.invalidate_tags([tag]) == 1
+    assert await storage.invalidate_tags(keys.tag_buckets("t")) == 1
     assert await backends.lock.acquire(lock_key, 10) is not None
 
 

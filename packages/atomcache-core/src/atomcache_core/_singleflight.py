@@ -104,7 +104,7 @@ class FlightOptions:
 
     Attributes:
         ttl: Seconds a computed value stays fresh.
-        tag_keys: Storage keys of the tags to record the entry under.
+        tags: Tags to record the entry under.
         stale_ttl: Stale-while-revalidate window, seconds after expiry.
         stale_if_error: Window after expiry in which a failing computation serves stale.
         beta: XFetch early-refresh factor; 0 disables it.
@@ -117,7 +117,7 @@ class FlightOptions:
     """
 
     ttl: float
-    tag_keys: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
     stale_ttl: float = 0.0
     stale_if_error: float = 0.0
     beta: float = 0.0
@@ -379,7 +379,9 @@ class SingleFlight:
             token, takeover = waited.token, waited.takeover
         # A leader may have stored and released between our last read and our lock:
         # read again before computing, so the value is never computed twice.
-        found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
+        found = cache.decode(
+            await cache.shared_storage.get(cache.keys.value(key)), options.serializer
+        )
         if found is not None and options.is_fresh(found[0], time.time()):
             await cache.lock.release(lock_key, token)
             return Outcome(found[1], "waited", found[0])
@@ -412,6 +414,8 @@ class SingleFlight:
                     check = False
                 elif event.status == "skipped":
                     return _Skip()
+                elif event.status == "lost":
+                    check, woken_by, silent = True, "recheck", False
                 else:
                     check, woken_by, silent = True, "notification", False
 
@@ -426,7 +430,7 @@ class SingleFlight:
     ) -> Outcome | _Lead | None:
         """A waiter's look: the stored value, else the lock if it is free, else `None`."""
         cache = self._cache
-        found = cache.decode(await cache.storage.get(value_key), options.serializer)
+        found = cache.decode(await cache.shared_storage.get(value_key), options.serializer)
         if found is not None and options.is_fresh(found[0], time.time()):
             if woken_by == "notification":
                 cache.stats.wakeups_notified += 1
@@ -486,7 +490,9 @@ class SingleFlight:
             token = await cache.lock.acquire(lock_key, self.lock_ttl)
             if token is None:
                 return
-            found = cache.decode(await cache.storage.get(cache.keys.value(key)), options.serializer)
+            found = cache.decode(
+                await cache.shared_storage.get(cache.keys.value(key)), options.serializer
+            )
             if found is not None and found[0].created_at > seen:
                 await cache.lock.release(lock_key, token)
                 return
@@ -544,7 +550,7 @@ class Lease:
                 cache.keys.value(self.key),
                 encode_entry(entry),
                 options.storage_ttl,
-                options.tag_keys,
+                cache.keys.tags(options.tags, self.key),
                 lock_key=self._lock_key,
                 token=self._token,
             )

@@ -296,7 +296,7 @@ class HttpCache:
     def __init__(self, cache: Cache) -> None:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
-        self._static_tag_keys: dict[tuple[str | None, str, tuple[str, ...]], tuple[str, ...]] = {}
+        self._static_tags: dict[tuple[str | None, str, tuple[str, ...]], tuple[str, ...]] = {}
 
     def key(self, options: RouteOptions, info: RequestInfo) -> str:
         """The cache key of a request: route namespace, path and query, `vary_on` values.
@@ -435,11 +435,8 @@ class HttpCache:
             return
         await self.respond(send, scope, plan, outcome)
 
-    def _tag_keys(
-        self, options: RouteOptions, route: str, tags: tuple[str, ...]
-    ) -> tuple[str, ...]:
-        keys = self.cache.keys
-        return (keys.tag(self.route_tag(options, route)), *(keys.tag(tag) for tag in tags))
+    def _tags(self, options: RouteOptions, route: str, tags: tuple[str, ...]) -> tuple[str, ...]:
+        return (self.route_tag(options, route), *tags)
 
     def _flight_options(
         self,
@@ -451,17 +448,15 @@ class HttpCache:
     ) -> FlightOptions:
         cache = self.cache
         if callable(options.tags):
-            tag_keys = self._tag_keys(options, info.route, tuple(options.tags(info)))
+            tags = self._tags(options, info.route, tuple(options.tags(info)))
         else:
             memo = (options.namespace, info.route, options.tags)
-            tag_keys = self._static_tag_keys.get(memo) or self._tag_keys(
-                options, info.route, options.tags
-            )
-            if len(self._static_tag_keys) < _MEMO_LIMIT:
-                self._static_tag_keys[memo] = tag_keys
+            tags = self._static_tags.get(memo) or self._tags(options, info.route, options.tags)
+            if len(self._static_tags) < _MEMO_LIMIT:
+                self._static_tags[memo] = tags
         return FlightOptions(
             ttl=options.ttl if options.ttl is not None else cache.default_ttl,
-            tag_keys=tag_keys,
+            tags=tags,
             stale_ttl=0.0 if forced else options.stale_ttl,
             stale_if_error=options.stale_if_error,
             fresh_after=time.time() - options.min_refresh_interval if forced else 0.0,

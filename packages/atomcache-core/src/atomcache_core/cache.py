@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from atomcache_core._decorator import cached_function
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
+from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
@@ -20,10 +21,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
-    from redis.asyncio import Redis
     from typing_extensions import Self
 
     from atomcache_core._decorator import ParamsT, ResultT
+    from atomcache_core.backends.redis import RedisClient
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
 
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TTL", "Cache"]
@@ -34,6 +35,13 @@ DEFAULT_LOCK_TTL = 10.0
 DEFAULT_RECHECK_INTERVAL = 2.0
 DEFAULT_WAIT_TIMEOUT = 30.0
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_URL_HELP = (
+    "use memory://, redis://host:6379/0, rediss://host:6380/0 (TLS), "
+    "unix:///path/to/redis.sock, redis+cluster://host1:7000,host2:7001 or "
+    "redis+sentinel://host1:26379,host2:26379/service_name"
+)
 _MISSING: Any = object()
 
 
@@ -54,6 +62,13 @@ class Cache:
         wait_timeout: The longest a caller waits for another process's computation.
         on_wait_timeout: After `wait_timeout`: `"compute"` the value here without
             storing it (default), or `"raise"` `LockTimeoutError`.
+        local_ttl: Turns on the local tier (`TieredStorage`): fresh entries read from the
+            shared storage are also kept in process memory for at most this many
+            seconds, and hits on them never leave the process. Writes in any instance
+            evict the key from every instance's local tier through `notifier`.
+            `None` (default): no local tier.
+        local_max_entries: The most entries the local tier holds (least recently used
+            evicted first).
 
     `storage`, `lock` and `notifier` go together: give all three (e.g. the Redis
     backends on one client), or only a `MemoryStorage`, or none.
@@ -75,6 +90,8 @@ class Cache:
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_wait_timeout: WaitTimeoutPolicy = "compute",
+        local_ttl: float | None = None,
+        local_max_entries: int = 10_000,
     ) -> None:
         """Assemble a cache from its parts."""
         if storage is None:
@@ -92,14 +109,30 @@ class Cache:
         if on_wait_timeout not in ("compute", "raise"):
             msg = f"on_wait_timeout must be 'compute' or 'raise', got {on_wait_timeout!r}"
             raise ConfigurationError(msg)
+        self.keys = KeyBuilder(namespace)
+        self.shared_storage: Storage = storage
         self.storage: Storage = storage
+        if local_ttl is not None:
+            if isinstance(storage, MemoryStorage):
+                msg = (
+                    "local_ttl adds an in-process tier in front of a shared storage, but "
+                    "MemoryStorage is already in process: drop local_ttl, or use Redis"
+                )
+                raise ConfigurationError(msg)
+            self.storage = TieredStorage(
+                storage,
+                notifier,
+                self.keys.invalidations,
+                ttl=_checked_ttl(local_ttl, "local_ttl"),
+                max_entries=local_max_entries,
+            )
         self.lock: LockBackend = lock
         self.notifier: Notifier = notifier
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
-        self.keys = KeyBuilder(namespace)
         self.default_ttl = _checked_ttl(ttl)
         self._stats = CacheStats()
-        self._client: Redis | None = None
+        self._client: RedisClient | None = None
+        self._closing: list[Any] = []
         self.single_flight = SingleFlight(
             self,
             lock_ttl=_checked_ttl(lock_ttl, "lock_ttl"),
@@ -122,21 +155,34 @@ class Cache:
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_wait_timeout: WaitTimeoutPolicy = "compute",
+        local_ttl: float | None = None,
+        local_max_entries: int = 10_000,
         **redis_options: Any,
     ) -> Cache:
         """Create a cache from a URL.
 
-        `memory://` gives the embedded in-memory backends (`max_entries` bounds them).
-        `redis://`, `rediss://` (TLS) and `unix://` give the Redis backends sharing one
-        client. Its pool holds at most `max_connections` (default 100) connections and
-        a call waits up to `timeout` (default 2 s) for a free one instead of failing at
-        once; `redis_options` go to `redis.asyncio.BlockingConnectionPool.from_url`
-        (e.g. `socket_timeout`, default 2 s). The three Redis backends share one
+        * `memory://`: the embedded in-memory backends (`max_entries` bounds them).
+        * `redis://`, `rediss://` (TLS) and `unix://`: one Redis server. The client's
+          pool holds at most `max_connections` (default 100) connections and a call
+          waits up to `timeout` (default 2 s) for a free one instead of failing at
+          once; `redis_options` go to `redis.asyncio.BlockingConnectionPool.from_url`
+          (e.g. `socket_timeout`, default 2 s).
+        * `redis+cluster://host1:port1,host2:port2` (`rediss+cluster://` for TLS): a
+          Redis Cluster (or Valkey cluster) found from these startup nodes;
+          `redis_options` go to `redis.asyncio.RedisCluster`.
+        * `redis+sentinel://host1:26379,host2:26379/service_name[/db]`
+          (`rediss+sentinel://`: TLS to the master): the master that these Sentinels
+          monitor under `service_name`, found again after a failover; `redis_options`
+          go to the master's client.
+
+        A user and password in the URL (`redis+cluster://user:secret@host:port`) are
+        used for the servers. Every Redis connection has 2 s connect and socket
+        timeouts unless `redis_options` says otherwise. The Redis backends share one
         `breaker` (default `CircuitBreaker()`: open after 5 consecutive failures to
         reach Redis, probe again after 5 s). The other arguments are those of `Cache`.
 
         Raises:
-            ConfigurationError: the URL's scheme is not one of these.
+            ConfigurationError: the URL's scheme is not one of these, or it is malformed.
         """
         scheme = url.partition("://")[0].lower() if "://" in url else ""
         settings: dict[str, Any] = {
@@ -147,31 +193,45 @@ class Cache:
             "recheck_interval": recheck_interval,
             "wait_timeout": wait_timeout,
             "on_wait_timeout": on_wait_timeout,
+            "local_ttl": local_ttl,
+            "local_max_entries": local_max_entries,
         }
         if scheme == "memory":
             return cls(storage=MemoryStorage(max_entries), **settings)
-        if scheme not in _REDIS_SCHEMES:
-            msg = (
-                f"unsupported cache URL {url!r}: use memory://, redis://host:6379/0, "
-                "rediss://host:6380/0 (TLS) or unix:///path/to/redis.sock"
-            )
+        if scheme not in (*_REDIS_SCHEMES, *_CLUSTER_SCHEMES, *_SENTINEL_SCHEMES):
+            msg = f"unsupported cache URL {url!r}: {_URL_HELP}"
             raise ConfigurationError(msg)
-        from redis.asyncio import BlockingConnectionPool, Redis  # noqa: PLC0415 - Redis URLs only
+        from atomcache_core import _redis_urls  # noqa: PLC0415 - Redis URLs only
 
-        from atomcache_core.backends.redis import (  # noqa: PLC0415
+        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
+        options.update(redis_options)
+        client, sentinels = _redis_urls.client_for(url, options)
+        cache = cls.from_client(client, owns_client=True, breaker=breaker, **settings)
+        cache._closing.extend(sentinels)  # noqa: SLF001 - closed with the cache, as the client
+        return cache
+
+    @classmethod
+    def from_client(
+        cls,
+        client: RedisClient,
+        *,
+        owns_client: bool = False,
+        breaker: CircuitBreaker | None = None,
+        **settings: Any,
+    ) -> Cache:
+        """Create a cache on a redis-py asyncio client you made: `Redis` or `RedisCluster`.
+
+        The three Redis backends share `client` and `breaker` (default
+        `CircuitBreaker()`); `settings` are the keyword arguments of `Cache`. The client
+        must return bytes (`decode_responses=False`, the default). `close()` closes it
+        only if `owns_client`.
+        """
+        from atomcache_core.backends.redis import (  # noqa: PLC0415 - Redis only
             RedisLockBackend,
             RedisNotifier,
             RedisStorage,
         )
 
-        options: dict[str, Any] = {
-            "socket_connect_timeout": 2.0,
-            "socket_timeout": 2.0,
-            "max_connections": 100,
-            "timeout": 2.0,
-        }
-        options.update(redis_options)
-        client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
         breaker = breaker if breaker is not None else CircuitBreaker()
         cache = cls(
             storage=RedisStorage(client, breaker=breaker),
@@ -179,7 +239,9 @@ class Cache:
             notifier=RedisNotifier(client, breaker=breaker),
             **settings,
         )
-        cache._client = client
+        if owns_client:
+            cache._client = client
+            cache._closing.append(client)
         return cache
 
     @property
@@ -206,7 +268,7 @@ class Cache:
             SerializationError: `value` cannot be serialized; nothing was written.
         """
         seconds = self._ttl(ttl)
-        tag_keys = [self.keys.tag(tag) for tag in _checked_tags(tags)]
+        tag_keys = self.keys.tags(_checked_tags(tags), key)
         data = self._encode(value, seconds, time.time())
         await self.storage.set(self.keys.value(key), data, seconds, tag_keys)
 
@@ -260,7 +322,7 @@ class Cache:
     async def invalidate_tags(self, *tags: str) -> int:
         """Remove every entry stored with any of `tags`; return how many."""
         return await self.storage.invalidate_tags(
-            [self.keys.tag(tag) for tag in _checked_tags(tags)]
+            [bucket for tag in _checked_tags(tags) for bucket in self.keys.tag_buckets(tag)]
         )
 
     async def get_or_set(
@@ -299,7 +361,7 @@ class Cache:
         """
         options = FlightOptions(
             ttl=self._ttl(ttl),
-            tag_keys=tuple(self.keys.tag(tag) for tag in _checked_tags(tags)),
+            tags=tuple(_checked_tags(tags)),
             stale_ttl=_checked_window(stale_ttl, "stale_ttl"),
             stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
             beta=_checked_window(beta, "beta"),
@@ -343,9 +405,9 @@ class Cache:
         await self.notifier.close()
         await self.lock.close()
         await self.storage.close()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        closing, self._closing, self._client = self._closing, [], None
+        for client in closing:
+            await client.aclose()
 
     async def __aenter__(self) -> Self:
         """Use the cache in `async with`; it is closed on exit."""

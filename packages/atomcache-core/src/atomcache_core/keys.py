@@ -1,30 +1,52 @@
 """How a namespace and a user key become storage keys, unambiguously.
 
-Layout: ``atomcache:<namespace>:<kind>:<key>`` where
+Layout: ``atomcache:<namespace>:<kind>:{<bucket>}<key>`` where
 
 * ``<namespace>`` is percent-encoded (only ``A-Z a-z 0-9 _ . - ~`` stay as they are), so
   it never contains ``:``, glob characters or braces, and ``app`` can never match
   ``app2`` or ``app:x``;
 * ``<kind>`` is ``v`` (value), ``l`` (lock), ``t`` (tag set) or ``n`` (notification
   channel);
+* ``{<bucket>}`` is a Redis Cluster hash tag: one of `HASH_TAG_BUCKETS` buckets, three
+  hex digits computed from the key. It is the first ``{...}`` of the storage key, so
+  braces inside the user's key never change it, and every key of one entry (value,
+  lock, channel and the entry's tag sets) hashes to the same cluster slot: multi-key
+  scripts never raise CROSSSLOT;
 * ``<key>`` is ``=`` followed by the key itself, taken literally (glob characters,
   newlines, NUL and braces included), or ``#`` followed by the SHA-256 of the key when
   it is longer than `MAX_LITERAL_KEY_BYTES` bytes or is not valid UTF-8 text.
 
 The two key forms cannot collide: the first character tells them apart.
+
+A tag's bookkeeping is one set per bucket (``atomcache:<ns>:t:{<bucket>}=<tag>``), next
+to the entries it lists; `KeyBuilder.tag_buckets` names all of them for invalidation.
+One more channel per namespace, ``atomcache:<ns>:i``, carries the local tier's
+invalidations.
 """
 
 from __future__ import annotations
 
 import hashlib
+import zlib
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from atomcache_core.exceptions import ConfigurationError
 
-__all__ = ["KEY_PREFIX", "MAX_LITERAL_KEY_BYTES", "KeyBuilder"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["HASH_TAG_BUCKETS", "KEY_PREFIX", "MAX_LITERAL_KEY_BYTES", "KeyBuilder"]
 
 KEY_PREFIX = "atomcache"
 MAX_LITERAL_KEY_BYTES = 200
+HASH_TAG_BUCKETS = 1024
+_HASH_TAGS = tuple(f"{{{bucket:03x}}}" for bucket in range(HASH_TAG_BUCKETS))
+
+
+def _hash_tag(key: str) -> str:
+    """The cluster hash tag of `key`'s bucket, such as ``{1f3}``."""
+    return _HASH_TAGS[zlib.crc32(key.encode("utf-8", "surrogatepass")) % HASH_TAG_BUCKETS]
 
 
 def _encode_key(key: str) -> str:
@@ -62,19 +84,33 @@ class KeyBuilder:
 
     def value(self, key: str) -> str:
         """Storage key of the entry for `key`."""
-        return self._base + "v:" + _encode_key(_checked(key))
+        return self._base + "v:" + _hash_tag(_checked(key)) + _encode_key(key)
 
     def lock(self, key: str) -> str:
         """Key of the single-flight lock for `key`."""
-        return self._base + "l:" + _encode_key(_checked(key))
+        return self._base + "l:" + _hash_tag(_checked(key)) + _encode_key(key)
 
     def channel(self, key: str) -> str:
         """Notification channel for `key`."""
-        return self._base + "n:" + _encode_key(_checked(key))
+        return self._base + "n:" + _hash_tag(_checked(key)) + _encode_key(key)
 
-    def tag(self, tag: str) -> str:
-        """Key of the set that records which entries carry `tag`."""
-        return self._base + "t:" + _encode_key(_checked(tag))
+    def tags(self, tags: Iterable[str], key: str) -> tuple[str, ...]:
+        """Keys of the sets that record the entry of `key` under each of `tags`.
+
+        They share the entry's bucket, so one script can write the entry and its tags.
+        """
+        hash_tag = _hash_tag(_checked(key))
+        return tuple(self._base + "t:" + hash_tag + _encode_key(_checked(tag)) for tag in tags)
+
+    def tag_buckets(self, tag: str) -> list[str]:
+        """Keys of every bucket's set for `tag`: what invalidating the tag must empty."""
+        encoded = _encode_key(_checked(tag))
+        return [self._base + "t:" + hash_tag + encoded for hash_tag in _HASH_TAGS]
+
+    @property
+    def invalidations(self) -> str:
+        """Channel on which writes announce the keys that local tiers must drop."""
+        return self._base + "i"
 
     @property
     def value_prefix(self) -> str:

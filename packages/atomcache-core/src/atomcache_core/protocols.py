@@ -25,8 +25,10 @@ __all__ = [
     "Subscription",
 ]
 
-EventStatus = Literal["stored", "failed", "computing", "skipped"]
-EVENT_STATUSES: frozenset[str] = frozenset(("stored", "failed", "computing", "skipped"))
+EventStatus = Literal["stored", "failed", "computing", "skipped", "invalidated", "lost"]
+EVENT_STATUSES: frozenset[str] = frozenset(
+    ("stored", "failed", "computing", "skipped", "invalidated", "lost")
+)
 
 
 @runtime_checkable
@@ -121,8 +123,13 @@ class Event:
         key: The channel key the event was published on.
         status: `"stored"` when a value was written, `"failed"` when its computation
             raised or could not be stored, `"computing"` as the leader's heartbeat,
-            `"skipped"` when the result was not for sharing (waiters compute their own).
-        version: Identifies the computation (the leader's lock token), for tracing.
+            `"skipped"` when the result was not for sharing (waiters compute their own),
+            `"invalidated"` on the namespace's invalidation channel when a storage key
+            changed (local tiers drop it). `"lost"` is never published: a notifier
+            delivers it to its own subscribers when events may have been missed (its
+            connection dropped or was re-established), so they re-check at once.
+        version: Identifies the computation (the leader's lock token), for tracing;
+            for `"invalidated"`, the storage key that changed (`""`: all of them).
     """
 
     key: str

@@ -9,28 +9,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import secrets
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core.backends._subscription import QueueSubscription
-from atomcache_core.exceptions import BackendError, BackendUnavailableError, ConfigurationError
+from atomcache_core.exceptions import (
+    AtomCacheError,
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+)
 from atomcache_core.protocols import EVENT_STATUSES, Event
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
-    from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
+    from redis.asyncio.cluster import ClusterNode
 
     from atomcache_core.breaker import CircuitBreaker
 
-__all__ = ["RedisLockBackend", "RedisNotifier", "RedisStorage"]
+__all__ = ["RedisClient", "RedisLockBackend", "RedisNotifier", "RedisStorage"]
+
+RedisClient: TypeAlias = Redis | RedisCluster
+"""A redis-py asyncio client: one server (also behind Sentinel) or a Redis Cluster."""
+
+# What `Redis(...)` accepts, to build a node's own client from a cluster node's settings.
+_REDIS_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters) - {"self"}
 
 _CLEAR_BATCH = 500
 
@@ -150,8 +167,8 @@ def _escape_glob(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
-def _check_client(client: Redis) -> Redis:
-    if client.connection_pool.connection_kwargs.get("decode_responses"):
+def _check_client(client: RedisClient) -> RedisClient:
+    if client.get_encoder().decode_responses:
         msg = (
             "atomcache stores bytes: create the Redis client with decode_responses=False "
             "(the default), or let Cache.from_url(...) create it"
@@ -168,10 +185,15 @@ class RedisStorage:
     """
 
     def __init__(
-        self, client: Redis, *, owns_client: bool = False, breaker: CircuitBreaker | None = None
+        self,
+        client: RedisClient,
+        *,
+        owns_client: bool = False,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """Use `client` (closed on `close()` only if `owns_client`), behind `breaker`."""
         self._client = _check_client(client)
+        self._cluster = client if isinstance(client, RedisCluster) else None
         self._owns_client = owns_client
         self._breaker = breaker
         self._set = client.register_script(_SET)
@@ -188,7 +210,10 @@ class RedisStorage:
         if not keys:
             return []
         with _translate_errors("MGET", self._breaker):
-            values = await self._client.mget(keys)
+            if self._cluster is not None:  # one MGET per slot
+                values = await self._cluster.mget_nonatomic(keys)
+            else:
+                values = await self._client.mget(keys)
         return [_as_bytes(value) for value in values]
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
@@ -263,8 +288,25 @@ class RedisStorage:
         if not tag_keys:
             return 0
         with _translate_errors("invalidate tags", self._breaker):
-            removed: int = await self._invalidate_tags(keys=list(tag_keys))
-        return removed
+            if self._cluster is None:
+                removed: int = await self._invalidate_tags(keys=list(tag_keys))
+                return removed
+            return await self._invalidate_cluster_tags(self._cluster, tag_keys)
+
+    async def _invalidate_cluster_tags(self, cluster: RedisCluster, tag_keys: Sequence[str]) -> int:
+        """One script per slot that holds any of the sets (a script cannot span slots)."""
+        async with cluster.pipeline(transaction=False) as pipe:
+            for tag_key in tag_keys:
+                pipe.exists(tag_key)
+            found: list[int] = await pipe.execute()
+        by_slot: dict[int, list[str]] = {}
+        for tag_key, exists in zip(tag_keys, found, strict=True):
+            if exists:
+                by_slot.setdefault(key_slot(tag_key.encode()), []).append(tag_key)
+        counts = await asyncio.gather(
+            *(self._invalidate_tags(keys=keys) for keys in by_slot.values())
+        )
+        return sum(counts)
 
     async def close(self) -> None:
         """Close the client if this object owns it."""
@@ -277,7 +319,11 @@ class RedisLockBackend:
     """`LockBackend` on Redis: `SET NX PX` with a random token, Lua compare-and-delete."""
 
     def __init__(
-        self, client: Redis, *, owns_client: bool = False, breaker: CircuitBreaker | None = None
+        self,
+        client: RedisClient,
+        *,
+        owns_client: bool = False,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         """Use `client` (closed on `close()` only if `owns_client`), behind `breaker`."""
         self._client = _check_client(client)
@@ -314,13 +360,53 @@ class RedisLockBackend:
 
 
 class _Channel:
-    """The local subscribers of one Redis channel."""
+    """The local subscribers of one Redis channel, and the connection it is subscribed on."""
 
-    __slots__ = ("confirmed", "subscriptions")
+    __slots__ = ("confirmed", "subscriber", "subscriptions")
 
     def __init__(self) -> None:
         self.subscriptions: set[QueueSubscription] = set()
         self.confirmed = asyncio.Event()
+        self.subscriber: _Subscriber | None = None
+
+    def deliver(self, event: Event) -> None:
+        for subscription in self.subscriptions:
+            subscription.deliver(event)
+
+
+class _Subscriber:
+    """One pub/sub connection (to the server, or to one cluster node) and its reader task."""
+
+    __slots__ = ("__weakref__", "channels", "client", "lose", "name", "pubsub", "reader")
+
+    def __init__(
+        self,
+        name: str,
+        pubsub: PubSub,
+        client: Redis | None,
+        lose: Callable[[Iterable[str]], None],
+    ) -> None:
+        self.name = name
+        self.pubsub = pubsub
+        self.client = client  # a node's own client, closed with the subscriber
+        self.lose = lose
+        self.channels: set[str] = set()
+        self.reader: asyncio.Task[None] | None = None
+
+    def reconnected(self, _connection: object) -> None:
+        """redis-py re-established the connection and re-subscribed: events were lost."""
+        self.lose(self.channels)
+
+    async def close(self) -> None:
+        if self.reader is not None and self.reader is not asyncio.current_task():
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        with contextlib.suppress(RedisError, OSError):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        if self.client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.aclose()
 
 
 class RedisNotifier:
@@ -331,32 +417,52 @@ class RedisNotifier:
     first local subscriber arrives and unsubscribed when its last one leaves.
     Entering `subscribe` waits for Redis to confirm the subscription (at most
     `confirm_timeout` seconds), so a read made afterwards cannot miss an event.
-    If the connection drops, it is re-established and its channels re-subscribed;
-    events published meanwhile are lost, which is why waiters also re-check.
+
+    On Redis Cluster the events use sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7
+    and later, also Valkey) so each event stays on the shard that owns the key, with
+    one subscriber connection per node holding subscribed channels; `sharded=False`
+    (or a server older than 7) uses classic pub/sub on one node instead.
+
+    If a connection drops, it is re-established (on a cluster: on the node that owns
+    the channel now) and its channels re-subscribed. Events published meanwhile are
+    lost, so every subscriber of those channels receives a local `"lost"` event and
+    re-checks at once; waiters also re-check on their own interval.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         *,
         owns_client: bool = False,
         confirm_timeout: float = 1.0,
         breaker: CircuitBreaker | None = None,
+        sharded: bool | None = None,
     ) -> None:
-        """Use `client` for publishing and for the shared subscriber connection."""
+        """Use `client` for publishing and for the shared subscriber connection(s).
+
+        `sharded`: use sharded pub/sub; `None` (default) decides by itself: on a
+        cluster whose servers support it.
+        """
         self._client = _check_client(client)
+        self._cluster = client if isinstance(client, RedisCluster) else None
+        self._sharded = sharded if self._cluster is not None else False
         self._owns_client = owns_client
         self._breaker = breaker
         self._confirm_timeout = confirm_timeout
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._subscribers: dict[str, _Subscriber] = {}
         self._start_lock = asyncio.Lock()
         self._channels: dict[str, _Channel] = {}
+        self._repairs: set[asyncio.Task[None]] = set()
 
     async def publish(self, key: str, event: Event) -> None:
         """Publish `event` on the channel `key`."""
+        payload = f"{event.status}:{event.version}"
+        if self._cluster is not None and await self._is_sharded():
+            with _translate_errors("SPUBLISH", self._breaker):
+                await self._cluster.spublish(key, payload)
+            return
         with _translate_errors("PUBLISH", self._breaker):
-            await self._client.publish(key, f"{event.status}:{event.version}")
+            await self._client.publish(key, payload)
 
     @asynccontextmanager
     async def subscribe(self, key: str) -> AsyncIterator[QueueSubscription]:
@@ -369,9 +475,7 @@ class RedisNotifier:
         channel.subscriptions.add(subscription)
         try:
             if is_new:
-                pubsub = await self._started()
-                with _translate_errors("SUBSCRIBE", self._breaker):
-                    await pubsub.subscribe(key)
+                await self._attach(key, channel)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(channel.confirmed.wait(), self._confirm_timeout)
             yield subscription
@@ -379,21 +483,18 @@ class RedisNotifier:
             channel.subscriptions.discard(subscription)
             if not channel.subscriptions and self._channels.get(key) is channel:
                 del self._channels[key]
-                if self._pubsub is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await self._pubsub.unsubscribe(key)
+                await self._detach(key, channel)
 
     async def close(self) -> None:
-        """Stop the reader, close the subscriber connection and, if owned, the client."""
-        if self._reader is not None:
-            self._reader.cancel()
+        """Stop the readers, close the subscriber connections and, if owned, the client."""
+        for task in list(self._repairs):
+            task.cancel()
+        for task in list(self._repairs):
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = None
+                await task
+        subscribers, self._subscribers = list(self._subscribers.values()), {}
+        for subscriber in subscribers:
+            await subscriber.close()
         self._channels.clear()
         if self._owns_client:
             with _translate_errors("close"):
@@ -404,56 +505,186 @@ class RedisNotifier:
         """Number of channels this process listens to now."""
         return len(self._channels)
 
-    async def _started(self) -> PubSub:
-        """The shared pub/sub connection, connected, with its reader task running."""
-        if self._pubsub is not None:
-            return self._pubsub
-        async with self._start_lock:
-            if self._pubsub is None:
-                pubsub = self._client.pubsub()
-                with _translate_errors("connect (pub/sub)", self._breaker):
-                    await pubsub.connect()  # type: ignore[no-untyped-call]
-                self._pubsub = pubsub
-                self._reader = asyncio.create_task(self._read(pubsub), name="atomcache-notifier")
-        return self._pubsub
+    async def _is_sharded(self) -> bool:
+        """Whether events use sharded pub/sub: asked of the server once."""
+        if self._sharded is None:
+            with _translate_errors("INFO server", self._breaker):
+                info = await self._client.info("server")
+            self._sharded = _version(info.get("redis_version")) >= (7, 0)
+        return self._sharded
 
-    async def _read(self, pubsub: PubSub) -> None:
-        """Dispatch messages from the shared connection until closed."""
+    async def _attach(self, key: str, channel: _Channel) -> None:
+        """Subscribe `key` on the connection that serves it."""
+        subscriber = await self._subscriber_for(key)
+        channel.subscriber = subscriber
+        subscriber.channels.add(key)
+        sharded = self._cluster is not None and await self._is_sharded()
+        with _translate_errors("SSUBSCRIBE" if sharded else "SUBSCRIBE", self._breaker):
+            if sharded:
+                await subscriber.pubsub.ssubscribe(key)
+            else:
+                await subscriber.pubsub.subscribe(key)
+
+    async def _detach(self, key: str, channel: _Channel) -> None:
+        subscriber = channel.subscriber
+        if subscriber is None or self._subscribers.get(subscriber.name) is not subscriber:
+            return
+        subscriber.channels.discard(key)
+        with contextlib.suppress(RedisError, OSError):
+            if self._cluster is not None and await self._is_sharded():
+                await subscriber.pubsub.sunsubscribe(key)
+            else:
+                await subscriber.pubsub.unsubscribe(key)
+
+    async def _subscriber_for(self, key: str) -> _Subscriber:
+        """The connection for `key`'s channel, connected, with its reader running."""
+        node: ClusterNode | None = None
+        if self._cluster is not None:
+            sharded = await self._is_sharded()
+            node = self._cluster.get_node_from_key(key) if sharded else _any_primary(self._cluster)
+        name = node.name if node is not None else ""
+        subscriber = self._subscribers.get(name)
+        if subscriber is not None:
+            return subscriber
+        async with self._start_lock:
+            subscriber = self._subscribers.get(name)
+            if subscriber is None:
+                subscriber = await self._connect(name, node)
+                self._subscribers[name] = subscriber
+        return subscriber
+
+    async def _connect(self, name: str, node: ClusterNode | None) -> _Subscriber:
+        client = None if node is None else _node_client(node)
+        pubsub = (client or self._client).pubsub()
+        subscriber = _Subscriber(name, pubsub, client, self._lose)
+        try:
+            with _translate_errors("connect (pub/sub)", self._breaker):
+                await pubsub.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await subscriber.close()
+            raise
+        # redis-py reconnects a dropped connection by itself and re-subscribes its
+        # channels: events published in between are lost, so say so.
+        connection: Any = pubsub.connection
+        connection.register_connect_callback(subscriber.reconnected)
+        subscriber.reader = asyncio.create_task(self._read(subscriber), name="atomcache-notifier")
+        return subscriber
+
+    async def _read(self, subscriber: _Subscriber) -> None:
+        """Dispatch messages from one connection until it is closed."""
         backoff = 0.05
         while True:
             try:
-                message = await pubsub.get_message(timeout=None)
+                message = await subscriber.pubsub.get_message(timeout=None)
             except (RedisError, OSError):
                 # The connection dropped and redis-py's retries gave up: Redis is away.
+                self._lose(subscriber.channels)
+                if self._cluster is not None:
+                    # A node's subscriber: re-subscribe its channels where they live now.
+                    self._start_repair(subscriber)
+                    return
                 # The next read reconnects and re-subscribes; waiters re-check meanwhile.
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
             if message is not None:
-                self._dispatch(message)
+                self._dispatch(subscriber, message)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    def _dispatch(self, subscriber: _Subscriber, message: dict[str, Any]) -> None:
         raw_channel = message.get("channel")
         if not isinstance(raw_channel, bytes):
             return
-        channel = self._channels.get(raw_channel.decode(errors="replace"))
+        key = raw_channel.decode(errors="replace")
+        channel = self._channels.get(key)
         if channel is None:
             return
         kind = message.get("type")
-        if kind == "subscribe":
-            channel.confirmed.set()
-        elif kind == "message":
-            event = _parse_event(raw_channel.decode(errors="replace"), message.get("data"))
+        if kind in ("message", "smessage"):
+            event = _parse_event(key, message.get("data"))
             if event is not None:
-                for subscription in channel.subscriptions:
-                    subscription.deliver(event)
+                channel.deliver(event)
+        elif kind in ("subscribe", "ssubscribe"):
+            channel.confirmed.set()
+        elif kind == "sunsubscribe" and key in subscriber.channels:
+            # The server dropped the subscription: the key's slot moved to another node.
+            subscriber.channels.discard(key)
+            channel.deliver(Event(key, "lost"))
+            self._start_repair(None, [key])
+
+    def _lose(self, keys: Iterable[str]) -> None:
+        """Tell the subscribers of `keys` that events may have been missed."""
+        for key in keys:
+            channel = self._channels.get(key)
+            if channel is not None:
+                channel.deliver(Event(key, "lost"))
+
+    def _start_repair(self, broken: _Subscriber | None, keys: Iterable[str] = ()) -> None:
+        task = asyncio.create_task(self._repair(broken, [*keys]), name="atomcache-resubscribe")
+        self._repairs.add(task)
+        task.add_done_callback(self._repairs.discard)
+
+    async def _repair(self, broken: _Subscriber | None, keys: list[str]) -> None:
+        """Re-subscribe channels of a lost cluster connection where their slots live now."""
+        if broken is not None:
+            if self._subscribers.get(broken.name) is broken:
+                del self._subscribers[broken.name]
+            keys.extend(broken.channels)
+            await broken.close()
+        backoff = 0.05
+        while not await self._resubscribe(keys):
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    async def _resubscribe(self, keys: list[str]) -> bool:
+        """Refresh the slot map and subscribe `keys` again; `False` to try again later."""
+        cluster = self._cluster
+        try:
+            if cluster is not None:
+                with _translate_errors("refresh cluster slots", self._breaker):
+                    await cluster.nodes_manager.initialize()
+            while keys:
+                channel = self._channels.get(keys[-1])
+                if channel is not None:
+                    channel.confirmed.clear()
+                    await self._attach(keys[-1], channel)
+                    channel.deliver(Event(keys[-1], "lost"))
+                keys.pop()
+        except (AtomCacheError, RedisError, OSError):
+            return False
+        return True
+
+
+def _any_primary(cluster: RedisCluster) -> ClusterNode:
+    """The node for classic pub/sub on a cluster: any node sees every `PUBLISH`."""
+    return cluster.get_primaries()[0]
+
+
+def _node_client(node: ClusterNode) -> Redis:
+    """A client of its own to one cluster node, for a pub/sub connection to it.
+
+    No retries: a dropped connection must surface at once, to be re-subscribed on the
+    node that owns the channel's slot now.
+    """
+    from redis.asyncio import Redis  # noqa: PLC0415 - only for clusters
+
+    accepted = _REDIS_PARAMETERS.intersection(node.connection_kwargs)
+    options = {name: node.connection_kwargs[name] for name in accepted}
+    options["ssl"] = issubclass(node.connection_class, SSLConnection)
+    options["retry"] = Retry(NoBackoff(), 0)
+    return Redis(**options)
+
+
+def _version(text: object) -> tuple[int, ...]:
+    """`"7.0.15"` as `(7, 0, 15)`; `()` when unknown."""
+    parts = str(text or "").split(".")
+    return tuple(int(part) for part in parts if part.isdigit())
 
 
 def _parse_event(key: str, data: object) -> Event | None:
     if not isinstance(data, bytes):
         return None
     status, _, version = data.decode(errors="replace").partition(":")
-    if status not in EVENT_STATUSES:
+    if status not in EVENT_STATUSES or status == "lost":
         return None
     return Event(key, status, version)  # type: ignore[arg-type] # checked just above

@@ -1,0 +1,101 @@
+"""redis-py asyncio clients from `Cache.from_url` URLs: one server, a cluster, Sentinel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.sentinel import Sentinel
+
+from atomcache_core.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from atomcache_core.backends.redis import RedisClient
+
+__all__ = ["client_for"]
+
+_POOL_DEFAULTS = {"max_connections": 100, "timeout": 2.0}
+_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+
+
+def client_for(url: str, options: dict[str, Any]) -> tuple[RedisClient, list[Redis]]:
+    """The client for `url`, and the Sentinels' clients to close with it (if any)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme.endswith("+cluster"):
+        return cluster_client(url, options), []
+    if scheme.endswith("+sentinel"):
+        return sentinel_client(url, options)
+    return server_client(url, options), []
+
+
+def server_client(url: str, options: dict[str, Any]) -> Redis:
+    """One server, through a blocking pool: callers wait for a free connection."""
+    pool = BlockingConnectionPool.from_url(url, **{**_POOL_DEFAULTS, **options})
+    return Redis.from_pool(pool)
+
+
+def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
+    """A Redis Cluster client that starts from the URL's nodes."""
+    parsed = _MultiHostUrl(url)
+    if parsed.path:
+        msg = (
+            f"a cluster URL has no database or path, got {url!r}: a Redis Cluster has "
+            "only database 0; use redis+cluster://host1:port1,host2:port2"
+        )
+        raise ConfigurationError(msg)
+    nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
+    return RedisCluster(startup_nodes=nodes, **parsed.credentials, **options)
+
+
+def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redis]]:
+    """The client of the master the URL's Sentinels monitor, and the Sentinels' clients."""
+    parsed = _MultiHostUrl(url)
+    service, _, database = parsed.path.partition("/")
+    if not service or (database and not database.isdigit()):
+        msg = (
+            f"a Sentinel URL names the monitored service, got {url!r}: use "
+            "redis+sentinel://host1:26379,host2:26379/service_name or .../service_name/0"
+        )
+        raise ConfigurationError(msg)
+    timeouts = {name: options[name] for name in _TIMEOUTS if name in options}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        parsed.hosts, sentinel_kwargs=timeouts, **parsed.credentials, **options
+    )
+    master = sentinel.master_for(service, redis_class=Redis, db=int(database or 0))
+    return master, list(sentinel.sentinels)
+
+
+class _MultiHostUrl:
+    """`scheme://[user[:password]@]host:port[,host:port...][/path]`, parsed strictly."""
+
+    def __init__(self, url: str) -> None:
+        scheme, _, rest = url.partition("://")
+        if "?" in rest or "#" in rest:
+            msg = (
+                f"options in a cluster or Sentinel URL are not supported, got {url!r}: "
+                "pass them as keyword arguments, e.g. Cache.from_url(url, socket_timeout=1)"
+            )
+            raise ConfigurationError(msg)
+        location, _, self.path = rest.partition("/")
+        userinfo, _, netloc = location.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        self.credentials: dict[str, Any] = {}
+        if user:
+            self.credentials["username"] = unquote(user)
+        if password:
+            self.credentials["password"] = unquote(password)
+        if scheme.lower().startswith("rediss"):
+            self.credentials["ssl"] = True
+        self.hosts = [_host_and_port(part, url) for part in netloc.split(",")]
+
+
+def _host_and_port(text: str, url: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit():
+        msg = f"every host of {url!r} needs a port, as in host:7000, got {text!r}"
+        raise ConfigurationError(msg)
+    return host, int(port)

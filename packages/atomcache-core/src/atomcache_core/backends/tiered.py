@@ -1,0 +1,347 @@
+"""The local tier: recent entries kept in process memory, in front of the shared storage.
+
+A hit on the local tier never leaves the process. It stays correct across instances
+because every write through any instance's tier announces the storage keys it changed
+on the namespace's invalidation channel (the `Notifier`: Redis pub/sub), and every
+tier drops them on receipt:
+
+* a write or invalidation in one instance evicts the key from every other instance's
+  local tier, within the pub/sub delivery time (a millisecond or two on a LAN);
+* a read that races an invalidation never re-populates the old value: each read from
+  the shared storage is marked stale if an invalidation of its key (or of everything)
+  arrives before it completes, and a stale read is returned but not kept;
+* when the invalidation channel drops, announcements may have been missed: the tier
+  empties itself and serves nothing locally until a round trip of its own message on
+  the channel proves that the subscription works again;
+* entries are kept at most `ttl` seconds and never past their own freshness, so even
+  an announcement that never arrives (a silently broken network) leaves a value stale
+  for at most `ttl` seconds.
+
+Only fresh entries are kept: stale-while-revalidate, waiting and locking always read
+the shared storage (`Cache.shared_storage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from atomcache_core.entry import decode_entry
+from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.protocols import Event
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from atomcache_core.protocols import Notifier, Storage, Subscription
+
+__all__ = ["TieredStorage"]
+
+logger = logging.getLogger("atomcache")
+
+_PING = "\x00ping:"  # never a storage key: they all start with "atomcache:"
+_PING_TIMEOUT = 1.0
+_ANNOUNCE_LIMIT = 32  # writes of more keys announce "everything changed" instead
+
+
+class _Read:
+    """One read from the shared storage in flight; `valid` drops when its key changes."""
+
+    __slots__ = ("valid",)
+
+    def __init__(self) -> None:
+        self.valid = True
+
+
+class _ChannelLostError(Exception):
+    """The invalidation channel may have missed announcements."""
+
+
+class TieredStorage:
+    """A `Storage` that answers hits from process memory and everything else from `shared`.
+
+    Args:
+        shared: The storage all instances share (e.g. `RedisStorage`).
+        notifier: Carries the invalidation announcements between instances.
+        channel: The namespace's invalidation channel (`KeyBuilder.invalidations`).
+        ttl: The longest an entry is kept locally, in seconds.
+        max_entries: At most this many entries are kept; the least recently used go.
+
+    Raises:
+        ConfigurationError: `ttl` or `max_entries` is invalid.
+    """
+
+    def __init__(
+        self,
+        shared: Storage,
+        notifier: Notifier,
+        channel: str,
+        *,
+        ttl: float,
+        max_entries: int = 10_000,
+    ) -> None:
+        """Put a local tier in front of `shared`."""
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            msg = f"local_max_entries must be a positive integer, got {max_entries!r}"
+            raise ConfigurationError(msg)
+        self.shared = shared
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.hits = 0
+        self._notifier = notifier
+        self._channel = channel
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._reads: dict[str, list[_Read]] = {}
+        self._serving = False
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Whether hits are answered locally now (the invalidation channel is live)."""
+        return self._serving
+
+    def __len__(self) -> int:
+        """Number of entries held locally."""
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        """The local copy when there is a fresh one, else the shared storage's bytes."""
+        if self._serving:
+            found = self._local(key, time.monotonic())
+            if found is not None:
+                return found
+        elif self._listener is None:
+            self._start()
+        read = self._begin(key)
+        try:
+            data = await self.shared.get(key)
+        finally:
+            self._end(key, read)
+        if data is not None and read.valid:
+            self._keep(key, data)
+        return data
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Each key's local copy, the others read from the shared storage in one call."""
+        if self._listener is None:
+            self._start()
+        now = time.monotonic()
+        found = [self._local(key, now) if self._serving else None for key in keys]
+        missing = [key for key, data in zip(keys, found, strict=True) if data is None]
+        if not missing:
+            return found
+        reads = [self._begin(key) for key in missing]
+        try:
+            fetched = iter(await self.shared.get_many(missing))
+        finally:
+            for key, read in zip(missing, reads, strict=True):
+                self._end(key, read)
+        results: list[bytes | None] = []
+        pending = iter(zip(missing, reads, strict=True))
+        for data in found:
+            if data is not None:
+                results.append(data)
+                continue
+            key, read = next(pending)
+            value = next(fetched)
+            if value is not None and read.valid:
+                self._keep(key, value)
+            results.append(value)
+        return results
+
+    async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
+        """Write through to the shared storage, then announce the change."""
+        try:
+            await self.shared.set(key, value, ttl, tag_keys)
+        finally:
+            await self._changed([key])
+
+    async def set_if_locked(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float,
+        tag_keys: Sequence[str],
+        *,
+        lock_key: str,
+        token: str,
+    ) -> bool:
+        """The shared storage's fenced write; announced when it stored."""
+        stored = await self.shared.set_if_locked(
+            key, value, ttl, tag_keys, lock_key=lock_key, token=token
+        )
+        if stored:
+            await self._changed([key])
+        return stored
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
+        """Write every item through, then announce the changes."""
+        try:
+            await self.shared.set_many(items, ttl)
+        finally:
+            await self._changed(list(items))
+
+    async def delete(self, key: str) -> bool:
+        """Delete from the shared storage and every local tier."""
+        try:
+            return await self.shared.delete(key)
+        finally:
+            await self._changed([key])
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete every key from the shared storage and every local tier."""
+        try:
+            return await self.shared.delete_many(keys)
+        finally:
+            await self._changed(keys)
+
+    async def clear(self, prefix: str) -> int:
+        """Clear the shared storage; every local tier is emptied."""
+        try:
+            return await self.shared.clear(prefix)
+        finally:
+            await self._changed(None)
+
+    async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
+        """Invalidate in the shared storage; every local tier is emptied."""
+        try:
+            return await self.shared.invalidate_tags(tag_keys)
+        finally:
+            await self._changed(None)
+
+    async def close(self) -> None:
+        """Stop listening, forget the local entries, close the shared storage."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        self._suspend()
+        await self.shared.close()
+
+    def _local(self, key: str, now: float) -> bytes | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[1] <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return found[0]
+
+    def _keep(self, key: str, data: bytes) -> None:
+        """Keep a fresh entry for at most `ttl` seconds and never past its freshness."""
+        if not self._serving:
+            return
+        entry = decode_entry(data)
+        if entry is None:
+            return
+        fresh_for = entry.fresh_until - time.time()
+        if fresh_for <= 0:
+            return
+        self._entries[key] = (data, time.monotonic() + min(self.ttl, fresh_for))
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def _begin(self, key: str) -> _Read:
+        read = _Read()
+        self._reads.setdefault(key, []).append(read)
+        return read
+
+    def _end(self, key: str, read: _Read) -> None:
+        pending = self._reads.get(key)
+        if pending is not None:
+            pending.remove(read)
+            if not pending:
+                del self._reads[key]
+
+    def _drop(self, keys: Iterable[str] | None) -> None:
+        """Forget `keys` (`None`: everything) and spoil the reads of them in flight."""
+        if keys is None:
+            self._entries.clear()
+            for pending in self._reads.values():
+                for read in pending:
+                    read.valid = False
+            return
+        for key in keys:
+            self._entries.pop(key, None)
+            for read in self._reads.get(key, ()):
+                read.valid = False
+
+    async def _changed(self, keys: Sequence[str] | None) -> None:
+        """Drop `keys` here and announce them to the other instances."""
+        if keys is not None and len(keys) > _ANNOUNCE_LIMIT:
+            keys = None
+        self._drop(keys)
+        versions = [""] if keys is None else keys
+        try:
+            for version in versions:
+                await self._notifier.publish(
+                    self._channel, Event(self._channel, "invalidated", version)
+                )
+        except AtomCacheError:
+            logger.warning(
+                "could not announce a change to the other instances' local tiers; "
+                "they may serve the old value for up to local_ttl=%s s",
+                self.ttl,
+                exc_info=True,
+            )
+
+    def _suspend(self) -> None:
+        self._serving = False
+        self._drop(None)
+
+    def _start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="atomcache-local-tier")
+
+    async def _listen(self) -> None:
+        """Apply announcements; after any gap, empty the tier and prove the channel live."""
+        backoff = 0.05
+        while True:
+            try:
+                async with self._notifier.subscribe(self._channel) as subscription:
+                    await self._resume(subscription)
+                    backoff = 0.05
+                    await self._apply(subscription)
+            except (AtomCacheError, _ChannelLostError):
+                logger.debug("local tier suspended: invalidation channel lost", exc_info=True)
+            self._suspend()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def _resume(self, subscription: Subscription) -> None:
+        """Serve again once a message of ours came back on the channel."""
+        ping = _PING + secrets.token_hex(8)
+        await self._notifier.publish(self._channel, Event(self._channel, "invalidated", ping))
+        deadline = time.monotonic() + _PING_TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            event = await subscription.wait(remaining)
+            if event is None or event.status == "lost":
+                break
+            if event.version == ping:
+                self._drop(None)
+                self._serving = True
+                return
+            self._on_announcement(event)
+        raise _ChannelLostError
+
+    async def _apply(self, subscription: Subscription) -> None:
+        while True:
+            event = await subscription.wait(3600.0)
+            if event is None:
+                continue
+            if event.status == "lost":
+                raise _ChannelLostError
+            self._on_announcement(event)
+
+    def _on_announcement(self, event: Event) -> None:
+        if event.status != "invalidated" or event.version.startswith(_PING):
+            return
+        self._drop(None if event.version == "" else (event.version,))
