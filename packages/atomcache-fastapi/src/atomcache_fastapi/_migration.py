@@ -1,17 +1,9 @@
 """`ResponseCache`: the original atomcache's dependency API, on the new engine.
 
-```python
-@app.get("/resources", response_model=list[Resource])
-async def resources(
-    offset: int = 0,
-    items: int = 10,
-    cache: ResponseCache = Depends(ResponseCache(exp=600)),
-) -> list[Resource]:
-    cache_id = f"{offset}-{items}"
-    await cache.raise_try(cache_id)      # answers from the cache, or returns
-    rows = await db.find(...)
-    return cache.set(rows, cache_id=cache_id)
-```
+A route takes `cache: ResponseCache = Depends(ResponseCache(exp=600))`, calls
+`await cache.raise_try(cache_id)` (which answers from the cache, or returns so the
+handler computes) and returns `cache.set(rows, cache_id=cache_id)`, as in the original;
+docs/migrating.md shows whole routes, before and after.
 
 Fixed on the way: each request gets its own bound copy of the dependency (the
 original kept the request on the shared object); hits are the final bytes, response

@@ -7,7 +7,8 @@ from atomcache_litestar import AtomCachePlugin, cached
 
 @get("/items")
 @cached(ttl=600)
-async def items(offset: int = 0, limit: int = 10) -> list[Item]: ...
+async def items(offset: int = 0, limit: int = 10) -> list[dict[str, int]]:
+    return [{"id": i} for i in range(offset, offset + limit)]
 
 app = Litestar([items], plugins=[AtomCachePlugin(Cache.from_url("redis://localhost:6379/0"))])
 ```
