@@ -44,7 +44,7 @@ __all__ = ["TieredStorage"]
 
 logger = logging.getLogger("atomcache")
 
-_PING = "\x00ping:"  # never a storage key: they all start with "atomcache:"
+_PING = "\x00ping"  # never a storage key: they all start with "atomcache:"
 _PING_TIMEOUT = 1.0
 _ANNOUNCE_LIMIT = 32  # writes of more keys announce "everything changed" instead
 
@@ -95,6 +95,7 @@ class TieredStorage:
         self.hits = 0
         self._notifier = notifier
         self._channel = channel
+        self._origin = secrets.token_hex(8)  # this tier's own announcements are skipped
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._reads: dict[str, list[_Read]] = {}
         self._serving = False
@@ -280,12 +281,9 @@ class TieredStorage:
         if keys is not None and len(keys) > _ANNOUNCE_LIMIT:
             keys = None
         self._drop(keys)
-        versions = [""] if keys is None else keys
         try:
-            for version in versions:
-                await self._notifier.publish(
-                    self._channel, Event(self._channel, "invalidated", version)
-                )
+            for key in [""] if keys is None else keys:
+                await self._announce(key)
         except AtomCacheError:
             logger.warning(
                 "could not announce a change to the other instances' local tiers; "
@@ -319,13 +317,13 @@ class TieredStorage:
     async def _resume(self, subscription: Subscription) -> None:
         """Serve again once a message of ours came back on the channel."""
         ping = _PING + secrets.token_hex(8)
-        await self._notifier.publish(self._channel, Event(self._channel, "invalidated", ping))
+        await self._announce(ping)
         deadline = time.monotonic() + _PING_TIMEOUT
         while (remaining := deadline - time.monotonic()) > 0:
             event = await subscription.wait(remaining)
             if event is None or event.status == "lost":
                 break
-            if event.version == ping:
+            if event.version == f"{self._origin}:{ping}":
                 self._drop(None)
                 self._serving = True
                 return
@@ -341,7 +339,13 @@ class TieredStorage:
                 raise _ChannelLostError
             self._on_announcement(event)
 
+    async def _announce(self, key: str) -> None:
+        """Tell every tier that `key` changed (`""`: everything)."""
+        version = f"{self._origin}:{key}"
+        await self._notifier.publish(self._channel, Event(self._channel, "invalidated", version))
+
     def _on_announcement(self, event: Event) -> None:
-        if event.status != "invalidated" or event.version.startswith(_PING):
+        origin, _, key = event.version.partition(":")
+        if event.status != "invalidated" or origin == self._origin or key.startswith(_PING):
             return
-        self._drop(None if event.version == "" else (event.version,))
+        self._drop(None if key == "" else (key,))

@@ -1,0 +1,220 @@
+"""The local tier: hits that never leave the process, yet coherent across instances."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from redis.asyncio import Redis
+
+from atomcache_core import Cache, ConfigurationError, MemoryStorage
+from atomcache_core.backends.tiered import TieredStorage
+from support.cache_process import CacheProcess
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from atomcache_core.protocols import Storage
+
+LOCAL = {"local_ttl": 30.0}
+
+
+@pytest.fixture
+async def control(redis_url: str) -> AsyncIterator[Redis]:
+    """A plain client on the shared test server."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def local(redis_url: str, namespace: str) -> AsyncIterator[Cache]:
+    """An instance with a local tier, in this process."""
+    async with Cache.from_url(redis_url, namespace=namespace, **LOCAL) as cache:
+        yield cache
+
+
+def tier(cache: Cache) -> TieredStorage:
+    """The cache's local tier."""
+    assert isinstance(cache.storage, TieredStorage)
+    return cache.storage
+
+
+async def until_serving(cache: Cache, timeout: float = 5.0) -> None:
+    """Return once the local tier answers hits (its invalidation channel is live)."""
+    await cache.exists("start the tier")
+    deadline = time.monotonic() + timeout
+    while not tier(cache).serving:
+        assert time.monotonic() < deadline, "the local tier never started serving"
+        await asyncio.sleep(0.005)
+
+
+async def until_value(cache: Cache, key: str, expected: Any, timeout: float) -> float:
+    """Seconds until `cache.get(key)` returns `expected`; fails after `timeout`."""
+    started = time.monotonic()
+    while await cache.get(key) != expected:
+        assert time.monotonic() - started < timeout, f"{key!r} never became {expected!r}"
+        await asyncio.sleep(0.001)
+    return time.monotonic() - started
+
+
+async def redis_gets(control: Redis) -> int:
+    """How many GET commands the server has run."""
+    stats = await control.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+async def test_hits_never_reach_redis(local: Cache, control: Redis) -> None:
+    """After the first read, reads of a fresh entry are answered in process: no GET."""
+    await until_serving(local)
+    await local.set("k", {"n": 1})
+    assert await local.get("k") == {"n": 1}
+    before = await redis_gets(control)
+    for _ in range(100):
+        assert await local.get("k") == {"n": 1}
+    assert await redis_gets(control) == before
+    assert tier(local).hits >= 100
+
+
+async def test_another_instances_writes_are_seen_within_50_ms(
+    local: Cache, redis_url: str, namespace: str
+) -> None:
+    """Instance B's set, delete or tag invalidation reaches A's next read within 50 ms."""
+    await until_serving(local)
+    async with CacheProcess(redis_url, namespace, LOCAL) as other:
+        delays = []
+        for round_ in range(10):
+            await other.call("set", "k", round_, None, ["t"])
+            delays.append(await until_value(local, "k", round_, timeout=1.0))
+            assert await local.get("k") == round_  # and now from the local tier
+        await other.call("delete", "k")
+        delays.append(await until_value(local, "k", None, timeout=1.0))
+        await other.call("set", "k", "tagged", None, ["t"])
+        await until_value(local, "k", "tagged", timeout=1.0)
+        await other.call("invalidate_tags", "t")
+        delays.append(await until_value(local, "k", None, timeout=1.0))
+    assert max(delays) < 0.05, delays
+
+
+class GatedStorage:
+    """The real storage, with reads held at a gate once they have their answer."""
+
+    def __init__(self, storage: Storage) -> None:
+        """Wrap `storage`, gate open."""
+        self.storage = storage
+        self.answered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def get(self, key: str) -> bytes | None:
+        """Read, then wait at the gate."""
+        data = await self.storage.get(key)
+        self.answered.set()
+        await self.gate.wait()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the real storage's."""
+        return getattr(self.storage, name)
+
+
+async def test_a_read_racing_an_invalidation_does_not_keep_the_old_value(
+    local: Cache, redis_url: str, namespace: str
+) -> None:
+    """A read answered before B's write but finished after its announcement is not kept."""
+    await until_serving(local)
+    gated = GatedStorage(tier(local).shared)
+    tier(local).shared = gated  # type: ignore[assignment]
+    async with CacheProcess(redis_url, namespace, LOCAL) as other:
+        await other.call("set", "k", "old")
+        gated.gate.clear()
+        reading = asyncio.create_task(local.get("k"))
+        await gated.answered.wait()  # Redis answered "old"; the read is still in flight
+        await other.call("set", "k", "new")
+        deadline, value_key = time.monotonic() + 1.0, local.keys.value("k")
+        while any(read.valid for read in tier(local)._reads.get(value_key, [])):
+            assert time.monotonic() < deadline, "the announcement never arrived"
+            await asyncio.sleep(0.001)
+        gated.gate.set()
+        assert await reading == "old"  # it was the value when the read was answered
+        assert await local.get("k") == "new"  # but it was not kept
+
+
+async def test_a_dropped_channel_empties_the_tier_before_it_serves_again(
+    local: Cache, redis_url: str, namespace: str, control: Redis
+) -> None:
+    """Writes that were never announced to A are seen once A's channel dropped and came back."""
+    await until_serving(local)
+    await local.set("k", "old")
+    assert await local.get("k") == "old"
+    async with CacheProcess(redis_url, namespace) as silent:  # no local tier: no announcements
+        await silent.call("set", "k", "new")
+        assert await local.get("k") == "old"  # served locally: A was never told
+        assert await control.client_kill_filter(_type="pubsub") >= 1
+        await until_value(local, "k", "new", timeout=2.0)
+    await until_serving(local)
+    assert await local.get("k") == "new"
+
+
+async def test_entries_are_kept_at_most_local_ttl(redis_url: str, namespace: str) -> None:
+    """Even a write nobody announced is seen after local_ttl seconds."""
+    async with (
+        Cache.from_url(redis_url, namespace=namespace, local_ttl=0.5) as cache,
+        CacheProcess(redis_url, namespace) as silent,
+    ):
+        await until_serving(cache)
+        await cache.set("k", "old")
+        assert await cache.get("k") == "old"
+        kept = time.monotonic()
+        await silent.call("set", "k", "new")
+        assert await cache.get("k") == "old"
+        await until_value(cache, "k", "new", timeout=2.0)
+        assert 0.5 <= time.monotonic() - kept < 1.0
+
+
+async def test_get_or_set_with_local_tiers_computes_once_and_sees_recomputations(
+    local: Cache, redis_url: str, namespace: str
+) -> None:
+    """Single flight still holds across instances; a recomputation elsewhere is seen here."""
+    await until_serving(local)
+    calls = 0
+
+    async def compute() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.1)
+        return calls
+
+    async with Cache.from_url(redis_url, namespace=namespace, **LOCAL) as other:
+        await until_serving(other)
+        results = await asyncio.gather(
+            *(cache.get_or_set("k", compute) for cache in (local, other) for _ in range(50))
+        )
+        assert calls == 1
+        assert set(results) == {1}
+        assert await local.get_or_set("k", compute) == 1
+        await other.delete("k")
+        assert await other.get_or_set("k", compute) == 2
+        await until_value(local, "k", 2, timeout=0.05)
+
+
+def test_the_memory_storage_needs_no_local_tier() -> None:
+    """local_ttl on the in-process storage is refused with the reason."""
+    with pytest.raises(ConfigurationError, match="already in process"):
+        Cache(storage=MemoryStorage(), local_ttl=1.0)
+    with pytest.raises(ConfigurationError, match="local_ttl"):
+        Cache.from_url("redis://127.0.0.1:1/0", local_ttl=-1)
+    with pytest.raises(ConfigurationError, match="local_max_entries"):
+        Cache.from_url("redis://127.0.0.1:1/0", local_ttl=1, local_max_entries=0)
+
+
+async def test_the_tier_holds_at_most_local_max_entries(redis_url: str, namespace: str) -> None:
+    """The least recently used entries leave the tier once it is full."""
+    settings = {"local_ttl": 30.0, "local_max_entries": 10}
+    async with Cache.from_url(redis_url, namespace=namespace, **settings) as cache:
+        await until_serving(cache)
+        await cache.set_many({f"k{n}": n for n in range(20)})
+        assert await cache.get_many([f"k{n}" for n in range(20)]) == list(range(20))
+        assert len(tier(cache)) == 10
