@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from atomcache_core.protocols import Storage
 
-LOCAL = {"local_ttl": 30.0}
+LOCAL: dict[str, Any] = {"local_ttl": 30.0}
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ async def test_a_read_racing_an_invalidation_does_not_keep_the_old_value(
     """A read answered before B's write but finished after its announcement is not kept."""
     await until_serving(local)
     gated = GatedStorage(tier(local).shared)
-    tier(local).shared = gated  # type: ignore[assignment]
+    tier(local).shared = gated
     async with CacheProcess(redis_url, namespace, LOCAL) as other:
         await other.call("set", "k", "old")
         gated.gate.clear()
@@ -212,8 +212,9 @@ def test_the_memory_storage_needs_no_local_tier() -> None:
 
 async def test_the_tier_holds_at_most_local_max_entries(redis_url: str, namespace: str) -> None:
     """The least recently used entries leave the tier once it is full."""
-    settings = {"local_ttl": 30.0, "local_max_entries": 10}
-    async with Cache.from_url(redis_url, namespace=namespace, **settings) as cache:
+    async with Cache.from_url(
+        redis_url, namespace=namespace, local_ttl=30.0, local_max_entries=10
+    ) as cache:
         await until_serving(cache)
         await cache.set_many({f"k{n}": n for n in range(20)})
         assert await cache.get_many([f"k{n}" for n in range(20)]) == list(range(20))
