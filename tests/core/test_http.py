@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atomcache_core import SerializationError
+from atomcache_core import ConfigurationError, SerializationError
+from atomcache_core.asgi import cached
 from atomcache_core.http import (
     ResponseSerializer,
     StoredResponse,
@@ -390,3 +393,13 @@ def test_response_serializer_dumps_refuses_what_it_cannot_store(
         ResponseSerializer().dumps(value)
     assert info.value.direction == "dumps"
     assert info.value.value_type == type_name
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("ttl", 0), ("ttl", -5), ("ttl", "600"), ("ttl", math.inf), ("ttl", True), ("stale_ttl", -1)],
+)
+def test_route_options_are_checked_when_the_route_is_declared(option: str, value: Any) -> None:
+    """A bad ttl or window on @cached fails at import time, not on every request."""
+    with pytest.raises(ConfigurationError, match=option):
+        cached(**{option: value})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -142,9 +143,15 @@ class RouteOptions:
             raise ConfigurationError(msg)
         for name in ("stale_ttl", "stale_if_error", "min_refresh_interval"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 msg = f"{name} must be a number of seconds >= 0, got {value!r}"
                 raise ConfigurationError(msg)
+        ttl = self.ttl
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf
+        ):
+            msg = f"ttl must be a positive, finite number of seconds (or None), got {ttl!r}"
+            raise ConfigurationError(msg)
         object.__setattr__(self, "vary_on", tuple(name.lower() for name in self.vary_on))
         object.__setattr__(self, "statuses", frozenset(self.statuses))
 
@@ -428,12 +435,27 @@ class HttpCache:
             return
         except AtomCacheError:
             logger.warning("cache unavailable for %s; answering without it", route, exc_info=True)
-            if capture.status:
-                await self.send_uncached(send, scope, capture, "backend unavailable")
-            else:
-                await self.bypass(scope, receive, send, app, "backend unavailable")
+            await self._answer_without_cache(scope, receive, send, app, plan=plan, capture=capture)
             return
         await self.respond(send, scope, plan, outcome)
+
+    async def _answer_without_cache(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
+        *,
+        plan: RequestPlan,
+        capture: ResponseCapture,
+    ) -> None:
+        """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
+        if plan.only_if_cached:  # nothing stored can be shown: the handler must not run
+            await self.gateway_timeout(send)
+        elif capture.status:
+            await self.send_uncached(send, scope, capture, "backend unavailable")
+        else:
+            await self.bypass(scope, receive, send, app, "backend unavailable")
 
     def _tags(self, options: RouteOptions, route: str, tags: tuple[str, ...]) -> tuple[str, ...]:
         return (self.route_tag(options, route), *tags)
