@@ -32,6 +32,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 PACKAGES = ("chromium", "chromium-driver")
 APT_TIMEOUT = 300.0  # seconds for one apt-get run: Chromium is a large download
 PAGE_TIMEOUT = 30.0
+_PARENT, _START_TIME = 1, 19  # fields of /proc/<pid>/stat, counted after the command name
 
 
 def install_chromium() -> str | None:
@@ -162,34 +163,44 @@ def chromium(profile: Path) -> Iterator[Browser]:
         _stop(service, processes)
 
 
-def _stop(service: Service, processes: list[int]) -> None:
-    """Kill by PID what is left of `processes`, and chromedriver and all under it if it runs."""
+def _stop(service: Service, processes: list[tuple[int, str]]) -> None:
+    """Kill chromedriver and all under it if it still runs, and what is left of `processes`."""
     chromedriver = getattr(service, "process", None)
-    if chromedriver is None:  # it never started
-        return
-    if chromedriver.poll() is None:
-        processes = [chromedriver.pid, *processes, *_descendants(chromedriver.pid)]
-    for pid in processes:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    chromedriver.wait(timeout=10)
+    if chromedriver is not None and chromedriver.poll() is None:
+        processes = [*processes, *_descendants(chromedriver.pid)]
+        chromedriver.kill()
+        chromedriver.wait(timeout=10)
+    for pid, started in processes:
+        fields = _stat(pid)
+        if fields is not None and fields[_START_TIME] == started:  # not a reused PID
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
-def _descendants(pid: int) -> list[int]:
-    """The PIDs of every process under `pid` (children, their children...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # "pid (command) state ppid ...": the command may hold spaces and parentheses
-            parent = int(stat.read_text().rpartition(")")[2].split()[1])
-            children.setdefault(parent, []).append(int(stat.parent.name))
-    found: list[int] = []
+def _descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process under `pid` (children, their children...) as (PID, start time)."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[_PARENT]), []).append(
+                (int(entry.name), fields[_START_TIME])
+            )
+    found: list[tuple[int, str]] = []
     pending = [pid]
     while pending:
         for child in children.get(pending.pop(), []):
             found.append(child)
-            pending.append(child)
+            pending.append(child[0])
     return found
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after "pid (command)", or `None` if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()  # the command may hold spaces and parentheses
 
 
 @dataclass(frozen=True)
