@@ -6,6 +6,7 @@ Runs on the in-memory cache, or on Redis when ATOMCACHE_REDIS_URL is set.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from litestar.params import FromQuery  # noqa: TC002 - Litestar reads annotation
 
 from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
+
+logger = logging.getLogger(__name__)  # says when the handler really runs
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Product:
 @cached(ttl=60)
 async def products(offset: FromQuery[int] = 0, limit: FromQuery[int] = 3) -> list[Product]:
     """A slow listing: computed once per parameters, then served from the cache."""
+    logger.info("computing products %d..%d", offset, offset + limit - 1)
     await asyncio.sleep(0.2)
     return [Product(id=i, name=f"product {i}") for i in range(offset, offset + limit)]
 
