@@ -8,6 +8,8 @@ FastAPI variants:
 - `fastapi`: FastAPI validates and encodes the items through the response model;
 - `atomcache hit (redis)` / `(memory)`: the same route under `@cached(ttl=3600)`,
   warmed up so every measured request is a hit;
+- `atomcache hit (redis + local tier)`: the same on Redis with `local_ttl=60`, so hits
+  are answered from the process's local tier;
 - `atomcache 304`: the memory-cached route, asked with `If-None-Match` for its ETag.
 
 Litestar variants:
@@ -17,8 +19,8 @@ Litestar variants:
 - `litestar cache= (redis store)` / `(memory store)`: Litestar's own response cache,
   `@get(..., cache=3600)` with its `response_cache` store a `RedisStore` or a
   `MemoryStore`, warmed up (Litestar marks no hit: only status and body are checked);
-- `atomcache hit (redis)` / `(memory)` and `atomcache 304`: as for FastAPI, through
-  `AtomCachePlugin`.
+- `atomcache hit (redis)` / `(memory)` / `(redis + local tier)` and `atomcache 304`: as
+  for FastAPI, through `AtomCachePlugin`.
 
 The load comes from `wrk` if it is on PATH, else from bench/_load.py (raw asyncio
 streams, keep-alive, in its own process), over C connections: a warm-up second, then the
@@ -28,9 +30,11 @@ to the ceiling of the same framework. A response with an unexpected status (or, 
 atomcache, without `Cache-Status: atomcache; hit`) fails the run, as does a body other
 than the payload, checked before and after the run; the targets are only reported:
 
-- FastAPI: atomcache hit on Redis >= 0.7 x the ceiling, in memory >= 0.9, 304 >= 1.0;
+- FastAPI: atomcache hit on Redis >= 0.7 x the ceiling, in memory >= 0.9, with the local
+  tier >= 0.9, 304 >= 1.0;
 - Litestar: atomcache hit on Redis >= 1.3 x Litestar's cache on its Redis store and
-  >= 0.7 x the Litestar ceiling; in memory >= 1.0 x Litestar's cache on its memory store.
+  >= 0.7 x the Litestar ceiling; in memory >= 1.0 x Litestar's cache on its memory store;
+  with the local tier >= 0.9 x the Litestar ceiling.
 
 Redis is a throwaway `redis-server` unless ATOMCACHE_REDIS_URL is set. The rows go to
 bench/results/http.json.
@@ -39,7 +43,7 @@ bench/results/http.json.
         [--connections 32] [--rounds 3] [--client auto|python|wrk]
 
 A server process alone, as the benchmark starts it (APP: ceiling, plain, redis, memory,
-and for Litestar store-redis, store-memory):
+local, and for Litestar store-redis, store-memory):
 
     python bench/http.py --serve APP --framework fastapi|litestar --port 8000
         [--redis-url redis://127.0.0.1:6379/0] [--namespace bench]
@@ -105,7 +109,9 @@ STORE = "response_cache"  # the name of Litestar's response cache store
 Framework = Literal["fastapi", "litestar"]
 # What serves the route: `plain` is the framework encoding the items itself, `redis` and
 # `memory` are atomcache on that backend, `store-*` Litestar's own cache on that store.
-AppKind = Literal["ceiling", "plain", "redis", "memory", "store-redis", "store-memory"]
+# `local` is atomcache on Redis with the local tier.
+AppKind = Literal["ceiling", "plain", "redis", "memory", "local", "store-redis", "store-memory"]
+LOCAL_TTL = 60.0
 
 
 class Item(BaseModel):
@@ -178,7 +184,7 @@ class Variant:
     @property
     def is_atomcache(self) -> bool:
         """Whether the route is served by atomcache (which marks hits in Cache-Status)."""
-        return self.app in ("redis", "memory")
+        return self.app in ("redis", "memory", "local")
 
 
 VARIANTS = (
@@ -186,6 +192,7 @@ VARIANTS = (
     Variant("fastapi", "fastapi", "plain"),
     Variant("fastapi", "atomcache hit (redis)", "redis", targets=(Target(0.7),)),
     Variant("fastapi", "atomcache hit (memory)", "memory", targets=(Target(0.9),)),
+    Variant("fastapi", "atomcache hit (redis + local tier)", "local", targets=(Target(0.9),)),
     Variant("fastapi", "atomcache 304", "memory", conditional=True, targets=(Target(1.0),)),
     Variant("litestar", "litestar ceiling", "ceiling"),
     Variant("litestar", "litestar", "plain"),
@@ -203,6 +210,7 @@ VARIANTS = (
         "memory",
         targets=(Target(1.0, "litestar cache= (memory store)"),),
     ),
+    Variant("litestar", "atomcache hit (redis + local tier)", "local", targets=(Target(0.9),)),
     Variant("litestar", "atomcache 304", "memory", conditional=True),
 )
 
@@ -214,6 +222,14 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+def atomcache_for(kind: AppKind, redis_url: str, namespace: str) -> Cache:
+    """The cache of an atomcache variant: in memory, on Redis, or on Redis with a local tier."""
+    if kind == "memory":
+        return Cache()
+    local_ttl = LOCAL_TTL if kind == "local" else None
+    return Cache.from_url(redis_url, namespace=namespace, local_ttl=local_ttl)
 
 
 def build_fastapi_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
@@ -235,10 +251,10 @@ def build_fastapi_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
     if kind == "plain":
         app.get(PATH, response_model=list[Item])(items)
         return app
-    if kind not in ("redis", "memory"):
+    if kind not in ("redis", "memory", "local"):
         msg = f"no FastAPI app {kind!r}"
         raise ValueError(msg)
-    cache = Cache.from_url(redis_url, namespace=namespace) if kind == "redis" else Cache()
+    cache = atomcache_for(kind, redis_url, namespace)
     app.get(PATH, response_model=list[Item])(cached(ttl=TTL)(items))  # @app.get over @cached
     setup_cache(app, cache)
     return app
@@ -272,7 +288,7 @@ def build_litestar_app(kind: AppKind, redis_url: str, namespace: str) -> Litesta
             stores={STORE: store},
             response_cache_config=ResponseCacheConfig(store=STORE),
         )
-    cache = Cache.from_url(redis_url, namespace=namespace) if kind == "redis" else Cache()
+    cache = atomcache_for(kind, redis_url, namespace)
     return Litestar([get(PATH)(cached(ttl=TTL)(items))], plugins=[AtomCachePlugin(cache)])
 
 
@@ -534,14 +550,14 @@ def redis_server_url() -> Iterator[str]:
 def show(rows: list[dict[str, Any]]) -> None:
     """Print the table and whether each target is met."""
     print(
-        f"{'framework':<9} {'variant':<30} {'requests/s':>10} {'min-max over rounds':>21} "
+        f"{'framework':<9} {'variant':<34} {'requests/s':>10} {'min-max over rounds':>21} "
         f"{'x ceiling':>9} {'client CPU':>10}"
     )
     for row in rows:
         cpu = "-" if row["client_cpu"] is None else f"{row['client_cpu']:.0%}"
         spread = f"{row['min']:,.0f}-{row['max']:,.0f}"
         print(
-            f"{row['framework']:<9} {row['variant']:<30} {row['requests_per_second']:>10,.0f} "
+            f"{row['framework']:<9} {row['variant']:<34} {row['requests_per_second']:>10,.0f} "
             f"{spread:>21} {row['ratio_to_ceiling']:>9.2f} {cpu:>10}"
         )
     for row in rows:
