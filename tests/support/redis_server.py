@@ -46,6 +46,7 @@ class RedisServer:
     def __init__(self, *extra_args: str, port: int | None = None) -> None:
         """Start the server (on `port`, else a free one) and wait for its "ready" line."""
         self.log: deque[str] = deque(maxlen=200)
+        self._log_reader: threading.Thread | None = None
         last_error = ""
         for _ in range(5):
             self.directory = Path(tempfile.mkdtemp(prefix="atomcache-redis-"))
@@ -100,7 +101,10 @@ class RedisServer:
             for line in stdout:
                 self.log.append(line.rstrip())
                 if READY_LINE in line:
-                    threading.Thread(target=self._drain, args=(stdout,), daemon=True).start()
+                    self._log_reader = threading.Thread(
+                        target=self._drain, args=(stdout,), daemon=True
+                    )
+                    self._log_reader.start()
                     return True
             return False
         finally:
@@ -129,6 +133,10 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._log_reader is not None:
+            # The reader sees the pipe's end once the server has exited; closing the pipe
+            # under it instead would raise "I/O operation on closed file" in its thread.
+            self._log_reader.join(timeout=5)
         if self.process.stdout is not None:
             self.process.stdout.close()
         shutil.rmtree(self.directory, ignore_errors=True)
