@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from support.redis_server import RedisServer
+from support.topology import RedisClusterTopology, RedisSentinelTopology
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,6 +33,20 @@ def redis_url() -> Iterator[str]:
         return
     with RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """`redis+cluster://` URL of a throwaway cluster: 3 masters, one replica each."""
+    with RedisClusterTopology() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def sentinel_url() -> Iterator[str]:
+    """`redis+sentinel://` URL of a throwaway master + replica watched by 3 Sentinels."""
+    with RedisSentinelTopology() as sentinel:
+        yield sentinel.url
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from atomcache_core.keys import KeyBuilder
     from atomcache_core.protocols import LockBackend, Notifier, Storage
 
@@ -21,4 +19,3 @@ class Backends:
     lock: LockBackend
     notifier: Notifier
     keys: KeyBuilder
-    client: Redis | None = None

@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio import RedisCluster
+from redis.exceptions import ResponseError
+
+from atomcache_core._redis_urls import client_for
 from atomcache_core.keys import KeyBuilder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from redis.asyncio import Redis
+    from atomcache_core.backends.redis import RedisClient
 
 TESTS = Path(__file__).parents[1]
 STARTUP_TIMEOUT = 60.0
@@ -135,21 +139,58 @@ def values(reports: dict[int, dict[str, Any]]) -> list[Any]:
     ]
 
 
-async def read_int(client: Redis, key: str) -> int:
+@contextlib.asynccontextmanager
+async def controlling(url: str) -> AsyncIterator[RedisClient]:
+    """A plain client of whatever the URL names: one server, a cluster, a Sentinel's master."""
+    client, sentinels = client_for(url, {})
+    try:
+        if isinstance(client, RedisCluster):
+            await client.initialize()  # learn the slot map before asking nodes by slot
+        yield client
+    finally:
+        for closing in (client, *sentinels):
+            await closing.aclose()
+
+
+async def read_int(client: RedisClient, key: str) -> int:
     """The integer stored under `key` (0 when absent)."""
     raw = await client.get(key)
     return int(raw) if raw is not None else 0
 
 
+async def subscribers(client: RedisClient, channel: str) -> int:
+    """How many connections listen on `channel`, classic or sharded, on any node."""
+    if not isinstance(client, RedisCluster):
+        return int(dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0))
+    total = 0
+    for node in client.get_primaries():
+        counts = await client.pubsub_numsub(channel, target_nodes=node)
+        total += int(dict(counts).get(channel.encode(), 0))
+        with contextlib.suppress(ResponseError):  # no sharded pub/sub before Redis 7
+            counts = await client.pubsub_shardnumsub(channel, target_nodes=node)
+            total += int(dict(counts).get(channel.encode(), 0))
+    return total
+
+
+async def pubsub_connections(client: RedisClient) -> int:
+    """How many pub/sub connections the server (every cluster node) holds."""
+    if not isinstance(client, RedisCluster):
+        return len(await client.client_list(_type="pubsub"))
+    total = 0
+    for node in client.get_primaries():
+        total += len(await client.client_list(_type="pubsub", target_nodes=node))
+    return total
+
+
 async def until_subscribed(
-    client: Redis, channel: str, count: int = 1, timeout: float = 10
+    client: RedisClient, channel: str, count: int = 1, timeout: float = 10
 ) -> None:
     """Return once `count` connections listen on `channel`.
 
-    Redis sends no event when someone subscribes, so this asks `PUBSUB NUMSUB` until
-    it is true, failing the test after `timeout` seconds.
+    Redis sends no event when someone subscribes, so this asks `PUBSUB NUMSUB` (and
+    `SHARDNUMSUB`) until it is true, failing the test after `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
-    while dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) < count:
+    while await subscribers(client, channel) < count:
         assert time.monotonic() < deadline, f"fewer than {count} subscribers on {channel!r}"
         await asyncio.sleep(0.005)

@@ -13,28 +13,42 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from atomcache_core import Cache
-from support.fleet import until_subscribed
+from support.fleet import controlling, pubsub_connections, until_subscribed
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from atomcache_core.backends.redis import RedisClient
+
+T = TypeVar("T")
 
 
 async def main(config: dict[str, Any]) -> None:
     """Run the callers described by `config` and print what they got."""
+    async with controlling(config["url"]) as control:
+        await run(config, control)
+
+
+async def run(config: dict[str, Any], control: RedisClient) -> None:
+    """Run the callers with `control` as the test's own client."""
     cache = Cache.from_url(config["url"], namespace=config["namespace"], **config["settings"])
-    control = Redis.from_url(config["url"])
     pid = os.getpid()
     mode = config.get("mode", "")
 
     async def factory() -> dict[str, Any]:
-        run = int(await control.incr(config["counter"]))
-        await control.rpush(config["events"], f"start:{pid}:{run}")
+        run = int(await persistently(lambda: control.incr(config["counter"])))
+        await persistently(lambda: control.rpush(config["events"], f"start:{pid}:{run}"))
         if run == 1 and mode == "hang-first":
             await asyncio.sleep(3600)
         if run == 1 and config.get("await_waiters"):
-            await _await_subscribers(control, config["channel"], config["await_waiters"])
+            await persistently(
+                lambda: _await_subscribers(control, config["channel"], config["await_waiters"])
+            )
         await asyncio.sleep(config["delay"])
         if run == 1 and mode == "fail-first":
             msg = "the first computation fails"
@@ -69,14 +83,24 @@ async def main(config: dict[str, Any]) -> None:
     report = {"pid": pid, "results": results, "stats": cache.stats.as_dict()}
     print(json.dumps(report), flush=True)  # noqa: T201
     await cache.close()
-    await control.aclose()
 
 
-async def _await_subscribers(control: Redis, channel: str, count: int) -> None:
+async def persistently(command: Callable[[], Awaitable[T]]) -> T:
+    """Run a bookkeeping command of the test, retrying through a failover (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return await command()
+        except RedisError:  # noqa: PERF203 - a retry loop
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def _await_subscribers(control: RedisClient, channel: str, count: int) -> None:
     """Hold the leader until `count` processes listen on `channel`; note the connections."""
     await until_subscribed(control, channel, count)
-    clients = await control.client_list(_type="pubsub")
-    await control.set(channel + ":clients", len(clients))
+    await control.set(channel + ":clients", await pubsub_connections(control))
 
 
 if __name__ == "__main__":

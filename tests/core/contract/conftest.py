@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from redis.asyncio import Redis
 
 from atomcache_core import (
     MemoryLockBackend,
@@ -15,6 +14,7 @@ from atomcache_core import (
     RedisNotifier,
     RedisStorage,
 )
+from atomcache_core._redis_urls import client_for
 from atomcache_core.keys import KeyBuilder
 from support.backends import Backends
 
@@ -22,20 +22,24 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-@pytest.fixture(params=["memory", "redis"])
+URLS = {"redis": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Backends]:
-    """The memory backends, then the Redis backends on a real server."""
+    """The memory backends, then the Redis ones on a server, a cluster and behind Sentinel."""
     keys = KeyBuilder(namespace)
     if request.param == "memory":
         storage = MemoryStorage()
         yield Backends("memory", storage, MemoryLockBackend(storage), MemoryNotifier(), keys)
         return
-    client = Redis.from_url(request.getfixturevalue("redis_url"))
+    client, sentinels = client_for(request.getfixturevalue(URLS[request.param]), {})
     notifier = RedisNotifier(client)
     try:
         yield Backends(
-            "redis", RedisStorage(client), RedisLockBackend(client), notifier, keys, client
+            request.param, RedisStorage(client), RedisLockBackend(client), notifier, keys
         )
     finally:
         await notifier.close()
-        await client.aclose()
+        for closing in (client, *sentinels):
+            await closing.aclose()

@@ -7,7 +7,9 @@ from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 
 from atomcache_core.exceptions import ConfigurationError
 
@@ -47,6 +49,10 @@ def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
         )
         raise ConfigurationError(msg)
     nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
+    if "retry" not in options and "cluster_error_retry_attempts" not in options:
+        # redis-py retries a failed cluster command 10 times, for seconds; give up after
+        # about half a second instead, so a dead master's keys fail open quickly.
+        options = {**options, "retry": Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 3)}
     return RedisCluster(startup_nodes=nodes, **parsed.credentials, **options)
 
 

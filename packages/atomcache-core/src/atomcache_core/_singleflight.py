@@ -32,6 +32,7 @@ responses that must not be shared (errors, `Set-Cookie`, streaming, oversized bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -186,6 +187,7 @@ class SingleFlight:
         self._reads: dict[str, asyncio.Future[Any]] = {}
         self._decoded: dict[str, tuple[bytes, tuple[Entry, Any]]] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def get_or_set(
         self, key: str, factory: Callable[[], Any], options: FlightOptions
@@ -308,10 +310,35 @@ class SingleFlight:
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
-        tasks = [*self._fills.values(), *self._refreshes.values()]
+        tasks = [*self._fills.values(), *self._refreshes.values(), *self._releases]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def release_later(self, lock_key: str, token: str, channel: str, status: EventStatus) -> None:
+        """Keep trying to release a lock Redis could not be asked to release, then notify.
+
+        A leader that computed while Redis was unreachable (a failover) still holds its
+        lock there: released as soon as Redis answers again, waiters take over at once
+        instead of waiting for the lock to expire. Gives up once the lock has expired.
+        """
+        task = asyncio.create_task(self._release_later(lock_key, token, channel, status))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release_later(
+        self, lock_key: str, token: str, channel: str, status: EventStatus
+    ) -> None:
+        cache = self._cache
+        deadline = time.monotonic() + self.lock_ttl
+        backoff = 0.05
+        while time.monotonic() < deadline:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+            with contextlib.suppress(AtomCacheError):
+                if await cache.lock.release(lock_key, token):
+                    await cache.notifier.publish(channel, Event(channel, status, token))
+                return
 
     @staticmethod
     def _forget(tasks: dict[str, Any], key: str, done: asyncio.Task[Any]) -> None:
@@ -379,12 +406,15 @@ class SingleFlight:
             token, takeover = waited.token, waited.takeover
         # A leader may have stored and released between our last read and our lock:
         # read again before computing, so the value is never computed twice.
-        found = cache.decode(
-            await cache.shared_storage.get(cache.keys.value(key)), options.serializer
-        )
-        if found is not None and options.is_fresh(found[0], time.time()):
-            await cache.lock.release(lock_key, token)
-            return Outcome(found[1], "waited", found[0])
+        try:
+            data = await cache.shared_storage.get(cache.keys.value(key))
+            found = cache.decode(data, options.serializer)
+            if found is not None and options.is_fresh(found[0], time.time()):
+                await cache.lock.release(lock_key, token)
+                return Outcome(found[1], "waited", found[0])
+        except AtomCacheError:  # the lock is ours: give it back once Redis answers again
+            self.release_later(lock_key, token, cache.keys.channel(key), "failed")
+            raise
         if takeover:
             cache.stats.lock_takeovers += 1
         return Lease(self, key, token, options)
@@ -557,6 +587,7 @@ class Lease:
         except AtomCacheError:
             logger.warning("could not store %r; returning it unstored", self.key, exc_info=True)
             cache.stats.errors += 1
+            self._flight.release_later(self._lock_key, self._token, self._channel, "failed")
             return Outcome(value, "uncached", reason=UNAVAILABLE)
         status: EventStatus = "stored" if stored else "failed"
         if not stored:
@@ -602,9 +633,14 @@ class Lease:
         cache = self._flight._cache  # noqa: SLF001
         try:
             await cache.lock.release(self._lock_key, self._token)
+        except AtomCacheError:
+            logger.warning("could not release %r; trying again", self._lock_key, exc_info=True)
+            self._flight.release_later(self._lock_key, self._token, self._channel, status)
+            return
+        try:
             await cache.notifier.publish(self._channel, Event(self._channel, status, self._token))
         except AtomCacheError:
-            logger.warning("could not release %r", self._lock_key, exc_info=True)
+            logger.warning("could not notify the waiters of %r", self.key, exc_info=True)
 
 
 def _refresh_early(entry: Entry, now: float, beta: float) -> bool:

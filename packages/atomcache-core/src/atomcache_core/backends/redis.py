@@ -84,6 +84,14 @@ end
 return removed
 """
 
+# SET NX, and also success when the lock already holds this very token: the client
+# retried a SET NX whose first attempt took the lock but lost its reply.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -125,24 +133,40 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        breaker = self._breaker
+        if exc is None:
+            if breaker is not None:
+                breaker.record_success()
+            return
+        if isinstance(exc, AtomCacheError) or not isinstance(exc, Exception):
+            return  # already ours, or a cancellation
         unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
-        if self._breaker is not None and (exc is None or isinstance(exc, RedisError)):
-            if unreachable:
-                self._breaker.record_failure()
+        # Anything else but a Redis error reply comes from inside redis-py, typically a
+        # connection torn down by a concurrent reconnection during a failover.
+        client_fault = not unreachable and not isinstance(exc, RedisError)
+        if breaker is not None:
+            if unreachable or client_fault:
+                breaker.record_failure()
             else:
-                self._breaker.record_success()
-        if unreachable and exc is not None:
+                breaker.record_success()
+        if unreachable:
             msg = (
                 f"Redis {self._operation} failed: {_describe(exc)}. Check that Redis is "
                 "running and reachable at the configured URL; the next call reconnects by itself"
             )
             raise BackendUnavailableError(msg) from exc
-        if isinstance(exc, RedisError):
+        if client_fault:
             msg = (
-                f"Redis rejected {self._operation}: {_describe(exc)}. If it names a permission "
-                "(NOPERM), grant the user access to the namespace's keys and channels"
+                f"Redis {self._operation} failed inside the client (redis-py): {_describe(exc)}. "
+                "This happens while connections are re-established (e.g. during a failover); "
+                "the next call tries again"
             )
-            raise BackendError(msg) from exc
+            raise BackendUnavailableError(msg) from exc
+        msg = (
+            f"Redis rejected {self._operation}: {_describe(exc)}. If it names a permission "
+            "(NOPERM), grant the user access to the namespace's keys and channels"
+        )
+        raise BackendError(msg) from exc
 
 
 def _describe(exc: BaseException) -> str:
@@ -329,6 +353,7 @@ class RedisLockBackend:
         self._client = _check_client(client)
         self._owns_client = owns_client
         self._breaker = breaker
+        self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
 
@@ -336,8 +361,8 @@ class RedisLockBackend:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
         token = secrets.token_hex(16)
         with _translate_errors("SET NX (lock)", self._breaker):
-            taken = await self._client.set(key, token, nx=True, px=_milliseconds(ttl))
-        return token if taken else None
+            taken: int = await self._acquire(keys=[key], args=[token, _milliseconds(ttl)])
+        return token if taken == 1 else None
 
     async def release(self, key: str, token: str) -> bool:
         """Delete the lock only if `token` still owns it."""

@@ -1,0 +1,242 @@
+"""Single flight and fail-open on a Redis Cluster and behind Sentinel, failovers included.
+
+The contract suite runs on both topologies through its `backends` fixture; this module
+adds the fleet of processes, and kills a master mid-traffic on each topology.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from atomcache_core import Cache
+from atomcache_core.keys import KeyBuilder
+from support.fleet import Fleet, controlling, read_int, until_subscribed, values
+from support.topology import RedisClusterTopology, RedisSentinelTopology
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from support.redis_server import RedisServer
+
+TOPOLOGIES = ["cluster", "sentinel"]
+TIMEOUT = 0.5  # socket and connect timeouts of the caches under test, seconds
+# The longest any call may take while a master dies and is replaced (docs/scaling.md).
+FAILOVER_CALL_BOUND = 4.0
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+async def test_four_processes_compute_once(topology: str, request: pytest.FixtureRequest) -> None:
+    """4 processes x 50 callers on the topology: one computation, one value, woken by events."""
+    url = request.getfixturevalue(f"{topology}_url")
+    fleet = Fleet(url, processes=4, callers=50, delay=0.2, await_waiters=3)
+    async with fleet.running():
+        await fleet.go()
+        reports = await fleet.reports()
+    async with controlling(url) as control:
+        assert await read_int(control, fleet.counter) == 1
+    seen = values(reports)
+    assert len(seen) == 200
+    assert all(value == seen[0] for value in seen), set(map(str, seen))
+    assert sum(report["stats"]["wakeups_notified"] for report in reports.values()) == 3
+
+
+@dataclass
+class Failover:
+    """A topology whose master of a given key can be killed, and the wait for its successor."""
+
+    url: str
+    kill: Callable[[str], RedisServer]
+    wait: Callable[[RedisServer], float]
+
+
+@contextlib.contextmanager
+def topology_for_failover(kind: str) -> Any:
+    """A fresh topology of `kind` (it gets broken), as a `Failover`."""
+    if kind == "cluster":
+        with RedisClusterTopology() as cluster:
+
+            def kill_cluster_master(key: str) -> RedisServer:
+                master = cluster.master_for_key(key)
+                cluster.kill(master)
+                return master
+
+            yield Failover(cluster.url, kill_cluster_master, cluster.wait_failover)
+    else:
+        with RedisSentinelTopology() as sentinel:
+            yield Failover(
+                sentinel.url,
+                lambda _key: sentinel.kill_master(),
+                lambda _killed: sentinel.wait_failover(),
+            )
+
+
+def value_of(key: str) -> str:
+    """What every caller must get for `key`."""
+    return f"value of {key}"
+
+
+@dataclass
+class Traffic:
+    """Callers of `get_or_set` over many keys, recording every outcome until stopped."""
+
+    cache: Cache
+    keys: list[str]
+    latencies: list[float] = field(default_factory=list)
+    slowest: tuple[float, float, str] = (0.0, 0.0, "")  # latency, start, key
+    wrong: list[Any] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def caller(self, offset: int) -> None:
+        """Ask for every key in turn, from `offset`, until stopped."""
+        index = offset
+        while not self.stop.is_set():
+            key = self.keys[index % len(self.keys)]
+            index += 1
+            started = time.monotonic()
+            value = await self.cache.get_or_set(key, functools.partial(value_of, key), ttl=1)
+            self.latencies.append(time.monotonic() - started)
+            self.slowest = max(self.slowest, (self.latencies[-1], started, key))
+            if value != value_of(key):
+                self.wrong.append(value)
+            await asyncio.sleep(0.005)
+
+    @contextlib.asynccontextmanager
+    async def running(self, callers: int = 20) -> AsyncIterator[Traffic]:
+        """Run the callers while the block runs; their exceptions fail the test."""
+        tasks = [asyncio.create_task(self.caller(offset)) for offset in range(callers)]
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            await asyncio.gather(*tasks)
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+async def test_a_master_killed_mid_traffic(kind: str, namespace: str) -> None:
+    """Kill the master: no call fails or takes over the bound; single flight holds after."""
+    with topology_for_failover(kind) as topology:
+        cache = Cache.from_url(
+            topology.url,
+            namespace=namespace,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+        )
+        traffic = Traffic(cache, [f"key-{n}" for n in range(30)])
+        try:
+            async with traffic.running():
+                await asyncio.sleep(0.5)  # steady traffic first
+                killed_at, killed = time.monotonic(), topology.kill(cache.keys.value("key-0"))
+                took = await asyncio.to_thread(topology.wait, killed)
+                resumed, hits = len(traffic.latencies), cache.stats.hits
+                deadline = time.monotonic() + 10  # the circuit breaker probes after 5 s
+                while cache.stats.hits < hits + 100:  # caching resumed on the new master
+                    assert time.monotonic() < deadline, "caching did not resume"
+                    await asyncio.sleep(0.05)
+            await woken_after_the_failover(cache, topology.url)
+        finally:
+            await cache.close()
+        assert not traffic.wrong
+        latency, started, key = traffic.slowest
+        assert latency < FAILOVER_CALL_BOUND, (took, latency, started - killed_at, key)
+        assert len(traffic.latencies) > resumed + 100  # calls kept flowing after the failover
+        fleet = Fleet(topology.url, processes=3, callers=20, delay=0.2, await_waiters=2)
+        async with fleet.running():
+            await fleet.go()
+            reports = await fleet.reports()
+        async with controlling(topology.url) as control:
+            assert await read_int(control, fleet.counter) == 1
+        assert len(set(map(str, values(reports)))) == 1
+
+
+async def woken_after_the_failover(survivor: Cache, url: str) -> None:
+    """The cache that lived through the failover waits and is woken by a notification."""
+    leader = Cache.from_url(url, namespace=survivor.namespace)
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        started.set()
+        await release.wait()
+        return "computed"
+
+    try:
+        leading = asyncio.create_task(leader.get_or_set("key-0-again", slow))
+        await started.wait()
+        before = survivor.stats.wakeups_notified
+        waiting = asyncio.create_task(survivor.get_or_set("key-0-again", slow))
+        async with controlling(url) as control:
+            await until_subscribed(control, survivor.keys.channel("key-0-again"))
+        release.set()
+        assert await asyncio.wait_for(waiting, 1.0) == "computed"  # under the re-check
+        assert survivor.stats.wakeups_notified == before + 1
+        await leading
+    finally:
+        await leader.close()
+
+
+def key_away_from(counter: str, kind: str, namespace: str) -> str:
+    """A fleet key whose entry lives on another cluster master than `counter`.
+
+    The fleet's factory counts its runs in `counter`; killing the entry's master must
+    not take the counter with it. Behind Sentinel there is one master: any key will do.
+    """
+    if kind != "cluster":
+        return "cold-key"
+    from redis.crc import key_slot  # noqa: PLC0415
+
+    keys = KeyBuilder(namespace)
+    third = 16384 // 3
+    counter_third = key_slot(counter.encode()) // third
+    return next(
+        key
+        for key in (f"cold-key-{n}" for n in range(1000))
+        if key_slot(keys.value(key).encode()) // third != counter_third
+        and key_slot(keys.value(key).encode()) < 3 * third
+    )
+
+
+@pytest.mark.parametrize("kind", TOPOLOGIES)
+async def test_waiters_finish_across_a_failover(kind: str) -> None:
+    """The master dies while a leader computes: waiters re-subscribe and finish in time."""
+    wait_timeout = 15.0
+    with topology_for_failover(kind) as topology:
+        fleet = Fleet(
+            topology.url,
+            processes=3,
+            callers=10,
+            delay=3.0,
+            await_waiters=2,
+            settings={
+                "socket_timeout": TIMEOUT,
+                "socket_connect_timeout": TIMEOUT,
+                "recheck_interval": 1.0,
+                "wait_timeout": wait_timeout,
+            },
+        )
+        fleet.key = key_away_from(fleet.counter, kind, fleet.namespace)
+        async with fleet.running(), controlling(topology.url) as control:
+            await fleet.go()
+            popped = await control.blpop([fleet.events], timeout=30)
+            assert popped is not None  # the leader is computing
+            await until_subscribed(control, fleet.keys.channel(fleet.key), 2)  # they wait
+            started = time.monotonic()
+            killed = topology.kill(fleet.keys.value(fleet.key))
+            await asyncio.to_thread(topology.wait, killed)
+            reports = await fleet.reports()
+            finished = time.monotonic() - started
+            computations = await read_int(control, fleet.counter)
+    seen = values(reports)
+    assert len(seen) == 30
+    assert all(isinstance(value, dict) for value in seen), [
+        v for v in seen if not isinstance(v, dict)
+    ]
+    assert finished < wait_timeout
+    # A waiter that cannot reach Redis while the master is replaced computes without
+    # the cache (fail open): at most once more per process, never per caller.
+    assert computations <= 1 + fleet.processes
