@@ -2,8 +2,12 @@
 
 Started by `support.fleet` with a JSON config as its argument. It prints "ready" once
 connected, waits for a line on stdin ("go"), runs the callers, prints one JSON line
-and exits. The factory counts its runs fleet-wide in Redis (`INCR`) and announces
-each start on a list, so a test can react (e.g. SIGKILL the leader).
+and exits. The factory counts its runs fleet-wide in Redis (`INCR`, on the server of
+`control_url`) and announces each start on a list, so a test can react (e.g. SIGKILL
+the leader).
+
+`make_factory` and `run_callers` are that factory and that protocol, for other workers
+(bench/_peer_worker.py runs other caches through them).
 """
 
 from __future__ import annotations
@@ -13,18 +17,19 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from atomcache_core import Cache
 from support.fleet import until_subscribed
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
-async def main(config: dict[str, Any]) -> None:
-    """Run the callers described by `config` and print what they got."""
-    cache = Cache.from_url(config["url"], namespace=config["namespace"], **config["settings"])
-    control = Redis.from_url(config["url"])
+
+def make_factory(config: dict[str, Any], control: Redis) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """The fleet's factory: counts and announces its run, sleeps `delay`, returns the run."""
     pid = os.getpid()
     mode = config.get("mode", "")
 
@@ -41,6 +46,35 @@ async def main(config: dict[str, Any]) -> None:
             raise RuntimeError(msg)
         return {"run": run, "pid": pid}
 
+    return factory
+
+
+async def run_callers(
+    config: dict[str, Any], call: Callable[[], Awaitable[Any]]
+) -> list[dict[str, Any]]:
+    """Say "ready", wait for "go", run `callers` concurrent calls; return what each got."""
+
+    async def caller() -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            value = await call()
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            return {"error": repr(exc), "latency": time.monotonic() - started}
+        return {"value": value, "latency": time.monotonic() - started, "done": time.time()}
+
+    print("ready", flush=True)  # noqa: T201 - the protocol with the test
+    await asyncio.to_thread(sys.stdin.readline)
+    results = await asyncio.gather(*(caller() for _ in range(config["callers"])))
+    await asyncio.sleep(config.get("settle", 0))
+    return results
+
+
+async def main(config: dict[str, Any]) -> None:
+    """Run the callers described by `config` and print what they got."""
+    cache = Cache.from_url(config["url"], namespace=config["namespace"], **config["settings"])
+    control = Redis.from_url(config["control_url"])
+    factory = make_factory(config, control)
+
     async def naive() -> Any:
         """The baseline without single flight: read, compute on a miss, write."""
         value = await cache.get(config["key"], default=None)
@@ -49,24 +83,15 @@ async def main(config: dict[str, Any]) -> None:
             await cache.set(config["key"], value, ttl=config["call"].get("ttl"))
         return value
 
-    async def caller() -> dict[str, Any]:
-        started = time.monotonic()
-        try:
-            if config.get("strategy") == "naive":
-                value = await naive()
-            else:
-                value = await cache.get_or_set(config["key"], factory, **config["call"])
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            return {"error": repr(exc), "latency": time.monotonic() - started}
-        return {"value": value, "latency": time.monotonic() - started, "done": time.time()}
+    async def call() -> Any:
+        if config.get("strategy") == "naive":
+            return await naive()
+        return await cache.get_or_set(config["key"], factory, **config["call"])
 
     await control.ping()
     await cache.exists("warm-up")  # open the pool before the clock starts
-    print("ready", flush=True)  # noqa: T201 - the protocol with the test
-    await asyncio.to_thread(sys.stdin.readline)
-    results = await asyncio.gather(*(caller() for _ in range(config["callers"])))
-    await asyncio.sleep(config.get("settle", 0))
-    report = {"pid": pid, "results": results, "stats": cache.stats.as_dict()}
+    results = await run_callers(config, call)
+    report = {"pid": os.getpid(), "results": results, "stats": cache.stats.as_dict()}
     print(json.dumps(report), flush=True)  # noqa: T201
     await cache.close()
     await control.aclose()
