@@ -29,6 +29,8 @@ bench: $(VENV)/.synced
 	$(UV) sync --locked --all-packages --group bench --python $(PYTHON)
 	$(BIN)/python bench/http.py
 	$(BIN)/python bench/stampede.py
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/core.py
 	$(BIN)/python bench/report.py
 
 docs: $(VENV)/.synced

@@ -1,19 +1,27 @@
-"""Plots of the benchmark results: bench/results/http.json and stampede.json to PNGs.
+"""Plots of the benchmark results: bench/results/*.json to PNGs.
 
-Reads whichever of the two result files exist (written by bench/http.py and
-bench/stampede.py) and writes, next to them:
+Reads whichever result files exist (written by bench/http.py, bench/stampede.py,
+bench/peers.py and bench/core.py) and writes, next to them:
 
 - `http.png`: requests/s of each variant as a ratio of its framework's ceiling,
   horizontal bars grouped by framework, with the run's spread (min/max over the rounds)
   and a tick at each target the variant has;
-- `stampede.png`: computations and p50/p99 latency, naive versus atomcache.
+- `stampede.png`: computations and p50/p99 latency, naive versus atomcache;
+- `stampede_peers.png`: every caller's latency as a distribution (CDF) per contender,
+  with the computations and Redis commands of each;
+- `core.png`: time per `get` on a hit against redis-py's GET + json.loads, per value size.
 
-    python bench/report.py
+With `--docs`, the plots are also copied to docs/assets/benchmarks/, where
+docs/benchmarks.md shows them.
+
+    python bench/report.py [--docs]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 RESULTS = BENCH / "results"
+DOCS_ASSETS = BENCH.parent / "docs" / "assets" / "benchmarks"
 
 
 def load(name: str) -> list[dict[str, Any]] | None:
@@ -141,20 +150,128 @@ def plot_stampede(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def draw_cdf(ax: Any, rows: list[dict[str, Any]], colors: dict[str, Any]) -> None:
+    """Draw each row's caller latencies as a step CDF on `ax`; atomcache solid, others dashed."""
+    for row in rows:
+        latencies = sorted(float(value) for value in row["latencies_ms"])
+        shares = [(index + 1) / len(latencies) for index in range(len(latencies))]
+        name = str(row["strategy"])
+        style = "-" if "atomcache" in name else "--"
+        ax.step(latencies, shares, where="post", linestyle=style, linewidth=1.8,
+                color=colors[name], label=name)  # fmt: skip
+    compute_ms = float(rows[0]["compute_s"]) * 1000
+    ax.axvline(compute_ms, color="black", linewidth=0.8, linestyle=":", label="computation")
+    ax.set_xlabel("caller latency (ms)")
+    ax.set_ylabel("share of the callers answered")
+
+
+def plot_peers(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write each contender's latency CDF, computations and Redis commands to `out`."""
+    first = rows[0]
+    compute_ms = float(first["compute_s"]) * 1000
+    names = [str(row["strategy"]) for row in rows]
+    palette = plt.get_cmap("tab10")
+    colors = {name: palette(index) for index, name in enumerate(names)}
+    fig, ((whole, zoom), (computed, commands)) = plt.subplots(
+        2, 2, figsize=(14, 9), gridspec_kw={"height_ratios": [3, 2]}
+    )
+    draw_cdf(whole, rows, colors)
+    whole.set_xlim(left=0)
+    whole.set_title("latency distribution (CDF), every caller")
+    whole.legend(fontsize=8, loc="lower right")
+    draw_cdf(zoom, rows, colors)
+    zoom.set_xlim(compute_ms - 5, compute_ms + 60)
+    zoom.set_title(f"the same, {compute_ms - 5:.0f} to {compute_ms + 60:.0f} ms")
+
+    positions = list(range(len(rows)))[::-1]
+    for ax, key, title in (
+        (computed, "computations", "computations of the cold key"),
+        (commands, "redis_commands", "Redis commands"),
+    ):
+        values = [int(row[key]) for row in rows]
+        ax.barh(positions, values, color=[colors[name] for name in names])
+        ax.set_xscale("log")
+        ax.set_title(f"{title} (log scale)", fontsize=10)
+        for y, value in zip(positions, values, strict=True):
+            ax.text(value, y, f" {value:,}", va="center", fontsize=8)
+        ax.set_yticks(positions, names)
+        ax.set_xlim(right=max(values) * 8)
+
+    fig.suptitle(
+        f"Stampede against other caches: {first['processes']} processes x "
+        f"{first['callers']} callers, {compute_ms:.0f} ms factory, each on a fresh Redis"
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_core(rows: list[dict[str, Any]], out: Path) -> None:
+    """Write the time per `get` of each variant, grouped by value size, to `out`."""
+    payloads = list(dict.fromkeys(str(row["payload"]) for row in rows))
+    variants = list(dict.fromkeys(str(row["variant"]) for row in rows))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / len(variants)
+    for index, variant in enumerate(variants):
+        group = [
+            next(r for r in rows if r["payload"] == p and r["variant"] == variant) for p in payloads
+        ]
+        medians = [float(row["median_us"]) for row in group]
+        spread = [
+            [m - float(row["min_us"]) for m, row in zip(medians, group, strict=True)],
+            [float(row["max_us"]) - m for m, row in zip(medians, group, strict=True)],
+        ]
+        positions = [x + (index - (len(variants) - 1) / 2) * width for x in range(len(payloads))]
+        color = "tab:blue" if "atomcache" in variant else "tab:gray"
+        bars = ax.bar(positions, medians, width, yerr=spread, capsize=3, color=color, label=variant)
+        labels = [
+            f"{m:.0f} us (x{float(row['ratio_to_baseline']):.2f})"
+            for m, row in zip(medians, group, strict=True)
+        ]
+        ax.bar_label(bars, labels, fontsize=8, padding=2)
+    ax.set_xticks(
+        range(len(payloads)),
+        [
+            f"{p} ({next(int(r['bytes']) for r in rows if r['payload'] == p):,} bytes)"
+            for p in payloads
+        ],
+    )
+    ax.set_ylabel("time per call (us, median of the rounds; bars: min-max)")
+    ax.legend(loc="upper left")
+    first = rows[0]
+    ax.set_title(
+        f"Core get on a hit: {first['rounds']} rounds x {first['calls_per_round']} sequential calls"
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+PLOTS = {
+    "http": plot_http,
+    "stampede": plot_stampede,
+    "stampede_peers": plot_peers,
+    "core": plot_core,
+}
+
+
 def main() -> None:
     """Plot whichever results exist and print where the plots went."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", action="store_true", help=f"also copy them to {DOCS_ASSETS}")
+    args = parser.parse_args()
     written: list[Path] = []
-    http = load("http")
-    if http:
-        plot_http(http, RESULTS / "http.png")
-        written.append(RESULTS / "http.png")
-    stampede = load("stampede")
-    if stampede:
-        plot_stampede(stampede, RESULTS / "stampede.png")
-        written.append(RESULTS / "stampede.png")
+    for name, plot in PLOTS.items():
+        rows = load(name)
+        if rows:
+            plot(rows, RESULTS / f"{name}.png")
+            written.append(RESULTS / f"{name}.png")
     if not written:
-        print(f"no results in {RESULTS}: run bench/http.py or bench/stampede.py first")
+        print(f"no results in {RESULTS}: run the benchmarks first (make bench)")
         return
+    if args.docs:
+        DOCS_ASSETS.mkdir(parents=True, exist_ok=True)
+        written += [Path(shutil.copy(path, DOCS_ASSETS)) for path in list(written)]
     for path in written:
         print(f"wrote {path}")
 

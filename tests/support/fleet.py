@@ -45,6 +45,8 @@ class Fleet:
     strategy: str = "atomcache"
     namespace: str = field(default_factory=lambda: f"fleet-{uuid.uuid4().hex[:10]}")
     key: str = "cold-key"
+    worker: tuple[str, ...] = ("-m", "support.fleet_worker")  # how Python starts a worker
+    control_url: str = ""  # where the factory counts its runs; default: `url`
     workers: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     @property
@@ -66,6 +68,7 @@ class Fleet:
         """The JSON config given to every worker."""
         return {
             "url": self.url,
+            "control_url": self.control_url or self.url,
             "namespace": self.namespace,
             "key": self.key,
             "callers": self.callers,
@@ -90,8 +93,7 @@ class Fleet:
                 self.workers.append(
                     await asyncio.create_subprocess_exec(
                         sys.executable,
-                        "-m",
-                        "support.fleet_worker",
+                        *self.worker,
                         argument,
                         stdin=asyncio.subprocess.PIPE,
                         stdout=asyncio.subprocess.PIPE,

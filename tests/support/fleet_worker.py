@@ -2,8 +2,13 @@
 
 Started by `support.fleet` with a JSON config as its argument. It prints "ready" once
 connected, waits for a line on stdin ("go"), runs the callers, prints one JSON line
-and exits. The factory counts its runs fleet-wide in Redis (`INCR`) and announces
-each start on a list, so a test can react (e.g. SIGKILL the leader).
+and exits. The factory counts its runs fleet-wide in Redis (`INCR`, on the server of
+`control_url`) and announces each start on a list, so a test can react (e.g. SIGKILL
+the leader). URLs may name one server, a cluster or a Sentinel-watched master; the
+bookkeeping retries through a failover.
+
+`make_factory` and `run_callers` are that factory and that protocol, for other workers
+(bench/_peer_worker.py runs other caches through them).
 """
 
 from __future__ import annotations
@@ -28,17 +33,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-async def main(config: dict[str, Any]) -> None:
-    """Run the callers described by `config` and print what they got."""
-    async with controlling(config["url"]) as control:
-        await run(config, control)
+def make_factory(
+    config: dict[str, Any], control: RedisClient, watched: RedisClient | None = None
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """The fleet's factory: counts and announces its run, sleeps `delay`, returns the run.
 
-
-async def run(config: dict[str, Any], control: RedisClient) -> None:
-    """Run the callers with `control` as the test's own client."""
-    cache = Cache.from_url(config["url"], namespace=config["namespace"], **config["settings"])
+    `watched` is the cache's own Redis, where the first run waits for `await_waiters`
+    subscribers (default: `control`).
+    """
     pid = os.getpid()
     mode = config.get("mode", "")
+    watched = watched if watched is not None else control
 
     async def factory() -> dict[str, Any]:
         run = int(await persistently(lambda: control.incr(config["counter"])))
@@ -47,13 +52,47 @@ async def run(config: dict[str, Any], control: RedisClient) -> None:
             await asyncio.sleep(3600)
         if run == 1 and config.get("await_waiters"):
             await persistently(
-                lambda: _await_subscribers(control, config["channel"], config["await_waiters"])
+                lambda: _await_subscribers(watched, config["channel"], config["await_waiters"])
             )
         await asyncio.sleep(config["delay"])
         if run == 1 and mode == "fail-first":
             msg = "the first computation fails"
             raise RuntimeError(msg)
         return {"run": run, "pid": pid}
+
+    return factory
+
+
+async def run_callers(
+    config: dict[str, Any], call: Callable[[], Awaitable[Any]]
+) -> list[dict[str, Any]]:
+    """Say "ready", wait for "go", run `callers` concurrent calls; return what each got."""
+
+    async def caller() -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            value = await call()
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            return {"error": repr(exc), "latency": time.monotonic() - started}
+        return {"value": value, "latency": time.monotonic() - started, "done": time.time()}
+
+    print("ready", flush=True)  # noqa: T201 - the protocol with the test
+    await asyncio.to_thread(sys.stdin.readline)
+    results = await asyncio.gather(*(caller() for _ in range(config["callers"])))
+    await asyncio.sleep(config.get("settle", 0))
+    return results
+
+
+async def main(config: dict[str, Any]) -> None:
+    """Run the callers described by `config` and print what they got."""
+    async with controlling(config["control_url"]) as control, controlling(config["url"]) as watched:
+        await run(config, control, watched)
+
+
+async def run(config: dict[str, Any], control: RedisClient, watched: RedisClient) -> None:
+    """Run the callers, counting on `control`, and print the report."""
+    cache = Cache.from_url(config["url"], namespace=config["namespace"], **config["settings"])
+    factory = make_factory(config, control, watched)
 
     async def naive() -> Any:
         """The baseline without single flight: read, compute on a miss, write."""
@@ -63,24 +102,15 @@ async def run(config: dict[str, Any], control: RedisClient) -> None:
             await cache.set(config["key"], value, ttl=config["call"].get("ttl"))
         return value
 
-    async def caller() -> dict[str, Any]:
-        started = time.monotonic()
-        try:
-            if config.get("strategy") == "naive":
-                value = await naive()
-            else:
-                value = await cache.get_or_set(config["key"], factory, **config["call"])
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            return {"error": repr(exc), "latency": time.monotonic() - started}
-        return {"value": value, "latency": time.monotonic() - started, "done": time.time()}
+    async def call() -> Any:
+        if config.get("strategy") == "naive":
+            return await naive()
+        return await cache.get_or_set(config["key"], factory, **config["call"])
 
     await control.ping()
     await cache.exists("warm-up")  # open the pool before the clock starts
-    print("ready", flush=True)  # noqa: T201 - the protocol with the test
-    await asyncio.to_thread(sys.stdin.readline)
-    results = await asyncio.gather(*(caller() for _ in range(config["callers"])))
-    await asyncio.sleep(config.get("settle", 0))
-    report = {"pid": pid, "results": results, "stats": cache.stats.as_dict()}
+    results = await run_callers(config, call)
+    report = {"pid": os.getpid(), "results": results, "stats": cache.stats.as_dict()}
     print(json.dumps(report), flush=True)  # noqa: T201
     await cache.close()
 

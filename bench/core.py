@@ -1,0 +1,144 @@
+"""Core benchmark: `await cache.get(key)` on a hit against redis-py's `GET` + `json.loads`.
+
+One process, one throwaway `redis-server` (unless ATOMCACHE_REDIS_URL is set), one
+event loop (asyncio's own). The same value is stored twice: under atomcache (its entry:
+header, checksum, JSON) and, for the baseline, as the same JSON bytes under a plain key
+read with redis-py's `await redis.get(key)` then `json.loads`. Two values: a small dict
+and a ~8 KB list of 100 items. Each round times `--calls` sequential awaits of each
+variant, in turn (the order alternates between rounds), so that whatever slows the
+machine slows both; the figure is the median time per call over `--rounds` rounds, and
+the ratio is atomcache's median over the baseline's. The rows go to
+bench/results/core.json.
+
+    python bench/core.py [--rounds 15] [--calls 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import Redis
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+
+from atomcache_core import Cache, JsonSerializer
+from support.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+RESULTS = Path(__file__).with_name("results")
+PAYLOADS: dict[str, Any] = {
+    "small": {"id": 1, "name": "Ada", "active": True},
+    "8 KB": [
+        {
+            "id": i,
+            "name": f"item {i}",
+            "sku": f"SKU-{i:06d}",
+            "price": i * 1.25,
+            "tags": ["red", "large"],
+        }
+        for i in range(100)
+    ],
+}
+BASELINE = "redis-py GET + json.loads"
+ATOMCACHE = "atomcache get (hit)"
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    """ATOMCACHE_REDIS_URL, else a throwaway server's URL."""
+    if url := os.environ.get("ATOMCACHE_REDIS_URL"):
+        yield url
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+async def per_call(read: Callable[[], Awaitable[Any]], calls: int) -> float:
+    """Microseconds per call of `calls` sequential awaits of `read`."""
+    started = time.perf_counter()
+    for _ in range(calls):
+        await read()
+    return 1e6 * (time.perf_counter() - started) / calls
+
+
+async def measure_payload(
+    name: str, value: Any, cache: Cache, redis: Redis, *, rounds: int, calls: int
+) -> list[dict[str, Any]]:
+    """Both variants' rows for one value."""
+    data = JsonSerializer().dumps(value)
+    raw_key = f"bench-core-raw:{name}"
+    await cache.set(name, value, ttl=3600)
+    await redis.set(raw_key, data, ex=3600)
+
+    async def baseline() -> Any:
+        return json.loads(await redis.get(raw_key))  # type: ignore[arg-type]
+
+    async def atomcache() -> Any:
+        return await cache.get(name)
+
+    variants = {BASELINE: baseline, ATOMCACHE: atomcache}
+    for variant, read in variants.items():
+        if await read() != value:
+            sys.exit(f"{variant} did not read the stored {name} value back")
+        await per_call(read, calls)  # warm-up
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for round_number in range(rounds):
+        order = list(variants) if round_number % 2 == 0 else list(variants)[::-1]
+        for variant in order:
+            times[variant].append(await per_call(variants[variant], calls))
+    base = statistics.median(times[BASELINE])
+    return [
+        {
+            "payload": name,
+            "bytes": len(data),
+            "variant": variant,
+            "median_us": statistics.median(samples),
+            "min_us": min(samples),
+            "max_us": max(samples),
+            "ratio_to_baseline": statistics.median(samples) / base,
+            "rounds": rounds,
+            "calls_per_round": calls,
+        }
+        for variant, samples in times.items()
+    ]
+
+
+async def main() -> None:
+    """Measure both values and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=1000, help="sequential calls per round")
+    args = parser.parse_args()
+    print(f"core get: {args.rounds} rounds x {args.calls} sequential calls per variant")
+    rows: list[dict[str, Any]] = []
+    with redis_url() as url:
+        redis = Redis.from_url(url)
+        async with Cache.from_url(url, namespace="bench-core") as cache:
+            for name, value in PAYLOADS.items():
+                rows += await measure_payload(
+                    name, value, cache, redis, rounds=args.rounds, calls=args.calls
+                )
+        await redis.aclose()
+    for row in rows:
+        print(
+            f"{row['payload']:>5} ({row['bytes']:>5} bytes) {row['variant']:>26}: "
+            f"{row['median_us']:6.1f} us per call (min {row['min_us']:.1f}, "
+            f"max {row['max_us']:.1f}), x{row['ratio_to_baseline']:.2f}"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "core.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
