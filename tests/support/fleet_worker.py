@@ -85,8 +85,12 @@ async def run_callers(
 
 async def main(config: dict[str, Any]) -> None:
     """Run the callers described by `config` and print what they got."""
-    async with controlling(config["control_url"]) as control, controlling(config["url"]) as watched:
-        await run(config, control, watched)
+    async with controlling(config["control_url"]) as control:
+        if config["control_url"] == config["url"]:
+            await run(config, control, control)
+            return
+        async with controlling(config["url"]) as watched:
+            await run(config, control, watched)
 
 
 async def run(config: dict[str, Any], control: RedisClient, watched: RedisClient) -> None:
