@@ -13,12 +13,13 @@ and every Redis command the measured server ran from the start signal on (from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
@@ -26,6 +27,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from support.fleet import Fleet, read_int
 from support.redis_server import RedisServer
+from support.topology import RedisClusterTopology
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 RESULTS = Path(__file__).with_name("results")
 FLEET_WORKER = ("-m", "support.fleet_worker")
@@ -57,15 +62,40 @@ class Stampede:
         )
 
 
+@contextlib.contextmanager
+def fresh_redis(topology: str) -> Iterator[tuple[str, list[RedisServer]]]:
+    """A fresh `server`, or a `cluster` of 3 masters: its URL and the servers to count on."""
+    if topology == "cluster":
+        with RedisClusterTopology(replicas_per_master=0) as cluster:
+            yield cluster.url, list(cluster.masters)
+    else:
+        with RedisServer() as server:
+            yield server.url, [server]
+
+
+def command_counts(servers: list[RedisServer]) -> dict[str, int]:
+    """Commands run by the servers since their statistics were reset, summed, by name."""
+    calls: dict[str, int] = {}
+    for server in servers:
+        with server.client() as client:
+            for name, entry in client.info("commandstats").items():
+                command = name.removeprefix("cmdstat_")
+                calls[command] = calls.get(command, 0) + int(entry["calls"])
+    calls.pop("config|resetstat", None)
+    return calls
+
+
 async def measure(
-    strategy: str, load: Stampede, worker: tuple[str, ...] = FLEET_WORKER
+    strategy: str,
+    load: Stampede,
+    worker: tuple[str, ...] = FLEET_WORKER,
+    topology: str = "server",
 ) -> dict[str, Any]:
-    """Run one strategy's workers on a fresh server; return its figures."""
-    with RedisServer() as server, RedisServer() as bookkeeping:
-        control = Redis.from_url(server.url)
+    """Run one strategy's workers on a fresh server (or cluster); return its figures."""
+    with fresh_redis(topology) as (url, servers), RedisServer() as bookkeeping:
         counting = Redis.from_url(bookkeeping.url)
         fleet = Fleet(
-            server.url,
+            url,
             processes=load.processes,
             callers=load.callers,
             delay=load.compute,
@@ -75,22 +105,21 @@ async def measure(
             control_url=bookkeeping.url,
         )
         async with fleet.running():
-            await control.config_resetstat()
+            for server in servers:
+                with server.client() as client:
+                    client.config_resetstat()
             await fleet.go()
             reports = await fleet.reports()
-        stats = await control.info("commandstats")
+        calls = command_counts(servers)
         computations = await read_int(counting, fleet.counter)
-        await control.aclose()
         await counting.aclose()
     results = [result for report in reports.values() for result in report["results"]]
     latencies = sorted(1000 * result["latency"] for result in results)
-    calls = {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
-    calls.pop("config|resetstat", None)
     values = {
         json.dumps(result["value"], sort_keys=True) for result in results if "value" in result
     }
     return {
-        "strategy": strategy,
+        "strategy": strategy if topology == "server" else f"{strategy} ({topology})",
         "processes": load.processes,
         "callers": load.callers,
         "compute_s": load.compute,

@@ -111,7 +111,7 @@ def plot_http(rows: list[dict[str, Any]], out: Path) -> None:
 def plot_stampede(rows: list[dict[str, Any]], out: Path) -> None:
     """Write computations and p50/p99 latency per strategy to `out`."""
     strategies = [str(row["strategy"]) for row in rows]
-    colors = ["tab:blue" if s == "atomcache" else "tab:gray" for s in strategies]
+    colors = ["tab:blue" if s.startswith("atomcache") else "tab:gray" for s in strategies]
     first = rows[0]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
 
