@@ -7,6 +7,7 @@ Redis across a fleet of processes.
 from atomcache_core._singleflight import Outcome, Uncacheable
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage
+from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.cache import Cache
 from atomcache_core.exceptions import (
@@ -50,6 +51,7 @@ __all__ = [
     "Serializer",
     "Storage",
     "Subscription",
+    "TieredStorage",
     "Uncacheable",
     "__version__",
 ]

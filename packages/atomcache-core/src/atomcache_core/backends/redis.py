@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import secrets
+import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -355,13 +356,20 @@ class RedisLockBackend:
         self._breaker = breaker
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
+        self._cleanups: set[asyncio.Task[None]] = set()
         self._extend = client.register_script(_EXTEND)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
         token = secrets.token_hex(16)
-        with _translate_errors("SET NX (lock)", self._breaker):
-            taken: int = await self._acquire(keys=[key], args=[token, _milliseconds(ttl)])
+        try:
+            with _translate_errors("SET NX (lock)", self._breaker):
+                taken: int = await self._acquire(keys=[key], args=[token, _milliseconds(ttl)])
+        except BackendUnavailableError:
+            # Redis may have taken the lock and lost only its answer: nobody would know
+            # the token, and the key would be locked until the lock expires.
+            self._release_when_reachable(key, token, ttl)
+            raise
         return token if taken == 1 else None
 
     async def release(self, key: str, token: str) -> bool:
@@ -378,10 +386,29 @@ class RedisLockBackend:
         return extended == 1
 
     async def close(self) -> None:
-        """Close the client if this object owns it."""
+        """Stop the clean-ups; close the client if this object owns it."""
+        for task in list(self._cleanups):
+            task.cancel()
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
         if self._owns_client:
             with _translate_errors("close"):
                 await self._client.aclose()
+
+    def _release_when_reachable(self, key: str, token: str, ttl: float) -> None:
+        """Release `token`'s lock if Redis took it after all; give up when it has expired."""
+        task = asyncio.create_task(self._release_later(key, token, ttl))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _release_later(self, key: str, token: str, ttl: float) -> None:
+        deadline = time.monotonic() + ttl
+        backoff = 0.05
+        while time.monotonic() < deadline:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+            with contextlib.suppress(AtomCacheError):
+                await self.release(key, token)  # compare-and-delete: only this token's lock
+                return
 
 
 class _Channel:
