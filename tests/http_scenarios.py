@@ -547,11 +547,16 @@ def adapter_tests(
         ):
             yield Harness(client, cache, invalidate, calls, flags)
 
-    @pytest.fixture(params=["memory", "redis"])
+    @pytest.fixture(params=["memory", "redis", "redis+local"])
     async def harness(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Harness]:
-        """The app on the in-memory cache, then on a real Redis."""
-        url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-        async with running(Cache.from_url(url, namespace=namespace)) as harness:
+        """The app on the in-memory cache, on a real Redis, and on Redis with a local tier."""
+        if request.param == "memory":
+            cache = Cache.from_url("memory://", namespace=namespace)
+        else:
+            local_ttl = 30.0 if request.param == "redis+local" else None
+            url = request.getfixturevalue("redis_url")
+            cache = Cache.from_url(url, namespace=namespace, local_ttl=local_ttl)
+        async with running(cache) as harness:
             yield harness
 
     @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.__name__)

