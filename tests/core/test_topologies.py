@@ -155,24 +155,32 @@ async def test_a_master_killed_mid_traffic(kind: str, namespace: str) -> None:
         assert len(set(map(str, values(reports)))) == 1
 
 
+class HeldComputation:
+    """A factory that starts, then computes "computed" only once released."""
+
+    def __init__(self) -> None:
+        """Not started, not released."""
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self) -> str:
+        """Say it started, wait for the release."""
+        self.started.set()
+        await self.release.wait()
+        return "computed"
+
+
 async def woken_after_the_failover(survivor: Cache, url: str) -> None:
     """The cache that lived through the failover waits and is woken by a notification."""
     leader = Cache.from_url(url, namespace=survivor.namespace)
-    release, started = asyncio.Event(), asyncio.Event()
-
-    async def slow() -> str:
-        started.set()
-        await release.wait()
-        return "computed"
-
+    slow = HeldComputation()
     try:
         leading = asyncio.create_task(leader.get_or_set("key-0-again", slow))
-        await started.wait()
+        await slow.started.wait()
         before = survivor.stats.wakeups_notified
         waiting = asyncio.create_task(survivor.get_or_set("key-0-again", slow))
         async with controlling(url) as control:
             await until_subscribed(control, survivor.keys.channel("key-0-again"))
-        release.set()
+        slow.release.set()
         assert await asyncio.wait_for(waiting, 1.0) == "computed"  # under the re-check
         assert survivor.stats.wakeups_notified == before + 1
         await leading
@@ -266,22 +274,16 @@ async def test_a_slot_moved_mid_wait(namespace: str) -> None:
             pytest.skip("sharded pub/sub (and its moves) needs Redis 7")
         leader = Cache.from_url(cluster.url, namespace=namespace)
         waiter = Cache.from_url(cluster.url, namespace=namespace, recheck_interval=10.0)
-        release, started = asyncio.Event(), asyncio.Event()
-
-        async def slow() -> str:
-            started.set()
-            await release.wait()
-            return "computed"
-
+        slow = HeldComputation()
         try:
             leading = asyncio.create_task(leader.get_or_set("k", slow))
-            await started.wait()
+            await slow.started.wait()
             waiting = asyncio.create_task(waiter.get_or_set("k", slow))
             async with controlling(cluster.url) as control:
                 await until_subscribed(control, waiter.keys.channel("k"))
                 await asyncio.to_thread(move_slot, cluster, leader.keys.value("k"))
                 await until_subscribed(control, waiter.keys.channel("k"))  # on the new owner
-            release.set()
+            slow.release.set()
             assert await asyncio.wait_for(waiting, 5.0) == "computed"  # before the re-check
             assert await leading == "computed"
             assert waiter.stats.wakeups_notified == 1
