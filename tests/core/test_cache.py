@@ -6,7 +6,8 @@ import asyncio
 import os
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import SSLConnection
 
 from atomcache_core import Cache, ConfigurationError, MemoryStorage, SerializationError
 from atomcache_core.entry import FORMAT_VERSION, Entry, encode_entry
@@ -246,3 +247,47 @@ def test_empty_namespace_is_refused() -> None:
     """An empty namespace is a ConfigurationError."""
     with pytest.raises(ConfigurationError, match="namespace"):
         Cache(namespace="")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://127.0.0.1:7000/0", "only database 0"),
+        ("redis+cluster://127.0.0.1", "needs a port"),
+        ("redis+cluster://127.0.0.1:7000,:7001", "needs a port"),
+        ("redis+cluster://127.0.0.1:7000?ssl=true", "keyword arguments"),
+        ("redis+sentinel://127.0.0.1:26379", "names the monitored service"),
+        ("redis+sentinel://127.0.0.1:26379/", "names the monitored service"),
+        ("redis+sentinel://127.0.0.1:26379/cache/x", "names the monitored service"),
+    ],
+)
+def test_malformed_cluster_and_sentinel_urls_are_refused(url: str, message: str) -> None:
+    """A cluster or Sentinel URL that cannot be meant as written is refused, saying why."""
+    with pytest.raises(ConfigurationError, match=message):
+        Cache.from_url(url)
+
+
+async def test_cluster_and_sentinel_urls_carry_credentials_and_tls() -> None:
+    """User, password and the `rediss+` schemes reach the clients; nothing connects yet."""
+    cluster = Cache.from_url("rediss+cluster://app:s%40cret@127.0.0.1:7000,[::1]:7001")
+    client = cluster._client
+    assert isinstance(client, RedisCluster)
+    nodes = [
+        (
+            node.host,
+            node.port,
+            node.connection_kwargs["username"],
+            node.connection_kwargs["password"],
+        )
+        for node in client.startup_nodes
+    ]
+    assert nodes == [("127.0.0.1", 7000, "app", "s@cret"), ("::1", 7001, "app", "s@cret")]
+    assert all(issubclass(node.connection_class, SSLConnection) for node in client.startup_nodes)
+    await cluster.close()
+    sentinel = Cache.from_url("redis+sentinel://app:pw@127.0.0.1:26379/cache/2")
+    master = sentinel._client
+    assert isinstance(master, Redis)
+    pool = master.connection_pool
+    assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (2, "pw")
+    assert pool.service_name == "cache"  # type: ignore[attr-defined]
+    await sentinel.close()

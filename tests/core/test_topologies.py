@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from redis.asyncio import RedisCluster
 
 from atomcache_core import Cache
 from atomcache_core.keys import KeyBuilder
@@ -293,3 +294,18 @@ async def test_a_slot_moved_mid_wait(namespace: str) -> None:
         finally:
             await leader.close()
             await waiter.close()
+
+
+async def test_a_cluster_client_of_your_own(cluster_url: str, namespace: str) -> None:
+    """`Cache.from_client` takes a RedisCluster you made; closing the cache leaves it open."""
+    host, port = cluster_url.removeprefix("redis+cluster://").split(",")[0].split(":")
+    client = RedisCluster(host=host, port=int(port))
+    try:
+        async with Cache.from_client(client, namespace=namespace) as cache:
+            assert await cache.get_or_set("k", lambda: {"n": 1}, tags=["t"]) == {"n": 1}
+            await cache.set("{braces}", 2, tags=["t"])
+            assert await cache.get_many(["k", "{braces}"]) == [{"n": 1}, 2]
+            assert await cache.invalidate_tags("t") == 2
+        assert await client.ping()
+    finally:
+        await client.aclose()
