@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from redis.asyncio import RedisCluster
 
-from atomcache_core import Cache
+from atomcache_core import Cache, Event, RedisNotifier
 from atomcache_core.keys import KeyBuilder
 from support.fleet import Fleet, controlling, read_int, until_subscribed, values
 from support.topology import RedisClusterTopology, RedisSentinelTopology, command
@@ -309,3 +309,33 @@ async def test_a_cluster_client_of_your_own(cluster_url: str, namespace: str) ->
         assert await client.ping()
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("mode", ["default", "classic"])
+async def test_cluster_events_use_sharded_pub_sub(
+    cluster_url: str, namespace: str, mode: str
+) -> None:
+    """On a Redis 7 cluster events go through SSUBSCRIBE/SPUBLISH; sharded=False: classic."""
+    async with controlling(cluster_url) as control:
+        assert isinstance(control, RedisCluster)
+        version = str((await control.info("server"))["redis_version"])
+        expect_sharded = mode == "default" and int(version.split(".", maxsplit=1)[0]) >= 7
+        notifier = RedisNotifier(control, sharded=None if mode == "default" else False)
+        channel = KeyBuilder(namespace).channel("k")
+        try:
+            async with notifier.subscribe(channel) as subscription:
+                owner = control.get_node_from_key(channel)
+                shard = (
+                    dict(await control.pubsub_shardnumsub(channel, target_nodes=owner))
+                    if has_sharded
+                    else {}
+                )
+                classic = 0
+                for node in control.get_primaries():
+                    counts = dict(await control.pubsub_numsub(channel, target_nodes=node))
+                    classic += int(counts.get(channel.encode(), 0))
+                await notifier.publish(channel, Event(channel, "stored", "v1"))
+                assert await subscription.wait(2.0) == Event(channel, "stored", "v1")
+        finally:
+            await notifier.close()
+    assert (shard.get(channel.encode(), 0), classic) == ((1, 0) if expect_sharded else (0, 1))
