@@ -14,9 +14,9 @@ from atomcache_core import (
     RedisNotifier,
     RedisStorage,
 )
-from atomcache_core._redis_urls import client_for
 from atomcache_core.keys import KeyBuilder
 from support.backends import Backends
+from support.fleet import controlling
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -33,13 +33,11 @@ async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncItera
         storage = MemoryStorage()
         yield Backends("memory", storage, MemoryLockBackend(storage), MemoryNotifier(), keys)
         return
-    client, sentinels = client_for(request.getfixturevalue(URLS[request.param]), {})
-    notifier = RedisNotifier(client)
-    try:
-        yield Backends(
-            request.param, RedisStorage(client), RedisLockBackend(client), notifier, keys
-        )
-    finally:
-        await notifier.close()
-        for closing in (client, *sentinels):
-            await closing.aclose()
+    async with controlling(request.getfixturevalue(URLS[request.param])) as client:
+        notifier = RedisNotifier(client)
+        try:
+            yield Backends(
+                request.param, RedisStorage(client), RedisLockBackend(client), notifier, keys
+            )
+        finally:
+            await notifier.close()

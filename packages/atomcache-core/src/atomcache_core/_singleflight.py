@@ -32,7 +32,6 @@ responses that must not be shared (errors, `Set-Cookie`, streaming, oversized bo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -41,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from atomcache_core._background import BackgroundTasks, keep_trying
 from atomcache_core.entry import Entry, encode_entry
 from atomcache_core.exceptions import AtomCacheError, LockTimeoutError
 from atomcache_core.protocols import Event, EventStatus
@@ -187,7 +187,7 @@ class SingleFlight:
         self._reads: dict[str, asyncio.Future[Any]] = {}
         self._decoded: dict[str, tuple[bytes, tuple[Entry, Any]]] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
-        self._releases: set[asyncio.Task[None]] = set()
+        self._releases = BackgroundTasks()
 
     async def get_or_set(
         self, key: str, factory: Callable[[], Any], options: FlightOptions
@@ -310,10 +310,11 @@ class SingleFlight:
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
-        tasks = [*self._fills.values(), *self._refreshes.values(), *self._releases]
+        tasks = [*self._fills.values(), *self._refreshes.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._releases.close()
 
     def release_later(self, lock_key: str, token: str, channel: str, status: EventStatus) -> None:
         """Keep trying to release a lock Redis could not be asked to release, then notify.
@@ -322,23 +323,13 @@ class SingleFlight:
         lock there: released as soon as Redis answers again, waiters take over at once
         instead of waiting for the lock to expire. Gives up once the lock has expired.
         """
-        task = asyncio.create_task(self._release_later(lock_key, token, channel, status))
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
-
-    async def _release_later(
-        self, lock_key: str, token: str, channel: str, status: EventStatus
-    ) -> None:
         cache = self._cache
-        deadline = time.monotonic() + self.lock_ttl
-        backoff = 0.05
-        while time.monotonic() < deadline:
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
-            with contextlib.suppress(AtomCacheError):
-                if await cache.lock.release(lock_key, token):
-                    await cache.notifier.publish(channel, Event(channel, status, token))
-                return
+
+        async def release() -> None:
+            if await cache.lock.release(lock_key, token):
+                await cache.notifier.publish(channel, Event(channel, status, token))
+
+        self._releases.start(keep_trying(release, self.lock_ttl), name="atomcache-release")
 
     @staticmethod
     def _forget(tasks: dict[str, Any], key: str, done: asyncio.Task[Any]) -> None:

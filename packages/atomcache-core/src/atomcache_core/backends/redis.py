@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import secrets
-import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -24,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from atomcache_core._background import BackgroundTasks, keep_trying
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.exceptions import (
     AtomCacheError,
@@ -357,7 +358,7 @@ class RedisLockBackend:
         self._breaker = breaker
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
-        self._cleanups: set[asyncio.Task[None]] = set()
+        self._cleanups = BackgroundTasks()
         self._set_nx_get: bool | None = None  # whether the server takes SET NX GET (Redis 7)
         self._extend = client.register_script(_EXTEND)
 
@@ -370,7 +371,8 @@ class RedisLockBackend:
         except BackendUnavailableError:
             # Redis may have taken the lock and lost only its answer: nobody would know
             # the token, and the key would be locked until the lock expires.
-            self._release_when_reachable(key, token, ttl)
+            release = functools.partial(self.release, key, token)  # only this token's lock
+            self._cleanups.start(keep_trying(release, ttl), name="atomcache-release")
             raise
         return token if taken else None
 
@@ -404,28 +406,10 @@ class RedisLockBackend:
 
     async def close(self) -> None:
         """Stop the clean-ups; close the client if this object owns it."""
-        for task in list(self._cleanups):
-            task.cancel()
-        await asyncio.gather(*self._cleanups, return_exceptions=True)
+        await self._cleanups.close()
         if self._owns_client:
             with _translate_errors("close"):
                 await self._client.aclose()
-
-    def _release_when_reachable(self, key: str, token: str, ttl: float) -> None:
-        """Release `token`'s lock if Redis took it after all; give up when it has expired."""
-        task = asyncio.create_task(self._release_later(key, token, ttl))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-
-    async def _release_later(self, key: str, token: str, ttl: float) -> None:
-        deadline = time.monotonic() + ttl
-        backoff = 0.05
-        while time.monotonic() < deadline:
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
-            with contextlib.suppress(AtomCacheError):
-                await self.release(key, token)  # compare-and-delete: only this token's lock
-                return
 
 
 class _Channel:
@@ -521,7 +505,7 @@ class RedisNotifier:
         self._subscribers: dict[str, _Subscriber] = {}
         self._start_lock = asyncio.Lock()
         self._channels: dict[str, _Channel] = {}
-        self._repairs: set[asyncio.Task[None]] = set()
+        self._repairs = BackgroundTasks()
 
     async def publish(self, key: str, event: Event) -> None:
         """Publish `event` on the channel `key`."""
@@ -556,11 +540,7 @@ class RedisNotifier:
 
     async def close(self) -> None:
         """Stop the readers, close the subscriber connections and, if owned, the client."""
-        for task in list(self._repairs):
-            task.cancel()
-        for task in list(self._repairs):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._repairs.close()
         subscribers, self._subscribers = list(self._subscribers.values()), {}
         for subscriber in subscribers:
             await subscriber.close()
@@ -689,9 +669,7 @@ class RedisNotifier:
                 channel.deliver(Event(key, "lost"))
 
     def _start_repair(self, broken: _Subscriber | None, keys: Iterable[str] = ()) -> None:
-        task = asyncio.create_task(self._repair(broken, [*keys]), name="atomcache-resubscribe")
-        self._repairs.add(task)
-        task.add_done_callback(self._repairs.discard)
+        self._repairs.start(self._repair(broken, [*keys]), name="atomcache-resubscribe")
 
     async def _repair(self, broken: _Subscriber | None, keys: list[str]) -> None:
         """Re-subscribe channels of a lost cluster connection where their slots live now."""
