@@ -292,10 +292,13 @@ async def test_stale_if_error_serves_the_old_value_when_the_refresh_fails(cache:
 
 async def test_early_refresh_keeps_steady_readers_from_waiting(cache: Cache) -> None:
     """With beta, keys read steadily are recomputed before expiry: one miss, ever."""
+    # With a 50 ms computation and beta 5, a refresh starts about 0.25 s before expiry
+    # (exponentially distributed): with a read every 10 ms, one starts with less than
+    # 0.15 s to go once in 500,000 expiries, so even a loaded machine has time to finish.
     factory = Counter(delay=0.05)
-    deadline = time.monotonic() + 1.5
+    deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
-        assert await cache.get_or_set("k", factory, ttl=0.3, beta=2.0) == "value"
+        assert await cache.get_or_set("k", factory, ttl=1.0, beta=5.0) == "value"
         await asyncio.sleep(0.01)
     assert cache.stats.misses == 1  # only the very first read found nothing
     assert cache.stats.waits == 0  # no reader ever waited for a recomputation
