@@ -137,3 +137,17 @@ async def test_paused_mid_traffic_costs_at_most_the_timeout(namespace: str) -> N
         finally:
             server.resume()
             await cache.close()
+
+
+def test_each_cluster_node_has_its_own_breaker() -> None:
+    """A node's breaker opens alone, with its parent's settings; a new node starts closed."""
+    breaker = CircuitBreaker(failure_threshold=2, reset_timeout=60)
+    dead, alive = breaker.for_node("10.0.0.1:7000"), breaker.for_node("10.0.0.2:7000")
+    assert breaker.for_node("10.0.0.1:7000") is dead
+    dead.record_failure()
+    dead.record_failure()
+    assert (dead.state, dead.reset_timeout) == ("open", 60)
+    assert not dead.allow()
+    assert alive.allow()
+    assert breaker.state == "closed"
+    assert breaker.for_node("10.0.0.3:7000").allow()  # the replica that took over

@@ -17,6 +17,10 @@ class CircuitBreaker:
     for). After `reset_timeout` seconds one call goes through as a probe: success
     closes the breaker, failure opens it for another `reset_timeout`.
 
+    On a Redis Cluster each node gets a breaker of its own (`for_node`), with the same
+    settings: a dead master stops the calls for its slots only, and the replica that
+    replaces it starts with a closed breaker.
+
     Args:
         failure_threshold: Consecutive failures that open the breaker.
         reset_timeout: Seconds the breaker stays open before probing.
@@ -29,6 +33,14 @@ class CircuitBreaker:
         self.failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._nodes: dict[str, CircuitBreaker] = {}
+
+    def for_node(self, name: str) -> CircuitBreaker:
+        """The breaker of one cluster node (`host:port`), created closed on first use."""
+        breaker = self._nodes.get(name)
+        if breaker is None:
+            breaker = self._nodes[name] = CircuitBreaker(self.failure_threshold, self.reset_timeout)
+        return breaker
 
     @property
     def state(self) -> BreakerState:

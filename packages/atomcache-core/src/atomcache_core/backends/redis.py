@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core._background import BackgroundTasks, keep_trying
@@ -172,6 +172,19 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
         raise BackendError(msg) from exc
 
 
+def _node_breaker(
+    cluster: RedisCluster | None, breaker: CircuitBreaker | None, key: str
+) -> CircuitBreaker | None:
+    """The breaker for a call on `key`: on a cluster, that of the node owning its slot."""
+    if cluster is None or breaker is None:
+        return breaker
+    try:
+        node = cluster.get_node_from_key(key)
+    except (RedisError, RedisClusterException):  # the slot map is not loaded yet
+        return breaker
+    return breaker if node is None else breaker.for_node(node.name)
+
+
 def _describe(exc: BaseException) -> str:
     """`Type: message` (redis-py's own repr drops the message)."""
     return f"{type(exc).__name__}: {exc}"
@@ -228,7 +241,7 @@ class RedisStorage:
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes under `key`, or `None`."""
-        with _translate_errors("GET", self._breaker):
+        with _translate_errors("GET", _node_breaker(self._cluster, self._breaker, key)):
             value = await self._client.get(key)
         return _as_bytes(value)
 
@@ -246,11 +259,12 @@ class RedisStorage:
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """Store `value` for `ttl` seconds, recording it in each tag set atomically."""
         milliseconds = _milliseconds(ttl)
+        breaker = _node_breaker(self._cluster, self._breaker, key)
         if not tag_keys:
-            with _translate_errors("SET", self._breaker):
+            with _translate_errors("SET", breaker):
                 await self._client.set(key, value, px=milliseconds)
             return
-        with _translate_errors("SET (with tags)", self._breaker):
+        with _translate_errors("SET (with tags)", breaker):
             await self._set(keys=[key, key, *tag_keys], args=[value, milliseconds, ""])
 
     async def set_if_locked(
@@ -265,7 +279,7 @@ class RedisStorage:
     ) -> bool:
         """Store and release the lock in one script, only while `token` holds `lock_key`."""
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("SET (fenced)", self._breaker):
+        with _translate_errors("SET (fenced)", _node_breaker(self._cluster, self._breaker, key)):
             stored: int = await self._set(
                 keys=[key, lock_key, *tag_keys], args=[value, milliseconds, token]
             )
@@ -284,7 +298,7 @@ class RedisStorage:
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; return whether it existed."""
-        with _translate_errors("UNLINK", self._breaker):
+        with _translate_errors("UNLINK", _node_breaker(self._cluster, self._breaker, key)):
             removed: int = await self._client.unlink(key)
         return removed > 0
 
@@ -356,6 +370,7 @@ class RedisLockBackend:
         self._client = _check_client(client)
         self._owns_client = owns_client
         self._breaker = breaker
+        self._cluster = client if isinstance(client, RedisCluster) else None
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._cleanups = BackgroundTasks()
@@ -366,7 +381,7 @@ class RedisLockBackend:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
         token = secrets.token_hex(16)
         try:
-            with _translate_errors("SET NX (lock)", self._breaker):
+            with _translate_errors("SET NX (lock)", self._breaker_for(key)):
                 taken = await self._take(key, token, _milliseconds(ttl))
         except BackendUnavailableError:
             # Redis may have taken the lock and lost only its answer: nobody would know
@@ -375,6 +390,9 @@ class RedisLockBackend:
             self._cleanups.start(keep_trying(release, ttl), name="atomcache-release")
             raise
         return token if taken else None
+
+    def _breaker_for(self, key: str) -> CircuitBreaker | None:
+        return _node_breaker(self._cluster, self._breaker, key)
 
     async def _take(self, key: str, token: str, milliseconds: int) -> bool:
         """Set the lock unless it exists; also true when it already holds `token`."""
@@ -393,14 +411,14 @@ class RedisLockBackend:
 
     async def release(self, key: str, token: str) -> bool:
         """Delete the lock only if `token` still owns it."""
-        with _translate_errors("release lock", self._breaker):
+        with _translate_errors("release lock", self._breaker_for(key)):
             released: int = await self._release(keys=[key], args=[token])
         return released == 1
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         """Reset the lock's expiry only if `token` still owns it."""
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("extend lock", self._breaker):
+        with _translate_errors("extend lock", self._breaker_for(key)):
             extended: int = await self._extend(keys=[key], args=[token, milliseconds])
         return extended == 1
 
@@ -511,7 +529,7 @@ class RedisNotifier:
         """Publish `event` on the channel `key`."""
         payload = f"{event.status}:{event.version}"
         if self._cluster is not None and await self._is_sharded():
-            with _translate_errors("SPUBLISH", self._breaker):
+            with _translate_errors("SPUBLISH", _node_breaker(self._cluster, self._breaker, key)):
                 await self._cluster.spublish(key, payload)
             return
         with _translate_errors("PUBLISH", self._breaker):
@@ -562,13 +580,20 @@ class RedisNotifier:
             self._sharded = _version(info.get("redis_version")) >= (7, 0)
         return self._sharded
 
+    def _connection_breaker(self, name: str) -> CircuitBreaker | None:
+        """The breaker of a subscriber connection: its node's on a cluster."""
+        if self._breaker is None or not name:
+            return self._breaker
+        return self._breaker.for_node(name)
+
     async def _attach(self, key: str, channel: _Channel) -> None:
         """Subscribe `key` on the connection that serves it."""
         subscriber = await self._subscriber_for(key)
         channel.subscriber = subscriber
         subscriber.channels.add(key)
         sharded = self._cluster is not None and await self._is_sharded()
-        with _translate_errors("SSUBSCRIBE" if sharded else "SUBSCRIBE", self._breaker):
+        breaker = self._connection_breaker(subscriber.name)
+        with _translate_errors("SSUBSCRIBE" if sharded else "SUBSCRIBE", breaker):
             if sharded:
                 await subscriber.pubsub.ssubscribe(key)
             else:
@@ -607,7 +632,7 @@ class RedisNotifier:
         pubsub = (client or self._client).pubsub()
         subscriber = _Subscriber(name, pubsub, client, self._lose)
         try:
-            with _translate_errors("connect (pub/sub)", self._breaker):
+            with _translate_errors("connect (pub/sub)", self._connection_breaker(name)):
                 await pubsub.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await subscriber.close()
