@@ -81,7 +81,7 @@ async def test_hits_never_reach_redis(local: Cache, control: Redis) -> None:
 async def test_another_instances_writes_are_seen_within_50_ms(
     local: Cache, redis_url: str, namespace: str
 ) -> None:
-    """Instance B's set, delete or tag invalidation reaches A's next read within 50 ms."""
+    """Instance B's set, delete, set_many or tag invalidation reaches A's reads within 50 ms."""
     await until_serving(local)
     async with CacheProcess(redis_url, namespace, LOCAL) as other:
         delays = []
@@ -91,6 +91,11 @@ async def test_another_instances_writes_are_seen_within_50_ms(
             assert await local.get("k") == round_  # and now from the local tier
         await other.call("delete", "k")
         delays.append(await until_value(local, "k", None, timeout=1.0))
+        await local.set_many({"a\n{x}": 1, "b": 2})
+        assert await local.get_many(["a\n{x}", "b"]) == [1, 2]
+        await other.call("set_many", {"a\n{x}": "one", "b": "two"})  # one announcement
+        delays.append(await until_value(local, "a\n{x}", "one", timeout=1.0))
+        assert await local.get("b") == "two"
         await other.call("set", "k", "tagged", None, ["t"])
         await until_value(local, "k", "tagged", timeout=1.0)
         await other.call("invalidate_tags", "t")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -44,9 +45,9 @@ __all__ = ["TieredStorage"]
 
 logger = logging.getLogger("atomcache")
 
-_PING = "\x00ping"  # never a storage key: they all start with "atomcache:"
 _PING_TIMEOUT = 1.0
-_ANNOUNCE_LIMIT = 32  # writes of more keys announce "everything changed" instead
+_ANNOUNCE_LIMIT = 256  # writes of more keys announce "everything changed" instead
+_ALL = "everything"
 
 
 class _Read:
@@ -282,8 +283,7 @@ class TieredStorage:
             keys = None
         self._drop(keys)
         try:
-            for key in [""] if keys is None else keys:
-                await self._announce(key)
+            await self._announce(_ALL if keys is None else list(keys))
         except AtomCacheError:
             logger.warning(
                 "could not announce a change to the other instances' local tiers; "
@@ -316,14 +316,14 @@ class TieredStorage:
 
     async def _resume(self, subscription: Subscription) -> None:
         """Serve again once a message of ours came back on the channel."""
-        ping = _PING + secrets.token_hex(8)
+        ping = {"ping": secrets.token_hex(8)}
         await self._announce(ping)
         deadline = time.monotonic() + _PING_TIMEOUT
         while (remaining := deadline - time.monotonic()) > 0:
             event = await subscription.wait(remaining)
             if event is None or event.status == "lost":
                 break
-            if event.version == f"{self._origin}:{ping}":
+            if _parse(event) == (self._origin, ping):
                 self._drop(None)
                 self._serving = True
                 return
@@ -339,13 +339,34 @@ class TieredStorage:
                 raise _ChannelLostError
             self._on_announcement(event)
 
-    async def _announce(self, key: str) -> None:
-        """Tell every tier that `key` changed (`""`: everything)."""
-        version = f"{self._origin}:{key}"
+    async def _announce(self, payload: list[str] | str | dict[str, str]) -> None:
+        """Tell every tier what changed: these keys, everything, or a ping of ours.
+
+        One message per write, `<origin>:<JSON>`: keys may hold any character.
+        """
+        version = f"{self._origin}:{json.dumps(payload)}"
         await self._notifier.publish(self._channel, Event(self._channel, "invalidated", version))
 
     def _on_announcement(self, event: Event) -> None:
-        origin, _, key = event.version.partition(":")
-        if event.status != "invalidated" or origin == self._origin or key.startswith(_PING):
+        parsed = _parse(event)
+        if parsed is None:  # not an announcement this version can read: be safe
+            self._drop(None)
             return
-        self._drop(None if key == "" else (key,))
+        origin, payload = parsed
+        if origin == self._origin or isinstance(payload, dict):  # ours, or a ping
+            return
+        if isinstance(payload, list):
+            self._drop(key for key in payload if isinstance(key, str))
+        else:
+            self._drop(None)
+
+
+def _parse(event: Event) -> tuple[str, object] | None:
+    """The origin and payload of an announcement; `None` when it is not one."""
+    origin, _, payload = event.version.partition(":")
+    if event.status != "invalidated":
+        return None
+    try:
+        return origin, json.loads(payload)
+    except ValueError:
+        return None
