@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import RedisCluster
+from redis.crc import key_slot
 
 from atomcache_core import Cache, Event, RedisNotifier
 from atomcache_core.keys import KeyBuilder
@@ -202,16 +203,14 @@ def key_away_from(counter: str, kind: str, namespace: str) -> str:
     """
     if kind != "cluster":
         return "cold-key"
-    from redis.crc import key_slot  # noqa: PLC0415
-
     keys = KeyBuilder(namespace)
     third = 16384 // 3
     counter_third = key_slot(counter.encode()) // third
     return next(
         key
         for key in (f"cold-key-{n}" for n in range(1000))
-        if key_slot(keys.value(key).encode()) // third != counter_third
-        and key_slot(keys.value(key).encode()) < 3 * third
+        if (slot := key_slot(keys.value(key).encode())) // third != counter_third
+        and slot < 3 * third
     )
 
 
@@ -238,7 +237,13 @@ async def test_waiters_finish_across_a_failover(kind: str) -> None:
             await fleet.go()
             popped = await control.blpop([fleet.events], timeout=30)
             assert popped is not None  # the leader is computing
-            await until_subscribed(control, fleet.keys.channel(fleet.key), 2)  # they wait
+            channel = fleet.keys.channel(fleet.key)
+            await until_subscribed(control, channel, 2)  # they wait
+            # and the leader has seen them (it notes them under this key) and computes
+            deadline = time.monotonic() + 10
+            while not await control.exists(channel + ":clients"):
+                assert time.monotonic() < deadline, "the leader never saw its waiters"
+                await asyncio.sleep(0.005)
             started = time.monotonic()
             killed = topology.kill(fleet.keys.value(fleet.key))
             await asyncio.to_thread(topology.wait, killed)
@@ -258,8 +263,6 @@ async def test_waiters_finish_across_a_failover(kind: str) -> None:
 
 def move_slot(cluster: RedisClusterTopology, key: str) -> None:
     """Migrate the slot of `key`, with its keys, to another master, as resharding does."""
-    from redis.crc import key_slot  # noqa: PLC0415
-
     slot = key_slot(key.encode())
     source = cluster.master_for_key(key)
     target = next(master for master in cluster.masters if master is not source)
