@@ -29,6 +29,15 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /header: ttl=60 -> "header", sets X-Custom: yes
 - GET /constant: ttl=60 -> "constant", the same body on every call
 - GET /fragile: ttl=60 -> "fragile", 400 when any request header is over 1,000 characters
+- GET /sorted?offset&limit: ttl=60, sort_query=True -> "sorted"
+- GET /guarded/... (`Harness.guarded`): public=True behind a check of the app (a dependency,
+  a guard, a router's, a decorator above @cached...) that refuses requests without
+  `Cookie: session=valid`, `X-API-Key: k1` or `X-Staff: yes` -> "guarded"
+- GET /me: ttl=60 -> "me", the profile of the `session` cookie (a, b or none)
+- GET /me/keyed: ttl=60, vary_on_cookies=("session",) -> "me", the same
+- GET /profile/by-key: ttl=60, vary_on=("x-api-key",) -> "by-key", echoes the key
+- GET /link: ttl=60 -> "link", an HTML form posting to `url_for("reset")`
+- GET /grouped/one, /grouped/two: ttl=60, namespace="grouped" -> "grouped"
 
 Bodies are JSON objects with {"calls": <the handler's call count>} (but /constant's).
 """
@@ -70,13 +79,18 @@ class Invalidate(Protocol):
 
 @dataclass
 class Harness:
-    """A running app of an adapter, a client for it, and what its handlers did."""
+    """A running app of an adapter, a client for it, and what its handlers did.
+
+    `guarded` lists the adapter's routes behind the app's own checks, one per kind of
+    check the framework has.
+    """
 
     client: httpx.AsyncClient
     cache: Cache
     invalidate: Invalidate
     calls: Counter[str] = field(default_factory=Counter)
     flags: dict[str, Any] = field(default_factory=dict)
+    guarded: tuple[str, ...] = ()
 
 
 def status_of(response: httpx.Response) -> str:
@@ -218,25 +232,169 @@ async def authorized_requests_bypass_shared_entries(h: Harness) -> None:
 
 
 async def per_user_routes_key_on_authorization(h: Harness) -> None:
-    """With vary_on=("authorization",) each user gets their own entry."""
+    """With vary_on=("authorization",) each user gets their own entry, sent private."""
     alice = {"authorization": "Bearer alice"}
     bob = {"authorization": "Bearer bob"}
-    assert (await h.client.get("/per-user", headers=alice)).json()["auth"] == "Bearer alice"
+    first = await h.client.get("/per-user", headers=alice)
+    assert first.json()["auth"] == "Bearer alice"
     assert (await h.client.get("/per-user", headers=bob)).json()["auth"] == "Bearer bob"
     again = await h.client.get("/per-user", headers=alice)
     assert again.json()["auth"] == "Bearer alice"
     assert status_of(again).startswith("atomcache; hit")
     assert h.calls["per-user"] == 2
+    for response in (first, again):
+        directives = parse_cache_control(response.headers["cache-control"])
+        assert "private" in directives
+        assert {"public", "s-maxage"}.isdisjoint(directives)
+        assert "authorization" in response.headers["vary"].lower()
+
+
+# 5b. Credentials (HTTP.md 2.1, 2.2).
+async def cookies_bypass_shared_entries(h: Harness) -> None:
+    """A request with a Cookie or an API key neither reads nor fills a shared entry."""
+    await h.client.get("/shared")
+    for name, value in (("cookie", "theme=dark"), ("x-api-key", "k1")):
+        carrying = await h.client.get("/shared", headers={name: value})
+        assert status_of(carrying) == f'atomcache; fwd=bypass; detail="{name}"'
+    assert h.calls["shared"] == 3
+    assert (await h.client.get("/shared")).json()["calls"] == 1
+
+
+async def personal_pages_never_cross_users(h: Harness) -> None:
+    """A handler reading a cookie, no options: each user gets their own page, never a hit."""
+    alice = await h.client.get("/me", headers={"cookie": "session=a"})
+    bob = await h.client.get("/me", headers={"cookie": "session=b"})
+    anonymous = await h.client.get("/me")
+    again = await h.client.get("/me", headers={"cookie": "session=b"})
+    assert [r.json()["name"] for r in (alice, bob, anonymous, again)] == [
+        "Alice", "Bob", "anonymous", "Bob"
+    ]  # fmt: skip
+    assert status_of(bob) == 'atomcache; fwd=bypass; detail="cookie"'
+    assert h.calls["me"] == 4
+
+
+async def named_cookies_key_the_entry(h: Harness) -> None:
+    """vary_on_cookies: an entry per session, other cookies ignored, sent private + Vary."""
+    alice = await h.client.get("/me/keyed", headers={"cookie": "session=a"})
+    bob = await h.client.get("/me/keyed", headers={"cookie": "session=b; _ga=1"})
+    again = await h.client.get("/me/keyed", headers={"cookie": "_ga=2; session=a"})
+    anonymous = await h.client.get("/me/keyed", headers={"cookie": "_ga=3"})
+    assert [r.json()["name"] for r in (alice, bob, again, anonymous)] == [
+        "Alice", "Bob", "Alice", "anonymous"
+    ]  # fmt: skip
+    assert status_of(again).startswith("atomcache; hit")
+    assert h.calls["me"] == 3
+    assert "private" in parse_cache_control(again.headers["cache-control"])
+    assert "cookie" in again.headers["vary"].lower()
+
+
+async def api_keys_key_the_entry(h: Harness) -> None:
+    """vary_on=("x-api-key",): an entry per key, never another key's, sent private."""
+    first = await h.client.get("/profile/by-key", headers={"x-api-key": "k1"})
+    other = await h.client.get("/profile/by-key", headers={"x-api-key": "k2"})
+    again = await h.client.get("/profile/by-key", headers={"x-api-key": "k1"})
+    assert [r.json()["key"] for r in (first, other, again)] == ["k1", "k2", "k1"]
+    assert status_of(again).startswith("atomcache; hit")
+    assert "private" in parse_cache_control(again.headers["cache-control"])
+    assert "x-api-key" in again.headers["vary"].lower()
+
+
+async def head_with_credentials_is_get_without_body(h: Harness) -> None:
+    """HEAD with Authorization or Cookie behaves like GET with them, minus the body."""
+    for headers in ({"authorization": "Bearer a"}, {"cookie": "session=a"}):
+        get = await h.client.get("/shared", headers=headers)
+        head = await h.client.head("/shared", headers=headers)
+        assert head.status_code == 200
+        assert head.content == b""
+        assert status_of(head) == status_of(get)
+        assert head.headers["content-type"] == get.headers["content-type"]
+    head = await h.client.head("/per-user", headers={"authorization": "Bearer a"})
+    assert (head.status_code, head.content) == (200, b"")
+
+
+async def requests_with_a_body_bypass(h: Harness) -> None:
+    """A GET carrying a body neither reads nor fills an entry (HTTP.md 2.4)."""
+    await h.client.get("/shared")
+    with_body = await h.client.request("GET", "/shared", content=b"{}")
+    assert status_of(with_body) == 'atomcache; fwd=bypass; detail="request body"'
+    assert with_body.json()["calls"] == 2
+
+
+# 5c. The application's checks run on hits (HTTP.md 0.1).
+async def checks_run_on_hits(h: Harness) -> None:
+    """Behind every kind of check, a stored page is served only to requests it admits."""
+    valid = {"cookie": "session=valid", "x-api-key": "k1", "x-staff": "yes"}
+    refused = {"cookie": "session=forged", "x-api-key": "k2", "x-staff": "no"}
+    for path in h.guarded:
+        first = await h.client.get(path, headers=valid)
+        assert first.status_code == 200, path
+        hit = await h.client.get(path, headers=valid)
+        assert status_of(hit).startswith("atomcache; hit"), path
+        assert hit.content == first.content
+        etag = {"if-none-match": first.headers["etag"]}
+        assert (await h.client.get(path, headers={**valid, **etag})).status_code == 304
+        for headers in ({}, refused, etag):
+            for method in ("GET", "HEAD"):
+                response = await h.client.request(method, path, headers=headers)
+                assert response.status_code in (401, 403), (path, method, headers)
+                assert "confidential" not in response.text
+    assert h.calls["guarded"] == len(h.guarded)
+
+
+async def checks_run_for_waiters(h: Harness) -> None:
+    """Requests that wait for another's computation are checked too: anonymous ones get 401."""
+    path = h.guarded[0]
+    valid = {"cookie": "session=valid", "x-api-key": "k1", "x-staff": "yes"}
+    responses = await asyncio.gather(
+        *(h.client.get(path, headers=valid if index % 2 else {}) for index in range(10))
+    )
+    assert [r.status_code in (401, 403) for r in responses] == [i % 2 == 0 for i in range(10)]
+
+
+# 5d. The key is the target URI (HTTP.md 2.3).
+async def the_host_is_part_of_the_key(h: Harness) -> None:
+    """A request with another Host fills its own entry: visitors never get its links."""
+    evil = await h.client.get("/link", headers={"host": "evil.test"})
+    assert "evil.test" in evil.text
+    assert "evil.test" not in (await h.client.get("/link")).text
+    await asyncio.sleep(1.1)  # past min_refresh_interval: no-cache refills
+    await h.client.get("/link", headers={"host": "evil.test", "cache-control": "no-cache"})
+    assert "evil.test" not in (await h.client.get("/link")).text
+    assert h.calls["link"] == 3
+
+
+async def the_forwarded_scheme_is_part_of_the_key(h: Harness) -> None:
+    """Links built for https behind a proxy never reach http visitors, nor the reverse."""
+    secure = await h.client.get("/link", headers={"x-forwarded-proto": "https"})
+    assert 'action="https://' in secure.text
+    plain = await h.client.get("/link")
+    assert 'action="http://' in plain.text
+    forwarded = await h.client.get("/link", headers={"x-forwarded-host": "evil.test"})
+    assert status_of(forwarded).startswith("atomcache; fwd=miss")
+    assert h.calls["link"] == 3
+
+
+async def namespaces_group_but_never_share(h: Harness) -> None:
+    """Two routes in one namespace keep their own entries; invalidation drops both."""
+    one = await h.client.get("/grouped/one")
+    two = await h.client.get("/grouped/two")
+    assert (one.json()["route"], two.json()["route"]) == ("one", "two")
+    assert await h.invalidate("/grouped/one") == 2
 
 
 # 6. The key.
-async def query_order_does_not_matter(h: Harness) -> None:
-    """?offset=0&limit=3 and ?limit=3&offset=0 are one entry; other values are another."""
+async def query_is_keyed_as_sent(h: Harness) -> None:
+    """?offset=0&limit=3 and ?limit=3&offset=0 are two entries; sort_query=True makes one."""
     await h.client.get("/items?offset=0&limit=3")
-    hit = await h.client.get("/items?limit=3&offset=0")
-    assert status_of(hit).startswith("atomcache; hit")
-    await h.client.get("/items?limit=4&offset=0")
+    other_order = await h.client.get("/items?limit=3&offset=0")
+    assert status_of(other_order).startswith("atomcache; fwd=miss")
+    assert status_of(await h.client.get("/items?limit=3&offset=0")).startswith("atomcache; hit")
     assert h.calls["items"] == 2
+    await h.client.get("/sorted?offset=0&limit=3")
+    hit = await h.client.get("/sorted?limit=3&offset=0")
+    assert status_of(hit).startswith("atomcache; hit")
+    await h.client.get("/sorted?limit=4&offset=0")
+    assert h.calls["sorted"] == 2
 
 
 async def path_params_and_vary_headers_are_keys(h: Harness) -> None:
@@ -491,7 +649,18 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     concurrent_waiters_are_released_by_an_oversized_body,
     authorized_requests_bypass_shared_entries,
     per_user_routes_key_on_authorization,
-    query_order_does_not_matter,
+    cookies_bypass_shared_entries,
+    personal_pages_never_cross_users,
+    named_cookies_key_the_entry,
+    api_keys_key_the_entry,
+    head_with_credentials_is_get_without_body,
+    requests_with_a_body_bypass,
+    checks_run_on_hits,
+    checks_run_for_waiters,
+    the_host_is_part_of_the_key,
+    the_forwarded_scheme_is_part_of_the_key,
+    namespaces_group_but_never_share,
+    query_is_keyed_as_sent,
     path_params_and_vary_headers_are_keys,
     dependencies_are_not_keys,
     etag_is_strong_and_from_the_body,
@@ -526,37 +695,80 @@ async def redis_down_fails_open(h: Harness) -> None:
     assert h.calls["item"] == 3
 
 
+async def mounted_apps_never_share(client: httpx.AsyncClient, calls: Counter[str]) -> None:
+    """Two apps mounted at /a and /b on one cache keep their own entries.
+
+    The app at /b checks every request at app level: its check runs on its hits.
+    """
+    valid = {"cookie": "session=valid"}
+    for _ in range(2):
+        assert (await client.get("/a/items")).json() == {"app": "a", "calls": 1}
+        assert (await client.get("/b/items", headers=valid)).json() == {"app": "b", "calls": 1}
+    hit = await client.get("/b/items", headers=valid)
+    assert status_of(hit).startswith("atomcache; hit")
+    assert (await client.get("/b/items")).status_code == 401
+    assert status_of(await client.get("/a/items")).startswith("atomcache; hit")
+    assert calls == {"a": 1, "b": 1}
+
+
+#: The routes behind the app's own checks that every adapter has (HTTP.md 0.1).
+GUARDED = (
+    "/guarded/route",
+    "/guarded/param",
+    "/guarded/api-key",
+    "/guarded/decorated",
+    "/guarded/router",
+)
+
+#: Where the scenario routes are declared, per backend: every behaviour runs on app
+#: routes, on an included router with a prefix and on nested routers, and on the
+#: memory backend and on Redis.
+LAYOUTS = {"memory": ("app", ""), "redis": ("router", "/api"), "redis+local": ("nested", "/api/v1")}
+
+
 def adapter_tests(
-    build: Callable[[Cache, Counter[str], dict[str, Any]], tuple[Any, Invalidate]], framework: str
-) -> tuple[Any, Any, Any]:
+    build: Callable[[Cache, Counter[str], dict[str, Any], str], tuple[Any, Invalidate]],
+    framework: str,
+    guarded: tuple[str, ...],
+    build_mounted: Callable[[Cache, Counter[str]], Any],
+) -> tuple[Any, Any, Any, Any]:
     """The fixture and tests an adapter's module exposes, given how it builds the app.
 
-    `build(cache, calls, flags)` returns the ASGI app with the routes above and its
-    invalidation helper. Use as
-    `harness, test_http_behaviour, test_redis_down_fails_open = adapter_tests(build, "X")`.
+    `build(cache, calls, flags, layout)` returns the ASGI app with the routes above,
+    declared as `layout` says (`"app"`, `"router"` at `/api`, `"nested"` at
+    `/api/v1`), and its invalidation helper. `guarded` lists its routes behind checks.
+    `build_mounted(cache, calls)` returns the two apps of `mounted_apps_never_share`.
+    Use as `harness, test_http_behaviour, test_redis_down_fails_open, test_mounts =
+    adapter_tests(build, "X", guarded, build_mounted)`.
     """
 
     @contextlib.asynccontextmanager
-    async def running(cache: Cache) -> AsyncIterator[Harness]:
+    async def running(
+        cache: Cache, layout: str = "app", prefix: str = ""
+    ) -> AsyncIterator[Harness]:
         calls: Counter[str] = Counter()
         flags: dict[str, Any] = {}
-        app, invalidate = build(cache, calls, flags)
+        app, invalidate = build(cache, calls, flags, layout)
+
+        def prefixed(route: str, **parameters: Any) -> Awaitable[int]:
+            return invalidate(prefix + route, **parameters)
+
         async with (
             serve_asgi(app) as base_url,
-            httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+            httpx.AsyncClient(base_url=base_url + prefix, timeout=30) as client,
         ):
-            yield Harness(client, cache, invalidate, calls, flags)
+            yield Harness(client, cache, prefixed, calls, flags, guarded)
 
-    @pytest.fixture(params=["memory", "redis", "redis+local"])
+    @pytest.fixture(params=list(LAYOUTS))
     async def harness(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Harness]:
-        """The app on the in-memory cache, on a real Redis, and on Redis with a local tier."""
+        """The app on memory (app routes), Redis (a router) and Redis + local tier (nested)."""
         if request.param == "memory":
             cache = Cache.from_url("memory://", namespace=namespace)
         else:
             local_ttl = 30.0 if request.param == "redis+local" else None
             url = request.getfixturevalue("redis_url")
             cache = Cache.from_url(url, namespace=namespace, local_ttl=local_ttl)
-        async with running(cache) as harness:
+        async with running(cache, *LAYOUTS[request.param]) as harness:
             yield harness
 
     @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.__name__)
@@ -572,10 +784,22 @@ def adapter_tests(
         async with running(cache) as harness:
             await redis_down_fails_open(harness)
 
+    @pytest.mark.parametrize("backend", ["memory", "redis"])
+    async def test_mounts(backend: str, request: pytest.FixtureRequest, namespace: str) -> None:
+        url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+        calls: Counter[str] = Counter()
+        app = build_mounted(Cache.from_url(url, namespace=namespace), calls)
+        async with (
+            serve_asgi(app) as base_url,
+            httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+        ):
+            await mounted_apps_never_share(client, calls)
+
+    test_mounts.__doc__ = mounted_apps_never_share.__doc__
     test_http_behaviour.__doc__ = (
         f"Each behaviour of HTTP.md holds for {framework} (the scenario's docstring says which)."
     )
     test_redis_down_fails_open.__doc__ = (
         f"With Redis gone, {framework}'s cached routes are answered by their handler, never a 500."
     )
-    return harness, test_http_behaviour, test_redis_down_fails_open
+    return harness, test_http_behaviour, test_redis_down_fails_open, test_mounts

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, Request, Security
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from atomcache_fastapi import cached, setup_cache
 
 if TYPE_CHECKING:
     from collections import Counter
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
     from atomcache_core import Cache
     from atomcache_core.asgi import RequestInfo
@@ -42,11 +45,66 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
     return ("tagged", f"item:{info.path_params['item_id']}")
 
 
-def build_app(cache: Cache, calls: Counter[str], flags: dict[str, Any]) -> FastAPI:  # noqa: C901 - one route per scenario
-    """The scenario routes on FastAPI, counting handler calls in `calls`."""
+PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
+API_KEY = APIKeyHeader(name="x-api-key", auto_error=False)
+
+
+def require_user(request: Request) -> str:
+    """A login check: 401 unless the session cookie is valid."""
+    if request.cookies.get("session") != "valid":
+        raise HTTPException(401)
+    return "u1"
+
+
+def require_api_key(key: Annotated[str | None, Security(API_KEY)]) -> str:
+    """An API key check on the X-API-Key header: 401 without, 403 when wrong."""
+    if key is None:
+        raise HTTPException(401)
+    if key != "k1":
+        raise HTTPException(403)
+    return key
+
+
+def staff_only(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator placed above @cached: 403 unless the request says X-Staff: yes."""
+
+    @functools.wraps(endpoint)
+    async def checked(request: Request, *args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("x-staff") != "yes":
+            raise HTTPException(403)
+        return await endpoint(*args, **kwargs)
+
+    signature = inspect.signature(endpoint)
+    parameter = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    checked.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), parameter]
+    )
+    return checked
+
+
+def build_app(
+    cache: Cache, calls: Counter[str], flags: dict[str, Any], layout: str = "app"
+) -> FastAPI:
+    """The scenario routes on FastAPI, counting handler calls in `calls`.
+
+    `layout` says where the routes are declared: `"app"` (on the app), `"router"`
+    (an `APIRouter` included with the prefix `/api`) or `"nested"` (a router included
+    in another, prefixes `/api` and `/v1`).
+    """
     app = FastAPI()
     setup_cache(app, cache)
+    routes = APIRouter() if layout != "app" else app.router
+    _add_routes(routes, calls, flags)
+    if layout == "router":
+        app.include_router(routes, prefix="/api")
+    elif layout == "nested":
+        outer = APIRouter()
+        outer.include_router(routes, prefix="/v1")
+        app.include_router(outer, prefix="/api")
+    return app
 
+
+def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> None:  # noqa: C901, PLR0915 - one route per scenario
     def count(name: str) -> int:
         calls[name] += 1
         return calls[name]
@@ -192,4 +250,94 @@ def build_app(cache: Cache, calls: Counter[str], flags: dict[str, Any]) -> FastA
         too_long = any(len(value) > 1000 for value in request.headers.values())
         return JSONResponse({"calls": number}, status_code=400 if too_long else 200)
 
-    return app
+    @app.get("/sorted")
+    @cached(ttl=60, sort_query=True)
+    async def sorted_query(offset: int = 0, limit: int = 10) -> dict[str, Any]:
+        return {"calls": count("sorted"), "offset": offset, "limit": limit}
+
+    @app.get("/guarded/route", dependencies=[Depends(require_user)])
+    @cached(ttl=60, public=True)
+    async def guarded_route() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @app.get("/guarded/param")
+    @cached(ttl=60, public=True)
+    async def guarded_param(user: Annotated[str, Depends(require_user)]) -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential", "user": user}
+
+    @app.get("/guarded/api-key")
+    @cached(ttl=60, public=True)
+    async def guarded_api_key(key: Annotated[str, Depends(require_api_key)]) -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential", "key": len(key)}
+
+    @app.get("/guarded/decorated")
+    @staff_only
+    @cached(ttl=60, public=True)
+    async def guarded_decorated() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    checked = APIRouter(dependencies=[Depends(require_user)])
+
+    @checked.get("/guarded/router")
+    @cached(ttl=60, public=True)
+    async def guarded_router() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    app.include_router(checked)
+
+    @app.get("/me")
+    @cached(ttl=60)
+    async def me(session: Annotated[str | None, Cookie()] = None) -> dict[str, Any]:
+        return {"calls": count("me"), **PROFILES[session]}
+
+    @app.get("/me/keyed")
+    @cached(ttl=60, vary_on_cookies=("session",))
+    async def me_keyed(session: Annotated[str | None, Cookie()] = None) -> dict[str, Any]:
+        return {"calls": count("me"), **PROFILES[session]}
+
+    @app.get("/profile/by-key")
+    @cached(ttl=60, vary_on=("x-api-key",))
+    async def profile_by_key(key: Annotated[str | None, Security(API_KEY)]) -> dict[str, Any]:
+        return {"calls": count("by-key"), "key": key}
+
+    @app.get("/reset", name="reset")
+    async def reset() -> dict[str, str]:
+        return {"reset": "form"}
+
+    @app.get("/link")
+    @cached(ttl=60)
+    async def link(request: Request) -> HTMLResponse:
+        count("link")
+        return HTMLResponse(f'<form action="{request.url_for("reset")}" method="post"></form>')
+
+    @app.get("/grouped/one")
+    @cached(ttl=60, namespace="grouped")
+    async def grouped_one() -> dict[str, Any]:
+        return {"calls": count("grouped"), "route": "one"}
+
+    @app.get("/grouped/two")
+    @cached(ttl=60, namespace="grouped")
+    async def grouped_two() -> dict[str, Any]:
+        return {"calls": count("grouped"), "route": "two"}
+
+
+def build_mounted(cache: Cache, calls: Counter[str]) -> FastAPI:
+    """Two apps sharing `cache`, mounted at `/a` and `/b`, each with `GET /items`.
+
+    The one at `/b` checks every request at app level (`FastAPI(dependencies=...)`).
+    """
+    parent = FastAPI()
+    for name, dependencies in (("a", []), ("b", [Depends(require_user)])):
+        child = FastAPI(dependencies=dependencies)
+        setup_cache(child, cache)
+        child.get("/items")(cached(ttl=60, public=True)(_counted(name, calls)))
+        parent.mount(f"/{name}", child)
+    return parent
+
+
+def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def items() -> dict[str, Any]:
+        calls[name] += 1
+        return {"app": name, "calls": calls[name]}
+
+    return items

@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, Router, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.dto import DataclassDTO, DTOConfig
-from litestar.params import FromPath, FromQuery, HeaderParameter
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.middleware import ASGIMiddleware
+from litestar.params import CookieParameter, FromPath, FromQuery, HeaderParameter
 from litestar.response import Stream
 
 from atomcache_litestar import AtomCachePlugin, cached
 
 if TYPE_CHECKING:
     from collections import Counter
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+    from litestar.connection import ASGIConnection
+    from litestar.handlers import BaseRouteHandler
+    from litestar.types import (
+        ASGIApp,
+        HTTPResponseBodyEvent,
+        HTTPResponseStartEvent,
+        Receive,
+        Scope,
+        Send,
+    )
 
     from atomcache_core import Cache
     from atomcache_core.asgi import RequestInfo
@@ -55,11 +70,97 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
     return ("tagged", f"item:{info.path_params['item_id']}")
 
 
-def build_app(  # noqa: C901 - one route per scenario
-    cache: Cache, calls: Counter[str], flags: dict[str, Any]
-) -> tuple[Litestar, AtomCachePlugin]:
-    """The scenario routes on Litestar, counting handler calls in `calls`."""
+PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
 
+
+def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A login guard: 401 unless the session cookie is valid."""
+    if connection.cookies.get("session") != "valid":
+        raise NotAuthorizedException
+
+
+def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """An API key guard on the X-API-Key header: 401 without, 403 when wrong."""
+    key = connection.headers.get("x-api-key")
+    if key is None:
+        raise NotAuthorizedException
+    if key != "k1":
+        raise PermissionDeniedException
+
+
+def current_user(request: Request[Any, Any, Any]) -> str:
+    """A dependency that refuses anonymous requests."""
+    if request.cookies.get("session") != "valid":
+        raise NotAuthorizedException
+    return "u1"
+
+
+async def refuse_anonymous(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """A before_request hook answering 401 itself unless the session cookie is valid."""
+    if request.cookies.get("session") != "valid":
+        return Response(None, status_code=401)
+    return None
+
+
+class LoginMiddleware(ASGIMiddleware):
+    """Route-level middleware answering 401 unless the session cookie is valid."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Let the request through only with the valid session cookie."""
+        cookies = dict(scope.get("headers", ())).get(b"cookie", b"")
+        if b"session=valid" not in cookies:
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [],
+            }
+            body: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": b"",
+                "more_body": False,
+            }
+            await send(start)
+            await send(body)
+            return
+        await next_app(scope, receive, send)
+
+
+def staff_only(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator placed above @cached: 403 unless the request says X-Staff: yes."""
+
+    @functools.wraps(endpoint)
+    async def checked(request: Request[Any, Any, Any], *args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("x-staff") != "yes":
+            raise PermissionDeniedException
+        return await endpoint(*args, **kwargs)
+
+    signature = inspect.signature(endpoint)
+    parameter = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    checked.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), parameter]
+    )
+    checked.__annotations__ = {**endpoint.__annotations__, "request": Request}
+    return checked
+
+
+def build_app(
+    cache: Cache, calls: Counter[str], flags: dict[str, Any], layout: str = "app"
+) -> tuple[Litestar, AtomCachePlugin]:
+    """The scenario routes on Litestar, counting handler calls in `calls`.
+
+    `layout` says where the handlers are declared: `"app"` (on the app), `"router"`
+    (a `Router` at `/api`) or `"nested"` (a router at `/v1` inside one at `/api`).
+    """
+    handlers = _handlers(calls, flags)
+    if layout == "router":
+        handlers = [Router("/api", route_handlers=handlers)]
+    elif layout == "nested":
+        handlers = [Router("/api", route_handlers=[Router("/v1", route_handlers=handlers)])]
+    plugin = AtomCachePlugin(cache)
+    return Litestar(handlers, plugins=[plugin]), plugin
+
+
+def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa: C901, PLR0915 - one route per scenario
     def count(name: str) -> int:
         calls[name] += 1
         return calls[name]
@@ -204,10 +305,119 @@ def build_app(  # noqa: C901 - one route per scenario
         too_long = any(len(value) > 1000 for value in request.headers.values())
         return Response({"calls": number}, status_code=400 if too_long else 200)
 
-    handlers = [
+    @get("/sorted")
+    @cached(ttl=60, sort_query=True)
+    async def sorted_query(
+        offset: FromQuery[int] = 0, limit: FromQuery[int] = 10
+    ) -> dict[str, Any]:
+        return {"calls": count("sorted"), "offset": offset, "limit": limit}
+
+    @get("/guarded/route", guards=[require_user])
+    @cached(ttl=60, public=True)
+    async def guarded_route() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/guarded/param", dependencies={"user": Provide(current_user, sync_to_thread=False)})
+    @cached(ttl=60, public=True)
+    async def guarded_param(user: NamedDependency[str]) -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential", "user": user}
+
+    @get("/guarded/api-key", guards=[require_api_key])
+    @cached(ttl=60, public=True)
+    async def guarded_api_key() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/guarded/decorated")
+    @staff_only
+    @cached(ttl=60, public=True)
+    async def guarded_decorated() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/router")
+    @cached(ttl=60, public=True)
+    async def guarded_router() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/guarded/middleware", middleware=[LoginMiddleware()])
+    @cached(ttl=60, public=True)
+    async def guarded_middleware() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/guarded/before", before_request=refuse_anonymous)
+    @cached(ttl=60, public=True)
+    async def guarded_before() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/me")
+    @cached(ttl=60)
+    async def me(
+        session: Annotated[str | None, CookieParameter(name="session")] = None,
+    ) -> dict[str, Any]:
+        return {"calls": count("me"), **PROFILES[session]}
+
+    @get("/me/keyed")
+    @cached(ttl=60, vary_on_cookies=("session",))
+    async def me_keyed(
+        session: Annotated[str | None, CookieParameter(name="session")] = None,
+    ) -> dict[str, Any]:
+        return {"calls": count("me"), **PROFILES[session]}
+
+    @get("/profile/by-key")
+    @cached(ttl=60, vary_on=("x-api-key",))
+    async def profile_by_key(
+        key: Annotated[str | None, HeaderParameter(name="x-api-key")] = None,
+    ) -> dict[str, Any]:
+        return {"calls": count("by-key"), "key": key}
+
+    @get("/reset", name="reset")
+    async def reset() -> dict[str, str]:
+        return {"reset": "form"}
+
+    @get("/link", media_type="text/html")
+    @cached(ttl=60)
+    async def link(request: Request[Any, Any, Any]) -> str:
+        count("link")
+        return f'<form action="{request.url_for("reset")}" method="post"></form>'
+
+    @get("/grouped/one")
+    @cached(ttl=60, namespace="grouped")
+    async def grouped_one() -> dict[str, Any]:
+        return {"calls": count("grouped"), "route": "one"}
+
+    @get("/grouped/two")
+    @cached(ttl=60, namespace="grouped")
+    async def grouped_two() -> dict[str, Any]:
+        return {"calls": count("grouped"), "route": "two"}
+
+    checked = Router("/guarded", guards=[require_user], route_handlers=[guarded_router])
+    return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
-        fragile,
+        fragile, sorted_query, guarded_route, guarded_param, guarded_api_key, guarded_decorated,
+        checked, guarded_middleware, guarded_before, me, me_keyed, profile_by_key, reset, link,
+        grouped_one, grouped_two,
     ]  # fmt: skip
-    plugin = AtomCachePlugin(cache)
-    return Litestar(handlers, plugins=[plugin]), plugin
+
+
+def build_mounted(cache: Cache, calls: Counter[str]) -> Any:
+    """Two apps sharing `cache`, mounted at `/a` and `/b`, each with `GET /items`.
+
+    The one at `/b` guards every request at app level (`Litestar(guards=...)`).
+    """
+    from starlette.routing import Mount  # noqa: PLC0415 - any ASGI parent will do
+    from starlette.routing import Router as Parent  # noqa: PLC0415
+
+    mounts = []
+    for name, guards in (("a", []), ("b", [require_user])):
+        items = get("/items")(cached(ttl=60, public=True)(_counted(name, calls)))
+        child = Litestar([items], guards=guards, plugins=[AtomCachePlugin(cache)])
+        mounts.append(Mount(f"/{name}", app=child))  # type: ignore[arg-type]
+    return Parent(routes=mounts)
+
+
+def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def items() -> dict[str, Any]:
+        calls[name] += 1
+        return {"app": name, "calls": calls[name]}
+
+    return items

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar_app import build_app
+from litestar_app import build_app, build_mounted
 
-from http_scenarios import Invalidate, adapter_tests
+from http_scenarios import GUARDED, Invalidate, adapter_tests
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -14,10 +14,14 @@ if TYPE_CHECKING:
     from atomcache_core import Cache
 
 
-def build(cache: Cache, calls: Counter[str], flags: dict[str, Any]) -> tuple[Any, Invalidate]:
+def build(
+    cache: Cache, calls: Counter[str], flags: dict[str, Any], layout: str
+) -> tuple[Any, Invalidate]:
     """The scenario app and its plugin's invalidation helper."""
-    app, plugin = build_app(cache, calls, flags)
+    app, plugin = build_app(cache, calls, flags, layout)
     return app, plugin.invalidate
 
 
-harness, test_http_behaviour, test_redis_down_fails_open = adapter_tests(build, "Litestar")
+harness, test_http_behaviour, test_redis_down_fails_open, test_mounts = adapter_tests(
+    build, "Litestar", (*GUARDED, "/guarded/middleware", "/guarded/before"), build_mounted
+)

@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selenium import webdriver
@@ -24,15 +19,17 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
+from support.apt import apt_install
+from support.processes import descendants, kill
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PACKAGES = ("chromium", "chromium-driver")
-APT_TIMEOUT = 300.0  # seconds for one apt-get run: Chromium is a large download
 PAGE_TIMEOUT = 30.0
-_PARENT, _START_TIME = 1, 19  # fields of /proc/<pid>/stat, counted after the command name
 
 
 def install_chromium() -> str | None:
@@ -42,50 +39,7 @@ def install_chromium() -> str | None:
     `apt-get install` fails, the package lists are refreshed (`apt-get update`) and the
     install is tried once more.
     """
-    if _installed():
-        return None
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
-        return f"{CHROMIUM} or {CHROMEDRIVER} is missing and there is no apt-get to install them"
-    if os.geteuid() != 0:
-        return f"{CHROMIUM} or {CHROMEDRIVER} is missing and only root may apt-get install them"
-    install = ["install", "-y", *PACKAGES]
-    failure = _apt(apt_get, *install)
-    if failure is not None:
-        failure = _apt(apt_get, "update") or _apt(apt_get, *install)
-    if failure is not None:
-        return failure
-    if not _installed():
-        return f"apt-get installed {' '.join(PACKAGES)} but {CHROMIUM} or {CHROMEDRIVER} is missing"
-    return None
-
-
-def _installed() -> bool:
-    return all(os.access(path, os.X_OK) for path in (CHROMIUM, CHROMEDRIVER))
-
-
-def _apt(apt_get: str, *arguments: str) -> str | None:
-    """Run apt-get; `None` if it succeeded, else what went wrong.
-
-    It waits up to two minutes for another apt-get or dpkg to release its locks.
-    """
-    command = [apt_get, "-o", "DPkg::Lock::Timeout=120", *arguments]
-    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=APT_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"`{' '.join(command)}` did not finish in {APT_TIMEOUT:.0f} s"
-    if result.returncode == 0:
-        return None
-    output = (result.stdout + result.stderr).strip().splitlines()[-15:]
-    return f"`{' '.join(command)}` exited {result.returncode}:\n" + "\n".join(output)
+    return apt_install(PACKAGES, (CHROMIUM, CHROMEDRIVER))
 
 
 class Browser:
@@ -157,7 +111,7 @@ def chromium(profile: Path) -> Iterator[Browser]:
         driver.set_page_load_timeout(PAGE_TIMEOUT)
         yield Browser(driver)
     finally:
-        processes = _descendants(service.process.pid)  # Chromium and its helpers
+        processes = descendants(service.process.pid)  # Chromium and its helpers
         with contextlib.suppress(WebDriverException, OSError):
             driver.quit()
         _stop(service, processes)
@@ -167,40 +121,10 @@ def _stop(service: Service, processes: list[tuple[int, str]]) -> None:
     """Kill chromedriver and all under it if it still runs, and what is left of `processes`."""
     chromedriver = getattr(service, "process", None)
     if chromedriver is not None and chromedriver.poll() is None:
-        processes = [*processes, *_descendants(chromedriver.pid)]
+        processes = [*processes, *descendants(chromedriver.pid)]
         chromedriver.kill()
         chromedriver.wait(timeout=10)
-    for pid, started in processes:
-        fields = _stat(pid)
-        if fields is not None and fields[_START_TIME] == started:  # not a reused PID
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _descendants(pid: int) -> list[tuple[int, str]]:
-    """Every process under `pid` (children, their children...) as (PID, start time)."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            children.setdefault(int(fields[_PARENT]), []).append(
-                (int(entry.name), fields[_START_TIME])
-            )
-    found: list[tuple[int, str]] = []
-    pending = [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child[0])
-    return found
-
-
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after "pid (command)", or `None` if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()  # the command may hold spaces and parentheses
+    kill(processes)
 
 
 @dataclass(frozen=True)

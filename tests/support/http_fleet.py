@@ -17,13 +17,18 @@ async def check_fleet(target: str, pythonpath: list[str], redis_url: str) -> Non
     The app reads ATOMCACHE_REDIS_URL and ATOMCACHE_NAMESPACE, serves a slow cached
     `GET /report/{year}?detail=` and counts its runs in Redis under
     `<namespace>:computations`. Also checks that an ETag from one instance gives 304
-    on every instance.
+    on every instance. Requests carry one `Host`, as behind a load balancer: the host
+    is part of the key.
     """
     namespace = f"fleet-{uuid.uuid4().hex[:10]}"
     env = {"ATOMCACHE_REDIS_URL": redis_url, "ATOMCACHE_NAMESPACE": namespace}
     async with (
         uvicorn_processes(target, 3, env=env, pythonpath=pythonpath) as urls,
-        httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as client,
+        httpx.AsyncClient(
+            timeout=30,
+            limits=httpx.Limits(max_connections=200),
+            headers={"host": "shop.example"},
+        ) as client,
     ):
         responses = await asyncio.gather(
             *(client.get(f"{urls[index % 3]}/report/2024?detail=true") for index in range(150))

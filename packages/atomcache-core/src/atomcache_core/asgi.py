@@ -9,14 +9,11 @@ callables.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
-from urllib.parse import parse_qsl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
@@ -32,6 +29,22 @@ from atomcache_core.http import (
     render_cache_control,
     response_storable,
     storable_headers,
+)
+from atomcache_core.http_request import (
+    RequestInfo,
+    invalidation_tag,
+    request_key,
+    request_tags,
+)
+from atomcache_core.http_route import (
+    DEFAULT_MAX_BODY_SIZE,
+    GATE,
+    Gate,
+    RouteOptions,
+    RoutePlan,
+    cached,
+    find_cached,
+    route_options,
 )
 
 if TYPE_CHECKING:
@@ -52,113 +65,18 @@ __all__ = [
     "RequestPlan",
     "ResponseCapture",
     "RouteOptions",
+    "RoutePlan",
     "cached",
+    "find_cached",
     "route_options",
 ]
 
 logger = logging.getLogger("atomcache")
 
-DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
 _SERIALIZER = ResponseSerializer()
 _CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
 _REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
-_OPTIONS_ATTRIBUTE = "__atomcache__"
 _SERVER_ERROR = 500
-_MEMO_LIMIT = 4096
-EndpointT = TypeVar("EndpointT", bound="Callable[..., Any]")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
-    """What a cache key may depend on: the request, as the route saw it.
-
-    Attributes:
-        method: `GET` or `HEAD`.
-        route: The route's path template, e.g. `/items/{item_id}`.
-        path_params: The path parameters, by name.
-        query: The query parameters in request order, repeated names kept.
-        headers: Request fields, lower-case names, repeated fields joined by commas.
-    """
-
-    method: str
-    route: str
-    path_params: Mapping[str, Any]
-    query: tuple[tuple[str, str], ...]
-    headers: Mapping[str, str]
-
-    @classmethod
-    def from_scope(cls, scope: Scope, route: str, path_params: Mapping[str, Any]) -> RequestInfo:
-        """Build it from an ASGI HTTP scope."""
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope.get("headers", ()):
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        query = tuple(
-            parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        )
-        return cls(scope["method"], route, path_params, query, headers)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteOptions:
-    """How one route is cached: what `@cached(...)` accepts in every adapter.
-
-    Attributes:
-        ttl: Seconds a response stays fresh; `None` means the cache's default TTL.
-        namespace: Groups the route's entries; default: the route's path template.
-        vary_on: Request fields whose values are part of the key (`accept-language`).
-            Naming `authorization` makes entries per user and lets authorized
-            requests use the cache.
-        tags: Tags of every entry, or a function of the `RequestInfo` returning them.
-        stale_ttl: Serve an expired entry this many seconds while one refresh runs.
-        stale_if_error: Serve an expired entry this long when its refresh fails.
-        no_cache: `"honour"` a request's `no-cache` / `max-age=0` by recomputing (at most
-            once per `min_refresh_interval`), or `"ignore"` it.
-        min_refresh_interval: Seconds during which a just-computed entry answers
-            `no-cache` requests instead of another recomputation.
-        cache_control: `Cache-Control` to send instead of `max-age=<remaining>`, e.g.
-            `"public, s-maxage=60"`; `max-age`/`s-maxage` are capped at what is left.
-        statuses: Status codes that are stored.
-        max_body_size: Larger bodies are sent but not stored.
-        key: Builds the key from the `RequestInfo` instead of the default.
-    """
-
-    ttl: float | None = None
-    namespace: str | None = None
-    vary_on: tuple[str, ...] = ()
-    tags: tuple[str, ...] | Callable[[RequestInfo], Iterable[str]] = ()
-    stale_ttl: float = 0.0
-    stale_if_error: float = 0.0
-    no_cache: Literal["honour", "ignore"] = "honour"
-    min_refresh_interval: float = 1.0
-    cache_control: str | None = None
-    statuses: frozenset[int] = field(default_factory=lambda: frozenset({200}))
-    max_body_size: int = DEFAULT_MAX_BODY_SIZE
-    key: Callable[[RequestInfo], str] | None = None
-
-    def __post_init__(self) -> None:
-        """Check the options once, when the route is declared."""
-        if self.no_cache not in ("honour", "ignore"):
-            msg = f"no_cache must be 'honour' or 'ignore', got {self.no_cache!r}"
-            raise ConfigurationError(msg)
-        for name in ("stale_ttl", "stale_if_error", "min_refresh_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                msg = f"{name} must be a number of seconds >= 0, got {value!r}"
-                raise ConfigurationError(msg)
-        ttl = self.ttl
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf
-        ):
-            msg = f"ttl must be a positive, finite number of seconds (or None), got {ttl!r}"
-            raise ConfigurationError(msg)
-        object.__setattr__(self, "vary_on", tuple(name.lower() for name in self.vary_on))
-        object.__setattr__(self, "statuses", frozenset(self.statuses))
-
-    @property
-    def authorized(self) -> bool:
-        """Whether requests with `Authorization` may use this route's cache."""
-        return "authorization" in self.vary_on or self.key is not None
 
 
 class _ServerError(Exception):
@@ -209,8 +127,9 @@ class ResponseCapture:
         else:
             self.body = message.get("body", b"")
 
-    def result(self, options: RouteOptions) -> StoredResponse | Uncacheable:
+    def result(self, route: RoutePlan) -> StoredResponse | Uncacheable:
         """What to store, or `Uncacheable(self)` with the reason it is not stored."""
+        options = route.options
         if self.streamed:
             self.reason = "streamed"
         elif not response_storable(self.status, self.headers, options.statuses):
@@ -218,7 +137,7 @@ class ResponseCapture:
         elif len(self.body) > options.max_body_size:
             self.reason = "too large"
         else:
-            return _stored_response(self, options)
+            return _stored_response(self, route)
         return Uncacheable(self)
 
 
@@ -228,7 +147,7 @@ class RequestPlan:
 
     Attributes:
         info: The request, as keys see it.
-        options: The route's options.
+        route: The route's plan.
         key: The entry's cache key.
         flight: The single-flight options (TTL, tags, freshness, store or not).
         directives: The request's `Cache-Control` directives.
@@ -236,7 +155,7 @@ class RequestPlan:
     """
 
     info: RequestInfo
-    options: RouteOptions
+    route: RoutePlan
     key: str
     flight: FlightOptions
     directives: Mapping[str, str | None]
@@ -248,150 +167,125 @@ class RequestPlan:
         return "only-if-cached" in self.directives
 
 
-def cached(
-    ttl: float | None = None,
-    *,
-    namespace: str | None = None,
-    vary_on: Iterable[str] = (),
-    tags: Iterable[str] | Callable[[RequestInfo], Iterable[str]] = (),
-    stale_ttl: float = 0.0,
-    stale_if_error: float = 0.0,
-    no_cache: Literal["honour", "ignore"] = "honour",
-    min_refresh_interval: float = 1.0,
-    cache_control: str | None = None,
-    statuses: Iterable[int] = (200,),
-    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-    key: Callable[[RequestInfo], str] | None = None,
-) -> Callable[[EndpointT], EndpointT]:
-    """Cache a route's responses; place it directly under the route decorator.
+class _Run:
+    """One request's computation: the factory single flight calls to run the handler.
 
-    `@app.get(...)` (FastAPI) or `@get(...)` (Litestar) then registers the endpoint
-    unchanged: it is only marked with its `RouteOptions` (see there for what each
-    option does), which the adapter's middleware finds through the matched route.
+    Each call runs the app (a `HEAD` as `GET`) into a fresh `ResponseCapture`, kept in
+    `ran`: empty when the answer came from elsewhere (a hit, another computation).
     """
-    options = RouteOptions(
-        ttl=ttl,
-        namespace=namespace,
-        vary_on=tuple(vary_on),
-        tags=tags if callable(tags) else tuple(tags),
-        stale_ttl=stale_ttl,
-        stale_if_error=stale_if_error,
-        no_cache=no_cache,
-        min_refresh_interval=min_refresh_interval,
-        cache_control=cache_control,
-        statuses=frozenset(statuses),
-        max_body_size=max_body_size,
-        key=key,
-    )
 
-    def mark(endpoint: EndpointT) -> EndpointT:
-        setattr(endpoint, _OPTIONS_ATTRIBUTE, options)
-        return endpoint
+    __slots__ = ("app", "plan", "ran", "receive", "scope", "send")
 
-    return mark
+    def __init__(
+        self, plan: RequestPlan, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self.plan = plan
+        self.app = app
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.ran: list[ResponseCapture] = []
 
-
-def route_options(endpoint: object) -> RouteOptions | None:
-    """The options `cached` marked an endpoint with, or `None` if it is not cached."""
-    options = getattr(endpoint, _OPTIONS_ATTRIBUTE, None)
-    return options if isinstance(options, RouteOptions) else None
+    async def __call__(self) -> StoredResponse | Uncacheable:
+        """Run the handler; raise `_ServerError` on 5xx, else what to store."""
+        capture = ResponseCapture(_dropping_body(self.scope, self.send))
+        self.ran.append(capture)
+        token = GATE.set(None)
+        try:
+            await self.app({**self.scope, "method": "GET"}, self.receive, capture)
+        finally:
+            GATE.reset(token)
+        if capture.status >= _SERVER_ERROR and not capture.streamed:
+            raise _ServerError(capture)  # a failure, for stale_if_error and waiters
+        return capture.result(self.plan.route)
 
 
 class HttpCache:
-    """Serves cached responses for the routes an adapter hands over."""
+    """Serves cached responses for the routes an adapter hands over.
 
-    def __init__(self, cache: Cache) -> None:
+    Args:
+        cache: Where entries live.
+        placeholder: Makes what a `@cached` endpoint returns instead of running its
+            handler once the application's checks have passed (an empty response of
+            the framework); the stored response is sent in its place.
+    """
+
+    def __init__(self, cache: Cache, placeholder: Callable[[], Any] = lambda: None) -> None:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
-        self._static_tags: dict[tuple[str | None, str, tuple[str, ...]], tuple[str, ...]] = {}
+        self.placeholder = placeholder
 
-    def key(self, options: RouteOptions, info: RequestInfo) -> str:
-        """The cache key of a request: route namespace, path and query, `vary_on` values.
-
-        Query parameters are sorted by name (repeated names keep their order); the
-        method is not part of it, so `HEAD` uses the `GET` entry.
-        """
-        if options.key is not None:
-            return f"http:{options.namespace or info.route}:{options.key(info)}"
-        if not (info.path_params or info.query or options.vary_on):
-            return f"http:{options.namespace or info.route}:[[],[],[]]"
-        parts = [
-            sorted((name, str(value)) for name, value in info.path_params.items()),
-            sorted(info.query, key=lambda item: item[0]),
-            [info.headers.get(name, "") for name in options.vary_on],
-        ]
-        encoded = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
-        return f"http:{options.namespace or info.route}:{encoded}"
-
-    def route_tag(self, options: RouteOptions, route: str) -> str:
-        """The tag every entry of a route carries, to drop them all at once."""
-        return f"http-route:{options.namespace or route}"
+    def key(self, route: RoutePlan, info: RequestInfo) -> str:
+        """The cache key of a request (see `request_key`)."""
+        return request_key(route, info)
 
     async def invalidate(
         self,
-        options: RouteOptions,
-        route: str,
+        route: RoutePlan,
         path_params: Mapping[str, Any] | None = None,
         query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
-        headers: Mapping[str, str] | None = None,
     ) -> int:
-        """Drop the entry of one request of a route, or every entry of it.
+        """Drop the entries of one parameter set of a route, or every entry of it.
 
-        With `path_params` or `query` given, the entry those parameters (and the
-        `vary_on` `headers`) select is dropped; with neither, all of the route's entries.
-        Returns how many entries were dropped.
+        With `path_params` and/or `query`, the entries those parameters select are
+        dropped, for every host, header variant and (without `query`) query string;
+        with neither, all of the route's entries (all of its `namespace`'s, if it
+        has one). Returns how many entries were dropped.
         """
-        if path_params is None and query is None:
-            return await self.cache.invalidate_tags(self.route_tag(options, route))
         pairs = list(query.items()) if isinstance(query, Mapping) else list(query or ())
-        info = RequestInfo(
-            "GET",
-            route,
-            path_params or {},
-            tuple((str(name), str(value)) for name, value in pairs),
-            {name.lower(): value for name, value in (headers or {}).items()},
-        )
-        return int(await self.cache.delete(self.key(options, info)))
+        return await self.cache.invalidate_tags(invalidation_tag(route, path_params, pairs))
 
     def plan(
-        self, scope: Scope, options: RouteOptions, route: str, path_params: Mapping[str, Any]
+        self, scope: Scope, route: RoutePlan, path_params: Mapping[str, Any]
     ) -> RequestPlan | str:
         """Decide how to handle a request; a string says why the cache is bypassed."""
         if scope["method"] not in _CACHEABLE_METHODS:
             return "method"
-        info = RequestInfo.from_scope(scope, route, path_params)
-        if "authorization" in info.headers and not options.authorized:
-            return "authorization"
+        info = RequestInfo.from_scope(scope, route.template, path_params)
+        reason = route.bypass_reason(info.headers)  # type: ignore[arg-type]
+        if reason is not None:
+            return reason
+        options = route.options
         directives = parse_cache_control(info.headers.get("cache-control"))
         if not directives and "no-cache" in info.headers.get("pragma", "").lower():
             directives = {"no-cache": None}  # RFC 9111 section 5.4
         forced = options.no_cache == "honour" and (
             "no-cache" in directives or directives.get("max-age") == "0"
         )
-        flight = self._flight_options(options, info, directives, forced=forced)
-        return RequestPlan(info, options, self.key(options, info), flight, directives, forced)
+        flight = self._flight_options(route, info, directives, forced=forced)
+        return RequestPlan(info, route, request_key(route, info), flight, directives, forced)
 
     async def invalidate_route(
         self,
-        routes: Iterable[tuple[str, object]],
+        routes: Iterable[RoutePlan | tuple[str, object]],
         route: str | Callable[..., Any],
         *,
         path_params: Mapping[str, Any] | None = None,
         query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,  # noqa: ARG002 - entries of every variant go
     ) -> int:
         """Invalidate `route`, found by path template or endpoint among an app's routes.
 
-        `routes` are the app's `(path template, endpoint)` pairs. Returns how many
-        entries were dropped (see `invalidate`).
+        `routes` are the app's route plans, or `(path template, endpoint)` pairs.
+        Returns how many entries were dropped (see `invalidate`); `headers` is accepted
+        for compatibility: every `Vary` variant of the parameters is dropped.
 
         Raises:
             ConfigurationError: no `@cached` route matches `route`.
         """
-        for template, endpoint in routes:
-            options = route_options(endpoint)
-            if options is not None and route in (template, endpoint):
-                return await self.invalidate(options, template, path_params, query, headers)
+        for candidate in routes:
+            if isinstance(candidate, RoutePlan):
+                plan, endpoint = candidate, None
+            else:
+                template, endpoint = candidate
+                options = route_options(endpoint)
+                if options is None:
+                    continue
+                plan = RoutePlan(template, options)
+            if route in (plan.template, endpoint) or (
+                endpoint is None and route_options(route) is plan.options
+            ):
+                return await self.invalidate(plan, path_params, query)
         msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
         raise ConfigurationError(msg)
 
@@ -402,82 +296,91 @@ class HttpCache:
         send: Send,
         app: ASGIApp,
         *,
-        options: RouteOptions,
-        route: str,
+        route: RoutePlan,
         path_params: Mapping[str, Any],
     ) -> None:
-        """Answer one request of a cached route, running `app` only when needed."""
-        plan = self.plan(scope, options, route, path_params)
+        """Answer one request of a cached route, running `app` only when needed.
+
+        For a `checked` route, an answer that this request did not compute itself (a
+        hit, a stale entry, another request's computation) is sent only after the app
+        has run the route's checks and reached the endpoint (HTTP.md 0.1).
+        """
+        plan = self.plan(scope, route, path_params)
         if isinstance(plan, str):
             if plan == "method":
                 await app(scope, receive, send)
             else:
                 await self.bypass(scope, receive, send, app, plan)
             return
-        capture = ResponseCapture(send)  # filled only if the handler runs
-
-        async def produce() -> StoredResponse | Uncacheable:
-            await app({**scope, "method": "GET"}, receive, capture)
-            if capture.status >= _SERVER_ERROR and not capture.streamed:
-                raise _ServerError(capture)  # a failure, for stale_if_error and waiters
-            return capture.result(options)
-
+        run = _Run(plan, app, scope, receive, send)
         try:
             if plan.only_if_cached:
                 outcome = await self.cache.single_flight.peek(plan.key, plan.flight)
-                if outcome is None:
-                    await self.gateway_timeout(send)
-                    return
             else:
-                outcome = await self.cache.single_flight.get_or_set(plan.key, produce, plan.flight)
+                outcome = await self.cache.single_flight.get_or_set(plan.key, run, plan.flight)
         except _ServerError as error:
             await self.send_uncached(send, scope, error.capture, "error")
             return
         except AtomCacheError:
             logger.warning("cache unavailable for %s; answering without it", route, exc_info=True)
-            await self._answer_without_cache(scope, receive, send, app, plan=plan, capture=capture)
+            await self._answer_without_cache(run)
             return
-        await self.respond(send, scope, plan, outcome)
-
-    async def _answer_without_cache(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        app: ASGIApp,
-        *,
-        plan: RequestPlan,
-        capture: ResponseCapture,
-    ) -> None:
-        """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
-        if plan.only_if_cached:  # nothing stored can be shown: the handler must not run
+        if outcome is None:
             await self.gateway_timeout(send)
-        elif capture.status:
-            await self.send_uncached(send, scope, capture, "backend unavailable")
+        elif route.checked and not run.ran:
+            await self._respond_after_checks(run, outcome)
         else:
-            await self.bypass(scope, receive, send, app, "backend unavailable")
+            await self.respond(send, scope, plan, outcome)
 
-    def _tags(self, options: RouteOptions, route: str, tags: tuple[str, ...]) -> tuple[str, ...]:
-        return (self.route_tag(options, route), *tags)
+    async def _answer_without_cache(self, run: _Run) -> None:
+        """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
+        if run.plan.only_if_cached:  # nothing stored can be shown: the handler must not run
+            await self.gateway_timeout(run.send)
+        elif run.ran and run.ran[0].status:
+            await self.send_uncached(run.send, run.scope, run.ran[0], "backend unavailable")
+        else:
+            await self.bypass(run.scope, run.receive, run.send, run.app, "backend unavailable")
+
+    async def _respond_after_checks(self, run: _Run, outcome: Outcome) -> None:
+        """Run the app up to the endpoint; send the entry only if it got there.
+
+        What the app sends before the gate opens (a 401 from a dependency, a guard's
+        403, a redirect from a decorator) goes to the client as it is; what it sends
+        after (the placeholder) is replaced by the stored response.
+        """
+        plan, scope, send = run.plan, run.scope, run.send
+        gate = Gate(plan.route.options, self.placeholder)
+        answered = False
+
+        async def gated(message: Message) -> None:
+            nonlocal answered
+            if not gate.passed:
+                await send(message)
+            elif not answered:
+                answered = True
+                await self.respond(send, scope, plan, outcome)
+
+        token = GATE.set(gate)
+        try:
+            await run.app(_as_get(scope), run.receive, _dropping_body(scope, gated))
+        finally:
+            GATE.reset(token)
 
     def _flight_options(
         self,
-        options: RouteOptions,
+        route: RoutePlan,
         info: RequestInfo,
         directives: Mapping[str, str | None],
         *,
         forced: bool,
     ) -> FlightOptions:
-        cache = self.cache
-        if callable(options.tags):
-            tags = self._tags(options, info.route, tuple(options.tags(info)))
-        else:
-            memo = (options.namespace, info.route, options.tags)
-            tags = self._static_tags.get(memo) or self._tags(options, info.route, options.tags)
-            if len(self._static_tags) < _MEMO_LIMIT:
-                self._static_tags[memo] = tags
+        options = route.options
+        tags = request_tags(route, info)
+        if options.tags:
+            extra = options.tags(info) if callable(options.tags) else options.tags
+            tags = (*tags, *extra)
         return FlightOptions(
-            ttl=options.ttl if options.ttl is not None else cache.default_ttl,
+            ttl=options.ttl if options.ttl is not None else self.cache.default_ttl,
             tags=tags,
             stale_ttl=0.0 if forced else options.stale_ttl,
             stale_if_error=options.stale_if_error,
@@ -490,7 +393,7 @@ class HttpCache:
 
     async def respond(self, send: Send, scope: Scope, plan: RequestPlan, outcome: Outcome) -> None:
         """Send what a request of the plan gets: the entry (200/304) or its own response."""
-        info, options = plan.info, plan.options
+        info, route = plan.info, plan.route
         value = outcome.value
         if isinstance(value, ResponseCapture):
             if not value.streamed:
@@ -502,7 +405,7 @@ class HttpCache:
         remaining = max(0, int(entry.fresh_until - now)) if entry is not None else 0
         validators = [
             (b"etag", response.etag.encode("ascii")),
-            (b"cache-control", _cache_control(options, remaining).encode("latin-1")),
+            (b"cache-control", _cache_control(route, remaining).encode("latin-1")),
         ]
         if entry is not None and outcome.source in ("hit", "stale", "waited"):
             validators.append((b"age", str(max(0, int(now - entry.created_at))).encode()))
@@ -543,7 +446,10 @@ class HttpCache:
     async def bypass(
         self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, reason: str
     ) -> None:
-        """Run the handler untouched but for a `Cache-Status` saying why."""
+        """Run the handler untouched but for a `Cache-Status` saying why.
+
+        A `HEAD` runs the `GET` handler and its body is dropped (RFC 9110 section 9.3.2).
+        """
         status = cache_status(hit=False, forward="bypass", detail=reason).encode("latin-1")
 
         async def tagged(message: Message) -> None:
@@ -554,14 +460,33 @@ class HttpCache:
                 }
             await send(message)
 
-        await app(scope, receive, tagged)
+        await app(_as_get(scope), receive, _dropping_body(scope, tagged))
+
+
+def _as_get(scope: Scope) -> Scope:
+    """The scope to run the handler with: a `HEAD` runs the `GET` handler."""
+    return {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
+
+
+def _dropping_body(scope: Scope, send: Send) -> Send:
+    """`send`, sending no body bytes for a `HEAD` request (its fields stay)."""
+    if scope["method"] != "HEAD":
+        return send
+
+    async def headless(message: Message) -> None:
+        if message["type"] != "http.response.body":
+            await send(message)
+        elif not message.get("more_body", False):
+            await send({"type": "http.response.body", "body": b""})
+
+    return headless
 
 
 def _etag_of(response: StoredResponse) -> str:
     return response.etag
 
 
-def _stored_response(captured: ResponseCapture, options: RouteOptions) -> StoredResponse:
+def _stored_response(captured: ResponseCapture, route: RoutePlan) -> StoredResponse:
     """The entry to store: final body, storable fields, Content-Length, Vary, ETag."""
     headers = [
         (name, value)
@@ -569,27 +494,33 @@ def _stored_response(captured: ResponseCapture, options: RouteOptions) -> Stored
         if name not in (b"content-length", b"etag")
     ]
     headers.append((b"content-length", str(len(captured.body)).encode()))
-    if options.vary_on:
+    if route.vary:
         varied = get_header(headers, b"vary")
-        names = ", ".join(name.title() for name in options.vary_on if name != "authorization")
-        merged = ", ".join(
-            part for part in (varied.decode("latin-1") if varied else "", names) if part
-        )
+        merged = b", ".join(part for part in (varied, route.vary) if part)
         headers = [(name, value) for name, value in headers if name != b"vary"]
-        if merged:
-            headers.append((b"vary", merged.encode("latin-1")))
+        headers.append((b"vary", merged))
     return StoredResponse(captured.status, tuple(headers), captured.body, make_etag(captured.body))
 
 
-def _cache_control(options: RouteOptions, remaining: int) -> str:
-    """The `Cache-Control` to send: never more freshness than the entry has left."""
-    if options.cache_control is None:
-        return render_cache_control({"max-age": remaining})
-    directives: dict[str, str | int | None] = dict(parse_cache_control(options.cache_control))
+def _cache_control(route: RoutePlan, remaining: int) -> str:
+    """The `Cache-Control` to send: never more freshness than the entry has left.
+
+    Entries that depend on credentials go out `private` (HTTP.md 2.2, RFC 9111 section
+    5.2.2.7): no shared cache in front may keep them, whatever `cache_control` says.
+    """
+    configured = route.options.cache_control
+    directives: dict[str, str | int | None] = (
+        dict(parse_cache_control(configured)) if configured is not None else {}
+    )
+    directives["max-age"] = remaining
     for name in ("max-age", "s-maxage"):
         argument = directives.get(name)
-        if isinstance(argument, str) and argument.isdigit():
-            directives[name] = min(int(argument), remaining)
+        if isinstance(argument, str):
+            directives[name] = min(int(argument), remaining) if argument.isdigit() else remaining
+    if route.personal:
+        for name in ("public", "s-maxage", "private"):
+            directives.pop(name, None)
+        directives = {"private": None, **directives}
     return render_cache_control(directives)
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads get_cache's annotation at run time
-from starlette.routing import BaseRoute, Match
+from fastapi.security import APIKeyHeader
+from starlette.responses import Response
+from starlette.routing import Match
 
 from atomcache_core._singleflight import Uncacheable
-from atomcache_core.asgi import HttpCache, ResponseCapture, RouteOptions, cached, route_options
+from atomcache_core.asgi import HttpCache, ResponseCapture, RoutePlan, cached, find_cached
 from atomcache_core.exceptions import AtomCacheError
+from atomcache_core.http_route import CREDENTIAL_FIELDS
 from atomcache_fastapi._migration import CLAIM, CachedResponse, Claim, serve_cached_response
 
+try:  # FastAPI >= 0.165 keeps included routers apart and resolves their routes lazily
+    from fastapi.routing import iter_route_contexts as _route_contexts
+except ImportError:  # pragma: no cover - older FastAPI: included routes are plain routes
+    _route_contexts = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from fastapi import FastAPI
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +37,11 @@ __all__ = [
 ]  # cached: from the core
 
 _LOOKUP_LIMIT = 4096
+_DEPTH_LIMIT = 64
+
+#: One route of the app, in the router's order: what matches requests, and its plan
+#: when it is a `@cached` route.
+RouteEntry = tuple[Any, RoutePlan | None]
 
 
 def setup_cache(app: FastAPI, cache: Cache) -> None:
@@ -48,6 +61,43 @@ def get_cache(request: Request) -> Cache:
     return cache
 
 
+def route_table(app: FastAPI) -> list[RouteEntry]:
+    """Every route of `app` in matching order, included routers' routes in place.
+
+    Each `@cached` route gets its `RoutePlan`, decided here once: its full path
+    template (router prefixes included), whether anything runs before its handler
+    (dependencies at app, router or route level, `Security`, parameters with
+    `Depends`, decorators above `@cached`), and the request fields its security
+    schemes read credentials from (an `APIKeyHeader`'s header).
+    """
+    routes: Iterable[Any] = app.router.routes
+    if _route_contexts is not None:
+        routes = _route_contexts(app.router.routes)
+    table: list[RouteEntry] = []
+    for route in routes:
+        found = find_cached(getattr(route, "endpoint", None))
+        if found is None:
+            table.append((route, None))
+            continue
+        options, decorated = found
+        dependant = getattr(route, "dependant", None)
+        dependencies = list(getattr(dependant, "dependencies", ()))
+        credentials = (*CREDENTIAL_FIELDS, *_credential_headers(dependencies))
+        template = str(getattr(route, "path", ""))
+        plan = RoutePlan(template, options, bool(dependencies) or decorated, credentials)
+        table.append((route, plan))
+    return table
+
+
+def _credential_headers(dependencies: list[Any], depth: int = 0) -> Iterator[str]:
+    """The headers that `APIKeyHeader` security schemes among `dependencies` read."""
+    for dependency in dependencies:
+        if isinstance(dependency.call, APIKeyHeader):
+            yield str(dependency.call.model.name).lower()
+        if depth < _DEPTH_LIMIT:
+            yield from _credential_headers(list(dependency.dependencies), depth + 1)
+
+
 async def invalidate(
     app: FastAPI,
     route: str | Callable[..., Any],
@@ -56,84 +106,82 @@ async def invalidate(
     query: dict[str, Any] | Iterable[tuple[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> int:
-    """Drop the cached response of one request of a route, or all of the route's.
+    """Drop the cached responses of one request's parameters, or all of the route's.
 
-    `route` is the path template (`"/items/{item_id}"`) or the endpoint function.
-    With `path_params` and/or `query`, only the entry those select is dropped (give
-    the `vary_on` request `headers` too, if the route has any); with neither, every
-    entry of the route. Returns how many entries were dropped.
+    `route` is the path template (`"/items/{item_id}"`, router prefix included) or the
+    endpoint function. With `path_params` and/or `query`, the entries those select
+    are dropped, for every host and `Vary` variant (`headers` is accepted for
+    compatibility and not needed); with neither, every entry of the route. Returns how
+    many entries were dropped.
+
+    Raises:
+        ConfigurationError: no `@cached` route of `app` is `route`.
     """
-    routes = (
-        (str(getattr(candidate, "path", "")), getattr(candidate, "endpoint", None))
-        for candidate in app.router.routes
-    )
+    plans = [plan for _, plan in route_table(app) if plan is not None]
     http_cache = HttpCache(app.state.atomcache)
     return await http_cache.invalidate_route(
-        routes, route, path_params=path_params, query=query, headers=headers
+        plans, route, path_params=path_params, query=query, headers=headers
     )
 
 
 class AtomCacheMiddleware:
     """Pure ASGI middleware: answers requests of `@cached` routes through the cache.
 
-    Other requests pass through, unless their handler claimed an entry through
-    `ResponseCache.raise_try`: then their final response is stored (and sent the way
-    `@cached` routes send it). On lifespan shutdown it closes the cache.
+    Requests of routes with nothing before the handler are answered before routing
+    (the fast path); for the others, a stored response is sent only once the app's
+    dependencies have let the request through. Other requests pass through, unless
+    their handler claimed an entry through `ResponseCache.raise_try`: then their final
+    response is stored (and sent the way `@cached` routes send it). On lifespan
+    shutdown it closes the cache.
     """
 
     def __init__(self, app: ASGIApp, *, cache: Cache, routes_of: FastAPI) -> None:
         """Wrap `app`; look routes up in `routes_of`."""
         self.app = app
         self.cache = cache
-        self.http_cache = HttpCache(cache)
+        self.http_cache = HttpCache(cache, placeholder=Response)
         self._routes_of = routes_of
-        self._lookups: dict[
-            tuple[str, str], tuple[BaseRoute, RouteOptions, dict[str, Any]] | None
-        ] = {}
+        self._table: list[RouteEntry] | None = None
+        self._lookups: dict[tuple[str, str, str], tuple[RoutePlan, dict[str, Any]] | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve cached routes; pass everything else on."""
         if scope["type"] == "http":
             found = self._lookup(scope)
             if found is not None:
-                route, options, path_params = found
+                plan, path_params = found
                 await self.http_cache.serve(
-                    scope,
-                    receive,
-                    send,
-                    self.app,
-                    options=options,
-                    route=str(getattr(route, "path", "")),
-                    path_params=path_params,
+                    scope, receive, send, self.app, route=plan, path_params=path_params
                 )
                 return
             await self._storing_claims(scope, receive, send)
             return
         if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self.app(scope, receive, self._lifespan(send))
             return
         await self.app(scope, receive, send)
 
-    def _lookup(self, scope: Scope) -> tuple[BaseRoute, RouteOptions, dict[str, Any]] | None:
+    def _lookup(self, scope: Scope) -> tuple[RoutePlan, dict[str, Any]] | None:
         """The cached route a request goes to, as the router would choose it."""
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             return None
-        memo = (method, scope["path"])
+        memo = (method, scope.get("root_path", ""), scope["path"])
         if memo in self._lookups:
             return self._lookups[memo]
+        if self._table is None:
+            self._table = route_table(self._routes_of)
         found = None
-        for route in self._routes_of.router.routes:
+        for route, plan in self._table:
             match, child = route.matches(scope)
             head_of_get = (
                 match is Match.PARTIAL
                 and method == "HEAD"
-                and "GET" in getattr(route, "methods", ())
+                and "GET" in (getattr(route, "methods", None) or ())
             )
             if match is Match.FULL or head_of_get:
-                options = route_options(getattr(route, "endpoint", None))
-                if options is not None:
-                    found = (route, options, dict(child.get("path_params", {})))
+                if plan is not None:
+                    found = (plan, dict(child.get("path_params", {})))
                 break
         if len(self._lookups) >= _LOOKUP_LIMIT:
             self._lookups.clear()
@@ -166,7 +214,7 @@ class AtomCacheMiddleware:
         self, claim: Claim, capture: ResponseCapture, scope: Scope, send: Send
     ) -> None:
         """Store a claimed response (or release the claim) and send it."""
-        result = capture.result(claim.plan.options)
+        result = capture.result(claim.plan.route)
         if isinstance(result, Uncacheable):
             await claim.lease.skip()
             if not capture.streamed:
@@ -179,10 +227,15 @@ class AtomCacheMiddleware:
             return
         await self.http_cache.respond(send, scope, claim.plan, outcome)
 
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def closing(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+    def _lifespan(self, send: Send) -> Send:
+        """Plan the routes once the app has started; close the cache when it stops."""
+
+        async def watching(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                self._table = route_table(self._routes_of)
+                self._lookups.clear()
+            elif message["type"] == "lifespan.shutdown.complete":
                 await self.cache.close()
             await send(message)
 
-        return closing
+        return watching

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from atomcache_core import Cache, ConfigurationError, Outcome
 from atomcache_core._singleflight import Lease
-from atomcache_core.asgi import HttpCache, RequestPlan, RouteOptions
+from atomcache_core.asgi import HttpCache, RequestPlan, RouteOptions, RoutePlan
 from atomcache_core.exceptions import AtomCacheError
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class ResponseCache:
             no_cache="honour" if self.cache_control else "ignore",
             key=lambda _: cache_id,
         )
-        plan = http_cache.plan(request.scope, options, route, request.path_params)
+        plan = http_cache.plan(request.scope, RoutePlan(route, options), request.path_params)
         if isinstance(plan, str):
             return
         try:

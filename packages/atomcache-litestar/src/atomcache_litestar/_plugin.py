@@ -7,14 +7,16 @@ from typing import TYPE_CHECKING, Any
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPlugin
+from litestar.response import Response
+from litestar.routes import HTTPRoute
 from litestar.utils import normalize_path
 
 from atomcache_core import Cache  # noqa: TC001 - Litestar reads the provider's annotation
-from atomcache_core.asgi import HttpCache, route_options
+from atomcache_core.asgi import HttpCache, RoutePlan, find_cached, route_options
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from litestar import Litestar
     from litestar.config.app import AppConfig
@@ -40,12 +42,13 @@ class AtomCachePlugin(InitPlugin):
         """Use `cache` for the app's cached routes."""
         self.cache = cache
         self.dependency_key = dependency_key
-        self.http_cache = HttpCache(cache)
+        self.http_cache = HttpCache(cache, placeholder=_placeholder)
         self._app: Litestar | None = None
+        self._plans: dict[tuple[int, str], RoutePlan] = {}
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the route middleware, the dependency and the lifespan hooks."""
-        route_middleware = DefineMiddleware(_CachedRoutes, http_cache=self.http_cache)  # type: ignore[arg-type]
+        route_middleware = DefineMiddleware(_CachedRoutes, plugin=self)  # type: ignore[arg-type]
         app_config.middleware.append(route_middleware)
         app_config.dependencies[self.dependency_key] = Provide(self._provide, sync_to_thread=False)
         app_config.on_startup.append(self._started)
@@ -70,50 +73,89 @@ class AtomCachePlugin(InitPlugin):
         if self._app is None:
             msg = "the app has not started: invalidate after startup (e.g. from a handler)"
             raise ConfigurationError(msg)
-        routes = (
-            (_template(path), getattr(route_handler, "fn", None))
-            for handlers in self._app.route_handler_method_map.values()
-            for route_handler in handlers.values()
-            for path in getattr(route_handler, "paths", ())
-        )
         return await self.http_cache.invalidate_route(
-            routes, route, path_params=path_params, query=query, headers=headers
+            self._plans.values(), route, path_params=path_params, query=query, headers=headers
         )
+
+    def plan_of(self, scope: Scope) -> RoutePlan | None:
+        """The plan of the cached handler a routed request goes to, else `None`."""
+        if self._app is None:  # an app whose lifespan did not run (mounted elsewhere)
+            self._started(scope["app"])
+        route_handler = scope.get("route_handler")
+        return self._plans.get((id(route_handler), scope.get("path_template", "")))
 
     def _provide(self) -> Cache:
         return self.cache
 
     def _started(self, app: Litestar) -> None:
-        """Let HEAD requests reach cached GET handlers (Litestar would answer 405)."""
+        """Plan the cached routes; let HEAD requests reach cached GET handlers."""
         self._app = app
+        self._plans = dict(_plan_routes(app))
         app.asgi_handler = _HeadOfGet(app.asgi_handler, app)  # type: ignore[assignment,arg-type]
 
     async def _stopping(self) -> None:
         await self.cache.close()
 
 
+def _placeholder() -> Response[None]:
+    """What a cached handler returns once the checks have passed: replaced on the way out."""
+    return Response(None)
+
+
+def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
+    """Decide, once, how each cached handler of `app` is served.
+
+    A handler is `checked` when Litestar runs something of the app's before it:
+    guards or `before_request` at any layer, dependencies it asks for, middleware of
+    its router, controller or own layer, decorators above `@cached`.
+    """
+    app_middleware = {id(middleware) for middleware in app.middleware}
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for route_handler, kwargs_model in route.route_handler_map.values():
+            found = find_cached(getattr(route_handler, "fn", None))
+            if found is None:
+                continue
+            options, decorated = found
+            own_middleware = [
+                middleware
+                for middleware in route_handler.resolve_middleware()
+                if id(middleware) not in app_middleware
+            ]
+            checked = bool(
+                decorated
+                or route_handler.resolve_guards()
+                or route_handler.resolve_before_request()
+                or kwargs_model.dependency_batches
+                or own_middleware
+            )
+            yield (
+                (id(route_handler), route.path_format),
+                RoutePlan(route.path_format, options, checked),
+            )
+
+
 class _CachedRoutes:
     """Route middleware (runs after routing): serves `@cached` handlers' requests."""
 
-    def __init__(self, app: ASGIApp, http_cache: HttpCache) -> None:
+    def __init__(self, app: ASGIApp, plugin: AtomCachePlugin) -> None:
         self.app = app
-        self.http_cache = http_cache
+        self.plugin = plugin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route_handler = scope.get("route_handler")
-        options = route_options(getattr(route_handler, "fn", None))
-        if options is None or scope["type"] != "http":
+        plan = self.plugin.plan_of(scope) if scope["type"] == "http" else None
+        if plan is None:
             await self.app(scope, receive, send)
             return
         if scope.get(_HEAD_OF_GET):
             scope["method"] = "HEAD"
-        await self.http_cache.serve(
+        await self.plugin.http_cache.serve(
             scope,
             receive,
             send,
             self.app,
-            options=options,
-            route=scope.get("path_template", scope["path"]),
+            route=plan,
             path_params=scope.get("path_params", {}),
         )
 
@@ -140,13 +182,3 @@ class _HeadOfGet:
                 scope["method"] = "GET"
                 scope[_HEAD_OF_GET] = True
         await self.app(scope, receive, send)
-
-
-def _template(path: str) -> str:
-    """`/items/{item_id:int}` -> `/items/{item_id}`: the form `path_template` has."""
-    parts = []
-    for part in path.split("/"):
-        if part.startswith("{") and part.endswith("}") and ":" in part:
-            part = part.split(":", 1)[0] + "}"  # noqa: PLW2901
-        parts.append(part)
-    return "/".join(parts)

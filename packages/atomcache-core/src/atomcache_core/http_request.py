@@ -1,0 +1,193 @@
+"""The request side of HTTP caching: what a key is made of (HTTP.md 2.3).
+
+Pure functions over an ASGI scope (plain dicts) and a `RoutePlan`: no I/O, no web
+framework. The key is the target URI (RFC 9110 section 7.1: scheme, host, path, query)
+plus the route's identity and the values of its secondary keys (RFC 9111 section 4.1):
+whatever the application can read to build a response that the key does not hold is
+an unkeyed input, the way web cache poisoning starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, MutableMapping
+
+    from atomcache_core.http_route import RoutePlan
+
+    Scope = MutableMapping[str, Any]
+
+__all__ = ["FORWARDING_FIELDS", "RequestInfo", "hash_credential", "request_key", "request_tags"]
+
+#: Fields through which a proxy tells the app its public scheme, host and prefix; an
+#: app that trusts them builds links from them, so they are keyed when present.
+FORWARDING_FIELDS = (
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What a cache key may depend on: the request, as the route saw it.
+
+    Attributes:
+        method: `GET` or `HEAD`.
+        route: The route's path template, e.g. `/items/{item_id}`.
+        path_params: The path parameters, by name.
+        query: The query parameters in request order, repeated names kept.
+        headers: Request fields, lower-case names, repeated fields joined by commas
+            (`cookie` fields by `; `).
+        scheme: `http` or `https`, as the server saw it.
+        host: The `Host` field (lower-case), else the server's address.
+        path: The full path, mount point included.
+        query_string: The query exactly as sent, without `?`.
+    """
+
+    method: str
+    route: str
+    path_params: Mapping[str, Any]
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    scheme: str = "http"
+    host: str = ""
+    path: str = "/"
+    query_string: str = ""
+
+    @classmethod
+    def from_scope(cls, scope: Scope, route: str, path_params: Mapping[str, Any]) -> RequestInfo:
+        """Build it from an ASGI HTTP scope."""
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope.get("headers", ()):
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            if name in headers:
+                value = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
+            headers[name] = value
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        query = tuple(parse_qsl(query_string, keep_blank_values=True))
+        host = headers.get("host", "").strip().lower()
+        if not host:
+            server = scope.get("server") or ("", None)
+            host = f"{server[0]}:{server[1]}" if server[1] is not None else str(server[0])
+        return cls(
+            scope["method"],
+            route,
+            path_params,
+            query,
+            headers,
+            scope.get("scheme", "http"),
+            host,
+            full_path(scope),
+            query_string,
+        )
+
+
+def full_path(scope: Scope) -> str:
+    """The request's path with its mount point: `root_path` + `path` (ASGI spec).
+
+    Servers and frameworks differ on whether `path` already starts with `root_path`
+    (Starlette's `Mount` keeps the full path, some servers strip it): both give the
+    same result.
+    """
+    path: str = scope.get("path", "/")
+    root: str = scope.get("root_path", "")
+    if not root or path == root or path.startswith(f"{root.rstrip('/')}/"):
+        return path
+    return root.rstrip("/") + path
+
+
+def hash_credential(value: str) -> str:
+    """A credential as it may appear in a storage key: its SHA-256, hex (HTTP.md 2.2)."""
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def cookie_values(header: str, names: Iterable[str]) -> list[str]:
+    """The values of the cookies `names` in a `Cookie` field (RFC 6265 section 5.4).
+
+    A missing cookie is `""`; an unparsable field counts as no cookies.
+    """
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return ["" for _ in names]
+    return [jar[name].value if name in jar else "" for name in names]
+
+
+def request_key(route: RoutePlan, info: RequestInfo) -> str:
+    """The cache key of a request of `route` (HTTP.md 2.3).
+
+    `http:<path template>:` then, JSON-encoded: scheme, host, full path, query as sent
+    (sorted by name with `sort_query`), the forwarding fields present, and the values
+    of the `vary_on` fields and `vary_on_cookies` cookies, credentials hashed. The
+    method is not part of it, so `HEAD` uses the `GET` entry. A route's own `key=`
+    replaces all but the template.
+    """
+    options = route.options
+    prefix = f"http:{route.template}:"
+    if options.key is not None:
+        return f"{prefix}key:{options.key(info)}"
+    headers = info.headers
+    query = (
+        urlencode(sorted(info.query, key=lambda item: item[0]))
+        if options.sort_query
+        else info.query_string
+    )
+    parts: list[Any] = [info.scheme, info.host, info.path, query]
+    forwarded = [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]
+    if forwarded:
+        parts.append(forwarded)
+    if options.vary_on or options.vary_on_cookies:
+        varied = []
+        for name in options.vary_on:
+            value = headers.get(name, "")
+            varied.append(hash_credential(value) if value and name in route.credentials else value)
+        if options.vary_on_cookies:
+            cookies = cookie_values(headers.get("cookie", ""), options.vary_on_cookies)
+            varied.extend(hash_credential(value) if value else "" for value in cookies)
+        parts.append(varied)
+    return prefix + json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+
+
+def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
+    """Tags that let `invalidate` find a request's entries without knowing keys.
+
+    One for the route (its namespace), one for the route and path parameters (every
+    host, query and `Vary` variant of them), one more with the query (sorted by name).
+    """
+    group = route.options.namespace or route.template
+    tags = [f"http-route:{group}"]
+    params = sorted((str(name), str(value)) for name, value in info.path_params.items())
+    if params:
+        tags.append(f"http-params:{route.template}:{json.dumps(params, ensure_ascii=False)}")
+    if info.query:
+        query = sorted(info.query)
+        encoded = json.dumps([params, query], ensure_ascii=False)
+        tags.append(f"http-query:{route.template}:{encoded}")
+    return tuple(tags)
+
+
+def invalidation_tag(
+    route: RoutePlan,
+    path_params: Mapping[str, Any] | None,
+    query: Iterable[tuple[str, Any]] | None,
+) -> str:
+    """The tag `request_tags` gave the entries of these parameters."""
+    params = sorted((str(name), str(value)) for name, value in (path_params or {}).items())
+    pairs = sorted((str(name), str(value)) for name, value in (query or ()))
+    if pairs:
+        encoded = json.dumps([params, pairs], ensure_ascii=False)
+        return f"http-query:{route.template}:{encoded}"
+    if params:
+        return f"http-params:{route.template}:{json.dumps(params, ensure_ascii=False)}"
+    return f"http-route:{route.options.namespace or route.template}"

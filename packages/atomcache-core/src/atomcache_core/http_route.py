@@ -1,0 +1,329 @@
+"""What a cached route declares, and what is decided about it once, at startup.
+
+`@cached(...)` wraps an endpoint and records its `RouteOptions`. An adapter turns each
+cached route of an app into a `RoutePlan` when the app starts: its path template, its
+options, whether the application runs checks before the handler (then a stored
+response is served only once they have let the request through, HTTP.md 0.1), which
+request fields carry credentials, and the header block its entries carry downstream.
+No I/O and no web framework here.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from atomcache_core.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from atomcache_core.http_request import RequestInfo
+
+__all__ = [
+    "CREDENTIAL_FIELDS",
+    "DEFAULT_MAX_BODY_SIZE",
+    "Gate",
+    "RouteOptions",
+    "RoutePlan",
+    "cached",
+    "find_cached",
+    "route_options",
+]
+
+DEFAULT_MAX_BODY_SIZE = 16 * 1024 * 1024
+#: Request fields that carry a caller's credentials: `Authorization` (RFC 9110 section
+#: 11.6.2), `Cookie` (RFC 6265) and the usual API key fields. Adapters add the fields
+#: an app's security schemes read (FastAPI's `APIKeyHeader`).
+CREDENTIAL_FIELDS = (
+    "authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+)
+_OPTIONS_ATTRIBUTE = "__atomcache__"
+EndpointT = TypeVar("EndpointT", bound="Callable[..., Any]")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """How one route is cached: what `@cached(...)` accepts in every adapter.
+
+    Attributes:
+        ttl: Seconds a response stays fresh; `None` means the cache's default TTL.
+        namespace: Groups the route's entries for invalidation (`invalidate` drops a
+            namespace's entries at once); it never makes two routes share an entry.
+            Default: the route's path template.
+        vary_on: Request fields whose values are part of the key (`accept-language`)
+            and are sent in `Vary`. Naming `authorization` or `cookie` gives one entry
+            per value (hashed in the key) and lets requests carrying it use the cache;
+            such entries go downstream as `private`.
+        vary_on_cookies: Cookie names whose values are part of the key (hashed): the
+            route's response depends on these cookies only, so requests carrying other
+            cookies (analytics, consent) share entries instead of bypassing the cache.
+            Entries go downstream as `private` with `Vary: Cookie`.
+        public: The response is the same for every caller: requests carrying
+            `Authorization` or `Cookie` may share it. The application's checks still
+            run on every request (HTTP.md 2.1).
+        sort_query: Sort query parameters by name before keying, so `?a=1&b=2` and
+            `?b=2&a=1` share an entry (by default the query is keyed as sent).
+        tags: Tags of every entry, or a function of the `RequestInfo` returning them.
+        stale_ttl: Serve an expired entry this many seconds while one refresh runs.
+        stale_if_error: Serve an expired entry this long when its refresh fails.
+        no_cache: `"honour"` a request's `no-cache` / `max-age=0` by recomputing (at most
+            once per `min_refresh_interval`), or `"ignore"` it.
+        min_refresh_interval: Seconds during which a just-computed entry answers
+            `no-cache` requests instead of another recomputation.
+        cache_control: `Cache-Control` to send instead of `max-age=<remaining>`, e.g.
+            `"public, s-maxage=60"`; `max-age`/`s-maxage` are capped at what is left.
+        statuses: Status codes that are stored.
+        max_body_size: Larger bodies (bytes) are sent but not stored.
+        key: Builds the key from the `RequestInfo` instead of the target URI. It does
+            not lift the credentials rule: requests with `Authorization` or `Cookie`
+            still bypass unless `vary_on` names them or `public` is set.
+    """
+
+    ttl: float | None = None
+    namespace: str | None = None
+    vary_on: tuple[str, ...] = ()
+    vary_on_cookies: tuple[str, ...] = ()
+    public: bool = False
+    sort_query: bool = False
+    tags: tuple[str, ...] | Callable[[RequestInfo], Iterable[str]] = ()
+    stale_ttl: float = 0.0
+    stale_if_error: float = 0.0
+    no_cache: Literal["honour", "ignore"] = "honour"
+    min_refresh_interval: float = 1.0
+    cache_control: str | None = None
+    statuses: frozenset[int] = field(default_factory=lambda: frozenset({200}))
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    key: Callable[[RequestInfo], str] | None = None
+
+    def __post_init__(self) -> None:
+        """Check the options once, when the route is declared."""
+        if self.no_cache not in ("honour", "ignore"):
+            msg = f"no_cache must be 'honour' or 'ignore', got {self.no_cache!r}"
+            raise ConfigurationError(msg)
+        for name in ("stale_ttl", "stale_if_error", "min_refresh_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                msg = f"{name} must be a number of seconds >= 0, got {value!r}"
+                raise ConfigurationError(msg)
+        ttl = self.ttl
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf
+        ):
+            msg = f"ttl must be a positive, finite number of seconds (or None), got {ttl!r}"
+            raise ConfigurationError(msg)
+        for name in ("vary_on", "vary_on_cookies"):
+            values = getattr(self, name)
+            if isinstance(values, str) or not all(isinstance(item, str) for item in values):
+                msg = f'{name} must be a list of names, e.g. ["accept-language"], got {values!r}'
+                raise ConfigurationError(msg)
+        object.__setattr__(self, "vary_on", tuple(name.lower() for name in self.vary_on))
+        object.__setattr__(self, "vary_on_cookies", tuple(self.vary_on_cookies))
+        object.__setattr__(self, "statuses", frozenset(self.statuses))
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """What is decided once per cached route, when the app starts.
+
+    Attributes:
+        template: The route's path template as the app declares it, mount point and
+            router prefixes excluded (`/items/{item_id}`): the route's identity.
+        options: The route's `RouteOptions`.
+        checked: The application runs something before the handler (dependencies,
+            guards, route-level middleware, decorators above `@cached`): a stored
+            response is served only after that has let the request through.
+        credentials: Request fields (lower-case) whose presence means the caller
+            identified itself: `CREDENTIAL_FIELDS`, plus any the adapter found (a
+            FastAPI `APIKeyHeader`'s header).
+        shared_fields: Credential fields a request may carry and still use the cache.
+        personal: Entries depend on credentials: sent `private` (HTTP.md 2.2).
+        vary: The `Vary` entries carry: the `vary_on` fields, and unless `public`,
+            `Cookie` and `Authorization` (an entry is for the callers that sent the
+            same values, or none), so a cache in front never gives a page stored for
+            anonymous callers to a signed-in one, nor the reverse.
+    """
+
+    template: str
+    options: RouteOptions
+    checked: bool = False
+    credentials: tuple[str, ...] = CREDENTIAL_FIELDS
+    shared_fields: frozenset[str] = field(init=False)
+    personal: bool = field(init=False)
+    vary: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Derive what requests and entries of this route share."""
+        options = self.options
+        credentials = tuple(dict.fromkeys(name.lower() for name in self.credentials))
+        shared = set(options.vary_on)
+        if options.vary_on_cookies:
+            shared.add("cookie")
+        if options.public:
+            shared.update(credentials)
+        object.__setattr__(self, "credentials", credentials)
+        object.__setattr__(self, "shared_fields", frozenset(shared))
+        personal = not options.public and any(name in shared for name in credentials)
+        object.__setattr__(self, "personal", personal)
+        varied = dict.fromkeys(options.vary_on)
+        if options.vary_on_cookies or not options.public:
+            varied["cookie"] = None
+        if not options.public:  # selected by their absence: say so downstream
+            varied["authorization"] = None
+        object.__setattr__(self, "vary", ", ".join(_title(name) for name in varied).encode())
+
+    def bypass_reason(self, headers: dict[str, str]) -> str | None:
+        """Why a request with these fields may not use a shared entry (HTTP.md 2.1, 2.4).
+
+        Returns `None` when it may, else the `Cache-Status` detail: a credential field
+        the route does not key on (`"authorization"`, `"cookie"`), `"request body"`
+        (RFC 9110 section 9.3.1: a GET body has no defined meaning) or `"range"`.
+        """
+        for name in self.credentials:
+            if name in headers and name not in self.shared_fields:
+                return name
+        if headers.get("content-length", "0").strip() not in ("", "0") or (
+            "transfer-encoding" in headers
+        ):
+            return "request body"
+        if "range" in headers:
+            return "range"
+        return None
+
+
+def _title(name: str) -> str:
+    return "-".join(part.capitalize() for part in name.split("-"))
+
+
+class Gate:
+    """Lets a hit through once the application's checks have passed (HTTP.md 0.1).
+
+    The adapter runs the app for a request it will answer from the cache, with a gate
+    set for the route's endpoint. When the endpoint is reached, its checks have passed:
+    the `@cached` wrapper opens the gate and returns `placeholder()` instead of running
+    the handler; the flow then sends the stored response in place of the placeholder's.
+    """
+
+    __slots__ = ("options", "passed", "placeholder")
+
+    def __init__(self, options: RouteOptions, placeholder: Callable[[], Any]) -> None:
+        """A closed gate for the endpoint marked with `options`."""
+        self.options = options
+        self.placeholder = placeholder
+        self.passed = False
+
+    def open(self, options: RouteOptions) -> Any:
+        """Open for `options`' endpoint: the value it returns, or `None` if not ours."""
+        if options is not self.options or self.passed:
+            return None
+        self.passed = True
+        return self.placeholder()
+
+
+GATE: ContextVar[Gate | None] = ContextVar("atomcache_gate", default=None)
+
+
+def cached(
+    ttl: float | None = None,
+    *,
+    namespace: str | None = None,
+    vary_on: Iterable[str] = (),
+    vary_on_cookies: Iterable[str] = (),
+    public: bool = False,
+    sort_query: bool = False,
+    tags: Iterable[str] | Callable[[RequestInfo], Iterable[str]] = (),
+    stale_ttl: float = 0.0,
+    stale_if_error: float = 0.0,
+    no_cache: Literal["honour", "ignore"] = "honour",
+    min_refresh_interval: float = 1.0,
+    cache_control: str | None = None,
+    statuses: Iterable[int] = (200,),
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    key: Callable[[RequestInfo], str] | None = None,
+) -> Callable[[EndpointT], EndpointT]:
+    """Cache a route's responses; place it directly under the route decorator.
+
+    The endpoint is wrapped (its signature is kept, so the framework injects the same
+    parameters) and marked with its `RouteOptions`, which the adapter finds through the
+    matched route. See `RouteOptions` for what each option does. Decorators placed
+    above `@cached` run on hits too; they must keep the wrapper visible
+    (`functools.wraps`).
+
+    Raises:
+        ConfigurationError: an option is out of range.
+    """
+    options = RouteOptions(
+        ttl=ttl,
+        namespace=namespace,
+        vary_on=tuple(vary_on),
+        vary_on_cookies=tuple(vary_on_cookies),
+        public=public,
+        sort_query=sort_query,
+        tags=tags if callable(tags) else tuple(tags),
+        stale_ttl=stale_ttl,
+        stale_if_error=stale_if_error,
+        no_cache=no_cache,
+        min_refresh_interval=min_refresh_interval,
+        cache_control=cache_control,
+        statuses=frozenset(statuses),
+        max_body_size=max_body_size,
+        key=key,
+    )
+
+    def wrap(endpoint: EndpointT) -> EndpointT:
+        wrapper: Callable[..., Any]
+        if inspect.iscoroutinefunction(endpoint):
+
+            @functools.wraps(endpoint)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                gate = GATE.get()
+                if gate is not None and (opened := gate.open(options)) is not None:
+                    return opened
+                return await endpoint(*args, **kwargs)
+
+        else:
+
+            @functools.wraps(endpoint)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                gate = GATE.get()
+                if gate is not None and (opened := gate.open(options)) is not None:
+                    return opened
+                return endpoint(*args, **kwargs)
+
+        setattr(wrapper, _OPTIONS_ATTRIBUTE, (options, wrapper))
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
+
+
+def find_cached(endpoint: object) -> tuple[RouteOptions, bool] | None:
+    """The options of a `@cached` endpoint, and whether something wraps it.
+
+    Follows `__wrapped__` through decorators placed above `@cached`. Returns `None`
+    if `endpoint` is not cached, else `(options, decorated)`: `decorated` is `True`
+    when `endpoint` is not the `@cached` wrapper itself (something runs before it).
+    """
+    current, seen = endpoint, 0
+    while current is not None and seen < 100:  # noqa: PLR2004 - a bound, not a rule
+        marked = getattr(current, "__dict__", {}).get(_OPTIONS_ATTRIBUTE)
+        if isinstance(marked, tuple) and len(marked) == 2:  # noqa: PLR2004 - (options, wrapper)
+            options, wrapper = marked
+            if isinstance(options, RouteOptions):
+                return options, endpoint is not wrapper
+        current, seen = getattr(current, "__wrapped__", None), seen + 1
+    return None
+
+
+def route_options(endpoint: object) -> RouteOptions | None:
+    """The options `cached` marked an endpoint with, or `None` if it is not cached."""
+    found = find_cached(endpoint)
+    return found[0] if found is not None else None

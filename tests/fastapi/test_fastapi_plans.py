@@ -1,0 +1,64 @@
+"""How the FastAPI adapter plans each cached route once: fast path or checks first."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.security import APIKeyHeader
+from fastapi_app import build_app, require_user
+
+from atomcache_core import Cache
+from atomcache_fastapi import cached, setup_cache
+from atomcache_fastapi._middleware import route_table
+from support.servers import serve_asgi
+
+TOKEN = APIKeyHeader(name="X-Token", auto_error=False)
+
+
+def plans(app: FastAPI) -> dict[str, bool]:
+    """Whether each cached route of `app` runs checks before a hit, by full template."""
+    return {plan.template: plan.checked for _, plan in route_table(app) if plan is not None}
+
+
+def test_only_routes_without_checks_take_the_fast_path() -> None:
+    """Dependencies at any level, Security and decorators above @cached make a route checked."""
+    for layout, prefix in (("app", ""), ("router", "/api"), ("nested", "/api/v1")):
+        checked = plans(build_app(Cache(), Counter(), {}, layout))
+        assert checked[f"{prefix}/items"] is False, layout
+        assert checked[f"{prefix}/header"] is False  # Request and Response are not checks
+        for path in ("route", "param", "api-key", "decorated", "router"):
+            assert checked[f"{prefix}/guarded/{path}"] is True, (layout, path)
+    app = FastAPI(dependencies=[Depends(require_user)])
+
+    @app.get("/x")
+    @cached(ttl=1)
+    async def x() -> dict[str, str]:
+        return {}
+
+    assert plans(app) == {"/x": True}
+
+
+async def test_api_key_headers_are_credentials(namespace: str) -> None:
+    """A route whose Security reads X-Token bypasses requests carrying it unless keyed on it."""
+    app = FastAPI()
+    setup_cache(app, Cache.from_url("memory://", namespace=namespace))
+    router = APIRouter()
+
+    @router.get("/data")
+    @cached(ttl=60)
+    async def data(
+        request: Request, token: Annotated[str | None, Security(TOKEN)]
+    ) -> dict[str, str]:
+        return {"token": token or "", "path": request.url.path}
+
+    app.include_router(router, prefix="/v1")
+    (plan,) = [plan for _, plan in route_table(app) if plan is not None]
+    assert "x-token" in plan.credentials
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
+        await client.get("/v1/data")
+        carrying = await client.get("/v1/data", headers={"x-token": "t1"})
+        assert carrying.json()["token"] == "t1"  # noqa: S105 - a test token
+        assert carrying.headers["cache-status"] == 'atomcache; fwd=bypass; detail="x-token"'
