@@ -10,7 +10,13 @@ FastAPI variants:
   warmed up so every measured request is a hit;
 - `atomcache hit (redis + local tier)`: the same on Redis with `local_ttl=60`, so hits
   are answered from the process's local tier;
-- `atomcache 304`: the memory-cached route, asked with `If-None-Match` for its ETag.
+- `atomcache 304`: the memory-cached route, asked with `If-None-Match` for its ETag;
+- `uncached, 1 dependency`: the `fastapi` route with one dependency
+  (`dependencies=[Depends(...)]`, an `async def` that reads the `X-Bench` request field
+  and answers 401 without it);
+- `atomcache hit, 1 dependency (memory)`: that route under `@cached(ttl=3600)` in memory,
+  warmed up. A route with a dependency is not answered before routing: FastAPI runs the
+  dependency on every hit, then the stored response replaces what the endpoint returns.
 
 Litestar variants:
 
@@ -20,13 +26,24 @@ Litestar variants:
   `@get(..., cache=3600)` with its `response_cache` store a `RedisStore` or a
   `MemoryStore`, warmed up (Litestar marks no hit: only status and body are checked);
 - `atomcache hit (redis)` / `(memory)` / `(redis + local tier)` and `atomcache 304`: as
-  for FastAPI, through `AtomCachePlugin`.
+  for FastAPI, through `AtomCachePlugin`;
+- `uncached, 1 guard` and `atomcache hit, 1 guard (memory)`: the same pair as FastAPI's
+  dependency variants, with one guard on the handler (Litestar's closest match to a
+  FastAPI dependency: an `async def` that reads `X-Bench` and raises
+  `NotAuthorizedException` without it), which Litestar runs on every hit.
+
+The routes with a dependency or guard are asked with `X-Bench: 1`. Before and after the
+run, a request without it must be refused (401) although the entry is stored: the check
+ran before the hit was sent.
 
 The load comes from `wrk` if it is on PATH, else from bench/_load.py (raw asyncio
 streams, keep-alive, in its own process), over C connections: a warm-up second, then the
 measured duration. Every variant is measured once per round, in turn; the table gives
-the median over the rounds (and their spread: a shared machine is noisy) and the ratio
-to the ceiling of the same framework. A response with an unexpected status (or, for
+the median over the rounds (and their spread: a shared machine is noisy), the ratio to
+the ceiling of the same framework and, for the hits behind a dependency or guard, the
+ratio to that route's own uncached path (`x uncached`: the hit's requests/s over those
+of `uncached, 1 dependency` or `uncached, 1 guard`), which is what the cache saves when
+the app's checks still run on every request. A response with an unexpected status (or, for
 atomcache, without `Cache-Status: atomcache; hit`) fails the run, as does a body other
 than the payload, checked before and after the run; the targets are only reported:
 
@@ -43,7 +60,7 @@ bench/results/http.json.
         [--connections 32] [--rounds 3] [--client auto|python|wrk]
 
 A server process alone, as the benchmark starts it (APP: ceiling, plain, redis, memory,
-local, and for Litestar store-redis, store-memory):
+local, checked, checked-memory, and for Litestar store-redis, store-memory):
 
     python bench/http.py --serve APP --framework fastapi|litestar --port 8000
         [--redis-url redis://127.0.0.1:6379/0] [--namespace bench]
@@ -81,9 +98,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import litestar
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from litestar import Litestar, get
 from litestar.config.response_cache import ResponseCacheConfig
+from litestar.exceptions import NotAuthorizedException
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from pydantic import BaseModel
@@ -95,6 +113,9 @@ from support.redis_server import RedisServer, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from litestar.connection import ASGIConnection
+    from litestar.handlers import BaseRouteHandler
 
 RESULTS = BENCH / "results"
 LOAD_GENERATOR = BENCH / "_load.py"
@@ -109,9 +130,24 @@ STORE = "response_cache"  # the name of Litestar's response cache store
 Framework = Literal["fastapi", "litestar"]
 # What serves the route: `plain` is the framework encoding the items itself, `redis` and
 # `memory` are atomcache on that backend, `store-*` Litestar's own cache on that store.
-# `local` is atomcache on Redis with the local tier.
-AppKind = Literal["ceiling", "plain", "redis", "memory", "local", "store-redis", "store-memory"]
+# `local` is atomcache on Redis with the local tier. `checked` is `plain` with one
+# dependency (FastAPI) or guard (Litestar), `checked-memory` the same cached in memory.
+AppKind = Literal[
+    "ceiling",
+    "plain",
+    "redis",
+    "memory",
+    "local",
+    "store-redis",
+    "store-memory",
+    "checked",
+    "checked-memory",
+]
+CHECKED_APPS = ("checked", "checked-memory")
 LOCAL_TTL = 60.0
+CHECK_FIELD = "x-bench"  # the request field the dependency or guard requires
+CHECK_VALUE = "1"
+REFUSED = 401  # the status of a checked route's answer without CHECK_FIELD
 
 
 class Item(BaseModel):
@@ -170,6 +206,7 @@ class Variant:
     app: AppKind
     conditional: bool = False  # send If-None-Match with the response's ETag
     targets: tuple[Target, ...] = ()
+    uncached: str | None = None  # the route's own uncached variant, to report the ratio to
 
     @property
     def label(self) -> str:
@@ -184,7 +221,12 @@ class Variant:
     @property
     def is_atomcache(self) -> bool:
         """Whether the route is served by atomcache (which marks hits in Cache-Status)."""
-        return self.app in ("redis", "memory", "local")
+        return self.app in ("redis", "memory", "local", "checked-memory")
+
+    @property
+    def checked(self) -> bool:
+        """Whether the route has a dependency (FastAPI) or a guard (Litestar)."""
+        return self.app in CHECKED_APPS
 
 
 VARIANTS = (
@@ -194,6 +236,13 @@ VARIANTS = (
     Variant("fastapi", "atomcache hit (memory)", "memory", targets=(Target(0.9),)),
     Variant("fastapi", "atomcache hit (redis + local tier)", "local", targets=(Target(0.9),)),
     Variant("fastapi", "atomcache 304", "memory", conditional=True, targets=(Target(1.0),)),
+    Variant("fastapi", "uncached, 1 dependency", "checked"),
+    Variant(
+        "fastapi",
+        "atomcache hit, 1 dependency (memory)",
+        "checked-memory",
+        uncached="uncached, 1 dependency",
+    ),
     Variant("litestar", "litestar ceiling", "ceiling"),
     Variant("litestar", "litestar", "plain"),
     Variant("litestar", "litestar cache= (redis store)", "store-redis"),
@@ -212,6 +261,13 @@ VARIANTS = (
     ),
     Variant("litestar", "atomcache hit (redis + local tier)", "local", targets=(Target(0.9),)),
     Variant("litestar", "atomcache 304", "memory", conditional=True),
+    Variant("litestar", "uncached, 1 guard", "checked"),
+    Variant(
+        "litestar",
+        "atomcache hit, 1 guard (memory)",
+        "checked-memory",
+        uncached="uncached, 1 guard",
+    ),
 )
 
 
@@ -226,10 +282,30 @@ class Answer:
 
 def atomcache_for(kind: AppKind, redis_url: str, namespace: str) -> Cache:
     """The cache of an atomcache variant: in memory, on Redis, or on Redis with a local tier."""
-    if kind == "memory":
+    if kind in ("memory", "checked-memory"):
         return Cache()
     local_ttl = LOCAL_TTL if kind == "local" else None
     return Cache.from_url(redis_url, namespace=namespace, local_ttl=local_ttl)
+
+
+async def bench_dependency(request: Request) -> str:
+    """The dependency of FastAPI's checked routes: the X-Bench field, 401 without it.
+
+    An `async def`: FastAPI would run a plain function in its thread pool.
+    """
+    value = request.headers.get(CHECK_FIELD)
+    if value is None:
+        raise HTTPException(REFUSED)
+    return value
+
+
+async def bench_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """The guard of Litestar's checked routes: refuses a request without X-Bench.
+
+    An `async def`: Litestar would run a plain function in a worker thread.
+    """
+    if connection.headers.get(CHECK_FIELD) is None:
+        raise NotAuthorizedException
 
 
 def build_fastapi_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
@@ -248,14 +324,16 @@ def build_fastapi_app(kind: AppKind, redis_url: str, namespace: str) -> FastAPI:
         """The items, for FastAPI to validate and encode through the response model."""
         return ITEMS
 
-    if kind == "plain":
-        app.get(PATH, response_model=list[Item])(items)
+    dependencies = [Depends(bench_dependency)] if kind in CHECKED_APPS else None
+    if kind in ("plain", "checked"):
+        app.get(PATH, response_model=list[Item], dependencies=dependencies)(items)
         return app
-    if kind not in ("redis", "memory", "local"):
+    if kind not in ("redis", "memory", "local", "checked-memory"):
         msg = f"no FastAPI app {kind!r}"
         raise ValueError(msg)
     cache = atomcache_for(kind, redis_url, namespace)
-    app.get(PATH, response_model=list[Item])(cached(ttl=TTL)(items))  # @app.get over @cached
+    route = app.get(PATH, response_model=list[Item], dependencies=dependencies)
+    route(cached(ttl=TTL)(items))  # @app.get over @cached
     setup_cache(app, cache)
     return app
 
@@ -275,8 +353,9 @@ def build_litestar_app(kind: AppKind, redis_url: str, namespace: str) -> Litesta
         """The items, for Litestar to encode."""
         return RECORDS
 
-    if kind == "plain":
-        return Litestar([get(PATH)(items)])
+    guards = [bench_guard] if kind in CHECKED_APPS else None
+    if kind in ("plain", "checked"):
+        return Litestar([get(PATH, guards=guards)(items)])
     if kind in ("store-redis", "store-memory"):
         store = (
             RedisStore.with_client(url=redis_url, namespace=f"{namespace}-litestar")
@@ -289,7 +368,9 @@ def build_litestar_app(kind: AppKind, redis_url: str, namespace: str) -> Litesta
             response_cache_config=ResponseCacheConfig(store=STORE),
         )
     cache = atomcache_for(kind, redis_url, namespace)
-    return Litestar([get(PATH)(cached(ttl=TTL)(items))], plugins=[AtomCachePlugin(cache)])
+    return Litestar(
+        [get(PATH, guards=guards)(cached(ttl=TTL)(items))], plugins=[AtomCachePlugin(cache)]
+    )
 
 
 def serve(framework: Framework, kind: AppKind, port: int, redis_url: str, namespace: str) -> None:
@@ -360,15 +441,29 @@ def expect(answer: Answer, variant: Variant, what: str) -> None:
         raise RuntimeError(msg)
 
 
-def prepare(variant: Variant, port: int) -> dict[str, str]:
-    """Warm the route and check its answer; return the request fields to send."""
-    fetch(port)  # the first request of a cached route fills the cache
+def expect_refusal(variant: Variant, port: int, what: str) -> None:
+    """Fail unless a checked route refuses a request without X-Bench (its entry stored)."""
+    if not variant.checked:
+        return
     answer = fetch(port)
-    headers = {}
+    if answer.status != REFUSED:
+        msg = (
+            f"{variant.label}, {what}: expected a {REFUSED} without {CHECK_FIELD}, "
+            f"got {answer.status} (Cache-Status {answer.headers.get('cache-status')!r})"
+        )
+        raise RuntimeError(msg)
+
+
+def prepare(variant: Variant, port: int) -> dict[str, str]:
+    """Warm the route and check its answers; return the request fields to send."""
+    headers = {CHECK_FIELD: CHECK_VALUE} if variant.checked else {}
+    fetch(port, headers)  # the first request of a cached route fills the cache
+    answer = fetch(port, headers)
     if variant.conditional:
-        headers = {"If-None-Match": answer.headers["etag"]}
+        headers = {**headers, "If-None-Match": answer.headers["etag"]}
         answer = fetch(port, headers)
     expect(answer, variant, "before the run")
+    expect_refusal(variant, port, "before the run")
     return headers
 
 
@@ -483,6 +578,7 @@ def measure(
                 print(f"  {framework}: {rates}")
         for variant, port in ports.items():
             expect(fetch(port, headers[variant]), variant, "after the run")
+            expect_refusal(variant, port, "after the run")
     return samples
 
 
@@ -491,8 +587,9 @@ def summarize(
 ) -> list[dict[str, Any]]:
     """One row per variant: median requests/s over the rounds, ratios, target verdicts.
 
-    `ratio_to_ceiling` is to the ceiling of the variant's framework; each target gives
-    the ratio it is about and whether it is met.
+    `ratio_to_ceiling` is to the ceiling of the variant's framework; `ratio_to_uncached`
+    to the route's own uncached variant (named in `uncached`), for the variants that
+    have one, else None; each target gives the ratio it is about and whether it is met.
     """
     medians = {
         (variant.framework, variant.name): statistics.median(
@@ -529,6 +626,12 @@ def summarize(
                 "rounds": rates,
                 "client_cpu": statistics.median(cpu) if cpu else None,
                 "ratio_to_ceiling": rate / medians[variant.framework, ceiling],
+                "uncached": variant.uncached,
+                "ratio_to_uncached": (
+                    rate / medians[variant.framework, variant.uncached]
+                    if variant.uncached is not None
+                    else None
+                ),
                 "targets": targets,
                 **settings,
             }
@@ -550,16 +653,23 @@ def redis_server_url() -> Iterator[str]:
 def show(rows: list[dict[str, Any]]) -> None:
     """Print the table and whether each target is met."""
     print(
-        f"{'framework':<9} {'variant':<34} {'requests/s':>10} {'min-max over rounds':>21} "
-        f"{'x ceiling':>9} {'client CPU':>10}"
+        f"{'framework':<9} {'variant':<36} {'requests/s':>10} {'min-max over rounds':>21} "
+        f"{'x ceiling':>9} {'x uncached':>10} {'client CPU':>10}"
     )
     for row in rows:
         cpu = "-" if row["client_cpu"] is None else f"{row['client_cpu']:.0%}"
         spread = f"{row['min']:,.0f}-{row['max']:,.0f}"
+        uncached = "-" if row["ratio_to_uncached"] is None else f"{row['ratio_to_uncached']:.2f}"
         print(
-            f"{row['framework']:<9} {row['variant']:<34} {row['requests_per_second']:>10,.0f} "
-            f"{spread:>21} {row['ratio_to_ceiling']:>9.2f} {cpu:>10}"
+            f"{row['framework']:<9} {row['variant']:<36} {row['requests_per_second']:>10,.0f} "
+            f"{spread:>21} {row['ratio_to_ceiling']:>9.2f} {uncached:>10} {cpu:>10}"
         )
+    for row in rows:
+        if row["uncached"] is not None:
+            print(
+                f"{row['framework']}: {row['variant']} = {row['ratio_to_uncached']:.2f} x "
+                f"{row['uncached']} ({row['ratio_to_ceiling']:.2f} x the ceiling)"
+            )
     for row in rows:
         for target in row["targets"]:
             verdict = "met" if target["met"] else "NOT met"

@@ -30,9 +30,10 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /constant: ttl=60 -> "constant", the same body on every call
 - GET /fragile: ttl=60 -> "fragile", 400 when any request header is over 1,000 characters
 - GET /sorted?offset&limit: ttl=60, sort_query=True -> "sorted"
-- GET /guarded/... (`Harness.guarded`): public=True behind a check of the app (a dependency,
-  a guard, a router's, a decorator above @cached...) that refuses requests without
-  `Cookie: session=valid`, `X-API-Key: k1` or `X-Staff: yes` -> "guarded"
+- GET /guarded/... (`Harness.guarded`): public=True behind a check of the app (a
+  dependency, a guard, a router's, a decorator above @cached, a sync handler...) that
+  refuses requests without `Cookie: session=valid`, `X-API-Key: k1` or `X-Staff: yes`
+  -> "guarded"
 - GET /me: ttl=60 -> "me", the profile of the `session` cookie (a, b or none)
 - GET /me/keyed: ttl=60, vary_on_cookies=("session",) -> "me", the same
 - GET /profile/by-key: ttl=60, vary_on=("x-api-key",) -> "by-key", echoes the key
@@ -718,6 +719,7 @@ GUARDED = (
     "/guarded/api-key",
     "/guarded/decorated",
     "/guarded/router",
+    "/guarded/sync",
 )
 
 #: Where the scenario routes are declared, per backend: every behaviour runs on app
@@ -788,9 +790,10 @@ def adapter_tests(
     async def test_mounts(backend: str, request: pytest.FixtureRequest, namespace: str) -> None:
         url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
         calls: Counter[str] = Counter()
-        app = build_mounted(Cache.from_url(url, namespace=namespace), calls)
+        cache = Cache.from_url(url, namespace=namespace)
         async with (
-            serve_asgi(app) as base_url,
+            cache,  # mounted apps get no lifespan: nothing else closes it
+            serve_asgi(build_mounted(cache, calls)) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=30) as client,
         ):
             await mounted_apps_never_share(client, calls)

@@ -276,6 +276,11 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
     async def guarded_decorated() -> dict[str, Any]:
         return {"calls": count("guarded"), "figures": "confidential"}
 
+    @app.get("/guarded/sync", dependencies=[Depends(require_user)])
+    @cached(ttl=60, public=True)
+    def guarded_sync() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
     checked = APIRouter(dependencies=[Depends(require_user)])
 
     @checked.get("/guarded/router")

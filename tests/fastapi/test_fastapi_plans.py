@@ -29,7 +29,7 @@ def test_only_routes_without_checks_take_the_fast_path() -> None:
         checked = plans(build_app(Cache(), Counter(), {}, layout))
         assert checked[f"{prefix}/items"] is False, layout
         assert checked[f"{prefix}/header"] is False  # Request and Response are not checks
-        for path in ("route", "param", "api-key", "decorated", "router"):
+        for path in ("route", "param", "api-key", "decorated", "router", "sync"):
             assert checked[f"{prefix}/guarded/{path}"] is True, (layout, path)
     app = FastAPI(dependencies=[Depends(require_user)])
 

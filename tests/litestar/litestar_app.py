@@ -338,6 +338,11 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     async def guarded_router() -> dict[str, Any]:
         return {"calls": count("guarded"), "figures": "confidential"}
 
+    @get("/guarded/sync", guards=[require_user], sync_to_thread=True)
+    @cached(ttl=60, public=True)
+    def guarded_sync() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
     @get("/guarded/middleware", middleware=[LoginMiddleware()])
     @cached(ttl=60, public=True)
     async def guarded_middleware() -> dict[str, Any]:
@@ -393,7 +398,8 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
-        fragile, sorted_query, guarded_route, guarded_param, guarded_api_key, guarded_decorated,
+        fragile, sorted_query, guarded_route, guarded_sync, guarded_param, guarded_api_key,
+        guarded_decorated,
         checked, guarded_middleware, guarded_before, me, me_keyed, profile_by_key, reset, link,
         grouped_one, grouped_two,
     ]  # fmt: skip

@@ -47,7 +47,16 @@ def test_only_handlers_without_checks_take_the_fast_path() -> None:
         checked = plans(build_app(Cache(), Counter(), {}, layout)[0])
         assert checked[f"{prefix}/items"] is False, layout
         assert checked[f"{prefix}/deps"] is True  # it asks for a dependency
-        for path in ("route", "param", "api-key", "decorated", "router", "middleware", "before"):
+        for path in (
+            "route",
+            "param",
+            "api-key",
+            "decorated",
+            "router",
+            "sync",
+            "middleware",
+            "before",
+        ):
             assert checked[f"{prefix}/guarded/{path}"] is True, (layout, path)
     assert plans(Litestar([reports()])) == {"/reports": True}
     assert plans(Litestar([report], guards=[require_user])) == {"/report": True}

@@ -10,6 +10,7 @@ from litestar.plugins import InitPlugin
 from litestar.response import Response
 from litestar.routes import HTTPRoute
 from litestar.utils import normalize_path
+from litestar.utils.sync import AsyncCallable
 
 from atomcache_core import Cache  # noqa: TC001 - Litestar reads the provider's annotation
 from atomcache_core.asgi import HttpCache, RoutePlan, find_cached, route_options
@@ -114,7 +115,7 @@ def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
         if not isinstance(route, HTTPRoute):
             continue
         for route_handler, kwargs_model in route.route_handler_map.values():
-            found = find_cached(getattr(route_handler, "fn", None))
+            found = find_cached(_endpoint(route_handler))
             if found is None:
                 continue
             options, decorated = found
@@ -134,6 +135,12 @@ def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
                 (id(route_handler), route.path_format),
                 RoutePlan(route.path_format, options, checked),
             )
+
+
+def _endpoint(route_handler: Any) -> Any:
+    """The handler's function as declared (Litestar wraps sync ones to run in a thread)."""
+    fn = getattr(route_handler, "fn", None)
+    return fn.func if isinstance(fn, AsyncCallable) else fn
 
 
 class _CachedRoutes:
@@ -178,7 +185,7 @@ class _HeadOfGet:
                 )
             except Exception:  # noqa: BLE001 - not routable as GET: Litestar answers as usual
                 routed = None
-            if routed is not None and route_options(getattr(routed[1], "fn", None)) is not None:
+            if routed is not None and route_options(_endpoint(routed[1])) is not None:
                 scope["method"] = "GET"
                 scope[_HEAD_OF_GET] = True
         await self.app(scope, receive, send)
