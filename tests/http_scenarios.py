@@ -29,6 +29,9 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /header: ttl=60 -> "header", sets X-Custom: yes
 - GET /constant: ttl=60 -> "constant", the same body on every call
 - GET /fragile: ttl=60 -> "fragile", 400 when any request header is over 1,000 characters
+- GET /background?fail: ttl=60 -> "background", with a 2 s background task (failing at
+  its end with fail=true)
+- GET /stream/slow: ttl=60 -> "slow-stream", streams 6 chunks 0.25 s apart
 - GET /sorted?offset&limit: ttl=60, sort_query=True -> "sorted"
 - GET /guarded/... (`Harness.guarded`): public=True behind a check of the app (a
   dependency, a guard, a router's, a decorator above @cached, a sync handler...) that
@@ -219,6 +222,44 @@ async def concurrent_waiters_are_released_by_an_oversized_body(h: Harness) -> No
     assert [len(response.content) for response in responses] == [2048] * 5
     assert time.monotonic() - started < 2.0  # well under the re-check interval
     assert h.calls["big"] == 5
+
+
+async def background_tasks_run_after_the_response(h: Harness) -> None:
+    """A 2 s background task delays neither the response nor its waiters (HTTP.md 1.5).
+
+    Its failure changes nothing already sent.
+    """
+    for query in ("", "?fail=true"):
+        started = time.monotonic()
+        responses = await asyncio.gather(*(h.client.get(f"/background{query}") for _ in range(6)))
+        assert time.monotonic() - started < 1.5
+        assert [response.status_code for response in responses] == [200] * 6
+        assert {response.json()["calls"] for response in responses} == {h.calls["background"]}
+        hit = await h.client.get(f"/background{query}")
+        assert status_of(hit).startswith("atomcache; hit")
+    assert h.calls["background"] == 2
+
+
+async def stream_joiners_start_at_once(h: Harness) -> None:
+    """A stream's joiner gets its first chunk at once, not when the other ends (HTTP.md 1.4)."""
+
+    async def first_chunk_after(delay: float) -> tuple[float, bytes]:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        async with h.client.stream("GET", "/stream/slow") as response:
+            chunks = response.aiter_bytes()
+            await anext(chunks)
+            waited = time.monotonic() - started
+            rest = b"".join([chunk async for chunk in chunks])
+        return waited, rest
+
+    (_, first), (waited, second) = await asyncio.gather(
+        first_chunk_after(0), first_chunk_after(0.1)
+    )
+    assert waited < 0.6
+    assert first.endswith(b"chunk 5\n")
+    assert second.endswith(b"chunk 5\n")
+    assert h.calls["slow-stream"] == 2
 
 
 # 5. Authorization.
@@ -648,6 +689,8 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     oversized_bodies_are_served_not_stored,
     poisoned_requests_do_not_poison_the_cache,
     concurrent_waiters_are_released_by_an_oversized_body,
+    background_tasks_run_after_the_response,
+    stream_joiners_start_at_once,
     authorized_requests_bypass_shared_entries,
     per_user_routes_key_on_authorization,
     cookies_bypass_shared_entries,

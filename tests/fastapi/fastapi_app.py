@@ -7,7 +7,17 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, HTTPException, Request, Security
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Cookie,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Request,
+    Security,
+)
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
@@ -47,6 +57,21 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
 
 PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
 API_KEY = APIKeyHeader(name="x-api-key", auto_error=False)
+
+
+async def slow_task(*, fail: bool) -> None:
+    """A background task of 2 s that fails at its end when asked to."""
+    await asyncio.sleep(2)
+    if fail:
+        msg = "the background task failed"
+        raise RuntimeError(msg)
+
+
+async def slow_chunks() -> AsyncIterator[bytes]:
+    """6 chunks, 0.25 s apart."""
+    for index in range(6):
+        yield f"chunk {index}\n".encode()
+        await asyncio.sleep(0.25)
 
 
 def require_user(request: Request) -> str:
@@ -249,6 +274,18 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
         number = count("fragile")
         too_long = any(len(value) > 1000 for value in request.headers.values())
         return JSONResponse({"calls": number}, status_code=400 if too_long else 200)
+
+    @app.get("/background")
+    @cached(ttl=60)
+    async def background(tasks: BackgroundTasks, fail: bool = False) -> dict[str, Any]:  # noqa: FBT001, FBT002 - a query flag
+        tasks.add_task(slow_task, fail=fail)
+        return {"calls": count("background")}
+
+    @app.get("/stream/slow")
+    @cached(ttl=60)
+    async def slow_stream() -> StreamingResponse:
+        count("slow-stream")
+        return StreamingResponse(slow_chunks(), media_type="text/plain")
 
     @app.get("/sorted")
     @cached(ttl=60, sort_query=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Litestar, Request, Response, Router, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.dto import DataclassDTO, DTOConfig
@@ -71,6 +72,21 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
 
 
 PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
+
+
+async def slow_task(*, fail: bool) -> None:
+    """A background task of 2 s that fails at its end when asked to."""
+    await asyncio.sleep(2)
+    if fail:
+        msg = "the background task failed"
+        raise RuntimeError(msg)
+
+
+async def slow_chunks() -> AsyncIterator[bytes]:
+    """6 chunks, 0.25 s apart."""
+    for index in range(6):
+        yield f"chunk {index}\n".encode()
+        await asyncio.sleep(0.25)
 
 
 def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -305,6 +321,20 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
         too_long = any(len(value) > 1000 for value in request.headers.values())
         return Response({"calls": number}, status_code=400 if too_long else 200)
 
+    @get("/background")
+    @cached(ttl=60)
+    async def background(
+        fail: FromQuery[bool] = False,  # noqa: FBT002 - a query flag
+    ) -> Response[dict[str, Any]]:
+        task = BackgroundTask(slow_task, fail=fail)
+        return Response({"calls": count("background")}, background=task)
+
+    @get("/stream/slow")
+    @cached(ttl=60)
+    async def slow_stream() -> Stream:
+        count("slow-stream")
+        return Stream(slow_chunks(), media_type="text/plain")
+
     @get("/sorted")
     @cached(ttl=60, sort_query=True)
     async def sorted_query(
@@ -398,7 +428,7 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
-        fragile, sorted_query, guarded_route, guarded_sync, guarded_param, guarded_api_key,
+        fragile, background, slow_stream, sorted_query, guarded_route, guarded_sync, guarded_param, guarded_api_key,
         guarded_decorated,
         checked, guarded_middleware, guarded_before, me, me_keyed, profile_by_key, reset, link,
         grouped_one, grouped_two,

@@ -9,6 +9,7 @@ callables.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -93,9 +94,12 @@ class ResponseCapture:
     A response whose body comes in one message is kept (`status`, `headers`,
     `body`) for the cache to decide on. A body in several messages is a stream: it
     goes to the client's `send` as it comes, untouched, and `streamed` is set.
+    `decided` is set as soon as either is known: the complete body, or the first
+    chunk of a stream (what the app does after, such as background tasks, is not
+    waited for).
     """
 
-    __slots__ = ("_send", "body", "headers", "reason", "status", "streamed")
+    __slots__ = ("_send", "body", "decided", "headers", "reason", "status", "streamed")
 
     def __init__(self, send: Send) -> None:
         """Capture what would go to `send`."""
@@ -105,6 +109,7 @@ class ResponseCapture:
         self.body = b""
         self.streamed = False
         self.reason = ""
+        self.decided = asyncio.Event()
 
     async def __call__(self, message: Message) -> None:
         """Take one ASGI message."""
@@ -123,9 +128,11 @@ class ResponseCapture:
                     "headers": self.headers,
                 }
                 await self._send(start)
+                self.decided.set()
             await self._send(message)
         else:
             self.body = message.get("body", b"")
+            self.decided.set()
 
     def result(self, route: RoutePlan) -> StoredResponse | Uncacheable:
         """What to store, or `Uncacheable(self)` with the reason it is not stored."""
@@ -170,11 +177,15 @@ class RequestPlan:
 class _Run:
     """One request's computation: the factory single flight calls to run the handler.
 
-    Each call runs the app (a `HEAD` as `GET`) into a fresh `ResponseCapture`, kept in
-    `ran`: empty when the answer came from elsewhere (a hit, another computation).
+    Each call runs the app (a `HEAD` as `GET`) in a task of its own, into a fresh
+    `ResponseCapture` kept in `ran` (empty when the answer came from elsewhere: a hit,
+    another computation). The call returns as soon as the response is decided (its
+    body complete, or a stream started), so background tasks the response carries run
+    after it is stored and sent, and a stream's joiners start their own at once (HTTP.md
+    1.4, 1.5); `finish` waits for the rest of the app's work.
     """
 
-    __slots__ = ("app", "plan", "ran", "receive", "scope", "send")
+    __slots__ = ("app", "plan", "ran", "receive", "scope", "send", "tasks")
 
     def __init__(
         self, plan: RequestPlan, app: ASGIApp, scope: Scope, receive: Receive, send: Send
@@ -185,6 +196,7 @@ class _Run:
         self.receive = receive
         self.send = send
         self.ran: list[ResponseCapture] = []
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self) -> StoredResponse | Uncacheable:
         """Run the handler; raise `_ServerError` on 5xx, else what to store."""
@@ -192,12 +204,48 @@ class _Run:
         self.ran.append(capture)
         token = GATE.set(None)
         try:
-            await self.app({**self.scope, "method": "GET"}, self.receive, capture)
+            task = asyncio.create_task(_call(self.app, _as_get(self.scope), self.receive, capture))
         finally:
             GATE.reset(token)
+        self.tasks.append(task)
+        task.add_done_callback(_log_late_failure)
+        decided = asyncio.create_task(capture.decided.wait())
+        try:
+            await asyncio.wait((task, decided), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            decided.cancel()
+        if not capture.decided.is_set():
+            task.result()  # the app failed (or ended) before answering: its exception
         if capture.status >= _SERVER_ERROR and not capture.streamed:
             raise _ServerError(capture)  # a failure, for stale_if_error and waiters
         return capture.result(self.plan.route)
+
+    async def finish(self) -> None:
+        """Wait for what the app does after its response (background tasks, a stream).
+
+        A failure there is logged: the response has been sent and stays as it was.
+        """
+        if not self.tasks:
+            return
+        try:  # failures are logged by _log_late_failure
+            await asyncio.shield(asyncio.gather(*self.tasks, return_exceptions=True))
+        except asyncio.CancelledError:
+            for task in self.tasks:
+                task.cancel()
+            raise
+
+
+async def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    await app(scope, receive, send)
+
+
+def _log_late_failure(task: asyncio.Task[None]) -> None:
+    """Log what failed in the app after its response was decided (background tasks)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("the app failed after its response was sent", exc_info=error)
 
 
 class HttpCache:
@@ -314,6 +362,14 @@ class HttpCache:
             return
         run = _Run(plan, app, scope, receive, send)
         try:
+            await self._serve(run)
+        finally:
+            await run.finish()
+
+    async def _serve(self, run: _Run) -> None:
+        """Answer from the cache or run the handler once (single flight)."""
+        plan, scope, send = run.plan, run.scope, run.send
+        try:
             if plan.only_if_cached:
                 outcome = await self.cache.single_flight.peek(plan.key, plan.flight)
             else:
@@ -322,12 +378,14 @@ class HttpCache:
             await self.send_uncached(send, scope, error.capture, "error")
             return
         except AtomCacheError:
-            logger.warning("cache unavailable for %s; answering without it", route, exc_info=True)
+            logger.warning(
+                "cache unavailable for %s; answering without it", plan.key, exc_info=True
+            )
             await self._answer_without_cache(run)
             return
         if outcome is None:
             await self.gateway_timeout(send)
-        elif route.checked and not run.ran:
+        elif plan.route.checked and not run.ran:
             await self._respond_after_checks(run, outcome)
         else:
             await self.respond(send, scope, plan, outcome)
