@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from atomcache_core.asgi import RequestInfo, RouteOptions, RoutePlan
+from atomcache_core import ConfigurationError
+from atomcache_core.asgi import RequestInfo, RouteOptions, RoutePlan, cached
 from atomcache_core.http_request import full_path, request_key
 
 
@@ -105,3 +106,20 @@ def test_entries_say_downstream_who_they_are_for() -> None:
 def test_full_path_includes_the_mount_point(path: str, root_path: str, full: str) -> None:
     """Whether or not the server left the mount point in `path`, it is in the key."""
     assert full_path({"path": path, "root_path": root_path}) == full
+
+
+@pytest.mark.parametrize("option", ["vary_on", "vary_on_cookies"])
+def test_a_single_name_must_be_a_list(option: str) -> None:
+    """`vary_on="session"` would key on the letters: refused, saying how to write it."""
+    with pytest.raises(ConfigurationError, match=r"\['session'\]"):
+        cached(**{option: "session"})
+
+
+def test_cookies_are_read_as_the_frameworks_read_them() -> None:
+    """Values a strict parser rejects (JSON, bare words) never hide the named cookie."""
+    route = RoutePlan("/me", RouteOptions(vary_on_cookies=("session",)))
+    alice = key(route, scope(cookie='prefs={"theme":"dark"}; seen; session=s-alice'))
+    bob = key(route, scope(cookie='prefs={"theme":"dark"}; seen; session=s-bob'))
+    assert alice != bob
+    assert alice != key(route, scope())
+    assert key(route, scope(cookie="session=a; session=b")) != key(route, scope(cookie="session=b"))

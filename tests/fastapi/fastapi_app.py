@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
     from atomcache_core import Cache
     from atomcache_core.asgi import RequestInfo
 
@@ -74,11 +76,36 @@ async def slow_chunks() -> AsyncIterator[bytes]:
         await asyncio.sleep(0.25)
 
 
+class MembersOnly:
+    """App-level ASGI middleware: 401 for paths under /members without the session."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse /members/... unless the session cookie is valid."""
+        if scope["type"] == "http" and "/members/" in scope["path"]:
+            cookie = dict(scope["headers"]).get(b"cookie", b"")
+            if b"session=valid" not in cookie:
+                await JSONResponse({"detail": "members only"}, status_code=401)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 def require_user(request: Request) -> str:
     """A login check: 401 unless the session cookie is valid."""
     if request.cookies.get("session") != "valid":
         raise HTTPException(401)
     return "u1"
+
+
+def require_user_or_503(request: Request) -> None:
+    """A login check whose service fails: 503 unless the session cookie is valid."""
+    if request.cookies.get("session") != "valid":
+        raise HTTPException(503, "auth service unavailable")
 
 
 def require_api_key(key: Annotated[str | None, Security(API_KEY)]) -> str:
@@ -117,6 +144,7 @@ def build_app(
     in another, prefixes `/api` and `/v1`).
     """
     app = FastAPI()
+    app.add_middleware(MembersOnly)  # before the cache: it must still run on hits
     setup_cache(app, cache)
     routes = APIRouter() if layout != "app" else app.router
     _add_routes(routes, calls, flags)
@@ -317,6 +345,16 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
     @cached(ttl=60, public=True)
     def guarded_sync() -> dict[str, Any]:
         return {"calls": count("guarded"), "figures": "confidential"}
+
+    @app.get("/members/report")
+    @cached(ttl=60, public=True)
+    async def members_report() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @app.get("/guarded/flaky", dependencies=[Depends(require_user_or_503)])
+    @cached(ttl=1, stale_if_error=60, public=True)
+    async def guarded_flaky() -> dict[str, Any]:
+        return {"calls": count("flaky-check"), "figures": "confidential"}
 
     checked = APIRouter(dependencies=[Depends(require_user)])
 

@@ -8,12 +8,12 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar import Litestar, Request, Response, Router, get, post
+from litestar import Litestar, Request, Response, Router, asgi, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.dto import DataclassDTO, DTOConfig
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import ASGIMiddleware
 from litestar.params import CookieParameter, FromPath, FromQuery, HeaderParameter
 from litestar.response import Stream
@@ -95,6 +95,14 @@ def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHan
         raise NotAuthorizedException
 
 
+def require_user_or_503(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """A login guard whose service fails: 503 unless the session cookie is valid."""
+    if connection.cookies.get("session") != "valid":
+        raise HTTPException(status_code=503, detail="auth service unavailable")
+
+
 def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """An API key guard on the X-API-Key header: 401 without, 403 when wrong."""
     key = connection.headers.get("x-api-key")
@@ -116,6 +124,17 @@ async def refuse_anonymous(request: Request[Any, Any, Any]) -> Response[None] | 
     if request.cookies.get("session") != "valid":
         return Response(None, status_code=401)
     return None
+
+
+class MembersOnly(ASGIMiddleware):
+    """App-level middleware: 401 for paths under /members without the session."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Refuse /members/... unless the session cookie is valid."""
+        if "/members/" in scope["path"]:
+            await LoginMiddleware().handle(scope, receive, send, next_app)
+            return
+        await next_app(scope, receive, send)
 
 
 class LoginMiddleware(ASGIMiddleware):
@@ -173,7 +192,7 @@ def build_app(
     elif layout == "nested":
         handlers = [Router("/api", route_handlers=[Router("/v1", route_handlers=handlers)])]
     plugin = AtomCachePlugin(cache)
-    return Litestar(handlers, plugins=[plugin]), plugin
+    return Litestar(handlers, middleware=[MembersOnly()], plugins=[plugin]), plugin
 
 
 def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa: C901, PLR0915 - one route per scenario
@@ -373,6 +392,16 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     def guarded_sync() -> dict[str, Any]:
         return {"calls": count("guarded"), "figures": "confidential"}
 
+    @get("/members/report")
+    @cached(ttl=60, public=True)
+    async def members_report() -> dict[str, Any]:
+        return {"calls": count("guarded"), "figures": "confidential"}
+
+    @get("/guarded/flaky", guards=[require_user_or_503])
+    @cached(ttl=1, stale_if_error=60, public=True)
+    async def guarded_flaky() -> dict[str, Any]:
+        return {"calls": count("flaky-check"), "figures": "confidential"}
+
     @get("/guarded/middleware", middleware=[LoginMiddleware()])
     @cached(ttl=60, public=True)
     async def guarded_middleware() -> dict[str, Any]:
@@ -428,7 +457,8 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
-        fragile, background, slow_stream, sorted_query, guarded_route, guarded_sync, guarded_param, guarded_api_key,
+        fragile, background, slow_stream, sorted_query, members_report, guarded_flaky,
+        guarded_route, guarded_sync, guarded_param, guarded_api_key,
         guarded_decorated,
         checked, guarded_middleware, guarded_before, me, me_keyed, profile_by_key, reset, link,
         grouped_one, grouped_two,
@@ -438,17 +468,23 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
 def build_mounted(cache: Cache, calls: Counter[str]) -> Any:
     """Two apps sharing `cache`, mounted at `/a` and `/b`, each with `GET /items`.
 
-    The one at `/b` guards every request at app level (`Litestar(guards=...)`).
+    The one at `/b` guards every request at app level (`Litestar(guards=...)`). They
+    are mounted the Litestar way (`@asgi(path, is_mount=True)`), which takes the prefix
+    off `path` and leaves `root_path` empty.
     """
-    from starlette.routing import Mount  # noqa: PLC0415 - any ASGI parent will do
-    from starlette.routing import Router as Parent  # noqa: PLC0415
-
     mounts = []
     for name, guards in (("a", []), ("b", [require_user])):
         items = get("/items")(cached(ttl=60, public=True)(_counted(name, calls)))
         child = Litestar([items], guards=guards, plugins=[AtomCachePlugin(cache)])
-        mounts.append(Mount(f"/{name}", app=child))  # type: ignore[arg-type]
-    return Parent(routes=mounts)
+        mounts.append(asgi(f"/{name}", is_mount=True, copy_scope=True)(_forward(child)))
+    return Litestar(mounts)
+
+
+def _forward(app: Litestar) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    async def forward(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
+
+    return forward
 
 
 def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str, Any]]]:

@@ -185,7 +185,7 @@ class _Run:
     1.4, 1.5); `finish` waits for the rest of the app's work.
     """
 
-    __slots__ = ("app", "plan", "ran", "receive", "scope", "send", "tasks")
+    __slots__ = ("app", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
 
     def __init__(
         self, plan: RequestPlan, app: ASGIApp, scope: Scope, receive: Receive, send: Send
@@ -196,6 +196,7 @@ class _Run:
         self.receive = receive
         self.send = send
         self.ran: list[ResponseCapture] = []
+        self.produced: list[object] = []
         self.tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self) -> StoredResponse | Uncacheable:
@@ -221,7 +222,13 @@ class _Run:
             task.result()  # the app failed (or ended) before answering: its exception
         if capture.status >= _SERVER_ERROR and not capture.streamed:
             raise _ServerError(capture)  # a failure, for stale_if_error and waiters
-        return capture.result(self.plan.route)
+        result = capture.result(self.plan.route)
+        self.produced.append(result.value if isinstance(result, Uncacheable) else result)
+        return result
+
+    def answered(self, outcome: Outcome) -> bool:
+        """Whether `outcome` is this request's own response (its checks have run)."""
+        return any(outcome.value is value for value in self.produced)
 
     async def finish(self) -> None:
         """Wait for what the app does after its response (background tasks, a stream).
@@ -385,7 +392,7 @@ class HttpCache:
             return
         if outcome is None:
             await self.gateway_timeout(send)
-        elif plan.route.checked and not run.ran:
+        elif plan.route.checked and not run.answered(outcome):
             await self._respond_after_checks(run, outcome)
         else:
             await self.respond(send, scope, plan, outcome)
@@ -564,7 +571,9 @@ def _cache_control(route: RoutePlan, remaining: int) -> str:
     """The `Cache-Control` to send: never more freshness than the entry has left.
 
     Entries that depend on credentials go out `private` (HTTP.md 2.2, RFC 9111 section
-    5.2.2.7): no shared cache in front may keep them, whatever `cache_control` says.
+    5.2.2.7): no shared cache in front may keep them, whatever `cache_control` says. So
+    do entries of routes with checks (a cache in front would serve them without the
+    checks), unless the route's `cache_control` says `public` or `s-maxage`.
     """
     configured = route.options.cache_control
     directives: dict[str, str | int | None] = (
@@ -575,7 +584,8 @@ def _cache_control(route: RoutePlan, remaining: int) -> str:
         argument = directives.get(name)
         if isinstance(argument, str):
             directives[name] = min(int(argument), remaining) if argument.isdigit() else remaining
-    if route.personal:
+    shared = "public" in directives or "s-maxage" in directives
+    if route.personal or (route.checked and not shared):
         for name in ("public", "s-maxage", "private"):
             directives.pop(name, None)
         directives = {"private": None, **directives}

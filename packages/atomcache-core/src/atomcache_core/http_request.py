@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -50,7 +49,8 @@ class RequestInfo:
             (`cookie` fields by `; `).
         scheme: `http` or `https`, as the server saw it.
         host: The `Host` field (lower-case), else the server's address.
-        path: The full path, mount point included.
+        path: The full path as the server received it (ASGI `raw_path`), mount point
+            included; else `root_path` + `path`.
         query_string: The query exactly as sent, without `?`.
     """
 
@@ -87,9 +87,19 @@ class RequestInfo:
             headers,
             scope.get("scheme", "http"),
             host,
-            full_path(scope),
+            request_path(scope),
             query_string,
         )
+
+
+def request_path(scope: Scope) -> str:
+    """The path the server received, whatever a framework made of `path` since.
+
+    ASGI `raw_path` when the server gives it (mounts, which strip their prefix from
+    `path` in some frameworks, leave it alone), else `full_path`.
+    """
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else full_path(scope)
 
 
 def full_path(scope: Scope) -> str:
@@ -111,25 +121,28 @@ def hash_credential(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def cookie_values(header: str, names: Iterable[str]) -> list[str]:
-    """The values of the cookies `names` in a `Cookie` field (RFC 6265 section 5.4).
+def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
+    """Every value of each cookie of `names` in a `Cookie` field, as sent, in order.
 
-    A missing cookie is `""`; an unparsable field counts as no cookies.
+    Parsed as browsers and the frameworks do (Starlette's `cookie_parser`, Litestar's
+    `parse_cookie_string`, after Django): pairs split on `;`, name and value on the first
+    `=`, a chunk without `=` a value with an empty name; nothing is rejected, so the key
+    always sees the values the handler sees. All values of a repeated name are kept
+    (frameworks differ on which one wins).
     """
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return ["" for _ in names]
-    return [jar[name].value if name in jar else "" for name in names]
+    found: dict[str, list[str]] = {}
+    for chunk in header.split(";"):
+        name, _, value = chunk.partition("=") if "=" in chunk else ("", "", chunk)
+        found.setdefault(name.strip(), []).append(value.strip())
+    return [found.get(name, []) for name in names]
 
 
 def request_key(route: RoutePlan, info: RequestInfo) -> str:
     """The cache key of a request of `route` (HTTP.md 2.3).
 
     `http:<path template>:` then, JSON-encoded: scheme, host, full path, query as sent
-    (sorted by name with `sort_query`), the forwarding fields present, and the values
-    of the `vary_on` fields and `vary_on_cookies` cookies, credentials hashed. The
+    (sorted by name with `sort_query`), the forwarding fields present, and the hash of
+    the values of the `vary_on` fields and `vary_on_cookies` cookies. The
     method is not part of it, so `HEAD` uses the `GET` entry. A route's own `key=`
     replaces all but the template.
     """
@@ -148,14 +161,11 @@ def request_key(route: RoutePlan, info: RequestInfo) -> str:
     if forwarded:
         parts.append(forwarded)
     if options.vary_on or options.vary_on_cookies:
-        varied = []
-        for name in options.vary_on:
-            value = headers.get(name, "")
-            varied.append(hash_credential(value) if value and name in route.credentials else value)
+        # Hashed, all of them: a field may carry an identity the route does not name as one.
+        varied: list[Any] = [headers.get(name) for name in options.vary_on]
         if options.vary_on_cookies:
-            cookies = cookie_values(headers.get("cookie", ""), options.vary_on_cookies)
-            varied.extend(hash_credential(value) if value else "" for value in cookies)
-        parts.append(varied)
+            varied.extend(cookie_values(headers.get("cookie", ""), options.vary_on_cookies))
+        parts.append(hash_credential(json.dumps(varied, ensure_ascii=False)))
     return prefix + json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads get_cache's annotation at run time
 from fastapi.security import APIKeyHeader
+from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Match
 
@@ -47,11 +48,20 @@ RouteEntry = tuple[Any, RoutePlan | None]
 def setup_cache(app: FastAPI, cache: Cache) -> None:
     """Serve `app`'s `@cached` routes from `cache`; the cache closes with the app.
 
-    Adds `AtomCacheMiddleware` and keeps the cache in `app.state.atomcache`, where
-    `get_cache` (a dependency) finds it.
+    Adds `AtomCacheMiddleware` innermost, whatever the order in which the app adds its
+    own middleware: every middleware of the app (authentication, CORS, compression,
+    sessions) runs on hits as on misses, and what is stored is the router's response
+    before they transform it (HTTP.md 0.3). Keeps the cache in `app.state.atomcache`,
+    where `get_cache` (a dependency) finds it.
+
+    Raises:
+        RuntimeError: the app has already started (Starlette's own rule).
     """
+    if app.middleware_stack is not None:
+        msg = "call setup_cache(app, cache) before the app starts serving"
+        raise RuntimeError(msg)
     app.state.atomcache = cache
-    app.add_middleware(AtomCacheMiddleware, cache=cache, routes_of=app)
+    app.user_middleware.append(Middleware(AtomCacheMiddleware, cache=cache, routes_of=app))
     app.add_exception_handler(CachedResponse, serve_cached_response)
 
 

@@ -186,6 +186,6 @@ class _HeadOfGet:
             except Exception:  # noqa: BLE001 - not routable as GET: Litestar answers as usual
                 routed = None
             if routed is not None and route_options(_endpoint(routed[1])) is not None:
-                scope["method"] = "GET"
-                scope[_HEAD_OF_GET] = True
+                # A copy: the server keeps its own scope, and must still see a HEAD.
+                scope = {**scope, "method": "GET", _HEAD_OF_GET: True}
         await self.app(scope, receive, send)
