@@ -32,6 +32,9 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /background?fail: ttl=60 -> "background", with a 2 s background task (failing at
   its end with fail=true)
 - GET /stream/slow: ttl=60 -> "slow-stream", streams 6 chunks 0.25 s apart
+- GET /negotiated: ttl=60 -> "negotiated", a greeting in the Accept-Language asked,
+  with `Vary: Accept-Language`
+- GET /negotiated/any: ttl=60 -> "vary-star", with `Vary: *`
 - GET /sorted?offset&limit: ttl=60, sort_query=True -> "sorted"
 - GET /guarded/... (`Harness.guarded`): public=True behind a check of the app (a
   dependency, a guard, a router's, a decorator above @cached, a sync handler...) that
@@ -260,6 +263,30 @@ async def stream_joiners_start_at_once(h: Harness) -> None:
     assert first.endswith(b"chunk 5\n")
     assert second.endswith(b"chunk 5\n")
     assert h.calls["slow-stream"] == 2
+
+
+# 4b. The response's own Vary (HTTP.md 3.1, RFC 9111 section 4.1).
+async def the_responses_vary_selects_the_entry(h: Harness) -> None:
+    """A response that says `Vary: Accept-Language` is only served to the same language."""
+    expected = {"fr": "bonjour", "de": "hallo", None: "hello"}
+    for _ in range(3):
+        for language, text in expected.items():
+            headers = {"accept-language": language} if language else {}
+            response = await h.client.get("/negotiated", headers=headers)
+            assert response.json()["text"] == text, language
+            assert "accept-language" in response.headers["vary"].lower()
+    for language in ("fr", "de"):
+        hit = await h.client.get("/negotiated", headers={"accept-language": language})
+        assert status_of(hit).startswith("atomcache; hit")
+    assert h.calls["negotiated"] <= 2 * len(expected)  # once per variant, and a relearn
+
+
+async def vary_star_is_never_stored(h: Harness) -> None:
+    """A response with `Vary: *` matches no later request: it is never stored."""
+    for _ in range(2):
+        response = await h.client.get("/negotiated/any")
+        assert "not storable" in status_of(response)
+    assert h.calls["vary-star"] == 2
 
 
 # 5. Authorization.
@@ -704,6 +731,8 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     poisoned_requests_do_not_poison_the_cache,
     concurrent_waiters_are_released_by_an_oversized_body,
     background_tasks_run_after_the_response,
+    the_responses_vary_selects_the_entry,
+    vary_star_is_never_stored,
     stream_joiners_start_at_once,
     authorized_requests_bypass_shared_entries,
     per_user_routes_key_on_authorization,
@@ -770,6 +799,29 @@ async def mounted_apps_never_share(client: httpx.AsyncClient, calls: Counter[str
     assert calls == {"a": 1, "b": 1}
 
 
+async def middleware_around_the_cache_applies_to_hits(
+    client: httpx.AsyncClient, calls: Counter[str]
+) -> None:
+    """Compression and CORS give a hit exactly what a miss would get (HTTP.md 0.3).
+
+    A client that did not ask for gzip never gets it; an entry never carries another
+    request's `Access-Control-Allow-Origin`.
+    """
+    for _ in range(2):
+        for encoding in ("gzip", "identity"):
+            for origin in ("https://a.example", "https://b.example"):
+                headers = {"accept-encoding": encoding, "origin": origin}
+                response = await client.get("/text", headers=headers)
+                assert response.text == "x" * 2000
+                assert response.headers.get("content-encoding") == (
+                    "gzip" if encoding == "gzip" else None
+                ), headers
+                assert response.headers["access-control-allow-origin"] == origin
+    hit = await client.get("/text", headers={"accept-encoding": "identity"})
+    assert "hit" in hit.headers["cache-status"]
+    assert calls["text"] <= 4  # once per variant at most, or once
+
+
 #: The routes behind the app's own checks that every adapter has (HTTP.md 0.1).
 GUARDED = (
     "/guarded/route",
@@ -792,15 +844,18 @@ def adapter_tests(
     framework: str,
     guarded: tuple[str, ...],
     build_mounted: Callable[[Cache, Counter[str]], Any],
-) -> tuple[Any, Any, Any, Any]:
+    build_compressed: Callable[[Cache, Counter[str]], Any],
+) -> tuple[Any, Any, Any, Any, Any]:
     """The fixture and tests an adapter's module exposes, given how it builds the app.
 
     `build(cache, calls, flags, layout)` returns the ASGI app with the routes above,
     declared as `layout` says (`"app"`, `"router"` at `/api`, `"nested"` at
     `/api/v1`), and its invalidation helper. `guarded` lists its routes behind checks.
-    `build_mounted(cache, calls)` returns the two apps of `mounted_apps_never_share`.
-    Use as `harness, test_http_behaviour, test_redis_down_fails_open, test_mounts =
-    adapter_tests(build, "X", guarded, build_mounted)`.
+    `build_mounted(cache, calls)` returns the two apps of `mounted_apps_never_share`,
+    `build_compressed(cache, calls)` the app of
+    `middleware_around_the_cache_applies_to_hits`. Use as `harness, test_http_behaviour,
+    test_redis_down_fails_open, test_mounts, test_middleware = adapter_tests(build, "X",
+    guarded, build_mounted, build_compressed)`.
     """
 
     @contextlib.asynccontextmanager
@@ -857,6 +912,18 @@ def adapter_tests(
         ):
             await mounted_apps_never_share(client, calls)
 
+    @pytest.mark.parametrize("backend", ["memory", "redis"])
+    async def test_middleware(backend: str, request: pytest.FixtureRequest, namespace: str) -> None:
+        url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+        calls: Counter[str] = Counter()
+        cache = Cache.from_url(url, namespace=namespace)
+        async with (
+            serve_asgi(build_compressed(cache, calls)) as base_url,
+            httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+        ):
+            await middleware_around_the_cache_applies_to_hits(client, calls)
+
+    test_middleware.__doc__ = middleware_around_the_cache_applies_to_hits.__doc__
     test_mounts.__doc__ = mounted_apps_never_share.__doc__
     test_http_behaviour.__doc__ = (
         f"Each behaviour of HTTP.md holds for {framework} (the scenario's docstring says which)."
@@ -864,4 +931,4 @@ def adapter_tests(
     test_redis_down_fails_open.__doc__ = (
         f"With Redis gone, {framework}'s cached routes are answered by their handler, never a 500."
     )
-    return harness, test_http_behaviour, test_redis_down_fails_open, test_mounts
+    return harness, test_http_behaviour, test_redis_down_fails_open, test_mounts, test_middleware

@@ -18,7 +18,15 @@ from fastapi import (
     Request,
     Security,
 )
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
@@ -57,6 +65,7 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
     return ("tagged", f"item:{info.path_params['item_id']}")
 
 
+GREETINGS = {"fr": "bonjour", "de": "hallo"}
 PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
 API_KEY = APIKeyHeader(name="x-api-key", auto_error=False)
 
@@ -315,6 +324,18 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
         count("slow-stream")
         return StreamingResponse(slow_chunks(), media_type="text/plain")
 
+    @app.get("/negotiated")
+    @cached(ttl=60)
+    async def negotiated(request: Request) -> JSONResponse:
+        text = GREETINGS.get(request.headers.get("accept-language", ""), "hello")
+        count("negotiated")
+        return JSONResponse({"text": text}, headers={"vary": "Accept-Language"})
+
+    @app.get("/negotiated/any")
+    @cached(ttl=60)
+    async def negotiated_any() -> JSONResponse:
+        return JSONResponse({"calls": count("vary-star")}, headers={"vary": "*"})
+
     @app.get("/sorted")
     @cached(ttl=60, sort_query=True)
     async def sorted_query(offset: int = 0, limit: int = 10) -> dict[str, Any]:
@@ -421,3 +442,19 @@ def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str,
         return {"app": name, "calls": calls[name]}
 
     return items
+
+
+def build_compressed(cache: Cache, calls: Counter[str]) -> FastAPI:
+    """`GET /text` (2,000 bytes) behind gzip added before the cache, and CORS."""
+    app = FastAPI()
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+    app.add_middleware(CORSMiddleware, allow_origins=["https://a.example", "https://b.example"])
+    setup_cache(app, cache)
+
+    @app.get("/text")
+    @cached(ttl=60)
+    async def text() -> PlainTextResponse:
+        calls["text"] += 1
+        return PlainTextResponse("x" * 2000)
+
+    return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from fastapi_app import build_app, build_mounted
+from fastapi_app import build_app, build_compressed, build_mounted
 
 from atomcache_fastapi import invalidate
 from http_scenarios import GUARDED, Invalidate, adapter_tests
@@ -24,6 +24,10 @@ def build(
     return app, functools.partial(invalidate, app)
 
 
-harness, test_http_behaviour, test_redis_down_fails_open, test_mounts = adapter_tests(
-    build, "FastAPI", GUARDED, build_mounted
-)
+(
+    harness,
+    test_http_behaviour,
+    test_redis_down_fails_open,
+    test_mounts,
+    test_middleware,
+) = adapter_tests(build, "FastAPI", GUARDED, build_mounted, build_compressed)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Litestar, Request, Response, Router, asgi, get, post
 from litestar.background_tasks import BackgroundTask
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.dto import DataclassDTO, DTOConfig
@@ -71,6 +73,7 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
     return ("tagged", f"item:{info.path_params['item_id']}")
 
 
+GREETINGS = {"fr": "bonjour", "de": "hallo"}
 PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
 
 
@@ -354,6 +357,18 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
         count("slow-stream")
         return Stream(slow_chunks(), media_type="text/plain")
 
+    @get("/negotiated")
+    @cached(ttl=60)
+    async def negotiated(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+        text = GREETINGS.get(request.headers.get("accept-language", ""), "hello")
+        count("negotiated")
+        return Response({"text": text}, headers={"vary": "Accept-Language"})
+
+    @get("/negotiated/any")
+    @cached(ttl=60)
+    async def negotiated_any() -> Response[dict[str, int]]:
+        return Response({"calls": count("vary-star")}, headers={"vary": "*"})
+
     @get("/sorted")
     @cached(ttl=60, sort_query=True)
     async def sorted_query(
@@ -457,7 +472,8 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
-        fragile, background, slow_stream, sorted_query, members_report, guarded_flaky,
+        fragile, background, slow_stream, negotiated, negotiated_any, sorted_query,
+        members_report, guarded_flaky,
         guarded_route, guarded_sync, guarded_param, guarded_api_key,
         guarded_decorated,
         checked, guarded_middleware, guarded_before, me, me_keyed, profile_by_key, reset, link,
@@ -493,3 +509,20 @@ def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str,
         return {"app": name, "calls": calls[name]}
 
     return items
+
+
+def build_compressed(cache: Cache, calls: Counter[str]) -> Litestar:
+    """`GET /text` (2,000 bytes) with Litestar's compression (inside the cache), and CORS."""
+
+    @get("/text", media_type="text/plain")
+    @cached(ttl=60)
+    async def text() -> str:
+        calls["text"] += 1
+        return "x" * 2000
+
+    return Litestar(
+        [text],
+        compression_config=CompressionConfig(backend="gzip", minimum_size=500),
+        cors_config=CORSConfig(allow_origins=["https://a.example", "https://b.example"]),
+        plugins=[AtomCachePlugin(cache)],
+    )

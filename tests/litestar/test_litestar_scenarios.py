@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar_app import build_app, build_mounted
+from litestar_app import build_app, build_compressed, build_mounted
 
 from http_scenarios import GUARDED, Invalidate, adapter_tests
 
@@ -22,6 +22,16 @@ def build(
     return app, plugin.invalidate
 
 
-harness, test_http_behaviour, test_redis_down_fails_open, test_mounts = adapter_tests(
-    build, "Litestar", (*GUARDED, "/guarded/middleware", "/guarded/before"), build_mounted
+(
+    harness,
+    test_http_behaviour,
+    test_redis_down_fails_open,
+    test_mounts,
+    test_middleware,
+) = adapter_tests(
+    build,
+    "Litestar",
+    (*GUARDED, "/guarded/middleware", "/guarded/before"),
+    build_mounted,
+    build_compressed,
 )

@@ -27,9 +27,12 @@ from atomcache_core.http import (
     make_etag,
     not_modified_headers,
     parse_cache_control,
+    parse_vary,
     render_cache_control,
     response_storable,
+    selecting_fields,
     storable_headers,
+    varies,
 )
 from atomcache_core.http_request import (
     RequestInfo,
@@ -134,8 +137,14 @@ class ResponseCapture:
             self.body = message.get("body", b"")
             self.decided.set()
 
-    def result(self, route: RoutePlan) -> StoredResponse | Uncacheable:
-        """What to store, or `Uncacheable(self)` with the reason it is not stored."""
+    def result(
+        self, route: RoutePlan, request_headers: Mapping[str, str]
+    ) -> StoredResponse | Uncacheable:
+        """What to store, or `Uncacheable(self)` with the reason it is not stored.
+
+        `request_headers` are the fields of the request it answers (lower-case names):
+        the response's own `Vary` selects among them its secondary key.
+        """
         options = route.options
         if self.streamed:
             self.reason = "streamed"
@@ -144,7 +153,7 @@ class ResponseCapture:
         elif len(self.body) > options.max_body_size:
             self.reason = "too large"
         else:
-            return _stored_response(self, route)
+            return _stored_response(self, route, request_headers)
         return Uncacheable(self)
 
 
@@ -185,11 +194,19 @@ class _Run:
     1.4, 1.5); `finish` waits for the rest of the app's work.
     """
 
-    __slots__ = ("app", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
+    __slots__ = ("app", "learn", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
 
     def __init__(
-        self, plan: RequestPlan, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+        self,
+        plan: RequestPlan,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        learn: Callable[[RoutePlan, StoredResponse], bool],
     ) -> None:
+        self.learn = learn
         self.plan = plan
         self.app = app
         self.scope = scope
@@ -222,8 +239,12 @@ class _Run:
             task.result()  # the app failed (or ended) before answering: its exception
         if capture.status >= _SERVER_ERROR and not capture.streamed:
             raise _ServerError(capture)  # a failure, for stale_if_error and waiters
-        result = capture.result(self.plan.route)
-        self.produced.append(result.value if isinstance(result, Uncacheable) else result)
+        result = capture.result(self.plan.route, self.plan.info.headers)
+        if isinstance(result, Uncacheable):
+            self.produced.append(result.value)
+        else:
+            self.produced.append(result)
+            self.learn(self.plan.route, result)
         return result
 
     def answered(self, outcome: Outcome) -> bool:
@@ -269,6 +290,7 @@ class HttpCache:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
         self.placeholder = placeholder
+        self._varied: dict[int, tuple[str, ...]] = {}
 
     def key(self, route: RoutePlan, info: RequestInfo) -> str:
         """The cache key of a request (see `request_key`)."""
@@ -308,7 +330,8 @@ class HttpCache:
             "no-cache" in directives or directives.get("max-age") == "0"
         )
         flight = self._flight_options(route, info, directives, forced=forced)
-        return RequestPlan(info, route, request_key(route, info), flight, directives, forced)
+        key = request_key(route, info, self._varied.get(id(route), ()))
+        return RequestPlan(info, route, key, flight, directives, forced)
 
     async def invalidate_route(
         self,
@@ -367,14 +390,39 @@ class HttpCache:
             else:
                 await self.bypass(scope, receive, send, app, plan)
             return
-        run = _Run(plan, app, scope, receive, send)
-        try:
-            await self._serve(run)
-        finally:
-            await run.finish()
+        for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
+            run = _Run(plan, app, scope, receive, send, learn=self._learn)
+            try:
+                varied = await self._serve(run)
+            finally:
+                await run.finish()
+            if not varied:
+                return
+            plan = self.plan(scope, route, path_params)
+            if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
+                break
+        await self.bypass(scope, receive, send, app, "variant")
 
-    async def _serve(self, run: _Run) -> None:
-        """Answer from the cache or run the handler once (single flight)."""
+    def _learn(self, route: RoutePlan, response: StoredResponse) -> bool:
+        """Key the route's requests on the fields its responses vary on, from now on.
+
+        Returns whether that added a field. Entries stored before stay readable: each
+        is checked against its own secondary key before it is used.
+        """
+        names = tuple(name for name, _ in response.selecting)
+        known = self._varied.get(id(route), ())
+        if set(names) <= set(known):
+            return False
+        self._varied[id(route)] = tuple(dict.fromkeys((*known, *names)))
+        return True
+
+    async def _serve(self, run: _Run) -> bool:
+        """Answer from the cache or run the handler once (single flight).
+
+        Returns `True`, having sent nothing, when the entry found was stored for a
+        request with other values of the fields it varies on: the caller asks again
+        under a key that holds them.
+        """
         plan, scope, send = run.plan, run.scope, run.send
         try:
             if plan.only_if_cached:
@@ -383,19 +431,31 @@ class HttpCache:
                 outcome = await self.cache.single_flight.get_or_set(plan.key, run, plan.flight)
         except _ServerError as error:
             await self.send_uncached(send, scope, error.capture, "error")
-            return
+            return False
         except AtomCacheError:
             logger.warning(
                 "cache unavailable for %s; answering without it", plan.key, exc_info=True
             )
             await self._answer_without_cache(run)
-            return
+            return False
         if outcome is None:
             await self.gateway_timeout(send)
-        elif plan.route.checked and not run.answered(outcome):
+            return False
+        own = run.answered(outcome)
+        value = outcome.value
+        if (
+            not own
+            and isinstance(value, StoredResponse)
+            and value.selecting
+            and varies(value.selecting, plan.info.headers)
+        ):
+            self._learn(plan.route, value)
+            return True
+        if plan.route.checked and not own:
             await self._respond_after_checks(run, outcome)
         else:
             await self.respond(send, scope, plan, outcome)
+        return False
 
     async def _answer_without_cache(self, run: _Run) -> None:
         """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
@@ -551,20 +611,32 @@ def _etag_of(response: StoredResponse) -> str:
     return response.etag
 
 
-def _stored_response(captured: ResponseCapture, route: RoutePlan) -> StoredResponse:
-    """The entry to store: final body, storable fields, Content-Length, Vary, ETag."""
+def _stored_response(
+    captured: ResponseCapture, route: RoutePlan, request_headers: Mapping[str, str]
+) -> StoredResponse:
+    """The entry to store: final body, storable fields, Content-Length, Vary, ETag.
+
+    The handler's own `Vary` names its secondary key (RFC 9111 section 4.1); the
+    route's `vary_on` fields, and `Cookie, Authorization` unless it is public, are
+    added to what is sent.
+    """
     headers = [
         (name, value)
         for name, value in storable_headers(captured.headers)
         if name not in (b"content-length", b"etag")
     ]
     headers.append((b"content-length", str(len(captured.body)).encode()))
+    written = get_header(headers, b"vary")
+    own = parse_vary(written)
     if route.vary:
-        varied = get_header(headers, b"vary")
-        merged = b", ".join(part for part in (varied, route.vary) if part)
+        spelled = [part.strip() for part in (written or b"").split(b",") if part.strip()]
+        spelled += [part.strip() for part in route.vary.split(b",")]
+        merged = {part.lower(): part for part in reversed(spelled)}  # first spelling wins
         headers = [(name, value) for name, value in headers if name != b"vary"]
-        headers.append((b"vary", merged))
-    return StoredResponse(captured.status, tuple(headers), captured.body, make_etag(captured.body))
+        headers.append((b"vary", b", ".join(reversed(merged.values()))))
+    selecting = selecting_fields(own, request_headers)
+    etag = make_etag(captured.body)
+    return StoredResponse(captured.status, tuple(headers), captured.body, etag, selecting)
 
 
 def _cache_control(route: RoutePlan, remaining: int) -> str:

@@ -33,9 +33,12 @@ __all__ = [
     "not_modified_headers",
     "parse_cache_control",
     "parse_entity_tags",
+    "parse_vary",
     "render_cache_control",
     "response_storable",
+    "selecting_fields",
     "storable_headers",
+    "varies",
 ]
 
 #: Hop-by-hop fields (RFC 9110 section 7.6.1), never stored.
@@ -217,18 +220,62 @@ def response_storable(
     """Whether a complete response may be stored in a shared cache.
 
     RFC 9111 section 3 and 5.2.2: the status must be one the route stores (by default
-    only 200); the response must not carry `Set-Cookie` (it is one user's); its own
-    `Cache-Control` must not say `no-store`, `private` or `no-cache`.
+    only 200), never `206`; the response must not carry `Set-Cookie` (it is one user's)
+    nor `Vary: *`; its own `Cache-Control` must not say `no-store`, `private` or
+    `no-cache`.
     """
-    if status not in statuses:
+    if status not in statuses or status == 206:  # noqa: PLR2004 - Partial Content
         return False
     pairs = list(headers)
     if any(key.lower() == b"set-cookie" for key, _ in pairs):
         return False
+    if "*" in parse_vary(get_header(((k.lower(), v) for k, v in pairs), b"vary")):
+        return False  # RFC 9111 section 4.1: `Vary: *` never matches a later request
     directives = parse_cache_control(
         get_header(((k.lower(), v) for k, v in pairs), b"cache-control")
     )
     return not ({"no-store", "private", "no-cache"} & directives.keys())
+
+
+def parse_vary(value: bytes | str | None) -> tuple[str, ...]:
+    """The field names of a `Vary` value, lower-case, in order, once each (RFC 9110 12.5.5).
+
+    `*` is kept as a name of its own. Never raises.
+    """
+    if not value:
+        return ()
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    names = (name.strip().lower() for name in text.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
+def selecting_fields(
+    names: Iterable[str], request_headers: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """The secondary key of a stored response (RFC 9111 section 4.1).
+
+    Each `Vary` name with a digest of the request's value of it; absent fields have a
+    digest of their own. Values are hashed so that no credential (a `Vary: Cookie`) is
+    kept in clear; a field sent several times is compared as its comma-joined value.
+    """
+    return tuple((name, _field_digest(request_headers.get(name))) for name in names)
+
+
+def varies(selecting: Iterable[tuple[str, str]], request_headers: Mapping[str, str]) -> bool:
+    """Whether a request's fields differ from a stored response's secondary key.
+
+    `True` means the stored response must not be used for this request (RFC 9111
+    section 4.1).
+    """
+    return any(_field_digest(request_headers.get(name)) != digest for name, digest in selecting)
+
+
+def _field_digest(value: str | None) -> str:
+    if value is None:
+        return "-"
+    normalized = ",".join(part.strip() for part in value.split(","))  # RFC 9111 4.1
+    encoded = normalized.encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
 def not_modified_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -283,12 +330,15 @@ class StoredResponse:
         headers: Stored fields (see `storable_headers`), ETag included.
         body: The body exactly as the framework produced it.
         etag: The strong ETag of `body`, quoted.
+        selecting: The secondary key (`selecting_fields`): the names of the response's
+            own `Vary` and digests of the values the request had.
     """
 
     status: int
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     etag: str
+    selecting: tuple[tuple[str, str], ...] = ()
 
 
 _RESPONSE_HEAD = struct.Struct(">HH")
@@ -299,8 +349,9 @@ class ResponseSerializer:
     """Stores a `StoredResponse` as compact binary: status, fields, ETag, body.
 
     Layout: status and field count (uint16 each); per field, name length (uint16) and
-    value length (uint32) then both; the ETag as one more field named `etag`; then the
-    body, unchanged, so a hit sends a slice of what was read.
+    value length (uint32) then both; the ETag as one more field named `etag`, first;
+    the secondary key as fields named `:<field name>` (no header name starts with a
+    colon); then the body, unchanged, so a hit sends a slice of what was read.
     """
 
     def dumps(self, value: Any) -> bytes:
@@ -309,7 +360,11 @@ class ResponseSerializer:
             msg = f"ResponseSerializer stores StoredResponse objects, got {type(value).__name__}"
             raise SerializationError(msg, value_type=type(value).__name__, direction="dumps")
         try:
-            fields = [(b"etag", value.etag.encode("ascii")), *value.headers]
+            selecting = [
+                (b":" + name.encode("latin-1"), digest.encode("ascii"))
+                for name, digest in value.selecting
+            ]
+            fields = [(b"etag", value.etag.encode("ascii")), *selecting, *value.headers]
             parts = [_RESPONSE_HEAD.pack(value.status, len(fields))]
             for name, field_value in fields:
                 parts.extend((_FIELD_HEAD.pack(len(name), len(field_value)), name, field_value))
@@ -341,7 +396,13 @@ class ResponseSerializer:
             if position > len(data) or not fields or fields[0][0] != b"etag":
                 raise ValueError("truncated")  # noqa: TRY301 - one handler below
             etag = fields[0][1].decode("ascii")
+            selecting = tuple(
+                (name[1:].decode("latin-1"), digest.decode("ascii"))
+                for name, digest in fields[1:]
+                if name.startswith(b":")
+            )
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
             msg = f"stored response is corrupt ({exc}); it is treated as a miss"
             raise SerializationError(msg, value_type="bytes", direction="loads") from exc
-        return StoredResponse(status, tuple(fields[1:]), data[position:], etag)
+        headers = tuple(fields[1 + len(selecting) :])
+        return StoredResponse(status, headers, data[position:], etag, selecting)

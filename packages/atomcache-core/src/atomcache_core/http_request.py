@@ -137,13 +137,15 @@ def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
     return [found.get(name, []) for name in names]
 
 
-def request_key(route: RoutePlan, info: RequestInfo) -> str:
+def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = ()) -> str:
     """The cache key of a request of `route` (HTTP.md 2.3).
 
     `http:<path template>:` then, JSON-encoded: scheme, host, full path, query as sent
     (sorted by name with `sort_query`), the forwarding fields present, and the hash of
     the values of the `vary_on` fields and `vary_on_cookies` cookies. The
-    method is not part of it, so `HEAD` uses the `GET` entry. A route's own `key=`
+    method is not part of it, so `HEAD` uses the `GET` entry. `varied` names the
+    fields the route's responses were seen to vary on (their `Vary`): their values
+    are hashed in too, so each variant has an entry of its own. A route's own `key=`
     replaces all but the template.
     """
     options = route.options
@@ -162,10 +164,14 @@ def request_key(route: RoutePlan, info: RequestInfo) -> str:
         parts.append(forwarded)
     if options.vary_on or options.vary_on_cookies:
         # Hashed, all of them: a field may carry an identity the route does not name as one.
-        varied: list[Any] = [headers.get(name) for name in options.vary_on]
+        values: list[Any] = [headers.get(name) for name in options.vary_on]
         if options.vary_on_cookies:
-            varied.extend(cookie_values(headers.get("cookie", ""), options.vary_on_cookies))
-        parts.append(hash_credential(json.dumps(varied, ensure_ascii=False)))
+            values.extend(cookie_values(headers.get("cookie", ""), options.vary_on_cookies))
+        parts.append(hash_credential(json.dumps(values, ensure_ascii=False)))
+    if varied:
+        secondary = [headers.get(name) for name in varied]
+        encoded = json.dumps([varied, secondary], ensure_ascii=False)
+        parts.append(["vary", hash_credential(encoded)])
     return prefix + json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -224,7 +224,7 @@ class AtomCacheMiddleware:
         self, claim: Claim, capture: ResponseCapture, scope: Scope, send: Send
     ) -> None:
         """Store a claimed response (or release the claim) and send it."""
-        result = capture.result(claim.plan.route)
+        result = capture.result(claim.plan.route, claim.plan.info.headers)
         if isinstance(result, Uncacheable):
             await claim.lease.skip()
             if not capture.streamed:
