@@ -4,8 +4,9 @@ Reads whichever result files exist (written by bench/http.py, bench/stampede.py,
 bench/peers.py and bench/core.py) and writes, next to them:
 
 - `http.png`: requests/s of each variant as a ratio of its framework's ceiling,
-  horizontal bars grouped by framework, with the run's spread (min/max over the rounds)
-  and a tick at each target the variant has;
+  horizontal bars grouped by framework, with the run's spread (min/max over the rounds),
+  a tick at each target the variant has and, for a hit behind a dependency or guard,
+  its ratio to the same route uncached;
 - `stampede.png`: computations and p50/p99 latency, naive versus atomcache;
 - `stampede_peers.png`: every caller's latency as a distribution (CDF) per contender,
   with the computations and Redis commands of each;
@@ -85,12 +86,10 @@ def plot_http(rows: list[dict[str, Any]], out: Path) -> None:
         colors = ["tab:blue" if "atomcache" in label else "tab:gray" for label in labels]
         ax.barh(positions, values, color=colors, xerr=[low, high], capsize=3)
         for y, value, row in zip(positions, values, group[::-1], strict=True):
-            ax.text(
-                value + 0.02,
-                y + 0.25,
-                f"{value:.2f} ({float(row['requests_per_second']):,.0f}/s)",
-                fontsize=8,
-            )
+            text = f"{value:.2f} ({float(row['requests_per_second']):,.0f}/s)"
+            if row.get("ratio_to_uncached") is not None:
+                text += f", {float(row['ratio_to_uncached']):.2f} x uncached"
+            ax.text(value + 0.02, y + 0.25, text, fontsize=8)
             for target in row.get("targets", []):
                 x = target_ratio(target, ratios)
                 ax.plot([x, x], [y - 0.4, y + 0.4], color="tab:red", linewidth=2)

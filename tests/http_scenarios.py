@@ -900,28 +900,31 @@ def adapter_tests(
         async with running(cache) as harness:
             await redis_down_fails_open(harness)
 
-    @pytest.mark.parametrize("backend", ["memory", "redis"])
-    async def test_mounts(backend: str, request: pytest.FixtureRequest, namespace: str) -> None:
-        url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+    async def on_own_app(
+        build_own: Callable[[Cache, Counter[str]], Any],
+        scenario: Callable[[httpx.AsyncClient, Counter[str]], Awaitable[None]],
+        url: str,
+        namespace: str,
+    ) -> None:
         calls: Counter[str] = Counter()
         cache = Cache.from_url(url, namespace=namespace)
         async with (
-            cache,  # mounted apps get no lifespan: nothing else closes it
-            serve_asgi(build_mounted(cache, calls)) as base_url,
+            cache,  # mounted apps get no lifespan: this closes it in any case
+            serve_asgi(build_own(cache, calls)) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=30) as client,
         ):
-            await mounted_apps_never_share(client, calls)
+            await scenario(client, calls)
+
+    @pytest.mark.parametrize("backend", ["memory", "redis"])
+    async def test_mounts(backend: str, request: pytest.FixtureRequest, namespace: str) -> None:
+        url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+        await on_own_app(build_mounted, mounted_apps_never_share, url, namespace)
 
     @pytest.mark.parametrize("backend", ["memory", "redis"])
     async def test_middleware(backend: str, request: pytest.FixtureRequest, namespace: str) -> None:
         url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
-        calls: Counter[str] = Counter()
-        cache = Cache.from_url(url, namespace=namespace)
-        async with (
-            serve_asgi(build_compressed(cache, calls)) as base_url,
-            httpx.AsyncClient(base_url=base_url, timeout=30) as client,
-        ):
-            await middleware_around_the_cache_applies_to_hits(client, calls)
+        scenario = middleware_around_the_cache_applies_to_hits
+        await on_own_app(build_compressed, scenario, url, namespace)
 
     test_middleware.__doc__ = middleware_around_the_cache_applies_to_hits.__doc__
     test_mounts.__doc__ = mounted_apps_never_share.__doc__

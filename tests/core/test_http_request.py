@@ -112,7 +112,8 @@ def test_full_path_includes_the_mount_point(path: str, root_path: str, full: str
 def test_a_single_name_must_be_a_list(option: str) -> None:
     """`vary_on="session"` would key on the letters: refused, saying how to write it."""
     with pytest.raises(ConfigurationError, match=r"\['session'\]"):
-        cached(**{option: "session"})
+        options: dict[str, Any] = {option: "session"}
+        cached(**options)
 
 
 def test_cookies_are_read_as_the_frameworks_read_them() -> None:
