@@ -111,8 +111,8 @@ def test_full_path_includes_the_mount_point(path: str, root_path: str, full: str
 @pytest.mark.parametrize("option", ["vary_on", "vary_on_cookies"])
 def test_a_single_name_must_be_a_list(option: str) -> None:
     """`vary_on="session"` would key on the letters: refused, saying how to write it."""
+    options: dict[str, Any] = {option: "session"}
     with pytest.raises(ConfigurationError, match=r"\['session'\]"):
-        options: dict[str, Any] = {option: "session"}
         cached(**options)
 
 
