@@ -25,9 +25,13 @@ from atomcache_core.http import (
     not_modified_headers,
     parse_cache_control,
     parse_entity_tags,
+    parse_vary,
+    precondition_status,
     render_cache_control,
     response_storable,
+    selecting_fields,
     storable_headers,
+    varies,
 )
 
 Headers = list[tuple[bytes, bytes]]
@@ -403,3 +407,45 @@ def test_route_options_are_checked_when_the_route_is_declared(option: str, value
     """A bad ttl or window on @cached fails at import time, not on every request."""
     with pytest.raises(ConfigurationError, match=option):
         cached(**{option: value})
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, None),
+        ({"if-match": '"a"'}, None),
+        ({"if-match": '"b", "a"'}, None),
+        ({"if-match": '"b"'}, 412),
+        ({"if-match": 'W/"a"'}, 412),
+        ({"if-match": "*"}, None),
+        ({"if-unmodified-since": "Wed, 01 Jan 2020 00:00:00 GMT"}, None),
+        ({"if-unmodified-since": "Tue, 31 Dec 2019 23:59:59 GMT"}, 412),
+        ({"if-unmodified-since": "not a date"}, None),
+        ({"if-match": '"a"', "if-unmodified-since": "Tue, 31 Dec 2019 00:00:00 GMT"}, None),
+        ({"if-none-match": 'W/"a"'}, 304),
+        ({"if-none-match": '"b"', "if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"}, None),
+        ({"if-modified-since": "Wed, 01 Jan 2020 00:00:00 GMT"}, 304),
+        ({"if-modified-since": "Tue, 31 Dec 2019 00:00:00 GMT"}, None),
+        ({"if-match": '"b"', "if-none-match": '"a"'}, 412),
+    ],
+)
+def test_preconditions_in_rfc_9110_order(headers: dict[str, str], status: int | None) -> None:
+    """If-Match, then If-Unmodified-Since (412), then If-None-Match, If-Modified-Since (304)."""
+    last_modified = b"Wed, 01 Jan 2020 00:00:00 GMT"
+    assert precondition_status(headers, '"a"', last_modified) == status
+
+
+def test_vary_names_and_secondary_keys() -> None:
+    """Vary is parsed leniently; a stored response only serves requests with its values."""
+    assert parse_vary(b" Accept-Language ,, accept-language, Origin") == (
+        "accept-language",
+        "origin",
+    )
+    assert parse_vary(None) == ()
+    selecting = selecting_fields(("accept-language", "origin"), {"accept-language": "fr"})
+    assert not varies(selecting, {"accept-language": "fr"})
+    assert varies(selecting, {"accept-language": "de"})
+    assert varies(selecting, {"accept-language": "fr", "origin": "https://a.example"})
+    assert "fr" not in repr(selecting)
+    response = StoredResponse(200, ((b"vary", b"Accept-Language"),), b"body", '"t"', selecting)
+    assert ResponseSerializer().loads(ResponseSerializer().dumps(response)) == response

@@ -336,6 +336,19 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
     async def negotiated_any() -> JSONResponse:
         return JSONResponse({"calls": count("vary-star")}, headers={"vary": "*"})
 
+    @app.get("/dated")
+    @cached(ttl=60)
+    async def dated() -> JSONResponse:
+        headers = {
+            "etag": '"v1"',
+            "last-modified": "Wed, 01 Jan 2020 00:00:00 GMT",
+            "cache-control": "public, max-age=30, must-revalidate",
+            "x-request-id": "fill",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "server-timing": "db;dur=53",
+        }
+        return JSONResponse({"calls": count("dated")}, headers=headers)
+
     @app.get("/sorted")
     @cached(ttl=60, sort_query=True)
     async def sorted_query(offset: int = 0, limit: int = 10) -> dict[str, Any]:

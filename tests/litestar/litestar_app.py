@@ -369,6 +369,19 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     async def negotiated_any() -> Response[dict[str, int]]:
         return Response({"calls": count("vary-star")}, headers={"vary": "*"})
 
+    @get("/dated")
+    @cached(ttl=60)
+    async def dated() -> Response[dict[str, int]]:
+        headers = {
+            "etag": '"v1"',
+            "last-modified": "Wed, 01 Jan 2020 00:00:00 GMT",
+            "cache-control": "public, max-age=30, must-revalidate",
+            "x-request-id": "fill",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "server-timing": "db;dur=53",
+        }
+        return Response({"calls": count("dated")}, headers=headers)
+
     @get("/sorted")
     @cached(ttl=60, sort_query=True)
     async def sorted_query(
@@ -472,7 +485,7 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
-        fragile, background, slow_stream, negotiated, negotiated_any, sorted_query,
+        fragile, background, slow_stream, negotiated, negotiated_any, dated, sorted_query,
         members_report, guarded_flaky,
         guarded_route, guarded_sync, guarded_param, guarded_api_key,
         guarded_decorated,

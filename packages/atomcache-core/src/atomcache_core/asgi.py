@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
 from atomcache_core.http import (
+    PER_REQUEST_HEADERS,
     ResponseSerializer,
     StoredResponse,
     cache_status,
     get_header,
-    if_none_match,
     make_etag,
     not_modified_headers,
     parse_cache_control,
     parse_vary,
+    precondition_status,
     render_cache_control,
     response_storable,
     selecting_fields,
@@ -453,6 +454,9 @@ class HttpCache:
             return True
         if plan.route.checked and not own:
             await self._respond_after_checks(run, outcome)
+        elif own:  # its own per-request fields, which the entry does not keep
+            fields = [f for f in run.ran[-1].headers if f[0].lower() in PER_REQUEST_HEADERS]
+            await self.respond(send, scope, plan, outcome, fields)
         else:
             await self.respond(send, scope, plan, outcome)
         return False
@@ -516,8 +520,18 @@ class HttpCache:
             reuse_decoded=True,
         )
 
-    async def respond(self, send: Send, scope: Scope, plan: RequestPlan, outcome: Outcome) -> None:
-        """Send what a request of the plan gets: the entry (200/304) or its own response."""
+    async def respond(
+        self,
+        send: Send,
+        scope: Scope,
+        plan: RequestPlan,
+        outcome: Outcome,
+        fields: Iterable[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """Send what a request of the plan gets: the entry (200/304/412) or its own response.
+
+        `fields` are added to a 200 (the computing request's per-request fields).
+        """
         info, route = plan.info, plan.route
         value = outcome.value
         if isinstance(value, ResponseCapture):
@@ -526,21 +540,30 @@ class HttpCache:
             return
         response: StoredResponse = value
         entry = outcome.entry
-        now = time.time()
-        remaining = max(0, int(entry.fresh_until - now)) if entry is not None else 0
-        validators = [
-            (b"etag", response.etag.encode("ascii")),
-            (b"cache-control", _cache_control(route, remaining).encode("latin-1")),
-        ]
-        if entry is not None and outcome.source in ("hit", "stale", "waited"):
-            validators.append((b"age", str(max(0, int(now - entry.created_at))).encode()))
+        remaining = max(0, int(entry.fresh_until - time.time())) if entry is not None else 0
+        control = _cache_control(route, remaining, get_header(response.headers, b"cache-control"))
         status = _status_of(outcome, remaining, forced=plan.forced).encode("latin-1")
-        validators.append((b"cache-status", status))
-        inm = info.headers.get("if-none-match")
-        if inm and 200 <= response.status < 300 and if_none_match(inm, response.etag):  # noqa: PLR2004
+        validators = [
+            (b"etag", response.etag.encode("latin-1")),
+            (b"cache-control", control.encode("latin-1")),
+            (b"cache-status", status),
+        ]  # no Age: max-age already counts what is left (HTTP.md 5.1)
+        conditional = None
+        if 200 <= response.status < 300:  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
+            modified = get_header(response.headers, b"last-modified")
+            conditional = precondition_status(info.headers, response.etag, modified)
+        if conditional == 304:  # noqa: PLR2004
             kept = not_modified_headers(response.headers)
-            headers = [*kept, *validators]  # the server adds Date, as to every response
+            headers = [
+                *(f for f in kept if f[0] not in _REPLACED_ON_SERVE),
+                *validators,
+            ]  # the server adds Date, as to every response
             await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if conditional == 412:  # noqa: PLR2004
+            headers = [(b"content-length", b"0"), (b"cache-status", status)]
+            await send({"type": "http.response.start", "status": 412, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
         stored = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
@@ -548,7 +571,7 @@ class HttpCache:
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": stored + validators,
+                "headers": [*stored, *validators, *fields],
             }
         )
         body = b"" if scope["method"] == "HEAD" else response.body
@@ -620,6 +643,7 @@ def _stored_response(
     route's `vary_on` fields, and `Cookie, Authorization` unless it is public, are
     added to what is sent.
     """
+    own_etag = get_header(captured.headers, b"etag")
     headers = [
         (name, value)
         for name, value in storable_headers(captured.headers)
@@ -635,12 +659,17 @@ def _stored_response(
         headers = [(name, value) for name, value in headers if name != b"vary"]
         headers.append((b"vary", b", ".join(reversed(merged.values()))))
     selecting = selecting_fields(own, request_headers)
-    etag = make_etag(captured.body)
+    # The handler's own validator is kept (HTTP.md 4.1); else one from the body.
+    etag = own_etag.decode("latin-1") if own_etag else make_etag(captured.body)
     return StoredResponse(captured.status, tuple(headers), captured.body, etag, selecting)
 
 
-def _cache_control(route: RoutePlan, remaining: int) -> str:
+def _cache_control(route: RoutePlan, remaining: int, own: bytes | None = None) -> str:
     """The `Cache-Control` to send: never more freshness than the entry has left.
+
+    The downstream policy is the route's `cache_control`, else the handler's own
+    `Cache-Control` (`own`), else `max-age` alone (HTTP.md 5.2): `max-age`/`s-maxage`
+    are capped at the whole seconds left.
 
     Entries that depend on credentials go out `private` (HTTP.md 2.2, RFC 9111 section
     5.2.2.7): no shared cache in front may keep them, whatever `cache_control` says. So
@@ -648,10 +677,9 @@ def _cache_control(route: RoutePlan, remaining: int) -> str:
     checks), unless the route's `cache_control` says `public` or `s-maxage`.
     """
     configured = route.options.cache_control
-    directives: dict[str, str | int | None] = (
-        dict(parse_cache_control(configured)) if configured is not None else {}
-    )
-    directives["max-age"] = remaining
+    policy = configured if configured is not None else own
+    directives: dict[str, str | int | None] = dict(parse_cache_control(policy))
+    directives.setdefault("max-age", remaining)
     for name in ("max-age", "s-maxage"):
         argument = directives.get(name)
         if isinstance(argument, str):

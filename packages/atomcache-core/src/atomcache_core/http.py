@@ -12,7 +12,7 @@ import base64
 import hashlib
 import struct
 from dataclasses import dataclass
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core.exceptions import SerializationError
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HOP_BY_HOP_HEADERS",
     "NOT_MODIFIED_HEADERS",
+    "PER_REQUEST_HEADERS",
     "ResponseSerializer",
     "StoredResponse",
     "cache_status",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_cache_control",
     "parse_entity_tags",
     "parse_vary",
+    "precondition_status",
     "render_cache_control",
     "response_storable",
     "selecting_fields",
@@ -60,6 +62,20 @@ NOT_MODIFIED_HEADERS = frozenset(
     (b"etag", b"cache-control", b"vary", b"content-location", b"expires", b"date")
 )
 _NEVER_STORED = frozenset((b"set-cookie", b"date", b"age"))
+#: Fields that describe one exchange, not the response (HTTP.md 1.3): never stored,
+#: so a hit never replays another request's identifiers or timings.
+PER_REQUEST_HEADERS = frozenset(
+    (
+        b"x-request-id",
+        b"x-correlation-id",
+        b"request-id",
+        b"traceparent",
+        b"tracestate",
+        b"server-timing",
+        b"x-response-time",
+        b"x-process-time",
+    )
+)
 _TOKEN_CHARS = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
@@ -189,6 +205,50 @@ def if_none_match(header: str | bytes | None, etag: str) -> bool:
     return any(tag.removeprefix("W/") == opaque for tag in tags)
 
 
+def precondition_status(
+    request_headers: Mapping[str, str],
+    etag: str,
+    last_modified: bytes | None,
+) -> int | None:
+    """The status a conditional GET/HEAD gets for a 2xx response, or `None` for the 2xx.
+
+    RFC 9110 section 13.2.2, in its order: a failing `If-Match` (strong comparison,
+    `*` matches) gives `412`; else a failing `If-Unmodified-Since` (when the response
+    has a `Last-Modified`) gives `412`; then a matching `If-None-Match` (weak
+    comparison) gives `304`; without `If-None-Match`, `If-Modified-Since` no earlier
+    than `Last-Modified` gives `304`. Unparsable dates are ignored. Never raises.
+    """
+    if_match = request_headers.get("if-match")
+    if if_match is not None:
+        tags = parse_entity_tags(if_match)
+        if tags is not None and (etag.startswith("W/") or etag not in tags):
+            return 412
+    elif last_modified is not None:
+        since = _parse_date(request_headers.get("if-unmodified-since"))
+        modified = _parse_date(last_modified.decode("latin-1"))
+        if since is not None and modified is not None and modified > since:
+            return 412
+    inm = request_headers.get("if-none-match")
+    if inm is not None:
+        return 304 if if_none_match(inm, etag) else None
+    if last_modified is not None:
+        since = _parse_date(request_headers.get("if-modified-since"))
+        modified = _parse_date(last_modified.decode("latin-1"))
+        if since is not None and modified is not None and modified <= since:
+            return 304
+    return None
+
+
+def _parse_date(value: str | None) -> float | None:
+    """An HTTP-date (RFC 9110 section 5.6.7) as a timestamp, `None` if it is not one."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 def get_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     """The value of field `name` (lower-case), repeated fields joined by commas."""
     values = [value for key, value in headers if key == name]
@@ -197,10 +257,15 @@ def get_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | N
     return values[0] if len(values) == 1 else b", ".join(values)
 
 
-def storable_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The fields to store with a response: all but hop-by-hop, `Set-Cookie`, `Date`, `Age`.
+def storable_headers(
+    headers: Iterable[tuple[bytes, bytes]],
+    per_request: frozenset[bytes] = PER_REQUEST_HEADERS,
+) -> list[tuple[bytes, bytes]]:
+    """The fields to store with a response.
 
-    Fields named by `Connection` are hop-by-hop too (RFC 9110 section 7.6.1).
+    All but hop-by-hop fields, `Set-Cookie`, `Date`, `Age` and the `per_request`
+    fields (`PER_REQUEST_HEADERS` by default). Fields named by `Connection` are
+    hop-by-hop too (RFC 9110 section 7.6.1).
     """
     pairs = [(key.lower(), value) for key, value in headers]
     named = {
@@ -208,7 +273,7 @@ def storable_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes
         for value in (v for k, v in pairs if k == b"connection")
         for token in value.decode("latin-1").split(",")
     }
-    dropped = HOP_BY_HOP_HEADERS | _NEVER_STORED | named
+    dropped = HOP_BY_HOP_HEADERS | _NEVER_STORED | per_request | named
     return [(key, value) for key, value in pairs if key not in dropped]
 
 
@@ -349,9 +414,10 @@ class ResponseSerializer:
     """Stores a `StoredResponse` as compact binary: status, fields, ETag, body.
 
     Layout: status and field count (uint16 each); per field, name length (uint16) and
-    value length (uint32) then both; the ETag as one more field named `etag`, first;
-    the secondary key as fields named `:<field name>` (no header name starts with a
-    colon); then the body, unchanged, so a hit sends a slice of what was read.
+    value length (uint32) then both; the ETag as one more field named `etag`, first,
+    followed in its value by the secondary key, a line `name<TAB>digest` per field
+    (an ETag has no line break); then the body, unchanged, so a hit sends a slice of
+    what was read.
     """
 
     def dumps(self, value: Any) -> bytes:
@@ -360,11 +426,13 @@ class ResponseSerializer:
             msg = f"ResponseSerializer stores StoredResponse objects, got {type(value).__name__}"
             raise SerializationError(msg, value_type=type(value).__name__, direction="dumps")
         try:
-            selecting = [
-                (b":" + name.encode("latin-1"), digest.encode("ascii"))
-                for name, digest in value.selecting
-            ]
-            fields = [(b"etag", value.etag.encode("ascii")), *selecting, *value.headers]
+            validator = b"\n".join(
+                [
+                    value.etag.encode("ascii"),
+                    *(f"{name}\t{digest}".encode("latin-1") for name, digest in value.selecting),
+                ]
+            )
+            fields = [(b"etag", validator), *value.headers]
             parts = [_RESPONSE_HEAD.pack(value.status, len(fields))]
             for name, field_value in fields:
                 parts.extend((_FIELD_HEAD.pack(len(name), len(field_value)), name, field_value))
@@ -395,14 +463,12 @@ class ResponseSerializer:
                 position += value_length
             if position > len(data) or not fields or fields[0][0] != b"etag":
                 raise ValueError("truncated")  # noqa: TRY301 - one handler below
-            etag = fields[0][1].decode("ascii")
-            selecting = tuple(
-                (name[1:].decode("latin-1"), digest.decode("ascii"))
-                for name, digest in fields[1:]
-                if name.startswith(b":")
-            )
-        except (struct.error, ValueError, UnicodeDecodeError) as exc:
+            etag, *lines = fields[0][1].decode("latin-1").split("\n")
+            etag.encode("ascii")
+            selecting = tuple(tuple(line.split("\t", 1)) for line in lines)
+            if any(len(pair) != 2 for pair in selecting):  # noqa: PLR2004 - (name, digest)
+                raise ValueError("bad secondary key")  # noqa: TRY301 - one handler below
+        except (struct.error, ValueError, UnicodeError) as exc:
             msg = f"stored response is corrupt ({exc}); it is treated as a miss"
             raise SerializationError(msg, value_type="bytes", direction="loads") from exc
-        headers = tuple(fields[1 + len(selecting) :])
-        return StoredResponse(status, headers, data[position:], etag, selecting)
+        return StoredResponse(status, tuple(fields[1:]), data[position:], etag, selecting)  # type: ignore[arg-type]
