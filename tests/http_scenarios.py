@@ -73,6 +73,17 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
 
+#: What GET /dated answers with, besides its body.
+DATED_HEADERS = {
+    "etag": '"v1"',
+    "last-modified": "Wed, 01 Jan 2020 00:00:00 GMT",
+    "cache-control": "public, max-age=30, must-revalidate",
+    "x-request-id": "fill",
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "server-timing": "db;dur=53",
+}
+
+
 class Invalidate(Protocol):
     """The adapter's invalidation helper, bound to the app."""
 

@@ -31,6 +31,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from atomcache_fastapi import cached, setup_cache
+from http_scenarios import DATED_HEADERS
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -339,15 +340,7 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
     @app.get("/dated")
     @cached(ttl=60)
     async def dated() -> JSONResponse:
-        headers = {
-            "etag": '"v1"',
-            "last-modified": "Wed, 01 Jan 2020 00:00:00 GMT",
-            "cache-control": "public, max-age=30, must-revalidate",
-            "x-request-id": "fill",
-            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "server-timing": "db;dur=53",
-        }
-        return JSONResponse({"calls": count("dated")}, headers=headers)
+        return JSONResponse({"calls": count("dated")}, headers=DATED_HEADERS)
 
     @app.get("/sorted")
     @cached(ttl=60, sort_query=True)

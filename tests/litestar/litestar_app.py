@@ -21,6 +21,7 @@ from litestar.params import CookieParameter, FromPath, FromQuery, HeaderParamete
 from litestar.response import Stream
 
 from atomcache_litestar import AtomCachePlugin, cached
+from http_scenarios import DATED_HEADERS
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -372,15 +373,7 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     @get("/dated")
     @cached(ttl=60)
     async def dated() -> Response[dict[str, int]]:
-        headers = {
-            "etag": '"v1"',
-            "last-modified": "Wed, 01 Jan 2020 00:00:00 GMT",
-            "cache-control": "public, max-age=30, must-revalidate",
-            "x-request-id": "fill",
-            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            "server-timing": "db;dur=53",
-        }
-        return Response({"calls": count("dated")}, headers=headers)
+        return Response({"calls": count("dated")}, headers=DATED_HEADERS)
 
     @get("/sorted")
     @cached(ttl=60, sort_query=True)
