@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import httpx
+import pytest
 from litestar import Controller, Litestar, get
 from litestar_app import build_app, require_user
 
@@ -72,3 +73,23 @@ async def test_controller_guards_run_on_hits(namespace: str) -> None:
         hit = await client.get("/reports", headers=valid)
         assert hit.headers["cache-status"].startswith("atomcache; hit")
         assert (await client.get("/reports")).status_code == 401
+
+
+@pytest.mark.parametrize("in_thread", [True, False])
+async def test_sync_handlers_are_cached(in_thread: bool, namespace: str) -> None:  # noqa: FBT001 - a parameter
+    """A plain `def` handler is cached, run in a thread or in the loop."""
+    calls: list[int] = []
+
+    @get("/report", sync_to_thread=in_thread)
+    @cached(ttl=60)
+    def report() -> dict[str, int]:
+        calls.append(1)
+        return {"calls": len(calls)}
+
+    app = Litestar(
+        [report], plugins=[AtomCachePlugin(Cache.from_url("memory://", namespace=namespace))]
+    )
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
+        responses = [await client.get("/report") for _ in range(3)]
+    assert [response.json() for response in responses] == [{"calls": 1}] * 3
+    assert responses[2].headers["cache-status"].startswith("atomcache; hit")

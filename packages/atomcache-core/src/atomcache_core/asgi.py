@@ -552,6 +552,10 @@ class HttpCache:
         if 200 <= response.status < 300:  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
             modified = get_header(response.headers, b"last-modified")
             conditional = precondition_status(info.headers, response.etag, modified)
+        if conditional == 304 and remaining == 0:  # noqa: PLR2004
+            # A 304 with max-age=0 refreshes nothing in a cache in front, and nginx then
+            # keeps its old copy as long again: in the entry's last second, the body.
+            conditional = None
         if conditional == 304:  # noqa: PLR2004
             kept = not_modified_headers(response.headers)
             headers = [
