@@ -105,7 +105,8 @@ class FlightOptions:
 
     Attributes:
         ttl: Seconds a computed value stays fresh.
-        tags: Tags to record the entry under.
+        tags: Tags to record the entry under, or a function giving them, called only
+            when a value is stored (reads never pay for them).
         stale_ttl: Stale-while-revalidate window, seconds after expiry.
         stale_if_error: Window after expiry in which a failing computation serves stale.
         beta: XFetch early-refresh factor; 0 disables it.
@@ -118,7 +119,7 @@ class FlightOptions:
     """
 
     ttl: float
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     stale_ttl: float = 0.0
     stale_if_error: float = 0.0
     beta: float = 0.0
@@ -547,12 +548,14 @@ class Lease:
         """Store `value` if the lock is still ours (fencing), then wake the waiters.
 
         Raises:
-            SerializationError: `value` cannot be serialized; the lease is failed.
+            SerializationError: `value` cannot be serialized; the lease is failed (so is
+                it when the tags function raises, with its error).
         """
         cache = self._flight._cache  # noqa: SLF001
         options = self.options
         try:
             payload = (options.serializer or cache.serializer).dumps(value)
+            tags = options.tags() if callable(options.tags) else options.tags
         except BaseException:
             await self.fail()
             raise
@@ -571,7 +574,7 @@ class Lease:
                 cache.keys.value(self.key),
                 encode_entry(entry),
                 options.storage_ttl,
-                cache.keys.tags(options.tags, self.key),
+                cache.keys.tags(tags, self.key),
                 lock_key=self._lock_key,
                 token=self._token,
             )

@@ -504,10 +504,14 @@ class HttpCache:
         forced: bool,
     ) -> FlightOptions:
         options = route.options
-        tags = request_tags(route, info)
-        if options.tags:
+
+        def tags() -> tuple[str, ...]:
+            own = request_tags(route, info)
+            if not options.tags:
+                return own
             extra = options.tags(info) if callable(options.tags) else options.tags
-            tags = (*tags, *extra)
+            return (*own, *extra)
+
         return FlightOptions(
             ttl=options.ttl if options.ttl is not None else self.cache.default_ttl,
             tags=tags,

@@ -98,9 +98,24 @@ class AtomCachePlugin(InitPlugin):
         await self.cache.close()
 
 
+class _Placeholder(Response[None]):
+    """What a cached handler returns once the checks have passed: replaced on the way out.
+
+    It skips Litestar's response building (encoding, headers, cookies): its one message
+    only tells the flow to send the stored response instead.
+    """
+
+    def to_asgi_response(self, *_: Any, **__: Any) -> Any:
+        return _send_placeholder
+
+
+async def _send_placeholder(scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG001 - ASGI
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
 def _placeholder() -> Response[None]:
-    """What a cached handler returns once the checks have passed: replaced on the way out."""
-    return Response(None)
+    return _Placeholder(None)
 
 
 def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
