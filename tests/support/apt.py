@@ -7,6 +7,8 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -66,3 +68,32 @@ def _apt(apt_get: str, *arguments: str) -> str | None:
         return None
     output = (result.stdout + result.stderr).strip().splitlines()[-15:]
     return f"`{' '.join(command)}` exited {result.returncode}:\n" + "\n".join(output)
+
+
+def server_binary(name: str, path: str) -> str | None:
+    """A server's binary: `name` on PATH, else Debian's `path`; `None` if neither."""
+    return shutil.which(name) or (path if os.access(path, os.X_OK) else None)
+
+
+def install_server(name: str, package: str, path: str) -> str | None:
+    """Install a server's Debian `package` if its binary is missing; `None` once it is there.
+
+    The package may try to start the system's own server, which fails in many
+    containers and makes apt-get fail: the binary is all the tests need, so it counts,
+    whatever apt-get said, as soon as it is there. Else returns why it cannot be had.
+    """
+    if server_binary(name, path) is not None:
+        return None
+    failure = apt_install((package,), (path,))
+    if failure is not None and server_binary(name, path) is None:
+        return failure
+    return None
+
+
+def server_or_skip(name: str, package: str, path: str) -> str:
+    """The server's binary, installed first if need be; skip the test, saying why, if it can't."""
+    reason = install_server(name, package, path)
+    binary = server_binary(name, path)
+    if reason is not None or binary is None:
+        pytest.skip(f"NO {name.upper()} TEST: {name} cannot be installed here: {reason}")
+    return binary

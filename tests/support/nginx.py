@@ -1,12 +1,13 @@
 """A real nginx as a caching reverse proxy (`proxy_cache`) in front of a test's server.
 
-nginx is Debian's package, installed with apt-get when missing (`install_nginx`,
-`nginx_or_skip`). `nginx_cache` runs one nginx of its own: its config, cache, temp
+nginx is Debian's package, installed with apt-get when missing (`nginx_or_skip`). `nginx_cache` runs one nginx of its own: its config, cache, temp
 files, PID file and logs in a fresh temporary directory, listening on a free loopback
 port (never the system nginx's port 80), in the foreground as a child of the test. It
 caches only as the upstream's `Cache-Control` and `Expires` allow (no `proxy_cache_valid`,
 no `proxy_ignore_headers`) and says what its cache did in `X-Nginx-Cache` (`HIT`, `MISS`,
-`BYPASS`, `EXPIRED`...). The master and its workers are stopped by PID on exit.
+`BYPASS`, `EXPIRED`, `REVALIDATED`...). With `revalidate=True` it refreshes an expired
+entry with a conditional request (`proxy_cache_revalidate on`: `If-None-Match`,
+`If-Modified-Since`). The master and its workers are stopped by PID on exit.
 """
 
 from __future__ import annotations
@@ -14,18 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
-
-from support.apt import apt_install
-from support.processes import alive, descendants, kill, listens
-from support.redis_server import free_port
+from support.apt import server_binary, server_or_skip
+from support.processes import log_tails, start_listening, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,67 +34,45 @@ CACHE_ZONE = "atomcache_test"
 START_TIMEOUT = 10.0  # seconds until nginx accepts connections
 STOP_TIMEOUT = 5.0  # seconds for the master, then for its workers, to exit after SIGTERM
 START_ATTEMPTS = 3  # a new port each: another process may take the free one first
-POLL_INTERVAL = 0.02
-LOG_LINES = 30
-
-
-def nginx_binary() -> str | None:
-    """The nginx binary: `nginx` on PATH, else Debian's /usr/sbin/nginx; `None` if neither."""
-    return shutil.which("nginx") or (NGINX if os.access(NGINX, os.X_OK) else None)
-
-
-def install_nginx() -> str | None:
-    """Install nginx with apt-get if missing; `None` once it is there, else why it cannot be.
-
-    The package may try to start the system's nginx, which fails in many containers and
-    makes apt-get fail: the binary is all the tests need, so it counts, whatever apt-get
-    said, as soon as it is there.
-    """
-    if nginx_binary() is not None:
-        return None
-    failure = apt_install((PACKAGE,), (NGINX,))
-    if failure is not None and nginx_binary() is None:
-        return failure
-    return None
+LOGS = ("error.log", "output.log")
 
 
 def nginx_or_skip() -> str:
-    """The nginx binary, installed first if need be; skip the test, saying why, if it cannot be."""
-    reason = install_nginx()
-    binary = nginx_binary()
-    if reason is not None or binary is None:
-        pytest.skip(f"NO NGINX TEST: nginx cannot be installed here: {reason}")
-    return binary
+    """The nginx binary, installed first if need be; skip the test, saying why, if it can't."""
+    return server_or_skip("nginx", PACKAGE, NGINX)
 
 
 @contextlib.contextmanager
-def nginx_cache(upstream: str) -> Iterator[str]:
+def nginx_cache(upstream: str, *, revalidate: bool = False) -> Iterator[str]:
     """Run nginx caching `upstream` (a base URL); yield its own base URL; stop it after.
 
-    Raises `RuntimeError`, with nginx's logs, if it exits or does not accept connections
-    within `START_TIMEOUT`. On exit the master gets SIGTERM (SIGKILL after
-    `STOP_TIMEOUT`), its workers are waited for (and killed if they linger), and the
-    directory is removed. Starting and stopping block for a moment and never ask the
-    upstream, so an async test may use it around an upstream served in its own loop.
+    With `revalidate`, an expired entry is refreshed with a conditional request
+    (`proxy_cache_revalidate on`) instead of a plain one. Raises `RuntimeError`, with
+    nginx's logs, if it exits or does not accept connections within `START_TIMEOUT`. On
+    exit the master gets SIGTERM (SIGKILL after `STOP_TIMEOUT`), its workers are waited
+    for (and killed if they linger), and the directory is removed. Starting and stopping
+    block for a moment and never ask the upstream, so an async test may use it around an
+    upstream served in its own loop.
     """
-    binary = nginx_binary()
+    binary = server_binary("nginx", NGINX)
     if binary is None:
-        raise RuntimeError("nginx is not installed: call nginx_or_skip() or install_nginx()")
+        raise RuntimeError("nginx is not installed: call nginx_or_skip() first")
     directory = Path(tempfile.mkdtemp(prefix="atomcache-nginx-"))
     try:
-        process, port = _start(binary, directory, upstream)
+        process, port = _start(binary, directory, upstream, revalidate=revalidate)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
-            _stop(process)
+            stop(process, STOP_TIMEOUT)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _config(directory: Path, port: int, upstream: str) -> str:
+def _config(directory: Path, port: int, upstream: str, *, revalidate: bool) -> str:
     """nginx.conf: everything in `directory`, one server on 127.0.0.1:`port`."""
     # Workers run as `nobody` by default, which may not write in a root-owned directory.
     user = "user root;\n" if os.geteuid() == 0 else ""
+    revalidation = "\n            proxy_cache_revalidate on;" if revalidate else ""
     return f"""\
 {user}worker_processes 1;
 pid {directory}/nginx.pid;
@@ -121,7 +95,7 @@ http {{
         listen 127.0.0.1:{port};
 
         location / {{
-            proxy_cache {CACHE_ZONE};
+            proxy_cache {CACHE_ZONE};{revalidation}
             proxy_pass {upstream};
             proxy_set_header Host $http_host;
             add_header X-Nginx-Cache $upstream_cache_status always;
@@ -131,80 +105,29 @@ http {{
 """
 
 
-def _start(binary: str, directory: Path, upstream: str) -> tuple[subprocess.Popen[bytes], int]:
+def _start(
+    binary: str, directory: Path, upstream: str, *, revalidate: bool
+) -> tuple[subprocess.Popen[bytes], int]:
     """Start nginx in `directory` on a free port; return it and the port once it listens."""
     config = directory / "nginx.conf"
-    for attempt in range(1, START_ATTEMPTS + 1):
-        port = free_port()
-        config.write_text(_config(directory, port, upstream))
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        config.write_text(_config(directory, port, upstream, revalidate=revalidate))
         (directory / "error.log").unlink(missing_ok=True)
         with (directory / "output.log").open("wb") as output:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 [binary, "-p", str(directory), "-c", str(config),
                  "-g", "daemon off; master_process on;"],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        try:
-            listening = _wait_listening(process, port)
-        except BaseException:
-            _stop(process)
-            raise
-        if listening:
-            return process, port
-        running = process.poll() is None
-        _stop(process)
-        logs = _logs(directory)
-        if running or "Address already in use" not in logs or attempt == START_ATTEMPTS:
-            state = f"did not listen within {START_TIMEOUT:.0f} s" if running else "exited"
-            msg = f"nginx {state} (127.0.0.1:{port}, upstream {upstream}):\n{logs}"
-            raise RuntimeError(msg)
-    raise AssertionError  # pragma: no cover - the last attempt returns or raises
 
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int) -> bool:
-    """Wait until nginx accepts connections on `port`: `False` if it exits or times out.
-
-    The port counts once nginx's master holds its listening socket: another process that
-    took the port first would accept connections too while nginx retries to bind it.
-    """
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline and process.poll() is None:
-        if listens(process.pid, port):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                return process.poll() is None
-        time.sleep(POLL_INTERVAL)
-    return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the master by PID (SIGTERM, SIGKILL after a while), then make sure its workers are gone.
-
-    The master stops its workers before it exits; any still there after `STOP_TIMEOUT`
-    (say, because the master had to be killed) are killed.
-    """
-    workers = descendants(process.pid)
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            workers += descendants(process.pid)
-            process.kill()
-            process.wait()
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while alive(workers) and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL)
-    kill(workers)
-
-
-def _logs(directory: Path) -> str:
-    """The end of nginx's error log and of what it wrote on stdout and stderr."""
-    parts = []
-    for name in ("error.log", "output.log"):
-        path = directory / name
-        text = path.read_text(errors="replace") if path.exists() else ""
-        lines = text.strip().splitlines()[-LOG_LINES:] or ["(empty)"]
-        parts.append(f"--- {name}:\n" + "\n".join(lines))
-    return "\n".join(parts)
+    return start_listening(
+        f"nginx (upstream {upstream})",
+        launch,
+        lambda: log_tails(directory, LOGS),
+        start_timeout=START_TIMEOUT,
+        stop_timeout=STOP_TIMEOUT,
+        attempts=START_ATTEMPTS,
+    )

@@ -112,6 +112,8 @@ class FlightOptions:
         beta: XFetch early-refresh factor; 0 disables it.
         fresh_after: Entries created before this wall-clock time count as expired
             (a client's `no-cache` with a minimum refresh interval).
+        fresh_margin: Entries with less than this many seconds of freshness left count
+            as expired (an HTTP revalidation in an entry's last second renews it).
         store: Whether a computed value is written (`False`: computed per caller).
         serializer: Payload serializer; `None` means the cache's own.
         etag: Computes the ETag stored in the entry header from the value.
@@ -124,6 +126,7 @@ class FlightOptions:
     stale_if_error: float = 0.0
     beta: float = 0.0
     fresh_after: float = 0.0
+    fresh_margin: float = 0.0
     store: bool = True
     serializer: Serializer | None = None
     etag: Callable[[Any], str | None] | None = None
@@ -131,7 +134,7 @@ class FlightOptions:
 
     def is_fresh(self, entry: Entry, now: float) -> bool:
         """Whether `entry` counts as fresh for this call."""
-        return entry.is_fresh(now) and entry.created_at >= self.fresh_after
+        return entry.is_fresh(now + self.fresh_margin) and entry.created_at >= self.fresh_after
 
     @property
     def storage_ttl(self) -> float:
@@ -245,7 +248,8 @@ class SingleFlight:
             if factory is not None and options.beta and _refresh_early(entry, now, options.beta):
                 self._refresh(key, factory, options, entry.created_at)
             return Outcome(value, "hit", entry), None
-        if now < entry.fresh_until + options.stale_ttl and entry.created_at >= options.fresh_after:
+        stale = options.stale_ttl > 0 and now < entry.fresh_until + options.stale_ttl
+        if stale and entry.created_at >= options.fresh_after:
             cache.stats.stale_hits += 1
             if factory is not None:
                 self._refresh(key, factory, options, entry.created_at)

@@ -82,6 +82,10 @@ _SERIALIZER = ResponseSerializer()
 _CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
 _REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
 _SERVER_ERROR = 500
+#: A revalidation (a conditional request) of an entry with less than this many seconds
+#: left renews the entry: its 304 would carry `max-age=0`, which refreshes nothing in a
+#: cache in front (nginx then keeps its old copy for as long again).
+_REVALIDATION_MARGIN = 1.0
 
 
 class _ServerError(Exception):
@@ -518,6 +522,7 @@ class HttpCache:
             stale_ttl=0.0 if forced else options.stale_ttl,
             stale_if_error=options.stale_if_error,
             fresh_after=time.time() - options.min_refresh_interval if forced else 0.0,
+            fresh_margin=_REVALIDATION_MARGIN if _revalidates(info.headers) else 0.0,
             store="no-store" not in directives,
             serializer=_SERIALIZER,
             etag=_etag_of,
@@ -556,9 +561,9 @@ class HttpCache:
         if 200 <= response.status < 300:  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
             modified = get_header(response.headers, b"last-modified")
             conditional = precondition_status(info.headers, response.etag, modified)
-        if conditional == 304 and remaining == 0:  # noqa: PLR2004
+        if conditional == 304 and remaining == 0 and outcome.source == "stale":  # noqa: PLR2004
             # A 304 with max-age=0 refreshes nothing in a cache in front, and nginx then
-            # keeps its old copy as long again: in the entry's last second, the body.
+            # keeps its old copy as long again: a stale entry is sent whole.
             conditional = None
         if conditional == 304:  # noqa: PLR2004
             kept = not_modified_headers(response.headers)
@@ -617,6 +622,11 @@ class HttpCache:
             await send(message)
 
         await app(_as_get(scope), receive, _dropping_body(scope, tagged))
+
+
+def _revalidates(headers: Mapping[str, str]) -> bool:
+    """Whether a request asks to validate a copy it holds (RFC 9110 section 13.1)."""
+    return "if-none-match" in headers or "if-modified-since" in headers
 
 
 def _as_get(scope: Scope) -> Scope:
