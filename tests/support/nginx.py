@@ -1,14 +1,14 @@
 """A real nginx as a caching reverse proxy (`proxy_cache`) in front of a test's server.
 
 nginx is Debian's package, installed with apt-get when missing (`nginx_or_skip`).
-`nginx_cache` runs one nginx of its own: its config, cache, temp files, PID file and logs in a fresh temporary directory, listening on a free loopback
-port (never the system nginx's port 80), in the foreground as a child of the test. It
-caches only as the upstream's `Cache-Control` and `Expires` allow (no `proxy_cache_valid`,
-no `proxy_ignore_headers`) and says what its cache did in `X-Nginx-Cache` (`HIT`, `MISS`,
+`nginx_cache` runs one nginx of its own: its config, cache, temp files, PID file and
+logs in a fresh temporary directory, listening on a free loopback port (never the system
+nginx's port 80), in the foreground as a child of the test. It caches only as the
+upstream's `Cache-Control` and `Expires` allow (no `proxy_cache_valid`, no
+`proxy_ignore_headers`) and says what its cache did in `X-Nginx-Cache` (`HIT`, `MISS`,
 `BYPASS`, `EXPIRED`, `REVALIDATED`...). With `revalidate=True` it refreshes an expired
 entry with a conditional request (`proxy_cache_revalidate on`: `If-None-Match`,
-`If-Modified-Since`). The master and its workers are stopped by PID on exit.
-"""
+`If-Modified-Since`). The master and its workers are stopped by PID on exit."""
 
 from __future__ import annotations
 

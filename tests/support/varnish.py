@@ -1,10 +1,10 @@
 """A real Varnish caching in front of a test's server, with Varnish's builtin VCL only.
 
 Varnish is Debian's package, installed with apt-get when missing (`varnish_or_skip`).
-`varnish_cache` runs one `varnishd` of its own: its working directory (`-n`) and what it prints in a fresh temporary directory, listening on a free
-loopback port, in the foreground (`-F`) as a child of the test, with the upstream as its
-only backend (`-b`). With `-b` there is no VCL of ours: the builtin one decides, as in a
-default install. It
+`varnish_cache` runs one `varnishd` of its own: its working directory (`-n`) and what it
+prints in a fresh temporary directory, listening on a free loopback port, in the
+foreground (`-F`) as a child of the test, with the upstream as its only backend (`-b`).
+With `-b` there is no VCL of ours: the builtin one decides, as in a default install. It
 
 - caches what the upstream's `Cache-Control` (`s-maxage`, `max-age`) or `Expires`
   allows, else for `default_ttl` (120 s); honours `Vary` (not `Vary: *`);
