@@ -8,7 +8,8 @@ upstream's `Cache-Control` and `Expires` allow (no `proxy_cache_valid`, no
 `proxy_ignore_headers`) and says what its cache did in `X-Nginx-Cache` (`HIT`, `MISS`,
 `BYPASS`, `EXPIRED`, `REVALIDATED`...). With `revalidate=True` it refreshes an expired
 entry with a conditional request (`proxy_cache_revalidate on`: `If-None-Match`,
-`If-Modified-Since`). The master and its workers are stopped by PID on exit."""
+`If-Modified-Since`). The master and its workers are stopped by PID on exit.
+"""
 
 from __future__ import annotations
 
