@@ -86,6 +86,8 @@ _SERVER_ERROR = 500
 #: left renews the entry: its 304 would carry `max-age=0`, which refreshes nothing in a
 #: cache in front (nginx then keeps its old copy for as long again).
 _REVALIDATION_MARGIN = 1.0
+_CONDITIONS = frozenset(("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
+_BLOCK_LIMIT = 512
 
 
 class _ServerError(Exception):
@@ -186,6 +188,16 @@ class RequestPlan:
     def only_if_cached(self) -> bool:
         """Whether the request may only be answered from the cache."""
         return "only-if-cached" in self.directives
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """What every answer from one stored response sends: its fields, validators, policy."""
+
+    headers: list[tuple[bytes, bytes]]
+    control: bytes | None
+    modified: bytes | None
+    etag: bytes
 
 
 class _Run:
@@ -296,6 +308,7 @@ class HttpCache:
         self.cache = cache
         self.placeholder = placeholder
         self._varied: dict[int, tuple[str, ...]] = {}
+        self._blocks: dict[int, tuple[StoredResponse, _Block]] = {}
 
     def key(self, route: RoutePlan, info: RequestInfo) -> str:
         """The cache key of a request (see `request_key`)."""
@@ -407,6 +420,22 @@ class HttpCache:
             if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
                 break
         await self.bypass(scope, receive, send, app, "variant")
+
+    def _block(self, response: StoredResponse) -> _Block:
+        """The parts of a stored response that every answer from it sends, made once."""
+        found = self._blocks.get(id(response))
+        if found is not None and found[0] is response:
+            return found[1]
+        block = _Block(
+            [(name, value) for name, value in response.headers if name not in _REPLACED_ON_SERVE],
+            get_header(response.headers, b"cache-control"),
+            get_header(response.headers, b"last-modified"),
+            response.etag.encode("latin-1"),
+        )
+        if len(self._blocks) >= _BLOCK_LIMIT:
+            self._blocks.clear()
+        self._blocks[id(response)] = (response, block)
+        return block
 
     def _learn(self, route: RoutePlan, response: StoredResponse) -> bool:
         """Key the route's requests on the fields its responses vary on, from now on.
@@ -548,19 +577,26 @@ class HttpCache:
                 await self.send_uncached(send, scope, value, value.reason)
             return
         response: StoredResponse = value
+        block = self._block(response)
         entry = outcome.entry
         remaining = max(0, int(entry.fresh_until - time.time())) if entry is not None else 0
-        control = _cache_control(route, remaining, get_header(response.headers, b"cache-control"))
+        if (
+            route.options.cache_control is None
+            and block.control is None
+            and not (route.personal or route.checked)
+        ):
+            control = b"max-age=%d" % remaining
+        else:
+            control = _cache_control(route, remaining, block.control).encode("latin-1")
         status = _status_of(outcome, remaining, forced=plan.forced).encode("latin-1")
         validators = [
-            (b"etag", response.etag.encode("latin-1")),
-            (b"cache-control", control.encode("latin-1")),
+            (b"etag", block.etag),
+            (b"cache-control", control),
             (b"cache-status", status),
         ]  # no Age: max-age already counts what is left (HTTP.md 5.1)
         conditional = None
-        if 200 <= response.status < 300:  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
-            modified = get_header(response.headers, b"last-modified")
-            conditional = precondition_status(info.headers, response.etag, modified)
+        if 200 <= response.status < 300 and _CONDITIONS & info.headers.keys():  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
+            conditional = precondition_status(info.headers, response.etag, block.modified)
         if conditional == 304 and remaining == 0 and outcome.source == "stale":  # noqa: PLR2004
             # A 304 with max-age=0 refreshes nothing in a cache in front, and nginx then
             # keeps its old copy as long again: a stale entry is sent whole.
@@ -579,12 +615,11 @@ class HttpCache:
             await send({"type": "http.response.start", "status": 412, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        stored = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
         await send(
             {
                 "type": "http.response.start",
                 "status": response.status,
-                "headers": [*stored, *validators, *fields],
+                "headers": [*block.headers, *validators, *fields],
             }
         )
         body = b"" if scope["method"] == "HEAD" else response.body

@@ -140,13 +140,14 @@ def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
 def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = ()) -> str:
     """The cache key of a request of `route` (HTTP.md 2.3).
 
-    `http:<path template>:` then, JSON-encoded: scheme, host, full path, query as sent
-    (sorted by name with `sort_query`), the forwarding fields present, and the hash of
-    the values of the `vary_on` fields and `vary_on_cookies` cookies. The
-    method is not part of it, so `HEAD` uses the `GET` entry. `varied` names the
-    fields the route's responses were seen to vary on (their `Vary`): their values
-    are hashed in too, so each variant has an entry of its own. A route's own `key=`
-    replaces all but the template.
+    `http:<path template>:` then each part as `<length>:<text>` (unambiguous, whatever
+    the text holds): scheme, host, full path, query as sent (sorted by name with
+    `sort_query`), then, when there are any, the forwarding fields present (`f`), the
+    hash of the values of the `vary_on` fields and `vary_on_cookies` cookies (`v`), and
+    the hash of the fields the route's responses were seen to vary on (`varied`, their
+    `Vary`; `s`), so each variant has an entry of its own. The method is not part of
+    it, so `HEAD` uses the `GET` entry. A route's own `key=` replaces all but the
+    template.
     """
     options = route.options
     prefix = f"http:{route.template}:"
@@ -158,21 +159,22 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
         if options.sort_query
         else info.query_string
     )
-    parts: list[Any] = [info.scheme, info.host, info.path, query]
+    scheme, host, path = info.scheme, info.host, info.path
+    key = f"{prefix}{len(scheme)}:{scheme}{len(host)}:{host}{len(path)}:{path}{len(query)}:{query}"
+    parts: list[str] = []
     forwarded = [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]
     if forwarded:
-        parts.append(forwarded)
+        parts.append("f" + json.dumps(forwarded, ensure_ascii=False))
     if options.vary_on or options.vary_on_cookies:
         # Hashed, all of them: a field may carry an identity the route does not name as one.
         values: list[Any] = [headers.get(name) for name in options.vary_on]
         if options.vary_on_cookies:
             values.extend(cookie_values(headers.get("cookie", ""), options.vary_on_cookies))
-        parts.append(hash_credential(json.dumps(values, ensure_ascii=False)))
+        parts.append("v" + hash_credential(json.dumps(values, ensure_ascii=False)))
     if varied:
         secondary = [headers.get(name) for name in varied]
-        encoded = json.dumps([varied, secondary], ensure_ascii=False)
-        parts.append(["vary", hash_credential(encoded)])
-    return prefix + json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+        parts.append("s" + hash_credential(json.dumps([varied, secondary], ensure_ascii=False)))
+    return key + "".join(f"{len(part)}:{part}" for part in parts)
 
 
 def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
