@@ -99,7 +99,7 @@ class Outcome:
     shareable: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
 class FlightOptions:
     """What one single-flight call asks for, validated by `Cache`.
 

@@ -164,7 +164,7 @@ class ResponseCapture:
         return Uncacheable(self)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
 class RequestPlan:
     """What the cache will do for one request of a cached route.
 

@@ -36,7 +36,7 @@ FORWARDING_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
 class RequestInfo:
     """What a cache key may depend on: the request, as the route saw it.
 
