@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from atomcache_core import ConfigurationError
-from atomcache_core.asgi import RequestInfo, RouteOptions, RoutePlan, cached
+from atomcache_core.asgi import RequestInfo, ResponseCapture, RouteOptions, RoutePlan, cached
+from atomcache_core.http import StoredResponse
 from atomcache_core.http_request import full_path, request_key
 
 
@@ -124,3 +125,21 @@ def test_cookies_are_read_as_the_frameworks_read_them() -> None:
     assert alice != bob
     assert alice != key(route, scope())
     assert key(route, scope(cookie="session=a; session=b")) != key(route, scope(cookie="session=b"))
+
+
+async def test_per_request_fields_are_configurable() -> None:
+    """`per_request_headers` replaces the default list of fields that are never stored."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    for names, kept in ((None, {b"x-trace"}), (("X-Trace",), {b"x-request-id"})):
+        capture = ResponseCapture(send)
+        fields = [(b"x-trace", b"t"), (b"x-request-id", b"r"), (b"content-type", b"text/plain")]
+        await capture({"type": "http.response.start", "status": 200, "headers": fields})
+        await capture({"type": "http.response.body", "body": b"ok"})
+        stored = capture.result(RoutePlan("/r", RouteOptions(per_request_headers=names)), {})
+        assert isinstance(stored, StoredResponse)
+        assert {name for name, _ in stored.headers} & {b"x-trace", b"x-request-id"} == kept
+    assert sent == []  # a complete response is kept, not sent

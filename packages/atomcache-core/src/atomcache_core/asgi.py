@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
 from atomcache_core.http import (
-    PER_REQUEST_HEADERS,
     ResponseSerializer,
     StoredResponse,
     cache_status,
@@ -488,7 +487,7 @@ class HttpCache:
         if plan.route.checked and not own:
             await self._respond_after_checks(run, outcome)
         elif own:  # its own per-request fields, which the entry does not keep
-            fields = [f for f in run.ran[-1].headers if f[0].lower() in PER_REQUEST_HEADERS]
+            fields = [f for f in run.ran[-1].headers if f[0].lower() in plan.route.per_request]
             await self.respond(send, scope, plan, outcome, fields)
         else:
             await self.respond(send, scope, plan, outcome)
@@ -699,7 +698,7 @@ def _stored_response(
     own_etag = get_header(captured.headers, b"etag")
     headers = [
         (name, value)
-        for name, value in storable_headers(captured.headers)
+        for name, value in storable_headers(captured.headers, route.per_request)
         if name not in (b"content-length", b"etag")
     ]
     headers.append((b"content-length", str(len(captured.body)).encode()))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from atomcache_core.exceptions import ConfigurationError
+from atomcache_core.http import PER_REQUEST_HEADERS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -84,6 +85,10 @@ class RouteOptions:
             `"public, s-maxage=60"`; `max-age`/`s-maxage` are capped at what is left.
         statuses: Status codes that are stored.
         max_body_size: Larger bodies (bytes) are sent but not stored.
+        per_request_headers: Response fields that describe one exchange and are never
+            stored (the request that computed the response still gets them); `None`
+            means `atomcache_core.http.PER_REQUEST_HEADERS` (`X-Request-ID`,
+            `traceparent`, `Server-Timing`...), else these names instead (HTTP.md 1.3).
         key: Builds the key from the `RequestInfo` instead of the target URI. It does
             not lift the credentials rule: requests with `Authorization` or `Cookie`
             still bypass unless `vary_on` names them or `public` is set.
@@ -103,6 +108,7 @@ class RouteOptions:
     cache_control: str | None = None
     statuses: frozenset[int] = field(default_factory=lambda: frozenset({200}))
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    per_request_headers: tuple[str, ...] | None = None
     key: Callable[[RequestInfo], str] | None = None
 
     def __post_init__(self) -> None:
@@ -147,6 +153,7 @@ class RoutePlan:
             FastAPI `APIKeyHeader`'s header).
         shared_fields: Credential fields a request may carry and still use the cache.
         personal: Entries depend on credentials: sent `private` (HTTP.md 2.2).
+        per_request: The response fields never stored (`per_request_headers`), bytes.
         vary: The `Vary` entries carry: the `vary_on` fields, and unless `public`,
             `Cookie` and `Authorization` (an entry is for the callers that sent the
             same values, or none), so a cache in front never gives a page stored for
@@ -159,6 +166,7 @@ class RoutePlan:
     credentials: tuple[str, ...] = CREDENTIAL_FIELDS
     shared_fields: frozenset[str] = field(init=False)
     personal: bool = field(init=False)
+    per_request: frozenset[bytes] = field(init=False)
     vary: bytes = field(init=False)
 
     def __post_init__(self) -> None:
@@ -174,6 +182,13 @@ class RoutePlan:
         object.__setattr__(self, "shared_fields", frozenset(shared))
         personal = not options.public and any(name in shared for name in credentials)
         object.__setattr__(self, "personal", personal)
+        names = options.per_request_headers
+        per_request = (
+            PER_REQUEST_HEADERS
+            if names is None
+            else frozenset(name.lower().encode("latin-1") for name in names)
+        )
+        object.__setattr__(self, "per_request", per_request)
         varied = dict.fromkeys(options.vary_on)
         if options.vary_on_cookies or not options.public:
             varied["cookie"] = None
@@ -248,6 +263,7 @@ def cached(
     cache_control: str | None = None,
     statuses: Iterable[int] = (200,),
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    per_request_headers: Iterable[str] | None = None,
     key: Callable[[RequestInfo], str] | None = None,
 ) -> Callable[[EndpointT], EndpointT]:
     """Cache a route's responses; place it directly under the route decorator.
@@ -280,6 +296,7 @@ def cached(
         cache_control=cache_control,
         statuses=frozenset(statuses),
         max_body_size=max_body_size,
+        per_request_headers=None if per_request_headers is None else tuple(per_request_headers),
         key=key,
     )
 
