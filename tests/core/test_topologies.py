@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 
-from atomcache_core import Cache, Event, RedisNotifier
+from atomcache_core import BackendUnavailableError, Cache, Event, RedisNotifier
 from atomcache_core.keys import KeyBuilder
 from support.fleet import Fleet, controlling, read_int, until_subscribed, values
 from support.topology import RedisClusterTopology, RedisSentinelTopology, command
@@ -178,7 +178,20 @@ class HeldComputation:
 
 
 async def woken_after_the_failover(survivor: Cache, url: str) -> None:
-    """The cache that lived through the failover waits and is woken by a notification."""
+    """The cache that lived through the failover waits and is woken by a notification.
+
+    It first waits until it reaches the key's new master again: its circuit breaker
+    for the dead node may still be open (other keys' hits said caching was back), and
+    with it open the survivor computes at once instead of waiting.
+    """
+    deadline = time.monotonic() + RESUME_BOUND
+    while True:
+        try:
+            await survivor.exists("key-0-again")
+            break
+        except BackendUnavailableError:
+            assert time.monotonic() < deadline, f"key-0's master unreachable for {RESUME_BOUND} s"
+            await asyncio.sleep(0.1)
     leader = Cache.from_url(url, namespace=survivor.namespace)
     slow = HeldComputation()
     try:
