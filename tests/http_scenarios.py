@@ -84,6 +84,25 @@ DATED_HEADERS = {
 }
 
 
+GREETINGS = {"fr": "bonjour", "de": "hallo"}
+PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
+
+
+async def slow_task(*, fail: bool) -> None:
+    """A background task of 2 s that fails at its end when asked to."""
+    await asyncio.sleep(2)
+    if fail:
+        msg = "the background task failed"
+        raise RuntimeError(msg)
+
+
+async def slow_chunks() -> AsyncIterator[bytes]:
+    """6 chunks, 0.25 s apart."""
+    for index in range(6):
+        yield f"chunk {index}\n".encode()
+        await asyncio.sleep(0.25)
+
+
 class Invalidate(Protocol):
     """The adapter's invalidation helper, bound to the app."""
 

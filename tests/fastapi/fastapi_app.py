@@ -31,7 +31,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from atomcache_fastapi import cached, setup_cache
-from http_scenarios import DATED_HEADERS
+from http_scenarios import DATED_HEADERS, GREETINGS, PROFILES, slow_chunks, slow_task
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -66,24 +66,7 @@ def item_tags(info: RequestInfo) -> Iterable[str]:
     return ("tagged", f"item:{info.path_params['item_id']}")
 
 
-GREETINGS = {"fr": "bonjour", "de": "hallo"}
-PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
 API_KEY = APIKeyHeader(name="x-api-key", auto_error=False)
-
-
-async def slow_task(*, fail: bool) -> None:
-    """A background task of 2 s that fails at its end when asked to."""
-    await asyncio.sleep(2)
-    if fail:
-        msg = "the background task failed"
-        raise RuntimeError(msg)
-
-
-async def slow_chunks() -> AsyncIterator[bytes]:
-    """6 chunks, 0.25 s apart."""
-    for index in range(6):
-        yield f"chunk {index}\n".encode()
-        await asyncio.sleep(0.25)
 
 
 class MembersOnly:

@@ -21,7 +21,7 @@ from litestar.params import CookieParameter, FromPath, FromQuery, HeaderParamete
 from litestar.response import Stream
 
 from atomcache_litestar import AtomCachePlugin, cached
-from http_scenarios import DATED_HEADERS
+from http_scenarios import DATED_HEADERS, GREETINGS, PROFILES, slow_chunks, slow_task
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -72,25 +72,6 @@ class Session:
 def item_tags(info: RequestInfo) -> Iterable[str]:
     """Tags computed from the request: one per item."""
     return ("tagged", f"item:{info.path_params['item_id']}")
-
-
-GREETINGS = {"fr": "bonjour", "de": "hallo"}
-PROFILES = {"a": {"name": "Alice"}, "b": {"name": "Bob"}, None: {"name": "anonymous"}}
-
-
-async def slow_task(*, fail: bool) -> None:
-    """A background task of 2 s that fails at its end when asked to."""
-    await asyncio.sleep(2)
-    if fail:
-        msg = "the background task failed"
-        raise RuntimeError(msg)
-
-
-async def slow_chunks() -> AsyncIterator[bytes]:
-    """6 chunks, 0.25 s apart."""
-    for index in range(6):
-        yield f"chunk {index}\n".encode()
-        await asyncio.sleep(0.25)
 
 
 def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
