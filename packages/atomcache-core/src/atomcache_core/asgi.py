@@ -310,8 +310,8 @@ class HttpCache:
         self._blocks: dict[int, tuple[StoredResponse, _Block]] = {}
 
     def key(self, route: RoutePlan, info: RequestInfo) -> str:
-        """The cache key of a request (see `request_key`)."""
-        return request_key(route, info)
+        """The cache key of a request (`request_key`), with its route's learned `Vary` fields."""
+        return request_key(route, info, self._varied.get(id(route), ()))
 
     async def invalidate(
         self,
@@ -347,8 +347,7 @@ class HttpCache:
             "no-cache" in directives or directives.get("max-age") == "0"
         )
         flight = self._flight_options(route, info, directives, forced=forced)
-        key = request_key(route, info, self._varied.get(id(route), ()))
-        return RequestPlan(info, route, key, flight, directives, forced)
+        return RequestPlan(info, route, self.key(route, info), flight, directives, forced)
 
     async def invalidate_route(
         self,
