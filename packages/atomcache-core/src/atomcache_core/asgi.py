@@ -191,9 +191,18 @@ class RequestPlan:
 
 @dataclass(frozen=True, slots=True)
 class _Block:
-    """What every answer from one stored response sends: its fields, validators, policy."""
+    """What every answer from one stored response sends: its fields, validators, policy.
+
+    Attributes:
+        headers: The stored fields a 200 sends (those replaced per answer left out).
+        not_modified: Those of them a 304 sends (RFC 9110 section 15.4.5).
+        control: The handler's own `Cache-Control`, if any.
+        modified: Its `Last-Modified`, if any.
+        etag: The entry's `ETag`.
+    """
 
     headers: list[tuple[bytes, bytes]]
+    not_modified: list[tuple[bytes, bytes]]
     control: bytes | None
     modified: bytes | None
     etag: bytes
@@ -424,8 +433,10 @@ class HttpCache:
         found = self._blocks.get(id(response))
         if found is not None and found[0] is response:
             return found[1]
+        headers = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
         block = _Block(
-            [(name, value) for name, value in response.headers if name not in _REPLACED_ON_SERVE],
+            headers,
+            not_modified_headers(headers),
             get_header(response.headers, b"cache-control"),
             get_header(response.headers, b"last-modified"),
             response.etag.encode("latin-1"),
@@ -600,11 +611,7 @@ class HttpCache:
             # keeps its old copy as long again: a stale entry is sent whole.
             conditional = None
         if conditional == 304:  # noqa: PLR2004
-            kept = not_modified_headers(response.headers)
-            headers = [
-                *(f for f in kept if f[0] not in _REPLACED_ON_SERVE),
-                *validators,
-            ]  # the server adds Date, as to every response
+            headers = [*block.not_modified, *validators]  # the server adds Date, as to all
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return

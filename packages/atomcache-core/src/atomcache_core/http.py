@@ -198,6 +198,8 @@ def if_none_match(header: str | bytes | None, etag: str) -> bool:
     """
     if not header:
         return False
+    if header == etag:  # the usual revalidation: the client sends back the one tag it got
+        return True
     tags = parse_entity_tags(header)
     if tags is None:
         return True
