@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import Enum
 
 import pytest
 
 from atomcache_core import Cache, ConfigurationError
+
+
+class Color(Enum):
+    """An enum argument."""
+
+    RED = 1
 
 
 @dataclass
@@ -131,3 +141,97 @@ async def test_wrapper_keeps_the_function_metadata(cache: Cache) -> None:
 
     assert documented.__name__ == "documented"
     assert documented.__doc__ == "Say one."
+
+
+async def echo_of(cache: Cache, argument: object) -> str:
+    """What `echo(argument)` returns through a cached `echo` of that cache."""
+
+    @cache.cached(ttl=60)
+    async def echo(value: object) -> str:
+        return repr(value)
+
+    return await echo(argument)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({1: "a"}, {"1": "a"}),
+        (Decimal("1.5"), "Decimal('1.5')"),
+        (date(2026, 1, 2), "datetime.date(2026, 1, 2)"),
+        (b"ab", "b'ab'"),
+        ([1, 2], (1, 2)),
+        ([1, 2], {1, 2}),
+        ({1, 2}, frozenset({1, 2})),
+        (1, 1.0),
+        (1, True),
+        (0, False),
+        ("1", 1),
+        (None, "None"),
+        ({"a": 1}, [["a", 1]]),
+        ({"a": 1}, ["dict", ["a", 1]]),
+        (Point(1, 2), "Point(x=1, y=2)"),
+        (Color.RED, 1),
+        (Color.RED, "Color.RED"),
+        (float("nan"), "NaN"),
+        (OrderedDict(a=1), {"a": 1}),
+    ],
+    ids=repr,
+)
+async def test_different_arguments_never_share_a_key(
+    cache: Cache, first: object, second: object
+) -> None:
+    """Each call gets its own answer: no two different argument lists share an entry."""
+    assert await echo_of(cache, first) == repr(first)
+    assert await echo_of(cache, second) == repr(second)
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [{1: "a", "b": 2}, {(1, 2): "x"}, {frozenset({1}): [b"x", None]}, {None: 1, 2.5: 2}],
+    ids=repr,
+)
+async def test_any_dict_keys_can_be_keyed(cache: Cache, argument: object) -> None:
+    """Dicts with keys of mixed or non-string types are keyed, not a TypeError."""
+    assert await echo_of(cache, argument) == repr(argument)
+
+
+async def test_equal_dicts_and_sets_share_an_entry_whatever_their_order(cache: Cache) -> None:
+    """Insertion order of a dict or set does not split the entry."""
+    calls = 0
+
+    @cache.cached(ttl=60)
+    async def count(mapping: dict[object, int], members: set[object]) -> int:
+        nonlocal calls
+        calls += 1
+        return len(mapping) + len(members)
+
+    assert await count({"a": 1, 2: 2}, {3, "b"}) == 4
+    assert await count({2: 2, "a": 1}, {"b", 3}) == 4
+    assert calls == 1
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        [object()],
+        {"client": object()},
+        defaultdict(lambda: 0),
+        lambda: 1,
+    ],
+    ids=["object in a list", "object in a dict", "defaultdict of a lambda", "lambda"],
+)
+async def test_arguments_with_an_address_in_their_repr_are_refused(
+    cache: Cache, argument: object
+) -> None:
+    """A repr holding a memory address, even nested, differs per process: refused with the fix."""
+    with pytest.raises(ConfigurationError, match=r"exclude=\('value',\) or pass key="):
+        await echo_of(cache, argument)
+
+
+async def test_a_self_containing_argument_is_refused(cache: Cache) -> None:
+    """A list that contains itself has no finite key: ConfigurationError, not RecursionError."""
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ConfigurationError, match="contains itself"):
+        await echo_of(cache, loop)

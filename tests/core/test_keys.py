@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
+from atomcache_core._decorator import call_key
 from atomcache_core.keys import HASH_TAG_BUCKETS, MAX_LITERAL_KEY_BYTES, KeyBuilder
 
 names = st.text(min_size=1, max_size=30)
@@ -84,3 +87,87 @@ def test_keys_spread_over_the_buckets() -> None:
     builder = KeyBuilder("ns")
     slots = {key_slot(builder.value(f"user:{n}").encode()) for n in range(10_000)}
     assert len(slots) > 0.99 * HASH_TAG_BUCKETS
+
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)  # NaN != NaN: sets of them are not comparable
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+    | st.decimals(allow_nan=False)
+    | st.dates()
+)
+_hashables = st.recursive(
+    _scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=6
+)
+_arguments = st.recursive(
+    _hashables,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(_hashables, inner, max_size=3)
+        | st.sets(_hashables, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def _structure(value: object) -> object:
+    """What makes two arguments the same: types all the way down, scalars by repr."""
+    kind = type(value)
+    if kind in (list, tuple):
+        return (kind, tuple(_structure(member) for member in value))  # type: ignore[attr-defined]
+    if kind in (set, frozenset):
+        return (kind, frozenset(_structure(member) for member in value))  # type: ignore[attr-defined]
+    if kind is dict:
+        items = value.items()  # type: ignore[attr-defined]
+        return (kind, frozenset((_structure(k), _structure(v)) for k, v in items))
+    return (kind, repr(value))
+
+
+def _target(value: object, *rest: object, **named: object) -> None:
+    """The signature keys are built for: one argument, then any others."""
+
+
+_SIGNATURE = inspect.signature(_target)
+
+
+def _key(args: tuple[object, ...], kwargs: dict[str, object]) -> str:
+    return call_key("f", _SIGNATURE, args, kwargs, ())
+
+
+@given(
+    st.lists(_arguments, min_size=1, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), _arguments, max_size=2),
+    st.lists(_arguments, min_size=1, max_size=3),
+    st.dictionaries(st.sampled_from(["a", "b"]), _arguments, max_size=2),
+)
+def test_decorator_keys_are_one_to_one(
+    args_a: list[object],
+    kwargs_a: dict[str, object],
+    args_b: list[object],
+    kwargs_b: dict[str, object],
+) -> None:
+    """Two argument lists share a key exactly when they are the same (types included)."""
+    same = _structure((tuple(args_a), kwargs_a)) == _structure((tuple(args_b), kwargs_b))
+    assert (_key(tuple(args_a), kwargs_a) == _key(tuple(args_b), kwargs_b)) == same
+
+
+@given(_arguments)
+def test_a_decorator_key_ignores_the_order_of_dicts_and_sets(argument: object) -> None:
+    """Rebuilding every dict and set in reverse order gives the same key."""
+
+    def reordered(value: object) -> object:
+        kind = type(value)
+        if kind is dict:
+            items = list(value.items())[::-1]  # type: ignore[attr-defined]
+            return {k: reordered(v) for k, v in items}
+        if kind is list:
+            return [reordered(member) for member in value]  # type: ignore[attr-defined]
+        if kind is tuple:
+            return tuple(reordered(member) for member in value)  # type: ignore[attr-defined]
+        return value
+
+    assert _key((argument,), {}) == _key((reordered(argument),), {})

@@ -29,44 +29,117 @@ def call_key(
     """The cache key of one call: the function's name and its arguments, by name.
 
     Arguments are bound to the signature with defaults applied, so positional and
-    keyword spellings of the same call share a key, then JSON-encoded with sorted
-    names. Values JSON cannot encode use their `repr`, except objects whose `repr`
-    is the default one (it holds a memory address, so no two processes would agree).
+    keyword spellings of the same call share a key, then written as JSON (names
+    sorted) by `key_form`, which is one-to-one: two different argument lists never
+    share a key, and equal dicts or sets share one whatever their order.
 
     Raises:
-        ConfigurationError: an argument has no stable key form.
+        ConfigurationError: an argument has no stable key form (its `repr`, or the
+            `repr` of something inside it, holds a memory address, or it contains
+            itself); the message names it and the fix (`exclude=` or `key=`).
     """
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()
-    arguments = {key: value for key, value in bound.arguments.items() if key not in exclude}
     try:
-        encoded = json.dumps(
-            arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_key_part
-        )
-    except _UnstableArgumentError as exc:
+        forms = {
+            parameter: key_form(value)
+            for parameter, value in bound.arguments.items()
+            if parameter not in exclude
+        }
+    except _UnkeyableArgumentError as exc:
         parameter = next(
-            (key for key, value in arguments.items() if value is exc.value), "an argument"
+            (key for key, value in bound.arguments.items() if _holds(value, exc.value)),
+            "an argument",
         )
         msg = (
-            f"cannot build a cache key for {name}(): {parameter!r} is a "
-            f"{type(exc.value).__qualname__} without a stable repr; leave it out with "
-            f"exclude=({parameter!r},) or pass key=lambda *args, **kwargs: ..."
+            f"cannot build a cache key for {name}(): {parameter!r} {exc.reason}; leave it "
+            f"out with exclude=({parameter!r},) or pass key=lambda *args, **kwargs: ..."
         )
         raise ConfigurationError(msg) from None
+    encoded = json.dumps(forms, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return f"{name}:{encoded}"
 
 
-class _UnstableArgumentError(Exception):
-    def __init__(self, value: object) -> None:
+#: Types written as themselves in a key: JSON tells each of them from the others
+#: (`1`, `1.0`, `true`, `"1"`, `null`).
+_NATIVE = (str, int, float, bool, type(None))
+#: Containers written as `[tag, ...members]`; a JSON array in a key is always one of
+#: these or an object's `["repr", type, repr]`, so no two forms can be confused.
+_CONTAINERS: dict[type, str] = {
+    list: "list",
+    tuple: "tuple",
+    dict: "dict",
+    set: "set",
+    frozenset: "frozenset",
+}
+
+
+def key_form(value: object, _inside: frozenset[int] = frozenset()) -> object:
+    """The JSON-ready form of `value` in a key, one-to-one with the value.
+
+    `str`, `int`, `float`, `bool` and `None` (their exact types) are themselves;
+    lists and tuples become `["list", ...]` / `["tuple", ...]`; dicts become
+    `["dict", [key, value], ...]` and sets `["set", ...]` / `["frozenset", ...]`,
+    members sorted by their own form, so order never matters; any other object
+    (subclasses of the above, enums, `Decimal`, dates, `bytes`, dataclasses...) becomes
+    `["repr", "<module>.<qualified type name>", repr(value)]`: objects of one type must
+    have a `repr` that tells them apart, as the standard library's do.
+
+    Raises:
+        _UnkeyableArgumentError: a `repr` holds a memory address (` at 0x`, as
+            `object.__repr__` and functions write it), or `value` contains itself.
+    """
+    kind = type(value)
+    if kind in _NATIVE:
+        return value
+    if id(value) in _inside:
+        raise _UnkeyableArgumentError(value, "contains itself")
+    inside = _inside | {id(value)}
+    tag = _CONTAINERS.get(kind)
+    if isinstance(value, dict) and tag:
+        pairs = [[key_form(k, inside), key_form(v, inside)] for k, v in value.items()]
+        return [tag, *sorted(pairs, key=_sort_key)]
+    if isinstance(value, (set, frozenset)) and tag:
+        return [tag, *sorted((key_form(member, inside) for member in value), key=_sort_key)]
+    if isinstance(value, (list, tuple)) and tag:
+        return [tag, *(key_form(member, inside) for member in value)]
+    if kind.__repr__ is object.__repr__:
+        raise _UnkeyableArgumentError(value, f"is a {kind.__qualname__} without a stable repr")
+    text = repr(value)
+    if _ADDRESS in text:
+        raise _UnkeyableArgumentError(value, "has a memory address in its repr")
+    return ["repr", f"{kind.__module__}.{kind.__qualname__}", text]
+
+
+_ADDRESS = " at 0x"
+
+
+def _sort_key(form: object) -> str:
+    return json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _holds(container: object, value: object) -> bool:
+    """Whether `value` is `container` or one of its members, at any depth (acyclic)."""
+    stack, seen = [container], set()
+    while stack:
+        current = stack.pop()
+        if current is value:
+            return True
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, dict):
+            stack.extend(current.keys())
+            stack.extend(current.values())
+        elif isinstance(current, (list, tuple, set, frozenset)):
+            stack.extend(current)
+    return False
+
+
+class _UnkeyableArgumentError(Exception):
+    def __init__(self, value: object, reason: str) -> None:
         self.value = value
-
-
-def _key_part(value: object) -> object:
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    if type(value).__repr__ is object.__repr__:
-        raise _UnstableArgumentError(value)
-    return repr(value)
+        self.reason = reason
 
 
 def cached_function(
