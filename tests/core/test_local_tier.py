@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from atomcache_core import Cache, ConfigurationError, MemoryStorage
+from atomcache_core.backends._budget import DEFAULT_MAX_BYTES
 from atomcache_core.backends.tiered import TieredStorage
 from support.cache_process import CacheProcess
 
@@ -213,6 +214,8 @@ def test_the_memory_storage_needs_no_local_tier() -> None:
         Cache.from_url("redis://127.0.0.1:1/0", local_ttl=-1)
     with pytest.raises(ConfigurationError, match="local_max_entries"):
         Cache.from_url("redis://127.0.0.1:1/0", local_ttl=1, local_max_entries=0)
+    with pytest.raises(ConfigurationError, match="local_max_bytes"):
+        Cache.from_url("redis://127.0.0.1:1/0", local_ttl=1, local_max_bytes=0)
 
 
 async def test_the_tier_holds_at_most_local_max_entries(redis_url: str, namespace: str) -> None:
@@ -224,3 +227,30 @@ async def test_the_tier_holds_at_most_local_max_entries(redis_url: str, namespac
         await cache.set_many({f"k{n}": n for n in range(20)})
         assert await cache.get_many([f"k{n}" for n in range(20)]) == list(range(20))
         assert len(tier(cache)) == 10
+
+
+async def test_the_tier_holds_at_most_local_max_bytes(redis_url: str, namespace: str) -> None:
+    """Past local_max_bytes the least recently used go; a value larger than it stays shared."""
+    value = "x" * 10_000
+    async with Cache.from_url(
+        redis_url, namespace=namespace, local_ttl=30.0, local_max_bytes=50_000
+    ) as cache:
+        local_tier = tier(cache)
+        assert local_tier.max_bytes == 50_000
+        await until_serving(cache)
+        await cache.set_many({f"k{n}": value for n in range(20)})
+        assert await cache.get_many([f"k{n}" for n in range(20)]) == [value] * 20
+        assert 0 < local_tier.held_bytes <= local_tier.max_bytes
+        assert len(local_tier) == 4
+        await cache.set("huge", "y" * 60_000)
+        assert await cache.get("huge") == "y" * 60_000
+        assert len(local_tier) == 4
+        await cache.delete("k19")
+        assert local_tier.held_bytes <= local_tier.max_bytes
+        assert len(local_tier) == 3
+
+
+async def test_the_local_tier_is_bounded_in_bytes_by_default(redis_url: str) -> None:
+    """The default bound is finite: 64 MiB."""
+    async with Cache.from_url(redis_url, local_ttl=1.0) as cache:
+        assert tier(cache).max_bytes == DEFAULT_MAX_BYTES == 64 * 1024 * 1024

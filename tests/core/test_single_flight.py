@@ -15,6 +15,7 @@ import pytest
 
 from atomcache_core import (
     Cache,
+    ConfigurationError,
     JsonSerializer,
     LockTimeoutError,
     MemoryNotifier,
@@ -473,3 +474,31 @@ async def test_a_waiter_that_gets_the_lock_reads_again_before_computing(namespac
     view.proceed.set()
     assert await waiting == "value"
     assert factory.calls == 1
+
+
+async def test_a_factory_asking_for_its_own_key_fails_fast(cache: Cache) -> None:
+    """get_or_set of a key inside its own computation (directly or via another key) raises.
+
+    At once, with ConfigurationError naming the key; the lock is free afterwards, so the
+    fleet is not held up by a computation that would wait for itself.
+    """
+
+    async def itself() -> str:
+        return str(await cache.get_or_set("a", itself))
+
+    async def through_b() -> str:
+        return str(await cache.get_or_set("b", back_to_a))
+
+    async def back_to_a() -> str:
+        return str(await cache.get_or_set("a", through_b))
+
+    for factory in (itself, through_b):
+        started = time.monotonic()
+        with pytest.raises(ConfigurationError, match="'a' while computing it"):
+            await asyncio.wait_for(cache.get_or_set("a", factory), 5)
+        assert time.monotonic() - started < cache.single_flight.wait_timeout
+        for key in ("a", "b"):
+            token = await cache.lock.acquire(cache.keys.lock(key), 1)
+            assert token is not None, f"the lock of {key!r} is still held"
+            await cache.lock.release(cache.keys.lock(key), token)
+    assert await cache.get_or_set("a", Counter()) == "value"

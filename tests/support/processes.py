@@ -112,7 +112,7 @@ def wait_listening(
     return False
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float) -> None:
     """Stop `process` by PID (SIGTERM, SIGKILL after `timeout`); make sure its children are gone.
 
     A server stops its workers before it exits; any still there `timeout` later (say,

@@ -5,14 +5,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from atomcache_core.exceptions import AtomCacheError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
-__all__ = ["BackgroundTasks", "keep_trying"]
+__all__ = ["BackgroundTasks", "keep_trying", "stop_tasks", "within"]
+
+T = TypeVar("T")
+
+#: Seconds between two cancellations of a task that has not ended yet.
+RECANCEL_INTERVAL = 0.1
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and return once every one of them has ended.
+
+    A task that loses its cancellation (on Python 3.11, `asyncio.wait_for` drops one
+    that arrives as the awaitable it waits for completes, CPython gh-86296) is
+    cancelled again every `RECANCEL_INTERVAL` seconds until it ends. Waiting never
+    swallows the caller's own cancellation. What the tasks raised is retrieved (not
+    logged as "never retrieved"), not re-raised.
+    """
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_INTERVAL)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
+
+
+async def within(work: Awaitable[T], timeout: float) -> tuple[bool, T | None]:
+    """Await `work` for at most `timeout` seconds: `(True, result)`, else `(False, None)`.
+
+    Unlike `asyncio.wait_for` on Python 3.11, a cancellation of the caller is never
+    lost, even when it arrives as `work` completes: it is raised, and `work` cancelled.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=timeout)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not done:
+        return False, None
+    return True, task.result()
 
 
 class BackgroundTasks:
@@ -35,11 +77,8 @@ class BackgroundTasks:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Cancel every task still running and wait for them to end."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every task still running and wait for them to end (`stop_tasks`)."""
+        await stop_tasks(self._tasks)
 
 
 async def keep_trying(attempt: Callable[[], Awaitable[object]], seconds: float) -> bool:

@@ -37,12 +37,13 @@ import logging
 import math
 import random
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from atomcache_core._background import BackgroundTasks, keep_trying
+from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks
 from atomcache_core.entry import Entry, encode_entry
-from atomcache_core.exceptions import AtomCacheError, LockTimeoutError
+from atomcache_core.exceptions import AtomCacheError, ConfigurationError, LockTimeoutError
 from atomcache_core.protocols import Event, EventStatus
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ _RETRY: Any = object()
 UNAVAILABLE = "backend unavailable"
 _REUSE_MAX_KEYS = 512
 _REUSE_MAX_BYTES = 1024 * 1024
+#: Most bytes of stored values the decoding memo holds on to (each decoded value is
+#: about as large again): the memory a process uses beyond its storage's bounds.
+REUSE_HELD_BYTES = 8 * 1024 * 1024
 
 
 OutcomeSource = Literal["hit", "stale", "computed", "waited", "uncached"]
@@ -152,19 +156,47 @@ class _Skip:
     """The leader's result was not shareable: compute your own."""
 
 
-async def call_factory(factory: Callable[[], Any]) -> Any:
+#: The value keys whose factories are running in this context: a factory that asks for
+#: one of them (itself, or through another key's factory) would wait for itself.
+_COMPUTING: ContextVar[frozenset[str]] = ContextVar("atomcache_computing", default=frozenset())
+
+
+async def call_factory(factory: Callable[[], Any], value_key: str = "") -> Any:
     """Run a zero-argument factory: coroutine functions in the loop, others in a thread.
 
     A plain function runs in a worker thread so a blocking call cannot stall the event
     loop (and with it the leader's lock extension); if it returns an awaitable (a
-    lambda around a coroutine function), that is awaited in the loop.
+    lambda around a coroutine function), that is awaited in the loop. While it runs,
+    `value_key` counts as being computed in its context (`check_not_computing`).
     """
-    if inspect.iscoroutinefunction(factory):
-        return await factory()
-    result = await asyncio.to_thread(factory)
-    if inspect.isawaitable(result):
-        return await result
-    return result
+    token = _COMPUTING.set(_COMPUTING.get() | {value_key}) if value_key else None
+    try:
+        if inspect.iscoroutinefunction(factory):
+            return await factory()
+        result = await asyncio.to_thread(factory)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    finally:
+        if token is not None:
+            _COMPUTING.reset(token)
+
+
+def check_not_computing(key: str, value_key: str) -> None:
+    """Refuse to wait for a key whose factory is the caller (directly or not).
+
+    Raises:
+        ConfigurationError: `key` is being computed by a factory this call comes from;
+            waiting for it would hold its lock, fleet-wide, until the wait timed out.
+    """
+    if value_key in _COMPUTING.get():
+        msg = (
+            f"get_or_set({key!r}) was called by the factory computing {key!r} (directly or "
+            f"through the factory of another key): it asked for {key!r} while computing it "
+            "and would wait for itself; compute the value in the factory instead, or use "
+            "another key"
+        )
+        raise ConfigurationError(msg)
 
 
 class SingleFlight:
@@ -190,6 +222,7 @@ class SingleFlight:
         self._fills: dict[str, asyncio.Task[Any]] = {}
         self._reads: dict[str, asyncio.Future[Any]] = {}
         self._decoded: dict[str, tuple[bytes, tuple[Entry, Any]]] = {}
+        self._decoded_bytes = 0
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._releases = BackgroundTasks()
 
@@ -199,9 +232,10 @@ class SingleFlight:
         """Return the value of `key`, computing it once fleet-wide when needed."""
         cache = self._cache
         value_key = cache.keys.value(key)
+        check_not_computing(key, value_key)
         fill = self._fills.get(value_key)
         if fill is not None:
-            return await self._join(fill, factory)
+            return await self._join(fill, factory, value_key)
         try:
             found, expired = await self._lookup(key, factory, options)
         except AtomCacheError:
@@ -212,13 +246,13 @@ class SingleFlight:
             return found
         cache.stats.misses += 1
         if not options.store:
-            return await self._compute_unstored(factory)
+            return await self._compute_unstored(factory, value_key)
         fallback = None
         if expired is not None and time.time() < expired[0].fresh_until + options.stale_if_error:
             fallback = Outcome(expired[1], "stale", expired[0])
         fill = self._fills.get(value_key)
         if fill is not None:
-            return await self._join(fill, factory)
+            return await self._join(fill, factory, value_key)
         fill = asyncio.create_task(self._fill(key, factory, options, fallback))
         self._fills[value_key] = fill
         fill.add_done_callback(lambda done: self._forget(self._fills, value_key, done))
@@ -272,21 +306,28 @@ class SingleFlight:
             return memo[1]
         found = self._cache.decode(data, options.serializer)
         if found is not None:
-            if len(self._decoded) >= _REUSE_MAX_KEYS:
+            held = self._decoded_bytes + len(data) - (len(memo[0]) if memo is not None else 0)
+            if len(self._decoded) >= _REUSE_MAX_KEYS or held > REUSE_HELD_BYTES:
                 self._decoded.clear()
+                held = len(data)
             self._decoded[value_key] = (data, found)
+            self._decoded_bytes = held
         return found
 
-    async def _join(self, fill: asyncio.Task[Outcome], factory: Callable[[], Any]) -> Outcome:
+    async def _join(
+        self, fill: asyncio.Task[Outcome], factory: Callable[[], Any], value_key: str
+    ) -> Outcome:
         """Share another caller's fill; compute our own if its result is not shareable."""
         outcome = await asyncio.shield(fill)
         if not outcome.shareable:
-            return await self._compute_unstored(factory)
+            return await self._compute_unstored(factory, value_key)
         return outcome
 
-    async def _compute_unstored(self, factory: Callable[[], Any], reason: str = "") -> Outcome:
+    async def _compute_unstored(
+        self, factory: Callable[[], Any], value_key: str, reason: str = ""
+    ) -> Outcome:
         self._cache.stats.computations += 1
-        value = await call_factory(factory)
+        value = await call_factory(factory, value_key)
         if isinstance(value, Uncacheable):
             return Outcome(value.value, "uncached", reason=reason, shareable=False)
         return Outcome(value, "uncached", reason=reason)
@@ -315,10 +356,7 @@ class SingleFlight:
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
-        tasks = [*self._fills.values(), *self._refreshes.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks([*self._fills.values(), *self._refreshes.values()])
         await self._releases.close()
 
     def release_later(self, lock_key: str, token: str, channel: str, status: EventStatus) -> None:
@@ -372,21 +410,22 @@ class SingleFlight:
         options: FlightOptions,
         fallback: Outcome | None,
     ) -> Outcome:
+        value_key = self._cache.keys.value(key)
         try:
             won = await self._win(key, options)
         except AtomCacheError:
             # Fail open: the backend is away. This fill is still shared in-process.
             logger.warning("cache unavailable for %r; computing without it", key, exc_info=True)
             self._cache.stats.errors += 1
-            return await self._compute_unstored(factory, reason=UNAVAILABLE)
+            return await self._compute_unstored(factory, value_key, reason=UNAVAILABLE)
         if isinstance(won, Outcome):
             return won
         if isinstance(won, _Skip):
-            return await self._compute_unstored(factory)
+            return await self._compute_unstored(factory, value_key)
         if won is None:
             self._check_wait_policy(key)
             logger.warning("wait for %r timed out; computing it here without storing", key)
-            return await self._compute_unstored(factory)
+            return await self._compute_unstored(factory, value_key)
         return await self._lead(won, factory, fallback)
 
     async def _win(self, key: str, options: FlightOptions) -> Outcome | Lease | _Skip | None:
@@ -480,7 +519,7 @@ class SingleFlight:
     ) -> Outcome:
         cache = self._cache
         try:
-            value = await call_factory(factory)
+            value = await call_factory(factory, cache.keys.value(lease.key))
         except BaseException as exc:
             await lease.fail()
             if not isinstance(exc, Exception):

@@ -316,7 +316,7 @@ class HttpCache:
         self.cache = cache
         self.placeholder = placeholder
         self._varied: dict[int, tuple[str, ...]] = {}
-        self._blocks: dict[int, tuple[StoredResponse, _Block]] = {}
+        self._blocks: dict[int, tuple[tuple[tuple[bytes, bytes], ...], str, _Block]] = {}
 
     def key(self, route: RoutePlan, info: RequestInfo) -> str:
         """The cache key of a request (`request_key`), with its route's learned `Vary` fields."""
@@ -429,10 +429,14 @@ class HttpCache:
         await self.bypass(scope, receive, send, app, "variant")
 
     def _block(self, response: StoredResponse) -> _Block:
-        """The parts of a stored response that every answer from it sends, made once."""
-        found = self._blocks.get(id(response))
-        if found is not None and found[0] is response:
-            return found[1]
+        """The parts of a stored response that every answer from it sends, made once.
+
+        Kept by the identity of the response's field tuple (and its ETag), so the memo
+        never holds a body: memory stays within the storage's bounds.
+        """
+        found = self._blocks.get(id(response.headers))
+        if found is not None and found[0] is response.headers and found[1] == response.etag:
+            return found[2]
         headers = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
         block = _Block(
             headers,
@@ -443,7 +447,7 @@ class HttpCache:
         )
         if len(self._blocks) >= _BLOCK_LIMIT:
             self._blocks.clear()
-        self._blocks[id(response)] = (response, block)
+        self._blocks[id(response.headers)] = (response.headers, response.etag, block)
         return block
 
     def _learn(self, route: RoutePlan, response: StoredResponse) -> bool:

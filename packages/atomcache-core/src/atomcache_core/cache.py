@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
+from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
@@ -68,7 +69,9 @@ class Cache:
             evict the key from every instance's local tier through `notifier`.
             `None` (default): no local tier.
         local_max_entries: The most entries the local tier holds (least recently used
-            evicted first).
+            evicted first; default 10,000).
+        local_max_bytes: The most bytes the local tier holds (default 64 MiB, counted
+            as `MemoryStorage` counts them: key, value and `ENTRY_OVERHEAD` per entry).
 
     `storage`, `lock` and `notifier` go together: give all three (e.g. the Redis
     backends on one client), or only a `MemoryStorage`, or none.
@@ -91,7 +94,8 @@ class Cache:
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_wait_timeout: WaitTimeoutPolicy = "compute",
         local_ttl: float | None = None,
-        local_max_entries: int = 10_000,
+        local_max_entries: int = DEFAULT_MAX_ENTRIES,
+        local_max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Assemble a cache from its parts."""
         if storage is None:
@@ -125,6 +129,7 @@ class Cache:
                 self.keys.invalidations,
                 ttl=_checked_ttl(local_ttl, "local_ttl"),
                 max_entries=local_max_entries,
+                max_bytes=local_max_bytes,
             )
         self.lock: LockBackend = lock
         self.notifier: Notifier = notifier
@@ -149,19 +154,22 @@ class Cache:
         namespace: str = DEFAULT_NAMESPACE,
         ttl: float = DEFAULT_TTL,
         serializer: Serializer | None = None,
-        max_entries: int = 10_000,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         breaker: CircuitBreaker | None = None,
         lock_ttl: float = DEFAULT_LOCK_TTL,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_wait_timeout: WaitTimeoutPolicy = "compute",
         local_ttl: float | None = None,
-        local_max_entries: int = 10_000,
+        local_max_entries: int = DEFAULT_MAX_ENTRIES,
+        local_max_bytes: int = DEFAULT_MAX_BYTES,
         **redis_options: Any,
     ) -> Cache:
         """Create a cache from a URL.
 
-        * `memory://`: the embedded in-memory backends (`max_entries` bounds them).
+        * `memory://`: the embedded in-memory backends, bounded by `max_entries`
+          (default 10,000) and `max_bytes` (default 64 MiB; see `MemoryStorage`).
         * `redis://`, `rediss://` (TLS) and `unix://`: one Redis server. The client's
           pool holds at most `max_connections` (default 100) connections and a call
           waits up to `timeout` (default 2 s) for a free one instead of failing at
@@ -195,9 +203,10 @@ class Cache:
             "on_wait_timeout": on_wait_timeout,
             "local_ttl": local_ttl,
             "local_max_entries": local_max_entries,
+            "local_max_bytes": local_max_bytes,
         }
         if scheme == "memory":
-            return cls(storage=MemoryStorage(max_entries), **settings)
+            return cls(storage=MemoryStorage(max_entries, max_bytes), **settings)
         if scheme not in (*_REDIS_SCHEMES, *_CLUSTER_SCHEMES, *_SENTINEL_SCHEMES):
             msg = f"unsupported cache URL {url!r}: {_URL_HELP}"
             raise ConfigurationError(msg)
@@ -402,9 +411,9 @@ class Cache:
     async def close(self) -> None:
         """Stop background work and close the connections this cache opened."""
         await self.single_flight.close()
-        await self.notifier.close()
+        await self.storage.close()  # first: a local tier stops listening before the notifier
         await self.lock.close()
-        await self.storage.close()
+        await self.notifier.close()
         closing, self._closing, self._client = self._closing, [], None
         for client in closing:
             await client.aclose()

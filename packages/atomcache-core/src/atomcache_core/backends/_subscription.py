@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from atomcache_core._background import within
+
 if TYPE_CHECKING:
     from atomcache_core.protocols import Event
 
@@ -26,7 +28,5 @@ class QueueSubscription:
         """Return the next event, or `None` after `timeout` seconds."""
         if not self._queue.empty():
             return self._queue.get_nowait()
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+        _, event = await within(self._queue.get(), timeout)
+        return event

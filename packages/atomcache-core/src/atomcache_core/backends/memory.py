@@ -13,8 +13,8 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
+from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Budget
 from atomcache_core.backends._subscription import QueueSubscription
-from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -30,27 +30,33 @@ class _Item(NamedTuple):
     value: bytes
     expires_at: float
     tag_keys: tuple[str, ...]
+    size: int
 
 
 class MemoryStorage:
     """A bounded in-process `Storage`: least-recently-used eviction and TTL expiry.
 
-    At most `max_entries` values are kept; storing one more evicts the least recently
-    used. Expired values are dropped when read and by a sweep that runs once as many
-    writes as there were entries after the previous sweep (at least 64) have happened:
-    amortised constant work per write, and at most about twice the live entries held.
+    At most `max_entries` values and `max_bytes` bytes are kept (each value counted as
+    its key, its bytes and `ENTRY_OVERHEAD`); storing past either bound evicts the
+    least recently used values, and a value larger than `max_bytes` on its own is not
+    kept (its `set` stores nothing, as if it had been evicted at once). Expired values
+    are dropped when read and by a sweep that runs once as many writes as there were
+    entries after the previous sweep (at least 64) have happened: amortised constant
+    work per write.
+
+    Args:
+        max_entries: Most values kept (default 10,000).
+        max_bytes: Most bytes kept (default 64 MiB).
+
+    Raises:
+        ConfigurationError: a bound is not a positive integer.
     """
 
-    def __init__(self, max_entries: int = 10_000) -> None:
-        """Create an empty storage holding at most `max_entries` values.
-
-        Raises:
-            ConfigurationError: `max_entries` is not a positive integer.
-        """
-        if not isinstance(max_entries, int) or max_entries < 1:
-            msg = f"max_entries must be a positive integer, got {max_entries!r}"
-            raise ConfigurationError(msg)
-        self.max_entries = max_entries
+    def __init__(
+        self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        """Create an empty storage within these bounds."""
+        self._budget = Budget(max_entries, max_bytes)
         self._data: OrderedDict[str, _Item] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
@@ -59,6 +65,21 @@ class MemoryStorage:
     def __len__(self) -> int:
         """Number of values held, expired ones not yet swept included."""
         return len(self._data)
+
+    @property
+    def max_entries(self) -> int:
+        """The most values kept."""
+        return self._budget.max_entries
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes kept, as `held_bytes` counts them."""
+        return self._budget.max_bytes
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held now: each value's key, bytes and `ENTRY_OVERHEAD`."""
+        return self._budget.held
 
     async def get(self, key: str) -> bytes | None:
         """Return the value under `key`, or `None`."""
@@ -142,10 +163,15 @@ class MemoryStorage:
     def _set(self, key: str, value: bytes, expires_at: float, tag_keys: tuple[str, ...]) -> None:
         now = time.monotonic()
         self._pop(key, now)
-        self._data[key] = _Item(value, expires_at, tag_keys)
+        budget = self._budget
+        size = budget.size(key, value)
+        if not budget.fits(size):
+            return
+        self._data[key] = _Item(value, expires_at, tag_keys, size)
+        budget.held += size
         for tag_key in tag_keys:
             self._tags.setdefault(tag_key, set()).add(key)
-        while len(self._data) > self.max_entries:
+        while budget.exceeded(len(self._data)):
             self._pop(next(iter(self._data)), now)
         self._writes_until_sweep -= 1
         if self._writes_until_sweep <= 0:
@@ -156,6 +182,7 @@ class MemoryStorage:
         item = self._data.pop(key, None)
         if item is None:
             return False
+        self._budget.held -= item.size
         for tag_key in item.tag_keys:
             members = self._tags.get(tag_key)
             if members is not None:

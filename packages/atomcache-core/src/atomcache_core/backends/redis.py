@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomcache_core._background import BackgroundTasks, keep_trying
+from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks, within
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.exceptions import (
     AtomCacheError,
@@ -470,9 +470,7 @@ class _Subscriber:
 
     async def close(self) -> None:
         if self.reader is not None and self.reader is not asyncio.current_task():
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
+            await stop_tasks([self.reader])
         with contextlib.suppress(RedisError, OSError):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         if self.client is not None:
@@ -547,8 +545,7 @@ class RedisNotifier:
         try:
             if is_new:
                 await self._attach(key, channel)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(channel.confirmed.wait(), self._confirm_timeout)
+            await within(channel.confirmed.wait(), self._confirm_timeout)
             yield subscription
         finally:
             channel.subscriptions.discard(subscription)

@@ -24,7 +24,6 @@ the shared storage (`Cache.shared_storage`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -32,8 +31,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from atomcache_core._background import stop_tasks
+from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Budget
 from atomcache_core.entry import decode_entry
-from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.protocols import Event
 
 if TYPE_CHECKING:
@@ -72,9 +73,12 @@ class TieredStorage:
         channel: The namespace's invalidation channel (`KeyBuilder.invalidations`).
         ttl: The longest an entry is kept locally, in seconds.
         max_entries: At most this many entries are kept; the least recently used go.
+        max_bytes: At most this many bytes are kept (each entry counted as its key,
+            its bytes and `ENTRY_OVERHEAD`); the least recently used go, and an entry
+            larger than this on its own is read from `shared` every time.
 
     Raises:
-        ConfigurationError: `ttl` or `max_entries` is invalid.
+        ConfigurationError: `ttl`, `max_entries` or `max_bytes` is invalid.
     """
 
     def __init__(
@@ -84,23 +88,24 @@ class TieredStorage:
         channel: str,
         *,
         ttl: float,
-        max_entries: int = 10_000,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         """Put a local tier in front of `shared`."""
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            msg = f"local_max_entries must be a positive integer, got {max_entries!r}"
-            raise ConfigurationError(msg)
+        self._budget = Budget(max_entries, max_bytes, prefix="local_")
         self.shared = shared
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.hits = 0
         self._notifier = notifier
         self._channel = channel
         self._origin = secrets.token_hex(8)  # this tier's own announcements are skipped
-        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[bytes, float, int]] = OrderedDict()
         self._reads: dict[str, list[_Read]] = {}
         self._serving = False
         self._listener: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def serving(self) -> bool:
@@ -218,10 +223,9 @@ class TieredStorage:
 
     async def close(self) -> None:
         """Stop listening, forget the local entries, close the shared storage."""
+        self._closed = True  # from now on, reads go to the shared storage and nothing listens
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await stop_tasks([self._listener])
             self._listener = None
         self._suspend()
         await self.shared.close()
@@ -231,7 +235,7 @@ class TieredStorage:
         if found is None:
             return None
         if found[1] <= now:
-            del self._entries[key]
+            self._forget(key)
             return None
         self._entries.move_to_end(key)
         self.hits += 1
@@ -247,10 +251,26 @@ class TieredStorage:
         fresh_for = entry.fresh_until - time.time()
         if fresh_for <= 0:
             return
-        self._entries[key] = (data, time.monotonic() + min(self.ttl, fresh_for))
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        budget = self._budget
+        size = budget.size(key, data)
+        if not budget.fits(size):
+            return
+        self._forget(key)
+        self._entries[key] = (data, time.monotonic() + min(self.ttl, fresh_for), size)
+        budget.held += size
+        while budget.exceeded(len(self._entries)):
+            self._forget(next(iter(self._entries)))
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held locally now, counted as `max_bytes` counts them."""
+        return self._budget.held
+
+    def _forget(self, key: str) -> None:
+        """Drop one local entry, if held."""
+        found = self._entries.pop(key, None)
+        if found is not None:
+            self._budget.held -= found[2]
 
     def _begin(self, key: str) -> _Read:
         read = _Read()
@@ -268,12 +288,13 @@ class TieredStorage:
         """Forget `keys` (`None`: everything) and spoil the reads of them in flight."""
         if keys is None:
             self._entries.clear()
+            self._budget.held = 0
             for pending in self._reads.values():
                 for read in pending:
                     read.valid = False
             return
         for key in keys:
-            self._entries.pop(key, None)
+            self._forget(key)
             for read in self._reads.get(key, ()):
                 read.valid = False
 
@@ -297,12 +318,13 @@ class TieredStorage:
         self._drop(None)
 
     def _start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="atomcache-local-tier")
+        if not self._closed:
+            self._listener = asyncio.create_task(self._listen(), name="atomcache-local-tier")
 
     async def _listen(self) -> None:
         """Apply announcements; after any gap, empty the tier and prove the channel live."""
         backoff = 0.05
-        while True:
+        while not self._closed:
             try:
                 async with self._notifier.subscribe(self._channel) as subscription:
                     await self._resume(subscription)
