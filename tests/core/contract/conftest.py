@@ -22,12 +22,17 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-URLS = {"redis": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
+URLS = {
+    "redis": "redis_url",
+    "valkey": "valkey_url",
+    "cluster": "cluster_url",
+    "sentinel": "sentinel_url",
+}
 
 
-@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
+@pytest.fixture(params=["memory", "redis", "valkey", "cluster", "sentinel"])
 async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Backends]:
-    """The memory backends, then the Redis ones on a server, a cluster and behind Sentinel."""
+    """The memory backends, then the Redis ones: server, Valkey, cluster, Sentinel."""
     keys = KeyBuilder(namespace)
     if request.param == "memory":
         storage = MemoryStorage()

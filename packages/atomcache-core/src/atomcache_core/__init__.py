@@ -4,6 +4,7 @@
 Redis across a fleet of processes.
 """
 
+from atomcache_core._seconds import MAX_TTL
 from atomcache_core._singleflight import Outcome, Uncacheable
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage
@@ -26,6 +27,7 @@ from atomcache_core.stats import CacheStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_TTL",
     "AtomCacheError",
     "BackendError",
     "BackendUnavailableError",

@@ -274,15 +274,13 @@ class _Run:
 
     def answered(self, outcome: Outcome) -> bool:
         """Whether `outcome` is this request's own response (its checks have run)."""
-        return any(outcome.value is value for value in self.produced)
+        return bool(self.produced) and any(outcome.value is value for value in self.produced)
 
     async def finish(self) -> None:
         """Wait for what the app does after its response (background tasks, a stream).
 
         A failure there is logged: the response has been sent and stays as it was.
         """
-        if not self.tasks:
-            return
         try:  # failures are logged by _log_late_failure
             await asyncio.shield(asyncio.gather(*self.tasks, return_exceptions=True))
         except asyncio.CancelledError:
@@ -420,7 +418,8 @@ class HttpCache:
             try:
                 varied = await self._serve(run)
             finally:
-                await run.finish()
+                if run.tasks:  # the app ran here: wait for what it does after answering
+                    await run.finish()
             if not varied:
                 return
             plan = self.plan(scope, route, path_params)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
+from atomcache_core._seconds import checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
@@ -486,16 +486,11 @@ class Cache:
 
 
 def _checked_ttl(ttl: float, name: str = "ttl") -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not (0 < ttl < math.inf):
-        msg = f"{name} must be a positive, finite number of seconds, got {ttl!r}"
-        raise ConfigurationError(msg)
-    return float(ttl)
+    return checked_seconds(ttl, name)
 
 
 def _checked_window(seconds: float, name: str) -> float:
-    if seconds == 0:
-        return 0.0
-    return _checked_ttl(seconds, name)
+    return checked_seconds(seconds, name, zero=True)
 
 
 def _checked_tags(tags: Iterable[str]) -> list[str]:

@@ -34,6 +34,7 @@ FORWARDING_FIELDS = (
     "x-forwarded-port",
     "x-forwarded-prefix",
 )
+_FORWARDING = frozenset(FORWARDING_FIELDS)
 
 
 @dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
@@ -74,7 +75,7 @@ class RequestInfo:
                 value = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
             headers[name] = value
         query_string = scope.get("query_string", b"").decode("latin-1")
-        query = tuple(parse_qsl(query_string, keep_blank_values=True))
+        query = tuple(parse_qsl(query_string, keep_blank_values=True)) if query_string else ()
         host = headers.get("host", "").strip().lower()
         if not host:
             server = scope.get("server") or ("", None)
@@ -162,8 +163,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     scheme, host, path = info.scheme, info.host, info.path
     key = f"{prefix}{len(scheme)}:{scheme}{len(host)}:{host}{len(path)}:{path}{len(query)}:{query}"
     parts: list[str] = []
-    forwarded = [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]
-    if forwarded:
+    if not _FORWARDING.isdisjoint(headers):
+        forwarded = [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]
         parts.append("f" + json.dumps(forwarded, ensure_ascii=False))
     if options.vary_on or options.vary_on_cookies:
         # Hashed, all of them: a field may carry an identity the route does not name as one.
@@ -174,6 +175,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     if varied:
         secondary = [headers.get(name) for name in varied]
         parts.append("s" + hash_credential(json.dumps([varied, secondary], ensure_ascii=False)))
+    if not parts:
+        return key
     return key + "".join(f"{len(part)}:{part}" for part in parts)
 
 

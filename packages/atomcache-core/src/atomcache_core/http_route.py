@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from atomcache_core._seconds import checked_seconds
 from atomcache_core.exceptions import ConfigurationError
 from atomcache_core.http import PER_REQUEST_HEADERS
 
@@ -117,16 +117,9 @@ class RouteOptions:
             msg = f"no_cache must be 'honour' or 'ignore', got {self.no_cache!r}"
             raise ConfigurationError(msg)
         for name in ("stale_ttl", "stale_if_error", "min_refresh_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                msg = f"{name} must be a number of seconds >= 0, got {value!r}"
-                raise ConfigurationError(msg)
-        ttl = self.ttl
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf
-        ):
-            msg = f"ttl must be a positive, finite number of seconds (or None), got {ttl!r}"
-            raise ConfigurationError(msg)
+            checked_seconds(getattr(self, name), name, zero=True)
+        if self.ttl is not None:
+            checked_seconds(self.ttl, "ttl")
         for name in ("vary_on", "vary_on_cookies"):
             values = getattr(self, name)
             if isinstance(values, str) or not all(isinstance(item, str) for item in values):

@@ -459,7 +459,7 @@ class _Subscriber:
     ) -> None:
         self.name = name
         self.pubsub = pubsub
-        self.client = client  # a node's own client, closed with the subscriber
+        self.client = client  # the subscriber's own client, closed with it
         self.lose = lose
         self.channels: set[str] = set()
         self.reader: asyncio.Task[None] | None = None
@@ -625,8 +625,9 @@ class RedisNotifier:
         return subscriber
 
     async def _connect(self, name: str, node: ClusterNode | None) -> _Subscriber:
-        client = None if node is None else _node_client(node)
-        pubsub = (client or self._client).pubsub()
+        # Not a cluster when there is no node: self._client is a Redis client.
+        client = _node_client(node) if node is not None else _pubsub_client(self._client)  # type: ignore[arg-type]
+        pubsub = client.pubsub()
         subscriber = _Subscriber(name, pubsub, client, self._lose)
         try:
             with _translate_errors("connect (pub/sub)", self._connection_breaker(name)):
@@ -727,6 +728,21 @@ class RedisNotifier:
 def _any_primary(cluster: RedisCluster) -> ClusterNode:
     """The node for classic pub/sub on a cluster: any node sees every `PUBLISH`."""
     return cluster.get_primaries()[0]
+
+
+def _pubsub_client(client: Redis) -> Redis:
+    """A client of its own, on `client`'s server, for the pub/sub connection.
+
+    Its connections are made like `client`'s (same class and settings: TLS, a unix
+    socket, a Sentinel-managed master all carry over) but outside `client`'s pool, so a
+    subscriber never holds one of the connections that commands wait for: a pool of
+    `max_connections=N` serves N commands at once, and pub/sub has one more.
+    """
+    from redis.asyncio import ConnectionPool, Redis  # noqa: PLC0415 - one server only
+
+    pool = client.connection_pool
+    own = ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs)
+    return Redis.from_pool(own)
 
 
 def _node_client(node: ClusterNode) -> Redis:
