@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis, RedisCluster
@@ -316,3 +317,38 @@ async def test_cluster_and_sentinel_urls_carry_credentials_and_tls() -> None:
     assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (2, "pw")
     assert pool.service_name == "cache"  # type: ignore[attr-defined]
     await sentinel.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("redis://127.0.0.1:1/0", {"max_conections": 1}, "'max_conections'.*'max_connections'"),
+        ("redis+cluster://127.0.0.1:1", {"socket_timout": 1}, "'socket_timout'.*'socket_timeout'"),
+        ("redis+sentinel://127.0.0.1:1/mymaster", {"pasword": "x"}, "'pasword'.*'password'"),
+        ("memory://", {"max_connections": 1}, "memory:// takes no Redis options"),
+        ("redis://127.0.0.1:1/0", {"max_bytes": 1000}, "local_max_bytes"),
+        ("redis://127.0.0.1:1/0", {"max_entries": 10}, "local_max_entries"),
+    ],
+)
+def test_options_that_cannot_apply_are_refused_by_name(
+    url: str, options: dict[str, Any], message: str
+) -> None:
+    """A typo or a misplaced option raises ConfigurationError when the cache is made.
+
+    redis-py would take a mistyped pool option and fail on every later connection, which
+    looks like an outage: the error names the option and the closest one instead.
+    """
+    with pytest.raises(ConfigurationError, match=message):
+        Cache.from_url(url, **options)
+
+
+async def test_a_second_close_closes_what_a_use_after_close_reopened(redis_url: str) -> None:
+    """Using a closed cache reconnects; closing it again releases that connection."""
+    cache = Cache.from_url(redis_url)
+    await cache.set("k", 1)
+    await cache.close()
+    assert await cache.get("k") == 1
+    await cache.close()
+    pool = cache.storage._client.connection_pool  # type: ignore[attr-defined]
+    connections = [*pool._in_use_connections, *pool._available_connections]
+    assert not [connection for connection in connections if connection.is_connected]

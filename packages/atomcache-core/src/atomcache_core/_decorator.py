@@ -104,7 +104,8 @@ def key_form(value: object, _inside: frozenset[int] = frozenset()) -> object:
     if isinstance(value, (list, tuple)) and tag:
         return [tag, *(key_form(member, inside) for member in value)]
     if kind.__repr__ is object.__repr__:
-        raise _UnkeyableArgumentError(value, f"is a {kind.__qualname__} without a stable repr")
+        reason = f"is a {kind.__qualname__} object without a stable repr"
+        raise _UnkeyableArgumentError(value, reason)
     text = repr(value)
     if _ADDRESS in text:
         raise _UnkeyableArgumentError(value, "has a memory address in its repr")

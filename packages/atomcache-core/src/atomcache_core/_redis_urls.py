@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -19,6 +21,14 @@ if TYPE_CHECKING:
 __all__ = ["client_for"]
 
 _POOL_DEFAULTS = {"max_connections": 100, "timeout": 2.0}
+#: The keyword arguments redis-py accepts for each kind of URL: the client's (which
+#: its connections take too), the pool's, the cluster's, Sentinel's own.
+_CLIENT_OPTIONS = frozenset(inspect.signature(Redis.__init__).parameters) - {"self"}
+_ACCEPTED = {
+    "server": _CLIENT_OPTIONS | {"timeout", "queue_class", "connection_class"},
+    "cluster": _CLIENT_OPTIONS | (frozenset(inspect.signature(RedisCluster.__init__).parameters)),
+    "sentinel": _CLIENT_OPTIONS | {"timeout", "sentinel_kwargs", "connection_class"},
+}
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 
@@ -26,11 +36,35 @@ _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 def client_for(url: str, options: dict[str, Any]) -> tuple[RedisClient, list[Redis]]:
     """The client for `url`, and the Sentinels' clients to close with it (if any)."""
     scheme = url.partition("://")[0].lower()
-    if scheme.endswith("+cluster"):
+    kind = "cluster" if scheme.endswith("+cluster") else "server"
+    kind = "sentinel" if scheme.endswith("+sentinel") else kind
+    check_options(kind, options)
+    if kind == "cluster":
         return cluster_client(url, options), []
-    if scheme.endswith("+sentinel"):
+    if kind == "sentinel":
         return sentinel_client(url, options)
     return server_client(url, options), []
+
+
+def check_options(kind: str, options: dict[str, Any]) -> None:
+    """Refuse keyword arguments redis-py would not take for this kind of URL.
+
+    redis-py accepts unknown pool options when the client is made and fails on every
+    connection afterwards, which looks like Redis being away: a typo is caught here.
+
+    Raises:
+        ConfigurationError: an option is unknown; the message suggests the closest one.
+    """
+    accepted = _ACCEPTED[kind] - {"self", "host", "port", "startup_nodes"}
+    for name in options:
+        if name not in accepted:
+            close = difflib.get_close_matches(name, sorted(accepted), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = (
+                f"unknown option {name!r} for a Redis URL{hint} Cache.from_url passes its "
+                "extra keyword arguments to redis-py (see docs/configuration.md)"
+            )
+            raise ConfigurationError(msg)
 
 
 def server_client(url: str, options: dict[str, Any]) -> Redis:

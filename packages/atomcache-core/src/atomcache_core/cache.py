@@ -154,8 +154,8 @@ class Cache:
         namespace: str = DEFAULT_NAMESPACE,
         ttl: float = DEFAULT_TTL,
         serializer: Serializer | None = None,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
-        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
         breaker: CircuitBreaker | None = None,
         lock_ttl: float = DEFAULT_LOCK_TTL,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
@@ -190,7 +190,11 @@ class Cache:
         reach Redis, probe again after 5 s). The other arguments are those of `Cache`.
 
         Raises:
-            ConfigurationError: the URL's scheme is not one of these, or it is malformed.
+            ConfigurationError: the URL's scheme is not one of these, or it is malformed;
+                a keyword argument is one redis-py does not take (a typo: the message
+                names the closest option), is a Redis option given to `memory://`, or is
+                `max_entries`/`max_bytes` given to a Redis URL (the local tier's are
+                `local_max_entries`/`local_max_bytes`).
         """
         scheme = url.partition("://")[0].lower() if "://" in url else ""
         settings: dict[str, Any] = {
@@ -206,7 +210,21 @@ class Cache:
             "local_max_bytes": local_max_bytes,
         }
         if scheme == "memory":
-            return cls(storage=MemoryStorage(max_entries, max_bytes), **settings)
+            if redis_options or breaker is not None:
+                extra = ", ".join(sorted([*redis_options, *(["breaker"] if breaker else [])]))
+                msg = f"memory:// takes no Redis options, got {extra}: drop them, or use redis://"
+                raise ConfigurationError(msg)
+            storage = MemoryStorage(
+                DEFAULT_MAX_ENTRIES if max_entries is None else max_entries,
+                DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
+            )
+            return cls(storage=storage, **settings)
+        if max_entries is not None or max_bytes is not None:
+            msg = (
+                "max_entries and max_bytes bound the in-memory storage of memory://; the "
+                "local tier in front of Redis has local_max_entries and local_max_bytes"
+            )
+            raise ConfigurationError(msg)
         if scheme not in (*_REDIS_SCHEMES, *_CLUSTER_SCHEMES, *_SENTINEL_SCHEMES):
             msg = f"unsupported cache URL {url!r}: {_URL_HELP}"
             raise ConfigurationError(msg)
@@ -414,8 +432,8 @@ class Cache:
         await self.storage.close()  # first: a local tier stops listening before the notifier
         await self.lock.close()
         await self.notifier.close()
-        closing, self._closing, self._client = self._closing, [], None
-        for client in closing:
+        self._client = None
+        for client in self._closing:  # again on a second close: a use after close reconnects
             await client.aclose()
 
     async def __aenter__(self) -> Self:
