@@ -109,13 +109,21 @@ async def test_concurrent_requests_compute_once_each_with_its_own_state(
     assert CACHE._request is None
 
 
-async def test_no_cache_recomputes(client: tuple[httpx.AsyncClient, Counter[str]]) -> None:
-    """With cache_control=True a request's no-cache recomputes the entry."""
+async def test_no_cache_answers_without_the_cache(
+    client: tuple[httpx.AsyncClient, Counter[str]],
+) -> None:
+    """With cache_control=True a request's no-cache is answered by the handler, stores nothing.
+
+    The original's meaning: the entry is neither read nor written for that request,
+    and the answer says so in Cache-Status.
+    """
     http, calls = client
     await http.get("/resources")
-    await asyncio.sleep(1.05)
-    refreshed = await http.get("/resources", headers={"cache-control": "no-cache"})
-    assert refreshed.headers["cache-status"].startswith("atomcache; fwd=request; stored")
+    fresh = await http.get("/resources", headers={"cache-control": "no-cache"})
+    assert fresh.headers["cache-status"] == 'atomcache; fwd=request; detail="no-cache"'
+    assert calls["0-3"] == 2
+    again = await http.get("/resources")
+    assert again.headers["cache-status"].startswith("atomcache; hit")
     assert calls["0-3"] == 2
 
 
@@ -129,10 +137,10 @@ async def test_failures_store_nothing_and_release_the_lock(
     assert calls["fails"] == 2
 
 
-def test_set_outside_a_request_says_how_to_use_it() -> None:
-    """Calling the dependency object directly explains the Depends form."""
+async def test_raise_try_outside_a_request_says_how_to_use_it() -> None:
+    """raise_try on the object itself explains the Depends form."""
     with pytest.raises(ConfigurationError, match="Depends"):
-        ResponseCache(exp=60).set([], cache_id="x")
+        await ResponseCache(exp=60).raise_try("x")
 
 
 async def test_get_cache_gives_handlers_the_cache(

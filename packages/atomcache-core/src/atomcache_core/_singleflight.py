@@ -258,6 +258,31 @@ class SingleFlight:
         fill.add_done_callback(lambda done: self._forget(self._fills, value_key, done))
         return await asyncio.shield(fill)
 
+    async def store(self, key: str, value: Any, options: FlightOptions) -> Outcome:
+        """Store `value` under `key` without holding its lock, then wake its waiters.
+
+        For callers that compute outside single flight (a lock of their own, or none);
+        the write is not fenced.
+
+        Raises:
+            SerializationError: `value` cannot be serialized; nothing is written.
+            BackendError: the storage failed.
+        """
+        cache = self._cache
+        entry, tags = new_entry(cache, value, options, 0.0)
+        await cache.storage.set(
+            cache.keys.value(key),
+            encode_entry(entry),
+            options.storage_ttl,
+            cache.keys.tags(tags, key),
+        )
+        channel = cache.keys.channel(key)
+        try:
+            await cache.notifier.publish(channel, Event(channel, "stored", ""))
+        except AtomCacheError:  # waiters find the value at their next re-check
+            logger.warning("could not notify the waiters of %r", key, exc_info=True)
+        return Outcome(value, "computed", entry)
+
     async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
         """Read `key` without computing: a fresh or stale-servable outcome, else `None`."""
         found, _ = await self._lookup(key, None, options)
@@ -597,21 +622,11 @@ class Lease:
         cache = self._flight._cache  # noqa: SLF001
         options = self.options
         try:
-            payload = (options.serializer or cache.serializer).dumps(value)
-            tags = options.tags() if callable(options.tags) else options.tags
+            entry, tags = new_entry(cache, value, options, time.monotonic() - self._started)
         except BaseException:
             await self.fail()
             raise
         self._resolve()
-        now = time.time()
-        entry = Entry(
-            payload,
-            created_at=now,
-            fresh_until=now + options.ttl,
-            stale_until=now + options.storage_ttl,
-            compute_time=time.monotonic() - self._started,
-            etag=options.etag(value) if options.etag is not None else None,
-        )
         try:
             stored = await cache.storage.set_if_locked(
                 cache.keys.value(self.key),
@@ -678,6 +693,28 @@ class Lease:
             await cache.notifier.publish(self._channel, Event(self._channel, status, self._token))
         except AtomCacheError:
             logger.warning("could not notify the waiters of %r", self.key, exc_info=True)
+
+
+def new_entry(
+    cache: Cache, value: Any, options: FlightOptions, compute_time: float
+) -> tuple[Entry, tuple[str, ...]]:
+    """The entry that stores `value` now under `options`, and its tags.
+
+    Raises:
+        SerializationError: `value` cannot be serialized (or the tags function's error).
+    """
+    payload = (options.serializer or cache.serializer).dumps(value)
+    tags = options.tags() if callable(options.tags) else options.tags
+    now = time.time()
+    entry = Entry(
+        payload,
+        created_at=now,
+        fresh_until=now + options.ttl,
+        stale_until=now + options.storage_ttl,
+        compute_time=compute_time,
+        etag=options.etag(value) if options.etag is not None else None,
+    )
+    return entry, tuple(tags)
 
 
 def _refresh_early(entry: Entry, now: float, beta: float) -> bool:

@@ -10,11 +10,19 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Match
 
+from atomcache_core import Cache
 from atomcache_core._singleflight import Uncacheable
 from atomcache_core.asgi import HttpCache, ResponseCapture, RoutePlan, cached, find_cached
 from atomcache_core.exceptions import AtomCacheError
+from atomcache_core.http import cache_status
 from atomcache_core.http_route import CREDENTIAL_FIELDS
-from atomcache_fastapi._migration import CLAIM, CachedResponse, Claim, serve_cached_response
+from atomcache_fastapi._migration import (
+    BYPASS,
+    CLAIM,
+    CachedResponse,
+    Claim,
+    serve_cached_response,
+)
 
 try:  # FastAPI >= 0.165 keeps included routers apart and resolves their routes lazily
     from fastapi.routing import iter_route_contexts as _route_contexts
@@ -27,7 +35,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from atomcache_core import Cache
 
 __all__ = [
     "AtomCacheMiddleware",
@@ -60,9 +67,24 @@ def setup_cache(app: FastAPI, cache: Cache) -> None:
     if app.middleware_stack is not None:
         msg = "call setup_cache(app, cache) before the app starts serving"
         raise RuntimeError(msg)
+    install(app, cache)
+
+
+def install(app: FastAPI, cache: Cache, *, refresh: bool = True) -> None:
+    """What `setup_cache` and `ResponseCache.init` put in place, once per app.
+
+    When the app has already built its middleware stack (`ResponseCache.init` called
+    from a startup handler, as the original documented), the stack is dropped so
+    Starlette builds it again, with the cache, before the next request. `refresh`:
+    keep the routes of `ResponseCache(auto_refresh=True)` warm.
+    """
+    if isinstance(getattr(app.state, "atomcache", None), Cache):
+        return
     app.state.atomcache = cache
+    app.state.atomcache_refresh = refresh
     app.user_middleware.append(Middleware(AtomCacheMiddleware, cache=cache, routes_of=app))
-    app.add_exception_handler(CachedResponse, serve_cached_response)
+    app.exception_handlers[CachedResponse] = serve_cached_response
+    app.middleware_stack = None  # built again, with the cache, at the next call
 
 
 def get_cache(request: Request) -> Cache:
@@ -205,8 +227,11 @@ class AtomCacheMiddleware:
 
         async def watch(message: Message) -> None:
             nonlocal capture
-            if capture is None and message["type"] == "http.response.start" and CLAIM in state:
-                capture = ResponseCapture(send)
+            if message["type"] == "http.response.start":
+                if capture is None and CLAIM in state:
+                    capture = ResponseCapture(send)
+                elif BYPASS in state:  # raise_try did not use the cache: say why
+                    message = _with_bypass_status(message, *state.pop(BYPASS))
             await (capture or send)(message)
 
         try:
@@ -214,24 +239,44 @@ class AtomCacheMiddleware:
         except BaseException:
             claim = state.pop(CLAIM, None)
             if isinstance(claim, Claim):
-                await claim.lease.fail()
+                await _abandon(claim, failed=True)
             raise
         claim = state.pop(CLAIM, None)
-        if isinstance(claim, Claim) and capture is not None:
-            await self._settle(claim, capture, scope, send)
+        if isinstance(claim, Claim):
+            if capture is not None:
+                await self._settle(claim, capture, scope, send)
+            else:  # no response went out: nothing to store
+                await _abandon(claim, failed=False)
 
     async def _settle(
         self, claim: Claim, capture: ResponseCapture, scope: Scope, send: Send
     ) -> None:
-        """Store a claimed response (or release the claim) and send it."""
+        """Store a claimed response if its handler called `set` (else release it); send it."""
+        try:
+            await self._store_claimed(claim, capture, scope, send)
+        finally:
+            if claim.release is not None:
+                await claim.release.release()
+
+    async def _store_claimed(
+        self, claim: Claim, capture: ResponseCapture, scope: Scope, send: Send
+    ) -> None:
         result = capture.result(claim.plan.route, claim.plan.info.headers)
+        if not claim.requested:  # the original stores nothing unless set is called
+            capture.reason = "not set"
+            result = Uncacheable(capture)
         if isinstance(result, Uncacheable):
-            await claim.lease.skip()
+            if claim.lease is not None:
+                await claim.lease.skip()
             if not capture.streamed:
                 await self.http_cache.send_uncached(send, scope, capture, capture.reason)
             return
+        flight = self.cache.single_flight
         try:
-            outcome = await claim.lease.fulfil(result)
+            if claim.lease is not None:
+                outcome = await claim.lease.fulfil(result)
+            else:
+                outcome = await flight.store(claim.plan.key, result, claim.plan.flight)
         except AtomCacheError:
             await self.http_cache.send_uncached(send, scope, capture, "backend unavailable")
             return
@@ -249,3 +294,17 @@ class AtomCacheMiddleware:
             await send(message)
 
         return watching
+
+
+def _with_bypass_status(message: Message, forward: str, detail: str) -> Message:
+    """A response start with a `Cache-Status` saying why the cache was not used."""
+    status = cache_status(hit=False, forward=forward, detail=detail).encode("latin-1")
+    return {**message, "headers": [*message.get("headers", ()), (b"cache-status", status)]}
+
+
+async def _abandon(claim: Claim, *, failed: bool) -> None:
+    """Store nothing for a claim: release its lease (failed or skipped) and its lock."""
+    if claim.lease is not None:
+        await (claim.lease.fail() if failed else claim.lease.skip())
+    if claim.release is not None:
+        await claim.release.release()

@@ -1,49 +1,104 @@
-"""`ResponseCache`: the original atomcache's dependency API, on the new engine.
+"""`ResponseCache`: the original atomcache's API, with its names and meanings, on the new core.
 
-A route takes `cache: ResponseCache = Depends(ResponseCache(exp=600))`, calls
-`await cache.raise_try(cache_id)` (which answers from the cache, or returns so the
-handler computes) and returns `cache.set(rows, cache_id=cache_id)`, as in the original;
-docs/migrating.md shows whole routes, before and after.
+As a route dependency, `cache: ResponseCache = Depends(ResponseCache(exp=600))`: the
+handler calls `await cache.raise_try(cache_id)` (which answers from the cache, or
+returns so the handler computes) and returns `cache.set(rows, cache_id=cache_id)`.
+Directly, a module-level `ResponseCache(exp=1200, namespace="my-namespace:")` keeps
+values with `await cache.get(cache_id=...)`, `cache.set(value, cache_id=...)`,
+`await cache.mget(...)` and `cache.mset({...})`. `await ResponseCache.init(app, redis)`
+puts every `ResponseCache` of the process on that Redis client (until then they share
+an in-memory cache). docs/migrating.md shows both of the original's examples.
 
-Fixed on the way: each request gets its own bound copy of the dependency (the
-original kept the request on the shared object); hits are the final bytes, response
-model filtering included; the ETag is strong and quoted; there is single flight
-across processes; and the HTTP behaviour is that of `@cached`.
+Kept from the original: nothing is stored unless `set` is called; the first caller
+of a missing key computes it while the others wait for its `set` (woken by a
+notification), for at most `lock_timeout` seconds; `exp=None` keeps entries (10 years,
+`MAX_TTL`, the longest any backend keeps alike); `auto_refresh=True` recomputes the
+route (with its parameters' defaults) shortly before it expires, for as long as the
+app runs. Fixed on the way: each request gets its own bound copy of the dependency;
+route hits are the final response bytes (response model applied) with a strong ETag,
+304 and `Cache-Status`; a failed write is logged, never lost silently.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from fastapi.encoders import jsonable_encoder
 from starlette.requests import Request  # noqa: TC002 - FastAPI reads the annotation at run time
 from starlette.responses import Response
 
-from atomcache_core import Cache, ConfigurationError, Outcome
-from atomcache_core._singleflight import Lease
+from atomcache_core import MAX_TTL, Cache, ConfigurationError, Outcome
+from atomcache_core._background import BackgroundTasks
+from atomcache_core._seconds import checked_seconds
+from atomcache_core._singleflight import FlightOptions, Lease
 from atomcache_core.asgi import HttpCache, RequestPlan, RouteOptions, RoutePlan
 from atomcache_core.exceptions import AtomCacheError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from starlette.types import Receive, Scope, Send
 
-__all__ = ["CLAIM", "CachedResponse", "Claim", "ResponseCache", "serve_cached_response"]
+__all__ = [
+    "BYPASS",
+    "CLAIM",
+    "DEFAULT_LOCK_TIMEOUT",
+    "CachedResponse",
+    "Claim",
+    "ResponseCache",
+    "serve_cached_response",
+]
+
+logger = logging.getLogger("atomcache")
 
 ResponseT = TypeVar("ResponseT")
 CLAIM = "atomcache_claim"
+#: Where a handler's `raise_try` says why the cache was not used (`Cache-Status`).
+BYPASS = "atomcache_bypass"
+#: The original's default `lock_timeout`, in seconds.
+DEFAULT_LOCK_TIMEOUT = 5.0
+_POLL = 0.25  # seconds between a lockspace waiter's re-reads, between notifications
+
+
+@dataclass(slots=True)
+class Claim:
+    """A request whose handler may store its response: the middleware settles it.
+
+    Attributes:
+        plan: The request's plan (key, freshness).
+        lease: The single-flight lock this request holds, or `None` (no lock taken:
+            `with_lock=False`, or a lockspace's lock, released by `release`).
+        requested: `set` was called: the response is stored.
+        release: Gives back a lockspace's lock once the response is settled.
+    """
+
+    plan: RequestPlan
+    lease: Lease | None
+    requested: bool = False
+    release: _Held | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Claim:
-    """A request whose handler computes an entry: the middleware stores its response."""
+class _Held:
+    """A plain lock taken for `lock_timeout` seconds (a lockspace, or direct use)."""
 
-    plan: RequestPlan
-    lease: Lease
+    cache: Cache
+    lock_key: str
+    token: str
+
+    async def release(self) -> None:
+        try:
+            await self.cache.lock.release(self.lock_key, self.token)
+        except AtomCacheError:
+            logger.warning("could not release %r; it expires by itself", self.lock_key)
 
 
 class CachedResponse(Exception):  # noqa: N818 - the original name, kept for migration
-    """Raised by `raise_try` to answer from the cache; `setup_cache` handles it."""
+    """Raised by `raise_try` to answer from the cache; `init`/`setup_cache` handle it."""
 
     def __init__(self, plan: RequestPlan, outcome: Outcome | None) -> None:
         """Carry what to send: the outcome, or `None` for a 504 (only-if-cached)."""
@@ -53,89 +108,303 @@ class CachedResponse(Exception):  # noqa: N818 - the original name, kept for mig
 
 
 class ResponseCache:
-    """The original `Cache(exp=...)` dependency: `Depends(ResponseCache(exp=600))`.
+    """The original `Cache`: a route dependency, or a key-value cache used directly.
 
     Args:
-        exp: Seconds a response stays fresh.
-        namespace: Groups the entries; default: the route's path template.
-        lock_timeout: Kept for compatibility. The lock is now extended while the
-            handler computes, so long computations are safe without tuning it; how
-            long others wait is the cache's `wait_timeout`.
-        cache_control: Honour the request's `no-cache` by recomputing (at most once
-            per second); `False` serves the entry regardless.
+        exp: Seconds an entry stays fresh; `None`: no expiry (kept `MAX_TTL`, 10 years).
+        auto_refresh: Recompute the route (its parameters at their defaults) shortly
+            before its entry expires, for as long as the app runs (HTTP.md 7.4); one
+            instance of the fleet does it (a fleet-wide lock). Needs `exp`.
+        cache_control: Honour a request's `Cache-Control: no-cache`: answer without the
+            cache and store nothing (the original's meaning). Default `False`.
+        namespace: Prefix of the entries' keys (`namespace + cache_id`); default: the
+            route's path template.
+        lock_timeout: Seconds others wait for the first caller of a missing key to
+            `set` it (and the longest that caller holds the key), as in the original.
+
+    Raises:
+        ConfigurationError: `exp` or `lock_timeout` is not a valid number of seconds,
+            or `auto_refresh` is asked without `exp`.
     """
+
+    #: Where every `ResponseCache` keeps its entries: in memory until `init` names Redis.
+    backend: ClassVar[Cache] = Cache(namespace="atomcache")
+    #: The app `init` set up, if any.
+    app: ClassVar[FastAPI | None] = None
+    _writes: ClassVar[BackgroundTasks] = BackgroundTasks()
 
     def __init__(
         self,
-        exp: float = 600,
+        exp: float | None = 600,
+        auto_refresh: bool = False,  # noqa: FBT001, FBT002 - the original's positional order
+        cache_control: bool = False,  # noqa: FBT001, FBT002
         namespace: str | None = None,
-        lock_timeout: float = 5,
-        *,
-        cache_control: bool = True,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        """Describe the caching of one route."""
+        """Describe one route's caching, or a group of directly used entries."""
+        if auto_refresh and exp is None:
+            msg = "auto_refresh needs an expiry: give exp=<seconds>, not None"
+            raise ConfigurationError(msg)
         self.exp = exp
-        self.namespace = namespace
-        self.lock_timeout = lock_timeout
+        self.ttl = MAX_TTL if exp is None else checked_seconds(exp, "exp")
+        self.auto_refresh = auto_refresh
         self.cache_control = cache_control
+        self.namespace = namespace
+        self.lock_timeout = checked_seconds(lock_timeout, "lock_timeout")
         self._request: Request | None = None
+        self._no_cache = False
+        self._claim: Claim | None = None
+        self._held: dict[str, _Held] = {}
+
+    @classmethod
+    async def init(cls, app: FastAPI, cache_client: Any, autorefresh: bool = True) -> None:  # noqa: FBT001, FBT002 - the original's signature
+        """Keep every `ResponseCache` on `cache_client` and serve `app`'s routes with it.
+
+        `cache_client` is a `redis.asyncio.Redis` (or `RedisCluster`) client, closed by
+        `await ResponseCache.backend.close()`, or an atomcache `Cache`. Call it before
+        the app serves (at startup, as the original did, or before): it installs what
+        `setup_cache` installs, unless `setup_cache` did already. With `autorefresh`,
+        the routes whose `ResponseCache` says `auto_refresh=True` are kept warm.
+
+        Raises:
+            TypeError: `cache_client` is neither (the original's error).
+        """
+        from atomcache_fastapi._middleware import install  # noqa: PLC0415 - import cycle
+
+        if isinstance(cache_client, Cache):
+            backend = cache_client
+        elif _is_redis_client(cache_client):
+            backend = Cache.from_client(cache_client, owns_client=True, namespace="atomcache")
+        else:
+            msg = f"Unsupported {type(cache_client)} cache client type."
+            raise TypeError(msg)
+        cls.backend = backend
+        cls.app = app
+        install(app, backend, refresh=autorefresh)
 
     async def __call__(self, request: Request) -> ResponseCache:
         """Bind a copy to the request: nothing is shared between requests."""
         bound = copy.copy(self)
         bound._request = request  # noqa: SLF001 - the copy's own state
+        bound._claim = None  # noqa: SLF001
+        bound._held = {}  # noqa: SLF001
+        if self.cache_control:
+            directives = request.headers.get("cache-control", "").lower()
+            bound._no_cache = "no-cache" in (part.strip() for part in directives.split(","))  # noqa: SLF001
         return bound
 
-    async def raise_try(self, cache_id: str = "") -> None:
+    def get_key(self, cache_id: str = "") -> str:
+        """The entry's key: `namespace + cache_id`, as in the original."""
+        return f"{self.namespace or ''}{cache_id}"
+
+    async def raise_try(
+        self,
+        cache_id: str = "",
+        with_lock: bool = True,  # noqa: FBT001, FBT002 - the original's signature
+        lockspace: str | None = None,
+    ) -> None:
         """Answer from the cache (raising `CachedResponse`), or return to compute.
 
-        When the entry is missing, this request takes the single-flight lock, or
-        waits for the process that holds it and answers with its result.
+        When the entry is missing and `with_lock`, this request computes it while the
+        others wait for its `set` (at most `lock_timeout` seconds), or it waits for the
+        one computing it and answers with its result. `lockspace` names the lock
+        instead of the entry: one computation at a time for all entries sharing it.
+        Without `with_lock`, a miss returns at once and nobody waits.
         """
         request = self._bound()
-        cache: Cache = request.app.state.atomcache
+        cache = getattr(request.app.state, "atomcache", None)
+        if not isinstance(cache, Cache):
+            msg = (
+                "this app is not set up for caching: call `await ResponseCache.init(app, "
+                "redis_client)` at startup, or setup_cache(app, cache) before it starts"
+            )
+            raise ConfigurationError(msg)
+        if self._no_cache:
+            request.scope.setdefault("state", {})[BYPASS] = ("request", "no-cache")
+            return
         http_cache = HttpCache(cache)
         route = str(getattr(request.scope.get("route"), "path", request.url.path))
+        key = f"{self.namespace or route}{cache_id}"
         options = RouteOptions(
-            ttl=self.exp,
-            namespace=self.namespace or route,
-            no_cache="honour" if self.cache_control else "ignore",
-            key=lambda _: cache_id,
+            ttl=self.ttl, namespace=self.namespace or route, no_cache="ignore", key=lambda _: key
         )
         plan = http_cache.plan(request.scope, RoutePlan(route, options), request.path_params)
-        if isinstance(plan, str):
+        if isinstance(plan, str):  # a bypass: credentials, a body; the handler answers
+            request.scope.setdefault("state", {})[BYPASS] = ("bypass", plan)
             return
         try:
-            if plan.only_if_cached or not plan.flight.store:
+            if plan.only_if_cached or not with_lock:
                 outcome = await cache.single_flight.peek(plan.key, plan.flight)
                 if outcome is not None or plan.only_if_cached:
                     raise CachedResponse(plan, outcome)
+                self._keep_claim(request, Claim(plan, None))
+                return
+            if lockspace is not None:
+                found = await self._in_lockspace(cache, plan.key, plan.flight, lockspace)
+                if isinstance(found, Outcome):
+                    raise CachedResponse(plan, found)
+                self._keep_claim(request, Claim(plan, None, release=found))
                 return
             claimed = await cache.single_flight.claim(plan.key, plan.flight)
         except AtomCacheError:
             return  # fail open: the handler answers
         if isinstance(claimed, Outcome):
             raise CachedResponse(plan, claimed)
-        if isinstance(claimed, Lease):
-            request.scope.setdefault("state", {})[CLAIM] = Claim(plan, claimed)
+        self._keep_claim(request, Claim(plan, claimed if isinstance(claimed, Lease) else None))
 
-    def set(self, response: ResponseT, cache_id: str = "") -> ResponseT:  # noqa: ARG002 - the original signature
-        """Return `response`; its final bytes are stored once FastAPI has encoded them.
+    def set(self, response: ResponseT, cache_id: str = "") -> ResponseT:
+        """Store `response` under `cache_id` in the background; return it unchanged.
 
-        Storing happens in the middleware, after response-model filtering, under the
-        `cache_id` given to `raise_try` (call it first, as in the original).
+        In a route, after `raise_try`: the final response (FastAPI's bytes, response
+        model applied) is stored once it is sent, under the `cache_id` given to
+        `raise_try`. Used directly: `response` is stored as JSON
+        (`jsonable_encoder`), and the callers waiting in `get` are woken. A failed
+        write is logged. With a request's honoured `no-cache`, nothing is stored.
         """
-        self._bound()
+        if self._no_cache:
+            return response
+        if self._request is not None:
+            if self._claim is not None:
+                self._claim.requested = True
+            return response
+        key = self.get_key(cache_id)
+        held = [self._held.pop(key)] if key in self._held else []
+        self._writes.start(self._write({key: jsonable_encoder(response)}, *held), "atomcache-set")
         return response
+
+    def mset(self, cache: dict[str, Any]) -> dict[str, Any]:
+        """Store every `cache_id: value` pair as JSON in the background; return `cache`."""
+        if self._no_cache:
+            return cache
+        values = {
+            self.get_key(cache_id): jsonable_encoder(value) for cache_id, value in cache.items()
+        }
+        held = [self._held.pop(key) for key in values if key in self._held]
+        self._writes.start(self._write(values, *held), "atomcache-mset")
+        return cache
+
+    async def get(
+        self,
+        cache_id: str = "",
+        with_lock: bool = True,  # noqa: FBT001, FBT002 - the original's signature
+        decode: bool = True,  # noqa: FBT001, FBT002
+        lockspace: str | None = None,
+    ) -> Any:
+        """The value stored under `cache_id`, or `None`.
+
+        With `with_lock` (default), the first caller of a missing key gets `None` and
+        the duty to `set` it; the others wait for that `set` (woken by a notification)
+        for at most `lock_timeout` seconds, then get the value, or `None`. `lockspace`
+        names the lock instead of the key. `decode=False` gives the stored JSON text.
+        """
+        if self._no_cache:
+            return None
+        cache = self._direct_cache()
+        key = self.get_key(cache_id)
+        flight = self._flight()
+        found: Outcome | _Held | None
+        try:
+            if not with_lock:
+                found = await cache.single_flight.peek(key, flight)
+            else:
+                found = await self._in_lockspace(cache, key, flight, lockspace or key)
+        except AtomCacheError:
+            logger.warning("cache read of %r failed; answering None", key, exc_info=True)
+            return None
+        if isinstance(found, _Held):  # this caller computes, then calls set
+            self._held[key] = found
+            return None
+        if found is None:
+            return None
+        return found.value if decode else json.dumps(found.value)
+
+    async def mget(self, *cache_ids: str, decode: bool = True) -> dict[str, Any]:
+        """`{cache_id: value}` for those of `cache_ids` that are stored (no locks)."""
+        if not cache_ids or self._no_cache:
+            return {}
+        cache = self._direct_cache()
+        values = await cache.get_many([self.get_key(cache_id) for cache_id in cache_ids], _MISSING)
+        return {
+            cache_id: value if decode else json.dumps(value)
+            for cache_id, value in zip(cache_ids, values, strict=True)
+            if value is not _MISSING
+        }
+
+    def _keep_claim(self, request: Request, claim: Claim) -> None:
+        self._claim = claim
+        request.scope.setdefault("state", {})[CLAIM] = claim
+
+    def _flight(self) -> FlightOptions:
+        return FlightOptions(ttl=self.ttl)
+
+    def _direct_cache(self) -> Cache:
+        return _cache_of(self._request) if self._request is not None else type(self).backend
+
+    async def _in_lockspace(
+        self, cache: Cache, key: str, flight: FlightOptions, lock_name: str
+    ) -> Outcome | _Held | None:
+        """The stored value; else the lock `lock_name` for `lock_timeout` s (to compute).
+
+        When another caller holds that lock, wait for the value, woken by its
+        notification (and looking again every 0.25 s): the value, or the lock once it
+        is free (this caller computes next), or, after `lock_timeout`, `None`: the
+        caller computes without the lock.
+        """
+        found = await cache.single_flight.peek(key, flight)
+        if found is not None:  # a hit: no subscription
+            return found
+        lock_key = cache.keys.lock(lock_name)
+        deadline = time.monotonic() + self.lock_timeout
+        async with cache.notifier.subscribe(cache.keys.channel(key)) as subscription:
+            while True:
+                found = await cache.single_flight.peek(key, flight)
+                if found is not None:
+                    return found
+                token = await cache.lock.acquire(lock_key, self.lock_timeout)
+                if token is not None:
+                    return _Held(cache, lock_key, token)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                await subscription.wait(min(_POLL, remaining))
+
+    async def _write(self, values: dict[str, Any], *held: _Held) -> None:
+        """Store `values` as JSON (logged if it fails), wake their waiters, free locks."""
+        cache = self._direct_cache()
+        flight = self._flight()
+        try:
+            for key, value in values.items():
+                await cache.single_flight.store(key, value, flight)
+        except Exception:
+            logger.exception("could not store %s; the next get computes again", sorted(values))
+        finally:
+            for lock in held:
+                await lock.release()
 
     def _bound(self) -> Request:
         if self._request is None:
             msg = (
-                "use ResponseCache as a dependency: "
-                "cache: ResponseCache = Depends(ResponseCache(exp=600))"
+                "raise_try answers a request: use ResponseCache as a dependency, "
+                "cache: ResponseCache = Depends(ResponseCache(exp=600)); "
+                "outside a route use get/set"
             )
             raise ConfigurationError(msg)
         return self._request
+
+
+_MISSING: Any = object()
+
+
+def _cache_of(request: Request) -> Cache:
+    """The cache of the request's app (`init` or `setup_cache`), else the shared backend."""
+    cache = getattr(request.app.state, "atomcache", None)
+    return cache if isinstance(cache, Cache) else ResponseCache.backend
+
+
+def _is_redis_client(client: object) -> bool:
+    from redis.asyncio import Redis, RedisCluster  # noqa: PLC0415 - only to check the type
+
+    return isinstance(client, (Redis, RedisCluster))
 
 
 class _PlannedResponse(Response):
@@ -154,8 +423,7 @@ class _PlannedResponse(Response):
 
 
 async def serve_cached_response(request: Request, exc: Exception) -> Response:
-    """Exception handler for `CachedResponse`, installed by `setup_cache`."""
+    """Exception handler for `CachedResponse`, installed by `setup_cache` and `init`."""
     if not isinstance(exc, CachedResponse):  # pragma: no cover - registered for it only
         raise exc
-    cache: Any = request.app.state.atomcache
-    return _PlannedResponse(HttpCache(cache), exc)
+    return _PlannedResponse(HttpCache(_cache_of(request)), exc)
