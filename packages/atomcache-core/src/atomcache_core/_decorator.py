@@ -150,11 +150,9 @@ def cached_function(
     key: Callable[..., str] | None,
     exclude: tuple[str, ...],
     tags: tuple[str, ...],
-    stale_ttl: float,
-    stale_if_error: float,
-    beta: float,
+    **settings: Any,
 ) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
-    """The decorator behind `Cache.cached`."""
+    """The decorator behind `Cache.cached`; `settings` go to `get_or_set` as they are."""
 
     def decorate(
         func: Callable[ParamsT, Awaitable[ResultT]],
@@ -177,9 +175,7 @@ def cached_function(
                 functools.partial(func, *args, **kwargs),
                 ttl,
                 tags,
-                stale_ttl=stale_ttl,
-                stale_if_error=stale_if_error,
-                beta=beta,
+                **settings,
             )
             return result
 

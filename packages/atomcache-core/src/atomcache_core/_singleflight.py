@@ -32,6 +32,7 @@ responses that must not be shared (errors, `Set-Cookie`, streaming, oversized bo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import math
@@ -116,6 +117,11 @@ class FlightOptions:
         beta: XFetch early-refresh factor; 0 disables it.
         fresh_after: Entries created before this wall-clock time count as expired
             (a client's `no-cache` with a minimum refresh interval).
+        refresh_ahead: Keep the entry warm: recompute it shortly before it expires
+            (`RefreshAhead`, HTTP.md 7.4) while it is read.
+        refresh_idle: Stop that after this many seconds without a read; `None`: never.
+        background: A refresh-ahead renewal: readers in this process never wait for
+            it (they get the stored entry), where they would share a fill.
         fresh_margin: Entries with less than this many seconds of freshness left count
             as expired (an HTTP revalidation in an entry's last second renews it).
         store: Whether a computed value is written (`False`: computed per caller).
@@ -131,6 +137,9 @@ class FlightOptions:
     beta: float = 0.0
     fresh_after: float = 0.0
     fresh_margin: float = 0.0
+    refresh_ahead: bool = False
+    refresh_idle: float | None = None
+    background: bool = False
     store: bool = True
     serializer: Serializer | None = None
     etag: Callable[[Any], str | None] | None = None
@@ -220,6 +229,7 @@ class SingleFlight:
         self.on_wait_timeout = on_wait_timeout
         self.heartbeat_interval = heartbeat_interval or min(lock_ttl / 3, recheck_interval / 2)
         self._fills: dict[str, asyncio.Task[Any]] = {}
+        self._renewals: dict[str, asyncio.Task[Any]] = {}
         self._reads: dict[str, asyncio.Future[Any]] = {}
         self._decoded: dict[str, tuple[bytes, tuple[Entry, Any]]] = {}
         self._decoded_bytes = 0
@@ -230,10 +240,36 @@ class SingleFlight:
         self, key: str, factory: Callable[[], Any], options: FlightOptions
     ) -> Outcome:
         """Return the value of `key`, computing it once fleet-wide when needed."""
+        outcome = await self._get_or_set(key, factory, options)
+        if options.refresh_ahead and not options.fresh_margin and outcome.entry is not None:
+            self._keep_warm(key, factory, options, outcome.entry)
+        return outcome
+
+    def _keep_warm(
+        self, key: str, factory: Callable[[], Any], options: FlightOptions, entry: Entry
+    ) -> None:
+        """Have the cache's `RefreshAhead` renew `key` before it expires (a read of it)."""
+
+        async def renew(margin: float) -> float | None:
+            renewing = dataclasses.replace(options, fresh_margin=margin, background=True)
+            renewed = (await self._get_or_set(key, factory, renewing)).entry
+            return renewed.fresh_until - time.time() if renewed is not None else None
+
+        self._cache.refresher.touch(
+            key,
+            renew,
+            fresh_for=entry.fresh_until - time.time(),
+            ttl=options.ttl,
+            idle=options.refresh_idle,
+        )
+
+    async def _get_or_set(
+        self, key: str, factory: Callable[[], Any], options: FlightOptions
+    ) -> Outcome:
         cache = self._cache
         value_key = cache.keys.value(key)
         check_not_computing(key, value_key)
-        fill = self._fills.get(value_key)
+        fill = self._running_fill(value_key, options)
         if fill is not None:
             return await self._join(fill, factory, value_key)
         try:
@@ -250,13 +286,25 @@ class SingleFlight:
         fallback = None
         if expired is not None and time.time() < expired[0].fresh_until + options.stale_if_error:
             fallback = Outcome(expired[1], "stale", expired[0])
-        fill = self._fills.get(value_key)
+        fill = self._running_fill(value_key, options)
         if fill is not None:
             return await self._join(fill, factory, value_key)
         fill = asyncio.create_task(self._fill(key, factory, options, fallback))
-        self._fills[value_key] = fill
-        fill.add_done_callback(lambda done: self._forget(self._fills, value_key, done))
+        running = self._renewals if options.background else self._fills
+        running[value_key] = fill
+        fill.add_done_callback(lambda done: self._forget(running, value_key, done))
         return await asyncio.shield(fill)
+
+    def _running_fill(self, value_key: str, options: FlightOptions) -> asyncio.Task[Any] | None:
+        """The computation of `value_key` under way here that this caller may share.
+
+        Readers never share a background renewal (refresh ahead): the stored entry
+        answers them meanwhile.
+        """
+        fill = self._fills.get(value_key)
+        if fill is None and options.background:
+            fill = self._renewals.get(value_key)
+        return fill
 
     async def store(self, key: str, value: Any, options: FlightOptions) -> Outcome:
         """Store `value` under `key` without holding its lock, then wake its waiters.
@@ -381,7 +429,8 @@ class SingleFlight:
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
-        await stop_tasks([*self._fills.values(), *self._refreshes.values()])
+        running = [*self._fills.values(), *self._renewals.values(), *self._refreshes.values()]
+        await stop_tasks(running)
         await self._releases.close()
 
     def release_later(self, lock_key: str, token: str, channel: str, status: EventStatus) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from atomcache_core._refresh import IDLE_TTLS
 from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
 from atomcache_core.http import (
@@ -87,6 +89,9 @@ _SERVER_ERROR = 500
 _REVALIDATION_MARGIN = 1.0
 _CONDITIONS = frozenset(("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
 _BLOCK_LIMIT = 512
+#: The scope's state key marking a refresh-ahead replay: the margin, in seconds.
+REFRESH = "atomcache_refresh"
+_TTL = re.compile(rb";\s*ttl=(\d+)")
 
 
 class _ServerError(Exception):
@@ -174,6 +179,8 @@ class RequestPlan:
         flight: The single-flight options (TTL, tags, freshness, store or not).
         directives: The request's `Cache-Control` directives.
         forced: Whether the request asked for a refresh (`no-cache`, honoured).
+        replay: Renews the entry by replaying the request (refresh ahead), when the
+            route keeps its entries warm; `None` otherwise, and for the replays.
     """
 
     info: RequestInfo
@@ -182,6 +189,7 @@ class RequestPlan:
     flight: FlightOptions
     directives: Mapping[str, str | None]
     forced: bool
+    replay: Callable[[float], Awaitable[float | None]] | None = None
 
     @property
     def only_if_cached(self) -> bool:
@@ -354,6 +362,10 @@ class HttpCache:
             "no-cache" in directives or directives.get("max-age") == "0"
         )
         flight = self._flight_options(route, info, directives, forced=forced)
+        margin = scope.get("state", {}).get(REFRESH)
+        if margin is not None:  # a refresh-ahead replay: renew an entry about to expire
+            flight.fresh_margin = max(flight.fresh_margin, float(margin))
+            flight.background = True
         return RequestPlan(info, route, self.key(route, info), flight, directives, forced)
 
     async def invalidate_route(
@@ -414,6 +426,8 @@ class HttpCache:
                 await self.bypass(scope, receive, send, app, plan)
             return
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
+            if route.options.refresh_ahead and not route.personal and not replaying(scope):
+                plan.replay = self._replayer(scope, app, route, path_params)
             run = _Run(plan, app, scope, receive, send, learn=self._learn)
             try:
                 varied = await self._serve(run)
@@ -426,6 +440,16 @@ class HttpCache:
             if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
                 break
         await self.bypass(scope, receive, send, app, "variant")
+
+    def _replayer(
+        self, scope: Scope, app: ASGIApp, route: RoutePlan, path_params: Mapping[str, Any]
+    ) -> Callable[[float], Awaitable[float | None]]:
+        """Renews the entry of this request by sending it again (`replayer`)."""
+
+        async def call(replayed: Scope, receive: Receive, send: Send) -> None:
+            await self.serve(replayed, receive, send, app, route=route, path_params=path_params)
+
+        return replayer(call, scope)
 
     def _block(self, response: StoredResponse) -> _Block:
         """The parts of a stored response that every answer from it sends, made once.
@@ -592,6 +616,14 @@ class HttpCache:
         block = self._block(response)
         entry = outcome.entry
         remaining = max(0, int(entry.fresh_until - time.time())) if entry is not None else 0
+        if plan.replay is not None and entry is not None:
+            self.cache.refresher.touch(
+                plan.key,
+                plan.replay,
+                fresh_for=entry.fresh_until - time.time(),
+                ttl=plan.flight.ttl,
+                idle=plan.route.options.refresh_idle or plan.flight.ttl * IDLE_TTLS,
+            )
         if (
             route.options.cache_control is None
             and block.control is None
@@ -665,6 +697,42 @@ class HttpCache:
             await send(message)
 
         await app(_as_get(scope), receive, _dropping_body(scope, tagged))
+
+
+def replayer(app: ASGIApp, scope: Scope) -> Callable[[float], Awaitable[float | None]]:
+    """Renews the entry of the request `scope` by sending it to `app` again, later.
+
+    The replay is a `GET` with the request's fields and no body, marked with the
+    margin under which its entry counts as expired (`REFRESH` in the scope's state:
+    it takes the entry's lock and recomputes it, or waits for whoever does); its
+    answer goes nowhere but its `Cache-Status` `ttl`, the freshness left after (the
+    value returned, `None` without one).
+    """
+    snapshot = {**scope, "method": "GET"}
+
+    async def replay(margin: float) -> float | None:
+        fresh_for: list[float] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = get_header(message.get("headers", ()), b"cache-status") or b""
+                found = _TTL.search(status)
+                if found is not None:
+                    fresh_for.append(float(found.group(1)))
+
+        await app({**snapshot, "state": {REFRESH: margin}}, receive, send)
+        return fresh_for[0] if fresh_for else None
+
+    return replay
+
+
+def replaying(scope: Scope) -> bool:
+    """Whether the request is a refresh-ahead replay (not a read of the entry)."""
+    state = scope.get("state")
+    return state is not None and REFRESH in state
 
 
 def _revalidates(headers: Mapping[str, str]) -> bool:

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
+from atomcache_core._refresh import IDLE_TTLS, RefreshAhead
 from atomcache_core._seconds import checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
@@ -136,6 +137,8 @@ class Cache:
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.default_ttl = _checked_ttl(ttl)
         self._stats = CacheStats()
+        #: The refresh-ahead loops of this cache's entries (stopped by `close`).
+        self.refresher = RefreshAhead()
         self._client: RedisClient | None = None
         self._closing: list[Any] = []
         self.single_flight = SingleFlight(
@@ -362,6 +365,8 @@ class Cache:
         stale_ttl: float = 0.0,
         stale_if_error: float = 0.0,
         beta: float = 0.0,
+        refresh_ahead: bool = False,
+        refresh_idle: float | None = None,
     ) -> Any:
         """Return the value of `key`, calling `factory` once fleet-wide when it is missing.
 
@@ -379,6 +384,13 @@ class Cache:
             beta: Early refresh (XFetch): when > 0, a read of a fresh value may start
                 a background refresh shortly before expiry, more likely the closer the
                 expiry and the slower the factory; 1.0 is the usual choice.
+            refresh_ahead: Keep the entry warm while it is read: shortly before it
+                expires (a tenth of `ttl`, 1 s to half of it) one instance of the
+                fleet recomputes it (its lock), readers getting the stored value
+                meanwhile (HTTP.md 7.4; docs/single-flight.md).
+            refresh_idle: With `refresh_ahead`, the seconds without a read (in this
+                process) after which the entry is left to expire; default 5 times
+                `ttl`.
 
         Raises:
             LockTimeoutError: the wait for another process exceeded `wait_timeout`
@@ -392,7 +404,14 @@ class Cache:
             stale_ttl=_checked_window(stale_ttl, "stale_ttl"),
             stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
             beta=_checked_window(beta, "beta"),
+            refresh_ahead=refresh_ahead,
         )
+        if refresh_ahead:
+            options.refresh_idle = (
+                options.ttl * IDLE_TTLS
+                if refresh_idle is None
+                else _checked_ttl(refresh_idle, "refresh_idle")
+            )
         outcome = await self.single_flight.get_or_set(key, factory, options)
         return outcome.value
 
@@ -406,6 +425,8 @@ class Cache:
         stale_ttl: float = 0.0,
         stale_if_error: float = 0.0,
         beta: float = 0.0,
+        refresh_ahead: bool = False,
+        refresh_idle: float | None = None,
     ) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
         """Decorate an async function so its results are cached with `get_or_set`.
 
@@ -424,10 +445,13 @@ class Cache:
             stale_ttl=stale_ttl,
             stale_if_error=stale_if_error,
             beta=beta,
+            refresh_ahead=refresh_ahead,
+            refresh_idle=refresh_idle,
         )
 
     async def close(self) -> None:
         """Stop background work and close the connections this cache opened."""
+        await self.refresher.close()
         await self.single_flight.close()
         await self.storage.close()  # first: a local tier stops listening before the notifier
         await self.lock.close()

@@ -92,6 +92,13 @@ class RouteOptions:
         key: Builds the key from the `RequestInfo` instead of the target URI. It does
             not lift the credentials rule: requests with `Authorization` or `Cookie`
             still bypass unless `vary_on` names them or `public` is set.
+        refresh_ahead: Keep entries warm (HTTP.md 7.4): shortly before an entry expires
+            (a tenth of its TTL, 1 s to half of it), the request that made it is
+            replayed in the background by one instance of the fleet (the entry's
+            lock), while readers get the stored entry. Entries keyed on credentials
+            are not replayed (no credential is kept for it); they expire as usual.
+        refresh_idle: With `refresh_ahead`, seconds without a read (in this process)
+            after which an entry is left to expire; `None`: 5 times the TTL.
     """
 
     ttl: float | None = None
@@ -110,6 +117,8 @@ class RouteOptions:
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     per_request_headers: tuple[str, ...] | None = None
     key: Callable[[RequestInfo], str] | None = None
+    refresh_ahead: bool = False
+    refresh_idle: float | None = None
 
     def __post_init__(self) -> None:
         """Check the options once, when the route is declared."""
@@ -120,6 +129,8 @@ class RouteOptions:
             checked_seconds(getattr(self, name), name, zero=True)
         if self.ttl is not None:
             checked_seconds(self.ttl, "ttl")
+        if self.refresh_idle is not None:
+            checked_seconds(self.refresh_idle, "refresh_idle")
         for name in ("vary_on", "vary_on_cookies"):
             values = getattr(self, name)
             if isinstance(values, str) or not all(isinstance(item, str) for item in values):
@@ -258,6 +269,8 @@ def cached(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     per_request_headers: Iterable[str] | None = None,
     key: Callable[[RequestInfo], str] | None = None,
+    refresh_ahead: bool = False,
+    refresh_idle: float | None = None,
 ) -> Callable[[EndpointT], EndpointT]:
     """Cache a route's responses; place it directly under the route decorator.
 
@@ -291,6 +304,8 @@ def cached(
         max_body_size=max_body_size,
         per_request_headers=None if per_request_headers is None else tuple(per_request_headers),
         key=key,
+        refresh_ahead=refresh_ahead,
+        refresh_idle=refresh_idle,
     )
 
     def wrap(endpoint: EndpointT) -> EndpointT:

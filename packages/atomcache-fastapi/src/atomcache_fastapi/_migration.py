@@ -36,7 +36,14 @@ from atomcache_core import MAX_TTL, Cache, ConfigurationError, Outcome
 from atomcache_core._background import BackgroundTasks
 from atomcache_core._seconds import checked_seconds
 from atomcache_core._singleflight import FlightOptions, Lease
-from atomcache_core.asgi import HttpCache, RequestPlan, RouteOptions, RoutePlan
+from atomcache_core.asgi import (
+    HttpCache,
+    RequestPlan,
+    RouteOptions,
+    RoutePlan,
+    replayer,
+    replaying,
+)
 from atomcache_core.exceptions import AtomCacheError
 
 if TYPE_CHECKING:
@@ -62,6 +69,11 @@ BYPASS = "atomcache_bypass"
 #: The original's default `lock_timeout`, in seconds.
 DEFAULT_LOCK_TIMEOUT = 5.0
 _POLL = 0.25  # seconds between a lockspace waiter's re-reads, between notifications
+#: The fields of an ASGI HTTP scope: what an `auto_refresh` replay sends to the app.
+_ASGI_FIELDS = (
+    "type", "asgi", "http_version", "server", "client", "scheme", "method",
+    "root_path", "path", "raw_path", "query_string", "headers",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -222,15 +234,8 @@ class ResponseCache:
         if self._no_cache:
             request.scope.setdefault("state", {})[BYPASS] = ("request", "no-cache")
             return
-        http_cache = HttpCache(cache)
-        route = str(getattr(request.scope.get("route"), "path", request.url.path))
-        key = f"{self.namespace or route}{cache_id}"
-        options = RouteOptions(
-            ttl=self.ttl, namespace=self.namespace or route, no_cache="ignore", key=lambda _: key
-        )
-        plan = http_cache.plan(request.scope, RoutePlan(route, options), request.path_params)
-        if isinstance(plan, str):  # a bypass: credentials, a body; the handler answers
-            request.scope.setdefault("state", {})[BYPASS] = ("bypass", plan)
+        plan = self._plan(request, cache, cache_id)
+        if plan is None:
             return
         try:
             if plan.only_if_cached or not with_lock:
@@ -251,6 +256,29 @@ class ResponseCache:
         if isinstance(claimed, Outcome):
             raise CachedResponse(plan, claimed)
         self._keep_claim(request, Claim(plan, claimed if isinstance(claimed, Lease) else None))
+
+    def _plan(self, request: Request, cache: Cache, cache_id: str) -> RequestPlan | None:
+        """The request's plan (its key: namespace + `cache_id`); `None` for a bypass."""
+        http_cache = HttpCache(cache)
+        route = str(getattr(request.scope.get("route"), "path", request.url.path))
+        key = f"{self.namespace or route}{cache_id}"
+        refresh = self.auto_refresh and getattr(request.app.state, "atomcache_refresh", True)
+        options = RouteOptions(
+            ttl=self.ttl,
+            namespace=self.namespace or route,
+            no_cache="ignore",
+            key=lambda _: key,
+            refresh_ahead=refresh,
+            refresh_idle=MAX_TTL,  # the original refreshed for as long as the app ran
+        )
+        plan = http_cache.plan(request.scope, RoutePlan(route, options), request.path_params)
+        if isinstance(plan, str):  # a bypass: credentials, a body; the handler answers
+            request.scope.setdefault("state", {})[BYPASS] = ("bypass", plan)
+            return None
+        if refresh and not replaying(request.scope):  # replayed through the whole app
+            scope = request.scope
+            plan.replay = replayer(request.app, {k: scope[k] for k in _ASGI_FIELDS if k in scope})
+        return plan
 
     def set(self, response: ResponseT, cache_id: str = "") -> ResponseT:
         """Store `response` under `cache_id` in the background; return it unchanged.

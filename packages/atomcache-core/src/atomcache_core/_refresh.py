@@ -1,0 +1,112 @@
+"""Refresh ahead: entries recomputed shortly before they expire, while the old one is served.
+
+HTTP.md 7.4. Each process keeps one loop per entry it serves with `refresh_ahead`: the
+loop sleeps until the entry has `lead_time(ttl)` seconds of freshness left, then
+renews it by asking for it again with that margin (`fresh_margin`): the entry then
+counts as expired for that one call, which takes the entry's single-flight lock,
+fleet-wide, and recomputes it, or waits for the instance that does. Readers meanwhile
+get the stored entry at once. So a fleet recomputes an entry once per expiry, however
+many instances keep it warm.
+
+An entry nobody has read in this process for `idle` seconds (5 times its TTL unless
+told otherwise; `None`: forever) is left to expire. The renewals themselves are not
+reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from atomcache_core._background import BackgroundTasks
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["IDLE_TTLS", "RefreshAhead", "lead_time"]
+
+logger = logging.getLogger("atomcache")
+
+#: By default an entry is kept warm while it is read at least once per this many TTLs.
+IDLE_TTLS = 5
+
+
+def lead_time(ttl: float) -> float:
+    """How long before expiry an entry is renewed: a tenth of its TTL, 1 s to half of it."""
+    return min(max(1.0, ttl / 10), ttl / 2)
+
+
+class _Warm:
+    __slots__ = ("last_read",)
+
+    def __init__(self) -> None:
+        self.last_read = time.monotonic()
+
+
+class RefreshAhead:
+    """The refresh-ahead loops of one cache, stopped when it closes."""
+
+    def __init__(self) -> None:
+        """Keep nothing warm yet."""
+        self._warm: dict[str, _Warm] = {}
+        self._loops = BackgroundTasks()
+
+    def __len__(self) -> int:
+        """Number of entries kept warm now."""
+        return len(self._warm)
+
+    def touch(
+        self,
+        key: str,
+        renew: Callable[[float], Awaitable[float | None]],
+        *,
+        fresh_for: float,
+        ttl: float,
+        idle: float | None,
+    ) -> None:
+        """Note a read of `key` (`fresh_for` seconds left); keep it warm from now on.
+
+        `renew(margin)` asks for the entry again, counting it expired when it has less
+        than `margin` seconds left; it returns the seconds of freshness left after,
+        or `None` when nothing fresh is stored.
+        """
+        warm = self._warm.get(key)
+        if warm is not None:
+            warm.last_read = time.monotonic()
+            return
+        warm = self._warm[key] = _Warm()
+        loop = self._keep(key, warm, renew, fresh_for=fresh_for, ttl=ttl, idle=idle)
+        self._loops.start(loop, "atomcache-refresh")
+
+    async def close(self) -> None:
+        """Stop every loop (a renewal under way is cancelled; its lock is released)."""
+        await self._loops.close()
+        self._warm.clear()
+
+    async def _keep(
+        self,
+        key: str,
+        warm: _Warm,
+        renew: Callable[[float], Awaitable[float | None]],
+        *,
+        fresh_for: float,
+        ttl: float,
+        idle: float | None,
+    ) -> None:
+        lead = lead_time(ttl)
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, fresh_for - lead))
+                if idle is not None and time.monotonic() - warm.last_read > idle:
+                    return
+                left = await renew(lead + 0.5)
+                if left is None or left <= lead:  # not renewed: the next read starts again
+                    return
+                fresh_for = left
+        except Exception:
+            logger.exception("refresh ahead of %r failed; the entry expires as usual", key)
+        finally:
+            if self._warm.get(key) is warm:
+                del self._warm[key]
