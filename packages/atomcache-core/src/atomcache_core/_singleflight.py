@@ -180,7 +180,7 @@ async def call_factory(factory: Callable[[], Any], value_key: str = "") -> Any:
     """
     token = _COMPUTING.set(_COMPUTING.get() | {value_key}) if value_key else None
     try:
-        if inspect.iscoroutinefunction(factory):
+        if _is_async(factory):
             return await factory()
         result = await asyncio.to_thread(factory)
         if inspect.isawaitable(result):
@@ -189,6 +189,13 @@ async def call_factory(factory: Callable[[], Any], value_key: str = "") -> Any:
     finally:
         if token is not None:
             _COMPUTING.reset(token)
+
+
+def _is_async(factory: Callable[[], Any]) -> bool:
+    """Whether calling `factory` gives a coroutine: an async function or `__call__`."""
+    return inspect.iscoroutinefunction(factory) or inspect.iscoroutinefunction(
+        type(factory).__call__
+    )
 
 
 def check_not_computing(key: str, value_key: str) -> None:

@@ -22,6 +22,7 @@ route hits are the final response bytes (response model applied) with a strong E
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
 import time
@@ -195,7 +196,12 @@ class ResponseCache:
         install(app, backend, refresh=autorefresh)
 
     async def __call__(self, request: Request) -> ResponseCache:
-        """Bind a copy to the request: nothing is shared between requests."""
+        """Bind a copy to the request: nothing is shared between requests.
+
+        A plain `def` endpoint runs in a thread and cannot await `raise_try`: for it,
+        the dependency calls `raise_try()` (no `cache_id`) itself, so the endpoint only
+        returns `cache.set(...)`.
+        """
         bound = copy.copy(self)
         bound._request = request  # noqa: SLF001 - the copy's own state
         bound._claim = None  # noqa: SLF001
@@ -203,6 +209,9 @@ class ResponseCache:
         if self.cache_control:
             directives = request.headers.get("cache-control", "").lower()
             bound._no_cache = "no-cache" in (part.strip() for part in directives.split(","))  # noqa: SLF001
+        endpoint = request.scope.get("endpoint")
+        if endpoint is not None and not inspect.iscoroutinefunction(endpoint):
+            await bound.raise_try()
         return bound
 
     def get_key(self, cache_id: str = "") -> str:
@@ -224,13 +233,9 @@ class ResponseCache:
         Without `with_lock`, a miss returns at once and nobody waits.
         """
         request = self._bound()
-        cache = getattr(request.app.state, "atomcache", None)
-        if not isinstance(cache, Cache):
-            msg = (
-                "this app is not set up for caching: call `await ResponseCache.init(app, "
-                "redis_client)` at startup, or setup_cache(app, cache) before it starts"
-            )
-            raise ConfigurationError(msg)
+        if self._claim is not None:  # asked already for this request
+            return
+        cache = _app_cache(request)
         if self._no_cache:
             request.scope.setdefault("state", {})[BYPASS] = ("request", "no-cache")
             return
@@ -421,6 +426,22 @@ class ResponseCache:
 
 
 _MISSING: Any = object()
+
+
+def _app_cache(request: Request) -> Cache:
+    """The cache `init` or `setup_cache` gave the request's app.
+
+    Raises:
+        ConfigurationError: the app was not set up.
+    """
+    cache = getattr(request.app.state, "atomcache", None)
+    if not isinstance(cache, Cache):
+        msg = (
+            "this app is not set up for caching: call `await ResponseCache.init(app, "
+            "redis_client)` at startup, or setup_cache(app, cache) before it starts"
+        )
+        raise ConfigurationError(msg)
+    return cache
 
 
 def _cache_of(request: Request) -> Cache:
