@@ -96,12 +96,15 @@ class RefreshAhead:
         idle: float | None,
     ) -> None:
         lead = lead_time(ttl)
+        # The renewal counts the entry expired with less than this left: more than the
+        # lead (the loop wakes a little late), less than a renewed entry's TTL.
+        margin = lead + min(0.5, (ttl - lead) / 2)
         try:
             while True:
                 await asyncio.sleep(max(0.0, fresh_for - lead))
                 if idle is not None and time.monotonic() - warm.last_read > idle:
                     return
-                left = await renew(lead + 0.5)
+                left = await renew(margin)
                 if left is None or left <= lead:  # not renewed: the next read starts again
                     return
                 fresh_for = left

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,7 +90,8 @@ _CONDITIONS = frozenset(("if-match", "if-none-match", "if-modified-since", "if-u
 _BLOCK_LIMIT = 512
 #: The scope's state key marking a refresh-ahead replay: the margin, in seconds.
 REFRESH = "atomcache_refresh"
-_TTL = re.compile(rb";\s*ttl=(\d+)")
+#: Where `respond` notes, for a replay, the seconds of freshness its entry has left.
+REFRESHED = "atomcache_refreshed"
 
 
 class _ServerError(Exception):
@@ -616,7 +616,9 @@ class HttpCache:
         block = self._block(response)
         entry = outcome.entry
         remaining = max(0, int(entry.fresh_until - time.time())) if entry is not None else 0
-        if plan.replay is not None and entry is not None:
+        if entry is not None and replaying(scope):  # tell the replay what it renewed
+            scope["state"][REFRESHED] = entry.fresh_until - time.time()
+        elif plan.replay is not None and entry is not None:
             self.cache.refresher.touch(
                 plan.key,
                 plan.replay,
@@ -705,26 +707,23 @@ def replayer(app: ASGIApp, scope: Scope) -> Callable[[float], Awaitable[float | 
     The replay is a `GET` with the request's fields and no body, marked with the
     margin under which its entry counts as expired (`REFRESH` in the scope's state:
     it takes the entry's lock and recomputes it, or waits for whoever does); its
-    answer goes nowhere but its `Cache-Status` `ttl`, the freshness left after (the
-    value returned, `None` without one).
+    answer goes nowhere: `respond` notes in that state the seconds of freshness the
+    entry has left after (`REFRESHED`), the value returned (`None`: nothing fresh).
     """
     snapshot = {**scope, "method": "GET"}
 
     async def replay(margin: float) -> float | None:
-        fresh_for: list[float] = []
+        state: dict[str, Any] = {REFRESH: margin}
 
         async def receive() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status = get_header(message.get("headers", ()), b"cache-status") or b""
-                found = _TTL.search(status)
-                if found is not None:
-                    fresh_for.append(float(found.group(1)))
+            pass
 
-        await app({**snapshot, "state": {REFRESH: margin}}, receive, send)
-        return fresh_for[0] if fresh_for else None
+        await app({**snapshot, "state": state}, receive, send)
+        left = state.get(REFRESHED)
+        return float(left) if left is not None else None
 
     return replay
 
