@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
 
+SLOW_TTL, SLOW_WORK = 2.0, 1.2  # a computation longer than the base lead time (1 s)
+
+
 @pytest.fixture(autouse=True)
 def in_memory_backend() -> Iterator[None]:
     """Each test starts from the in-memory backend every `ResponseCache` shares."""
@@ -70,6 +73,20 @@ def build_app(calls: Counter[str], redis_url: str | None) -> FastAPI:
         calls[f"spaced-{name}"] += 1
         await asyncio.sleep(0.3)
         return cache.set({"name": name, "started": started}, cache_id=name)
+
+    @app.get("/pages")
+    def pages(page: int, cache: Annotated[ResponseCache, Depends(ResponseCache(exp=60))]) -> Any:
+        calls[f"pages-{page}"] += 1
+        return cache.set({"page": page}, cache_id="ignored")
+
+    @app.get("/slow")
+    async def slow(
+        cache: Annotated[ResponseCache, Depends(ResponseCache(exp=SLOW_TTL, auto_refresh=True))],
+    ) -> int:
+        await cache.raise_try()
+        calls["slow"] += 1
+        await asyncio.sleep(SLOW_WORK)
+        return cache.set(calls["slow"])
 
     @app.get("/forever")
     async def forever(cache: Annotated[ResponseCache, Depends(ResponseCache(exp=None))]) -> int:
@@ -193,6 +210,36 @@ async def test_a_first_caller_that_never_sets_frees_the_key_after_lock_timeout()
 
 
 def test_init_refuses_other_clients() -> None:
-    """Anything but a Redis client or a Cache is refused, as the original did."""
-    with pytest.raises(TypeError, match="Unsupported"):
+    """Anything but a Redis client or a Cache is refused, as the original did, with the fix."""
+    with pytest.raises(TypeError, match=r"Unsupported.*Pass a redis\.asyncio\.Redis client"):
         asyncio.run(ResponseCache.init(FastAPI(), object()))
+
+
+async def test_def_endpoints_get_an_entry_per_uri(
+    client: tuple[httpx.AsyncClient, Counter[str]],
+) -> None:
+    """A plain def endpoint (no raise_try of its own) never gets another query's answer."""
+    http, calls = client
+    for page in (1, 2, 1, 2):
+        answer = await http.get("/pages", params={"page": page})
+        assert answer.json() == {"page": page}
+    assert calls == Counter({"pages-1": 1, "pages-2": 1})
+    assert (
+        (await http.get("/pages", params={"page": 2}))
+        .headers["cache-status"]
+        .startswith("atomcache; hit")
+    )
+
+
+async def test_a_slow_computation_is_renewed_before_its_entry_expires(
+    client: tuple[httpx.AsyncClient, Counter[str]],
+) -> None:
+    """auto_refresh starts early enough for a computation of half the TTL: no reader waits."""
+    http, calls = client
+    await http.get("/slow")
+    deadline = time.monotonic() + 3 * SLOW_TTL
+    while time.monotonic() < deadline:
+        answer = await http.get("/slow")
+        assert answer.headers["cache-status"].startswith("atomcache; hit"), answer.headers
+        await asyncio.sleep(0.2)
+    assert calls["slow"] >= 3

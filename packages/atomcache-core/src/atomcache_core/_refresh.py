@@ -1,7 +1,8 @@
 """Refresh ahead: entries recomputed shortly before they expire, while the old one is served.
 
 HTTP.md 7.4. Each process keeps one loop per entry it serves with `refresh_ahead`: the
-loop sleeps until the entry has `lead_time(ttl)` seconds of freshness left, then
+loop sleeps until the entry has `lead_time` seconds of freshness left (a tenth of its
+TTL, or 1.5 times its computation if longer), then
 renews it by asking for it again with that margin (`fresh_margin`): the entry then
 counts as expired for that one call, which takes the entry's single-flight lock,
 fleet-wide, and recomputes it, or waits for the instance that does. Readers meanwhile
@@ -33,9 +34,15 @@ logger = logging.getLogger("atomcache")
 IDLE_TTLS = 5
 
 
-def lead_time(ttl: float) -> float:
-    """How long before expiry an entry is renewed: a tenth of its TTL, 1 s to half of it."""
-    return min(max(1.0, ttl / 10), ttl / 2)
+def lead_time(ttl: float, compute_time: float = 0.0) -> float:
+    """How long before expiry an entry is renewed, in seconds.
+
+    A tenth of its TTL (at least 1 s, at most half of it), or 1.5 times its last
+    computation when that is longer (so the renewal ends before the entry expires),
+    at most 90% of the TTL.
+    """
+    base = min(max(1.0, ttl / 10), ttl / 2)
+    return min(max(base, 1.5 * compute_time), 0.9 * ttl)
 
 
 class _Warm:
@@ -65,6 +72,7 @@ class RefreshAhead:
         fresh_for: float,
         ttl: float,
         idle: float | None,
+        compute_time: float = 0.0,
     ) -> None:
         """Note a read of `key` (`fresh_for` seconds left); keep it warm from now on.
 
@@ -77,7 +85,8 @@ class RefreshAhead:
             warm.last_read = time.monotonic()
             return
         warm = self._warm[key] = _Warm()
-        loop = self._keep(key, warm, renew, fresh_for=fresh_for, ttl=ttl, idle=idle)
+        lead = lead_time(ttl, compute_time)
+        loop = self._keep(key, warm, renew, fresh_for=fresh_for, ttl=ttl, lead=lead, idle=idle)
         self._loops.start(loop, "atomcache-refresh")
 
     async def close(self) -> None:
@@ -93,9 +102,9 @@ class RefreshAhead:
         *,
         fresh_for: float,
         ttl: float,
+        lead: float,
         idle: float | None,
     ) -> None:
-        lead = lead_time(ttl)
         # The renewal counts the entry expired with less than this left: more than the
         # lead (the loop wakes a little late), less than a renewed entry's TTL.
         margin = lead + min(0.5, (ttl - lead) / 2)

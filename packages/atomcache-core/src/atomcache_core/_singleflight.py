@@ -268,6 +268,7 @@ class SingleFlight:
             fresh_for=entry.fresh_until - time.time(),
             ttl=options.ttl,
             idle=options.refresh_idle,
+            compute_time=entry.compute_time,
         )
 
     async def _get_or_set(

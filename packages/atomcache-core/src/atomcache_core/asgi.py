@@ -625,6 +625,7 @@ class HttpCache:
                 fresh_for=entry.fresh_until - time.time(),
                 ttl=plan.flight.ttl,
                 idle=plan.route.options.refresh_idle or plan.flight.ttl * IDLE_TTLS,
+                compute_time=entry.compute_time,
             )
         if (
             route.options.cache_control is None

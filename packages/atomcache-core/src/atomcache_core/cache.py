@@ -385,7 +385,8 @@ class Cache:
                 a background refresh shortly before expiry, more likely the closer the
                 expiry and the slower the factory; 1.0 is the usual choice.
             refresh_ahead: Keep the entry warm while it is read: shortly before it
-                expires (a tenth of `ttl`, 1 s to half of it) one instance of the
+                expires (a tenth of `ttl`, 1 s to half of it, or 1.5 times the
+                computation if longer) one instance of the
                 fleet recomputes it (its lock), readers getting the stored value
                 meanwhile (HTTP.md 7.4; docs/single-flight.md).
             refresh_idle: With `refresh_ahead`, the seconds without a read (in this

@@ -93,7 +93,8 @@ class RouteOptions:
             not lift the credentials rule: requests with `Authorization` or `Cookie`
             still bypass unless `vary_on` names them or `public` is set.
         refresh_ahead: Keep entries warm (HTTP.md 7.4): shortly before an entry expires
-            (a tenth of its TTL, 1 s to half of it), the request that made it is
+            (a tenth of its TTL, 1 s to half of it, or 1.5 times its computation if
+            longer), the request that made it is
             replayed in the background by one instance of the fleet (the entry's
             lock), while readers get the stored entry. Entries keyed on credentials
             are not replayed (no credential is kept for it); they expire as usual.

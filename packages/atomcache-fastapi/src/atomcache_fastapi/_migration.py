@@ -13,10 +13,10 @@ Kept from the original: nothing is stored unless `set` is called; the first call
 of a missing key computes it while the others wait for its `set` (woken by a
 notification), for at most `lock_timeout` seconds; `exp=None` keeps entries (10 years,
 `MAX_TTL`, the longest any backend keeps alike); `auto_refresh=True` recomputes the
-route (with its parameters' defaults) shortly before it expires, for as long as the
-app runs. Fixed on the way: each request gets its own bound copy of the dependency;
-route hits are the final response bytes (response model applied) with a strong ETag,
-304 and `Cache-Status`; a failed write is logged, never lost silently.
+route's entries shortly before they expire (replaying the requests that filled them),
+for as long as the app runs. Fixed on the way: each request gets its own bound copy of
+the dependency; route hits are the final response bytes (response model applied) with
+a strong ETag, 304 and `Cache-Status`; a failed write is logged, never lost silently.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from atomcache_core.asgi import (
     replaying,
 )
 from atomcache_core.exceptions import AtomCacheError
+from atomcache_core.http_request import request_path
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -125,9 +126,10 @@ class ResponseCache:
 
     Args:
         exp: Seconds an entry stays fresh; `None`: no expiry (kept `MAX_TTL`, 10 years).
-        auto_refresh: Recompute the route (its parameters at their defaults) shortly
-            before its entry expires, for as long as the app runs (HTTP.md 7.4); one
-            instance of the fleet does it (a fleet-wide lock). Needs `exp`.
+        auto_refresh: Recompute the route's entries shortly before they expire, by
+            replaying the request that filled each, for as long as the app runs
+            (HTTP.md 7.4); one instance of the fleet does it (a fleet-wide lock).
+            Needs `exp`.
         cache_control: Honour a request's `Cache-Control: no-cache`: answer without the
             cache and store nothing (the original's meaning). Default `False`.
         namespace: Prefix of the entries' keys (`namespace + cache_id`); default: the
@@ -189,7 +191,11 @@ class ResponseCache:
         elif _is_redis_client(cache_client):
             backend = Cache.from_client(cache_client, owns_client=True, namespace="atomcache")
         else:
-            msg = f"Unsupported {type(cache_client)} cache client type."
+            msg = (
+                f"Unsupported {type(cache_client)} cache client type. Pass a "
+                "redis.asyncio.Redis client (redis.asyncio.Redis.from_url(url)), a "
+                "redis.asyncio.RedisCluster, or an atomcache_core.Cache"
+            )
             raise TypeError(msg)
         cls.backend = backend
         cls.app = app
@@ -199,8 +205,9 @@ class ResponseCache:
         """Bind a copy to the request: nothing is shared between requests.
 
         A plain `def` endpoint runs in a thread and cannot await `raise_try`: for it,
-        the dependency calls `raise_try()` (no `cache_id`) itself, so the endpoint only
-        returns `cache.set(...)`.
+        the dependency calls `raise_try` itself with the request's path and query as
+        `cache_id` (each URI its own entry), so the endpoint only returns
+        `cache.set(...)`; the `cache_id` given to that `set` is not used.
         """
         bound = copy.copy(self)
         bound._request = request  # noqa: SLF001 - the copy's own state
@@ -211,7 +218,8 @@ class ResponseCache:
             bound._no_cache = "no-cache" in (part.strip() for part in directives.split(","))  # noqa: SLF001
         endpoint = request.scope.get("endpoint")
         if endpoint is not None and not inspect.iscoroutinefunction(endpoint):
-            await bound.raise_try()
+            query = request.scope.get("query_string", b"").decode("latin-1")
+            await bound.raise_try(f"{request_path(request.scope)}?{query}")
         return bound
 
     def get_key(self, cache_id: str = "") -> str:
