@@ -31,6 +31,7 @@ bench: $(VENV)/.synced
 	$(BIN)/python bench/stampede.py
 	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/hit_path.py
 	$(BIN)/python bench/report.py
 
 docs: $(VENV)/.synced
