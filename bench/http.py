@@ -4,6 +4,9 @@ Each variant is an app with one GET route answering the same ~8 KB JSON list of 
 items (byte for byte), served by its own uvicorn worker process on a free loopback port.
 FastAPI variants:
 
+- `bare ASGI`: no framework, an ASGI callable sending the same bytes as constants: the
+  physical ceiling of one uvicorn worker (measured in each framework's group, and every
+  variant is also given as a ratio to it, `x bare ASGI`);
 - `ceiling`: the route returns the body already encoded (`Response(content=...)`);
 - `fastapi`: FastAPI validates and encodes the items through the response model;
 - `atomcache hit (redis)` / `(memory)`: the same route under `@cached(ttl=3600)`,
@@ -133,6 +136,7 @@ Framework = Literal["fastapi", "litestar"]
 # `local` is atomcache on Redis with the local tier. `checked` is `plain` with one
 # dependency (FastAPI) or guard (Litestar), `checked-memory` the same cached in memory.
 AppKind = Literal[
+    "asgi",
     "ceiling",
     "plain",
     "redis",
@@ -173,6 +177,7 @@ ITEMS: list[dict[str, Any]] = [
 # What FastAPI and Litestar produce for ITEMS: compact JSON, fields in the order of the
 # model or dataclass (checked on every variant's answer).
 BODY = json.dumps(ITEMS, separators=(",", ":")).encode()
+BARE_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
 
 
 @dataclass(frozen=True)
@@ -230,6 +235,7 @@ class Variant:
 
 
 VARIANTS = (
+    Variant("fastapi", "bare ASGI", "asgi"),
     Variant("fastapi", "ceiling", "ceiling"),
     Variant("fastapi", "fastapi", "plain"),
     Variant("fastapi", "atomcache hit (redis)", "redis", targets=(Target(0.7),)),
@@ -243,6 +249,7 @@ VARIANTS = (
         "checked-memory",
         uncached="uncached, 1 dependency",
     ),
+    Variant("litestar", "bare ASGI", "asgi"),
     Variant("litestar", "litestar ceiling", "ceiling"),
     Variant("litestar", "litestar", "plain"),
     Variant("litestar", "litestar cache= (redis store)", "store-redis"),
@@ -373,11 +380,17 @@ def build_litestar_app(kind: AppKind, redis_url: str, namespace: str) -> Litesta
     )
 
 
+async def bare_asgi(_scope: dict[str, Any], _receive: Any, send: Any) -> None:
+    """The physical ceiling: an ASGI callable sending the body as constant bytes."""
+    await send({"type": "http.response.start", "status": 200, "headers": BARE_HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+
 def serve(framework: Framework, kind: AppKind, port: int, redis_url: str, namespace: str) -> None:
     """Run one variant's app in this process, like `uvicorn --no-access-log ...`."""
     build = build_fastapi_app if framework == "fastapi" else build_litestar_app
     uvicorn.run(
-        build(kind, redis_url, namespace),
+        bare_asgi if kind == "asgi" else build(kind, redis_url, namespace),
         host=LOOPBACK,
         port=port,
         log_level="warning",
@@ -598,6 +611,7 @@ def summarize(
         for variant, figures in samples.items()
     }
     ceilings = {variant.framework: variant.name for variant in samples if variant.app == "ceiling"}
+    bare = {variant.framework: variant.name for variant in samples if variant.app == "asgi"}
     rows = []
     for variant, figures in samples.items():
         rates = [figure["requests_per_second"] for figure in figures]
@@ -626,6 +640,7 @@ def summarize(
                 "rounds": rates,
                 "client_cpu": statistics.median(cpu) if cpu else None,
                 "ratio_to_ceiling": rate / medians[variant.framework, ceiling],
+                "ratio_to_bare_asgi": rate / medians[variant.framework, bare[variant.framework]],
                 "uncached": variant.uncached,
                 "ratio_to_uncached": (
                     rate / medians[variant.framework, variant.uncached]
@@ -654,7 +669,7 @@ def show(rows: list[dict[str, Any]]) -> None:
     """Print the table and whether each target is met."""
     print(
         f"{'framework':<9} {'variant':<36} {'requests/s':>10} {'min-max over rounds':>21} "
-        f"{'x ceiling':>9} {'x uncached':>10} {'client CPU':>10}"
+        f"{'x ceiling':>9} {'x bare ASGI':>11} {'x uncached':>10} {'client CPU':>10}"
     )
     for row in rows:
         cpu = "-" if row["client_cpu"] is None else f"{row['client_cpu']:.0%}"
@@ -662,7 +677,8 @@ def show(rows: list[dict[str, Any]]) -> None:
         uncached = "-" if row["ratio_to_uncached"] is None else f"{row['ratio_to_uncached']:.2f}"
         print(
             f"{row['framework']:<9} {row['variant']:<36} {row['requests_per_second']:>10,.0f} "
-            f"{spread:>21} {row['ratio_to_ceiling']:>9.2f} {uncached:>10} {cpu:>10}"
+            f"{spread:>21} {row['ratio_to_ceiling']:>9.2f} {row['ratio_to_bare_asgi']:>11.2f} "
+            f"{uncached:>10} {cpu:>10}"
         )
     for row in rows:
         if row["uncached"] is not None:
