@@ -40,24 +40,25 @@ def call_key(
     """
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()
+    forms = {
+        parameter: _parameter_form(name, parameter, value)
+        for parameter, value in bound.arguments.items()
+        if parameter not in exclude
+    }
+    encoded = json.dumps(forms, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return f"{name}:{encoded}"
+
+
+def _parameter_form(name: str, parameter: str, value: object) -> object:
+    """`key_form(value)`; `ConfigurationError` naming the parameter and the fix if none."""
     try:
-        forms = {
-            parameter: key_form(value)
-            for parameter, value in bound.arguments.items()
-            if parameter not in exclude
-        }
+        return key_form(value)
     except _UnkeyableArgumentError as exc:
-        parameter = next(
-            (key for key, value in bound.arguments.items() if _holds(value, exc.value)),
-            "an argument",
-        )
         msg = (
             f"cannot build a cache key for {name}(): {parameter!r} {exc.reason}; leave it "
             f"out with exclude=({parameter!r},) or pass key=lambda *args, **kwargs: ..."
         )
         raise ConfigurationError(msg) from None
-    encoded = json.dumps(forms, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{name}:{encoded}"
 
 
 #: Types written as themselves in a key: JSON tells each of them from the others
@@ -93,7 +94,7 @@ def key_form(value: object, _inside: frozenset[int] = frozenset()) -> object:
     if kind in _NATIVE:
         return value
     if id(value) in _inside:
-        raise _UnkeyableArgumentError(value, "contains itself")
+        raise _UnkeyableArgumentError("contains itself")
     inside = _inside | {id(value)}
     tag = _CONTAINERS.get(kind)
     if isinstance(value, dict) and tag:
@@ -105,10 +106,10 @@ def key_form(value: object, _inside: frozenset[int] = frozenset()) -> object:
         return [tag, *(key_form(member, inside) for member in value)]
     if kind.__repr__ is object.__repr__:
         reason = f"is a {kind.__qualname__} object without a stable repr"
-        raise _UnkeyableArgumentError(value, reason)
+        raise _UnkeyableArgumentError(reason)
     text = repr(value)
     if _ADDRESS in text:
-        raise _UnkeyableArgumentError(value, "has a memory address in its repr")
+        raise _UnkeyableArgumentError("has a memory address in its repr")
     return ["repr", f"{kind.__module__}.{kind.__qualname__}", text]
 
 
@@ -119,27 +120,8 @@ def _sort_key(form: object) -> str:
     return json.dumps(form, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _holds(container: object, value: object) -> bool:
-    """Whether `value` is `container` or one of its members, at any depth (acyclic)."""
-    stack, seen = [container], set()
-    while stack:
-        current = stack.pop()
-        if current is value:
-            return True
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, dict):
-            stack.extend(current.keys())
-            stack.extend(current.values())
-        elif isinstance(current, (list, tuple, set, frozenset)):
-            stack.extend(current)
-    return False
-
-
 class _UnkeyableArgumentError(Exception):
-    def __init__(self, value: object, reason: str) -> None:
-        self.value = value
+    def __init__(self, reason: str) -> None:
         self.reason = reason
 
 
