@@ -333,10 +333,7 @@ class SingleFlight:
             cache.keys.tags(tags, key),
         )
         channel = cache.keys.channel(key)
-        try:
-            await cache.notifier.publish(channel, Event(channel, "stored", ""))
-        except AtomCacheError:  # waiters find the value at their next re-check
-            logger.warning("could not notify the waiters of %r", key, exc_info=True)
+        await notify_waiters(cache, channel, Event(channel, "stored", ""))
         return Outcome(value, "computed", entry)
 
     async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
@@ -701,10 +698,7 @@ class Lease:
         status: EventStatus = "stored" if stored else "failed"
         if not stored:
             logger.warning("lost the lock of %r while computing it; not stored", self.key)
-        try:
-            await cache.notifier.publish(self._channel, Event(self._channel, status, self._token))
-        except AtomCacheError:  # waiters find the value at their next re-check
-            logger.warning("could not notify the waiters of %r", self.key, exc_info=True)
+        await notify_waiters(cache, self._channel, Event(self._channel, status, self._token))
         return Outcome(value, "computed", entry) if stored else Outcome(value, "uncached")
 
     async def skip(self) -> None:
@@ -746,10 +740,18 @@ class Lease:
             logger.warning("could not release %r; trying again", self._lock_key, exc_info=True)
             self._flight.release_later(self._lock_key, self._token, self._channel, status)
             return
-        try:
-            await cache.notifier.publish(self._channel, Event(self._channel, status, self._token))
-        except AtomCacheError:
-            logger.warning("could not notify the waiters of %r", self.key, exc_info=True)
+        await notify_waiters(cache, self._channel, Event(self._channel, status, self._token))
+
+
+async def notify_waiters(cache: Cache, channel: str, event: Event) -> None:
+    """Publish `event` to the waiters of `channel`; a failure is logged, not raised.
+
+    Waiters that miss it find the value (or the free lock) at their next re-check.
+    """
+    try:
+        await cache.notifier.publish(channel, event)
+    except AtomCacheError:
+        logger.warning("could not notify the waiters on %r", channel, exc_info=True)
 
 
 def new_entry(
