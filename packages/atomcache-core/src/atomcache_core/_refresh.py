@@ -10,7 +10,7 @@ get the stored entry at once. So a fleet recomputes an entry once per expiry, ho
 many instances keep it warm.
 
 An entry nobody has read in this process for `idle` seconds (5 times its TTL unless
-told otherwise; `None`: forever) is left to expire. The renewals themselves are not
+told otherwise) is left to expire. The renewals themselves are not
 reads.
 """
 
@@ -71,12 +71,13 @@ class RefreshAhead:
         *,
         fresh_for: float,
         ttl: float,
-        idle: float | None,
+        idle: float | None = None,
         compute_time: float = 0.0,
     ) -> None:
         """Note a read of `key` (`fresh_for` seconds left); keep it warm from now on.
 
-        `renew(margin)` asks for the entry again, counting it expired when it has less
+        It stays warm until `idle` seconds pass without a read (`None`: `IDLE_TTLS`
+        times `ttl`). `renew(margin)` asks for the entry again, counting it expired when it has less
         than `margin` seconds left; it returns the seconds of freshness left after,
         or `None` when nothing fresh is stored.
         """
@@ -86,6 +87,7 @@ class RefreshAhead:
             return
         warm = self._warm[key] = _Warm()
         lead = lead_time(ttl, compute_time)
+        idle = IDLE_TTLS * ttl if idle is None else idle
         loop = self._keep(key, warm, renew, fresh_for=fresh_for, ttl=ttl, lead=lead, idle=idle)
         self._loops.start(loop, "atomcache-refresh")
 
@@ -103,7 +105,7 @@ class RefreshAhead:
         fresh_for: float,
         ttl: float,
         lead: float,
-        idle: float | None,
+        idle: float,
     ) -> None:
         # The renewal counts the entry expired with less than this left: more than the
         # lead (the loop wakes a little late), less than a renewed entry's TTL.
@@ -111,7 +113,7 @@ class RefreshAhead:
         try:
             while True:
                 await asyncio.sleep(max(0.0, fresh_for - lead))
-                if idle is not None and time.monotonic() - warm.last_read > idle:
+                if time.monotonic() - warm.last_read > idle:
                     return
                 left = await renew(margin)
                 if left is None or left <= lead:  # not renewed: the next read starts again

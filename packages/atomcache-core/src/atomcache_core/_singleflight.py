@@ -119,7 +119,8 @@ class FlightOptions:
             (a client's `no-cache` with a minimum refresh interval).
         refresh_ahead: Keep the entry warm: recompute it shortly before it expires
             (`RefreshAhead`, HTTP.md 7.4) while it is read.
-        refresh_idle: Stop that after this many seconds without a read; `None`: never.
+        refresh_idle: Stop that after this many seconds without a read; `None`: 5 times
+            `ttl` (`RefreshAhead.touch`).
         background: A refresh-ahead renewal: readers in this process never wait for
             it (they get the stored entry), where they would share a fill.
         fresh_margin: Entries with less than this many seconds of freshness left count

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from atomcache_core._refresh import IDLE_TTLS
 from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
 from atomcache_core.http import (
@@ -624,7 +623,7 @@ class HttpCache:
                 plan.replay,
                 fresh_for=entry.fresh_until - time.time(),
                 ttl=plan.flight.ttl,
-                idle=plan.route.options.refresh_idle or plan.flight.ttl * IDLE_TTLS,
+                idle=plan.route.options.refresh_idle,
                 compute_time=entry.compute_time,
             )
         if (

@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
-from atomcache_core._refresh import IDLE_TTLS, RefreshAhead
+from atomcache_core._refresh import RefreshAhead
 from atomcache_core._seconds import checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
@@ -406,13 +406,10 @@ class Cache:
             stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
             beta=_checked_window(beta, "beta"),
             refresh_ahead=refresh_ahead,
+            refresh_idle=None
+            if refresh_idle is None
+            else _checked_ttl(refresh_idle, "refresh_idle"),
         )
-        if refresh_ahead:
-            options.refresh_idle = (
-                options.ttl * IDLE_TTLS
-                if refresh_idle is None
-                else _checked_ttl(refresh_idle, "refresh_idle")
-            )
         outcome = await self.single_flight.get_or_set(key, factory, options)
         return outcome.value
 
