@@ -298,7 +298,7 @@ class SingleFlight:
         fill = self._running_fill(value_key, options)
         if fill is not None:
             return await self._join(fill, factory, value_key)
-        fill = asyncio.create_task(self._fill(key, factory, options, fallback))
+        fill = asyncio.create_task(self._fill(key, value_key, factory, options, fallback))
         running = self._renewals if options.background else self._fills
         running[value_key] = fill
         fill.add_done_callback(lambda done: self._forget(running, value_key, done))
@@ -486,11 +486,11 @@ class SingleFlight:
     async def _fill(
         self,
         key: str,
+        value_key: str,
         factory: Callable[[], Any],
         options: FlightOptions,
         fallback: Outcome | None,
     ) -> Outcome:
-        value_key = self._cache.keys.value(key)
         try:
             won = await self._win(key, options)
         except AtomCacheError:
