@@ -81,7 +81,7 @@ class Uncacheable:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every hit, and frozen costs per field
 class Outcome:
     """What a single-flight call returned, and where it came from.
 
@@ -282,7 +282,7 @@ class SingleFlight:
         if fill is not None:
             return await self._join(fill, factory, value_key)
         try:
-            found, expired = await self._lookup(key, factory, options)
+            found, expired = await self._lookup(key, value_key, factory, options)
         except AtomCacheError:
             logger.warning("cache read of %r failed; computing it", key, exc_info=True)
             cache.stats.errors += 1
@@ -339,18 +339,22 @@ class SingleFlight:
 
     async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
         """Read `key` without computing: a fresh or stale-servable outcome, else `None`."""
-        found, _ = await self._lookup(key, None, options)
+        found, _ = await self._lookup(key, self._cache.keys.value(key), None, options)
         return found
 
     async def _lookup(
-        self, key: str, factory: Callable[[], Any] | None, options: FlightOptions
+        self,
+        key: str,
+        value_key: str,
+        factory: Callable[[], Any] | None,
+        options: FlightOptions,
     ) -> tuple[Outcome | None, tuple[Entry, Any] | None]:
         """The servable outcome for `key`, else `None` and the expired entry, if any.
 
-        With a `factory`, early and stale-while-revalidate refreshes are started.
+        `value_key` is where `key` is stored (`KeyBuilder.value`). With a `factory`,
+        early and stale-while-revalidate refreshes are started.
         """
         cache = self._cache
-        value_key = cache.keys.value(key)
         found = self._decode(value_key, await self._read(value_key), options)
         if found is None:
             return None, None
@@ -473,7 +477,7 @@ class SingleFlight:
         Raises:
             LockTimeoutError: the wait timed out and `on_wait_timeout` is "raise".
         """
-        found, _ = await self._lookup(key, None, options)
+        found, _ = await self._lookup(key, self._cache.keys.value(key), None, options)
         if found is not None:
             return found
         self._cache.stats.misses += 1

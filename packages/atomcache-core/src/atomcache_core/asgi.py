@@ -10,6 +10,7 @@ callables.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -614,14 +615,15 @@ class HttpCache:
         response: StoredResponse = value
         block = self._block(response)
         entry = outcome.entry
-        remaining = max(0, int(entry.fresh_until - time.time())) if entry is not None else 0
+        fresh_for = entry.fresh_until - time.time() if entry is not None else 0.0
+        remaining = max(0, int(fresh_for))
         if entry is not None and replaying(scope):  # tell the replay what it renewed
-            scope["state"][REFRESHED] = entry.fresh_until - time.time()
+            scope["state"][REFRESHED] = fresh_for
         elif plan.replay is not None and entry is not None:
             self.cache.refresher.touch(
                 plan.key,
                 plan.replay,
-                fresh_for=entry.fresh_until - time.time(),
+                fresh_for=fresh_for,
                 ttl=plan.flight.ttl,
                 idle=plan.route.options.refresh_idle,
                 compute_time=entry.compute_time,
@@ -634,14 +636,14 @@ class HttpCache:
             control = b"max-age=%d" % remaining
         else:
             control = _cache_control(route, remaining, block.control).encode("latin-1")
-        status = _status_of(outcome, remaining, forced=plan.forced).encode("latin-1")
+        status = _status_of(outcome, remaining, forced=plan.forced)
         validators = [
             (b"etag", block.etag),
             (b"cache-control", control),
             (b"cache-status", status),
         ]  # no Age: max-age already counts what is left (HTTP.md 5.1)
         conditional = None
-        if 200 <= response.status < 300 and _CONDITIONS & info.headers.keys():  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
+        if 200 <= response.status < 300 and not _CONDITIONS.isdisjoint(info.headers):  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
             conditional = precondition_status(info.headers, response.etag, block.modified)
         if conditional == 304 and remaining == 0 and outcome.source == "stale":  # noqa: PLR2004
             # A 304 with max-age=0 refreshes nothing in a cache in front, and nginx then
@@ -820,18 +822,26 @@ def _cache_control(route: RoutePlan, remaining: int, own: bytes | None = None) -
     return render_cache_control(directives)
 
 
-def _status_of(outcome: Outcome, remaining: int, *, forced: bool) -> str:
+def _status_of(outcome: Outcome, remaining: int, *, forced: bool) -> bytes:
     """The `Cache-Status` of a served entry (RFC 9211)."""
     if outcome.source == "hit":
-        return cache_status(hit=True, ttl=remaining)
-    if outcome.source == "stale":
-        return cache_status(hit=True, forward="stale", ttl=0)
+        return _hit_status(remaining)
     forward = "request" if forced else "miss"
-    if outcome.source == "computed":
-        return cache_status(hit=False, forward=forward, stored=True, ttl=remaining)
-    if outcome.source == "waited":
-        return cache_status(hit=False, forward=forward, ttl=remaining, detail="coalesced")
-    return cache_status(hit=False, forward=forward, detail=outcome.reason or "not stored")
+    if outcome.source == "stale":
+        status = cache_status(hit=True, forward="stale", ttl=0)
+    elif outcome.source == "computed":
+        status = cache_status(hit=False, forward=forward, stored=True, ttl=remaining)
+    elif outcome.source == "waited":
+        status = cache_status(hit=False, forward=forward, ttl=remaining, detail="coalesced")
+    else:
+        status = cache_status(hit=False, forward=forward, detail=outcome.reason or "not stored")
+    return status.encode("latin-1")
+
+
+@functools.lru_cache(maxsize=4096)
+def _hit_status(remaining: int) -> bytes:
+    """The `Cache-Status` of a hit with `remaining` seconds of freshness, made once."""
+    return cache_status(hit=True, ttl=remaining).encode("latin-1")
 
 
 async def _send_gateway_timeout(send: Send) -> None:
