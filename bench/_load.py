@@ -6,7 +6,9 @@ the status (and, if asked, that a field is present), and sends the next one. Res
 completing in the first `--warmup` seconds are not counted; the next `--duration`
 seconds are; then every connection stops by itself. Runs in its own process, so the
 benchmark's other work does not slow it down, and prints one JSON object: responses
-counted, seconds measured, requests/s and the CPU share this process used meanwhile.
+counted, seconds measured, requests/s, the median and 99th percentile of the counted
+responses' latencies (milliseconds, from sending the request to its last body byte)
+and the CPU share this process used meanwhile.
 An unexpected response makes it exit with status 1 and say what it got.
 
     python bench/_load.py --port 8000 [--path /items] [--connections 32] [--duration 4]
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -76,22 +79,23 @@ class Window:
 
 async def keep_requesting(
     port: int, request: bytes, expectation: Expectation, window: Window
-) -> int:
-    """Send requests one after another on one connection; return those counted."""
+) -> list[float]:
+    """Send requests one after another on one connection; the counted ones' latencies (s)."""
     reader, writer = await asyncio.open_connection(LOOPBACK, port)
     clock = asyncio.get_running_loop().time
-    counted = 0
+    latencies: list[float] = []
     try:
         while True:
+            sent = clock()
             writer.write(request)  # one small request in flight: no need to drain
             length = expectation.body_length(await reader.readuntil(HEAD_END))
             if length:
                 await reader.readexactly(length)
             now = clock()
             if now >= window.end:
-                return counted
+                return latencies
             if now >= window.start:
-                counted += 1
+                latencies.append(now - sent)
     finally:
         writer.close()
 
@@ -113,12 +117,16 @@ async def measure(
     loop.call_at(window.start, lambda: cpu.append(time.process_time()))
     loop.call_at(window.end, lambda: cpu.append(time.process_time()))
     workers = [keep_requesting(port, request, expectation, window) for _ in range(connections)]
-    counts = await asyncio.wait_for(asyncio.gather(*workers), warmup + duration + GRACE)
-    responses = sum(counts)
+    each = await asyncio.wait_for(asyncio.gather(*workers), warmup + duration + GRACE)
+    latencies = [latency for connection in each for latency in connection]
+    responses = len(latencies)
+    percentiles = statistics.quantiles(latencies, n=100) if responses > 1 else [0.0] * 99
     return {
         "responses": responses,
         "seconds": duration,
         "requests_per_second": responses / duration,
+        "p50_ms": percentiles[49] * 1000,
+        "p99_ms": percentiles[98] * 1000,
         "client_cpu": (cpu[1] - cpu[0]) / duration if len(cpu) == 2 else float("nan"),  # noqa: PLR2004
     }
 

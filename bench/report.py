@@ -3,10 +3,10 @@
 Reads whichever result files exist (written by bench/http.py, bench/stampede.py,
 bench/peers.py and bench/core.py) and writes, next to them:
 
-- `http.png`: requests/s of each variant as a ratio of its framework's ceiling,
-  horizontal bars grouped by framework, with the run's spread (min/max over the rounds),
-  a tick at each target the variant has and, for a hit behind a dependency or guard,
-  its ratio to the same route uncached;
+- `http.png`: requests/s of each variant as a ratio of its framework's bare ASGI
+  callable, horizontal bars grouped by framework, with the run's spread (min/max over
+  the rounds), its p99 latency, a tick at each throughput goal the variant has and, for
+  a hit behind a dependency or guard, its ratio to the same route uncached;
 - `stampede.png`: computations and p50/p99 latency, naive versus atomcache;
 - `stampede_peers.png`: every caller's latency as a distribution (CDF) per contender,
   with the computations and Redis commands of each;
@@ -51,18 +51,17 @@ def load(name: str) -> list[dict[str, Any]] | None:
     return rows
 
 
-def target_ratio(target: dict[str, Any], ceilings: dict[str, float]) -> float:
-    """Return a target's minimum as a ratio to the ceiling.
+def target_ratio(target: dict[str, Any], ratios: dict[str, float]) -> float:
+    """Return a throughput goal's minimum as a ratio to the bare ASGI callable.
 
-    A target against another variant (Litestar's own cache) is that variant's ratio to
-    the ceiling times the minimum.
+    A goal against another variant (the 200 hit, the uncached route, Litestar's own
+    cache) is that variant's ratio to the bare callable times the minimum.
     """
-    minimum = float(target["minimum"])
-    return minimum * ceilings.get(str(target["versus"]), 1.0)
+    return float(target["minimum"]) * ratios.get(str(target["versus"]), 1.0)
 
 
 def plot_http(rows: list[dict[str, Any]], out: Path) -> None:
-    """Write the requests/s ratios to the ceiling, grouped by framework, to `out`."""
+    """Write requests/s as ratios to the bare ASGI callable, by framework, to `out`."""
     frameworks = list(dict.fromkeys(str(row["framework"]) for row in rows))
     fig, axes = plt.subplots(
         len(frameworks),
@@ -73,32 +72,37 @@ def plot_http(rows: list[dict[str, Any]], out: Path) -> None:
     )
     for ax, framework in zip(axes[:, 0], frameworks, strict=True):
         group = [row for row in rows if row["framework"] == framework]
-        ceiling = next(
-            (float(r["requests_per_second"]) for r in group if r["ratio_to_ceiling"] == 1.0),
+        bare = next(
+            (float(r["requests_per_second"]) for r in group if r["ratio_to_bare_asgi"] == 1.0),
             float(group[0]["requests_per_second"]),
         )
-        ratios = {str(r["variant"]): float(r["ratio_to_ceiling"]) for r in group}
+        ratios = {str(r["variant"]): float(r["ratio_to_bare_asgi"]) for r in group}
         labels = [str(r["variant"]) for r in group][::-1]
-        values = [float(r["ratio_to_ceiling"]) for r in group][::-1]
-        low = [v - float(r["min"]) / ceiling for v, r in zip(values, group[::-1], strict=True)]
-        high = [float(r["max"]) / ceiling - v for v, r in zip(values, group[::-1], strict=True)]
+        values = [float(r["ratio_to_bare_asgi"]) for r in group][::-1]
+        low = [v - float(r["min"]) / bare for v, r in zip(values, group[::-1], strict=True)]
+        high = [float(r["max"]) / bare - v for v, r in zip(values, group[::-1], strict=True)]
         positions = list(range(len(group)))
         colors = ["tab:blue" if "atomcache" in label else "tab:gray" for label in labels]
         ax.barh(positions, values, color=colors, xerr=[low, high], capsize=3)
         for y, value, row in zip(positions, values, group[::-1], strict=True):
-            text = f"{value:.2f} ({float(row['requests_per_second']):,.0f}/s)"
+            text = f"{value:.2f} ({float(row['requests_per_second']):,.0f}/s"
+            if row.get("p99_ms") is not None:
+                text += f", p99 {float(row['p99_ms']):.1f} ms"
+            text += ")"
             if row.get("ratio_to_uncached") is not None:
                 text += f", {float(row['ratio_to_uncached']):.2f} x uncached"
             ax.text(value + 0.02, y + 0.25, text, fontsize=8)
             for target in row.get("targets", []):
+                if target.get("minimum") is None:  # a latency goal: in the table only
+                    continue
                 x = target_ratio(target, ratios)
                 ax.plot([x, x], [y - 0.4, y + 0.4], color="tab:red", linewidth=2)
         ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_yticks(positions, labels)
-        ax.set_title(f"{framework} (ceiling {ceiling:,.0f} requests/s)", fontsize=10)
-    axes[-1, 0].set_xlabel("requests/s as a ratio of the framework's ceiling")
+        ax.set_title(f"{framework} (bare ASGI {bare:,.0f} requests/s)", fontsize=10)
+    axes[-1, 0].set_xlabel("requests/s as a ratio of the bare ASGI callable (the ceiling)")
     fig.legend(
-        handles=[Line2D([], [], color="tab:red", linewidth=2, label="target (minimum)")],
+        handles=[Line2D([], [], color="tab:red", linewidth=2, label="goal (minimum)")],
         loc="upper right",
     )
     fig.suptitle("HTTP benchmark (median of the rounds; bars: min-max)")
