@@ -3,7 +3,12 @@
 One process, one throwaway `redis-server` (unless ATOMCACHE_REDIS_URL is set), one
 event loop (asyncio's own). The same value is stored twice: under atomcache (its entry:
 header, checksum, JSON) and, for the baseline, as the same JSON bytes under a plain key
-read with redis-py's `await redis.get(key)` then `json.loads`. Two values: a small dict
+read with redis-py's `await redis.get(key)` then `json.loads`, through a default client
+(`Redis.from_url`, whose pool opens a connection whenever none is free). A second
+baseline reads it through a client with the pool `Cache.from_url` uses (a
+`BlockingConnectionPool` of 100 connections, a caller waiting up to 2 s for a free one
+rather than opening more): the difference between the two baselines is that pool's
+cost, the difference to the second is atomcache's own. Two values: a small dict
 and a ~8 KB list of 100 items. Each round times `--calls` sequential awaits of each
 variant, in turn (the order alternates between rounds), so that whatever slows the
 machine slows both; the figure is the median time per call over `--rounds` rounds, and
@@ -26,7 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
@@ -51,7 +56,14 @@ PAYLOADS: dict[str, Any] = {
     ],
 }
 BASELINE = "redis-py GET + json.loads"
+SAME_POOL = "the same, blocking pool"
 ATOMCACHE = "atomcache get (hit)"
+POOL = {
+    "max_connections": 100,
+    "timeout": 2.0,
+    "socket_timeout": 2.0,
+    "socket_connect_timeout": 2.0,
+}
 
 
 @contextlib.contextmanager
@@ -73,7 +85,14 @@ async def per_call(read: Callable[[], Awaitable[Any]], calls: int) -> float:
 
 
 async def measure_payload(
-    name: str, value: Any, cache: Cache, redis: Redis, *, rounds: int, calls: int
+    name: str,
+    value: Any,
+    cache: Cache,
+    redis: Redis,
+    blocking: Redis,
+    *,
+    rounds: int,
+    calls: int,
 ) -> list[dict[str, Any]]:
     """Both variants' rows for one value."""
     data = JsonSerializer().dumps(value)
@@ -84,20 +103,25 @@ async def measure_payload(
     async def baseline() -> Any:
         return json.loads(await redis.get(raw_key))  # type: ignore[arg-type]
 
+    async def same_pool() -> Any:
+        return json.loads(await blocking.get(raw_key))  # type: ignore[arg-type]
+
     async def atomcache() -> Any:
         return await cache.get(name)
 
-    variants = {BASELINE: baseline, ATOMCACHE: atomcache}
+    variants = {BASELINE: baseline, SAME_POOL: same_pool, ATOMCACHE: atomcache}
     for variant, read in variants.items():
         if await read() != value:
             sys.exit(f"{variant} did not read the stored {name} value back")
         await per_call(read, calls)  # warm-up
     times: dict[str, list[float]] = {variant: [] for variant in variants}
     for round_number in range(rounds):
-        order = list(variants) if round_number % 2 == 0 else list(variants)[::-1]
+        turn = round_number % len(variants)
+        order = list(variants)[turn:] + list(variants)[:turn]
         for variant in order:
             times[variant].append(await per_call(variants[variant], calls))
     base = statistics.median(times[BASELINE])
+    same = statistics.median(times[SAME_POOL])
     return [
         {
             "payload": name,
@@ -107,6 +131,7 @@ async def measure_payload(
             "min_us": min(samples),
             "max_us": max(samples),
             "ratio_to_baseline": statistics.median(samples) / base,
+            "ratio_to_same_pool": statistics.median(samples) / same,
             "rounds": rounds,
             "calls_per_round": calls,
         }
@@ -124,17 +149,20 @@ async def main() -> None:
     rows: list[dict[str, Any]] = []
     with redis_url() as url:
         redis = Redis.from_url(url)
+        blocking = Redis.from_pool(BlockingConnectionPool.from_url(url, **POOL))
         async with Cache.from_url(url, namespace="bench-core") as cache:
             for name, value in PAYLOADS.items():
                 rows += await measure_payload(
-                    name, value, cache, redis, rounds=args.rounds, calls=args.calls
+                    name, value, cache, redis, blocking, rounds=args.rounds, calls=args.calls
                 )
         await redis.aclose()
+        await blocking.aclose()
     for row in rows:
         print(
             f"{row['payload']:>5} ({row['bytes']:>5} bytes) {row['variant']:>26}: "
             f"{row['median_us']:6.1f} us per call (min {row['min_us']:.1f}, "
-            f"max {row['max_us']:.1f}), x{row['ratio_to_baseline']:.2f}"
+            f"max {row['max_us']:.1f}), x{row['ratio_to_baseline']:.2f}, "
+            f"x{row['ratio_to_same_pool']:.2f} the blocking pool's"
         )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core.json").write_text(json.dumps(rows, indent=2) + "\n")
