@@ -84,9 +84,9 @@ def main() -> None:
         else:
             goals += read(results)
     width = max((len(what) for what, _, _ in goals), default=10)
-    print(f"{'goal':<{width}} {'measured':>12} verdict")
+    print(f"{'goal':<{width}} {'measured':>24} verdict")
     for what, measured, met in goals:
-        print(f"{what:<{width}} {measured:>12} {'met' if met else 'NOT met'}")
+        print(f"{what:<{width}} {measured:>24} {'met' if met else 'NOT met'}")
     met_count = sum(met for _, _, met in goals)
     print(f"{met_count} of {len(goals)} goals met")
     for path in missing:
