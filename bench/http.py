@@ -7,6 +7,10 @@ FastAPI variants:
 - `bare ASGI`: no framework, an ASGI callable sending the same bytes as constants: the
   physical ceiling of one uvicorn worker (measured in each framework's group, and every
   variant is also given as a ratio to it, `x bare ASGI`);
+- `bare ASGI, a hit's fields`: the same callable sending the six fields an atomcache
+  hit sends (`Vary`, `ETag`, `Cache-Control`, `Cache-Status` besides the two others), as
+  constants: uvicorn checks and encodes every response field, so the difference between
+  the two bare variants is what the fields themselves cost the server;
 - `ceiling`: the route returns the body already encoded (`Response(content=...)`);
 - `fastapi`: FastAPI validates and encodes the items through the response model;
 - `atomcache hit (redis)` / `(memory)`: the same route under `@cached(ttl=3600)`,
@@ -145,6 +149,7 @@ Framework = Literal["fastapi", "litestar"]
 # dependency (FastAPI) or guard (Litestar), `checked-memory` the same cached in memory.
 AppKind = Literal[
     "asgi",
+    "asgi-fields",
     "ceiling",
     "plain",
     "redis",
@@ -266,6 +271,7 @@ NOT_MODIFIED_GOALS = (Target(1.0, MEMORY_HIT),)
 
 VARIANTS = (
     Variant("fastapi", "bare ASGI", "asgi"),
+    Variant("fastapi", "bare ASGI, a hit's fields", "asgi-fields"),
     Variant("fastapi", "ceiling", "ceiling"),
     Variant("fastapi", "fastapi", "plain"),
     Variant("fastapi", "atomcache hit (redis)", "redis", targets=REDIS_GOALS),
@@ -282,6 +288,7 @@ VARIANTS = (
         uncached="uncached, 1 dependency",
     ),
     Variant("litestar", "bare ASGI", "asgi"),
+    Variant("litestar", "bare ASGI, a hit's fields", "asgi-fields"),
     Variant("litestar", "litestar ceiling", "ceiling"),
     Variant("litestar", "litestar", "plain"),
     Variant("litestar", "litestar cache= (redis store)", "store-redis"),
@@ -420,6 +427,23 @@ async def bare_asgi(_scope: dict[str, Any], _receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
+# The fields of an atomcache hit on the bench route, as constants: uvicorn checks and
+# encodes each response field, so the number of fields is part of a response's cost.
+HIT_HEADERS = [
+    *BARE_HEADERS,
+    (b"vary", b"Cookie, Authorization"),
+    (b"etag", b'"j0oREvoUubsdrlyexlWzJw"'),
+    (b"cache-control", b"max-age=3599"),
+    (b"cache-status", b"atomcache; hit; ttl=3599"),
+]
+
+
+async def bare_asgi_fields(_scope: dict[str, Any], _receive: Any, send: Any) -> None:
+    """The bare callable, sending the fields an atomcache hit sends (`HIT_HEADERS`)."""
+    await send({"type": "http.response.start", "status": 200, "headers": HIT_HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+
 def serve(
     framework: Framework,
     kind: AppKind,
@@ -436,7 +460,8 @@ def serve(
     docs' deployment notes advise), so its full collections scan only what requests made.
     """
     build = build_fastapi_app if framework == "fastapi" else build_litestar_app
-    app = bare_asgi if kind == "asgi" else build(kind, redis_url, namespace)
+    bare = {"asgi": bare_asgi, "asgi-fields": bare_asgi_fields}
+    app = bare[kind] if kind in bare else build(kind, redis_url, namespace)
     if freeze_gc:
         gc.collect()
         gc.freeze()
