@@ -13,7 +13,11 @@ Variants:
 - `fastapi hit`, `litestar hit`: the same route as bench/http.py's
   `atomcache hit (memory)` variants (FastAPI through `setup_cache`, Litestar through
   `AtomCachePlugin`), warmed up, so every call is a hit;
-- `fastapi 304`, `litestar 304`: those routes asked with `If-None-Match`.
+- `fastapi 304`, `litestar 304`: those routes asked with `If-None-Match`;
+- `fastapi hit, no metrics`: the FastAPI hit with no observer (`cache.observer` is
+  `None`, as when neither `opentelemetry-api` nor `prometheus-client` is installed),
+  where the other variants report to both (atomcache_core.observability): the
+  difference is what metrics cost a hit.
 
 Each round times `--calls` sequential calls of every variant in turn (uvloop's event
 loop, as the HTTP benchmark's servers use); the figure is the median over `--rounds`
@@ -223,6 +227,13 @@ async def variants(lifespans: list[Lifespan]) -> Variants:
             raise RuntimeError(msg)
         found[f"{name} hit"] = (app, HEADERS, 200)
         found[f"{name} 304"] = (app, [*HEADERS, (b"if-none-match", fields[b"etag"])], 304)
+    unobserved = build_fastapi_app("memory", "", "hit-path")
+    unobserved.state.atomcache.observer = None  # what neither library installed gives
+    lifespan = Lifespan(unobserved)
+    await lifespan.start()
+    lifespans.append(lifespan)
+    await call(unobserved, HEADERS)
+    found["fastapi hit, no metrics"] = (unobserved, HEADERS, 200)
     return found
 
 
@@ -335,7 +346,7 @@ def main() -> None:
     for name, median in medians.items():
         framework = name.split()[0]
         adapter = None
-        if name.endswith(("hit", "304")):
+        if name.endswith(("hit", "304", "no metrics")):
             adapter = median - medians[f"{framework} floor"]
         goal = "" if adapter is None else ("met" if adapter <= ADAPTER_GOAL_US else "not met")
         shown = "" if adapter is None else f"{adapter:.1f}"

@@ -32,6 +32,7 @@ responses that must not be shared (errors, `Set-Cookie`, streaming, oversized bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -48,9 +49,10 @@ from atomcache_core.exceptions import AtomCacheError, ConfigurationError, LockTi
 from atomcache_core.protocols import Event, EventStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from atomcache_core.cache import Cache
+    from atomcache_core.observability import Attributes
     from atomcache_core.protocols import Serializer
 
 __all__ = ["FlightOptions", "Lease", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
@@ -92,7 +94,8 @@ class Outcome:
             another process and read), `"uncached"` (computed and not stored).
         entry: The entry the value was read from or stored as; `None` if not stored.
         reason: Why an `"uncached"` value was not stored, when it is not the
-            factory's choice (e.g. `"backend unavailable"`).
+            factory's choice (e.g. `"backend unavailable"`); for a `"waited"` one, what
+            ended the wait (`"notification"`, `"recheck"`, or empty: already stored).
         shareable: Whether callers that joined the computation may have the value;
             `False` for an `Uncacheable` result (each of them computes its own).
     """
@@ -199,6 +202,17 @@ def _is_async(factory: Callable[[], Any]) -> bool:
     )
 
 
+def _wakeup_of(waited: Outcome | _Lead | _Skip | None) -> str:
+    """How a wait ended, as the `wakeup` attribute of its duration says it."""
+    if waited is None:
+        return "timeout"
+    if isinstance(waited, _Skip):
+        return "skipped"
+    if isinstance(waited, _Lead):
+        return "lead"
+    return {"notification": "notified", "recheck": "rechecked"}.get(waited.reason, "found")
+
+
 def check_not_computing(key: str, value_key: str) -> None:
     """Refuse to wait for a key whose factory is the caller (directly or not).
 
@@ -283,13 +297,15 @@ class SingleFlight:
             return await self._join(fill, factory, value_key)
         try:
             found, expired = await self._lookup(key, value_key, factory, options)
-        except AtomCacheError:
+        except AtomCacheError as exc:
             logger.warning("cache read of %r failed; computing it", key, exc_info=True)
-            cache.stats.errors += 1
+            cache.report_error(type(exc).__name__)
             found, expired = None, None
         if found is not None:
             return found
         cache.stats.misses += 1
+        if cache.observer is not None:
+            cache.observer.add("lookups", cache.lookup_attributes["miss"])
         if not options.store:
             return await self._compute_unstored(factory, value_key)
         fallback = None
@@ -362,12 +378,16 @@ class SingleFlight:
         now = time.time()
         if options.is_fresh(entry, now):
             cache.stats.hits += 1
+            if cache.observer is not None:
+                cache.observer.add("lookups", cache.lookup_attributes["hit"])
             if factory is not None and options.beta and _refresh_early(entry, now, options.beta):
                 self._refresh(key, factory, options, entry.created_at)
             return Outcome(value, "hit", entry), None
         stale = options.stale_ttl > 0 and now < entry.fresh_until + options.stale_ttl
         if stale and entry.created_at >= options.fresh_after:
             cache.stats.stale_hits += 1
+            if cache.observer is not None:
+                cache.observer.add("lookups", cache.lookup_attributes["stale"])
             if factory is not None:
                 self._refresh(key, factory, options, entry.created_at)
             return Outcome(value, "stale", entry), None
@@ -410,7 +430,9 @@ class SingleFlight:
         self, factory: Callable[[], Any], value_key: str, reason: str = ""
     ) -> Outcome:
         self._cache.stats.computations += 1
-        value = await call_factory(factory, value_key)
+        async with self._computing() as outcome:
+            value = await call_factory(factory, value_key)
+            outcome[0] = "uncached"
         if isinstance(value, Uncacheable):
             return Outcome(value.value, "uncached", reason=reason, shareable=False)
         return Outcome(value, "uncached", reason=reason)
@@ -436,6 +458,30 @@ class SingleFlight:
         finally:
             del self._reads[value_key]
         return data
+
+    @contextlib.asynccontextmanager
+    async def _computing(self) -> AsyncIterator[list[str]]:
+        """Report the computation run in the block: a span, and its duration by outcome.
+
+        The block sets the outcome (`stored` or `uncached`) in the list it is given;
+        left unset (the factory raised), it is `failed`.
+        """
+        observer = self._cache.observer
+        outcome = ["failed"]
+        if observer is None:
+            yield outcome
+            return
+        attributes: Attributes = (("namespace", self._cache.namespace),)
+        started = time.monotonic()
+        try:
+            with observer.span("compute", attributes):
+                yield outcome
+        finally:
+            observer.record(
+                "computation.duration",
+                time.monotonic() - started,
+                (*attributes, ("outcome", outcome[0])),
+            )
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
@@ -481,6 +527,8 @@ class SingleFlight:
         if found is not None:
             return found
         self._cache.stats.misses += 1
+        if self._cache.observer is not None:
+            self._cache.observer.add("lookups", self._cache.lookup_attributes["miss"])
         won = await self._win(key, options)
         if won is None:
             self._check_wait_policy(key)
@@ -497,10 +545,10 @@ class SingleFlight:
     ) -> Outcome:
         try:
             won = await self._win(key, options)
-        except AtomCacheError:
+        except AtomCacheError as exc:
             # Fail open: the backend is away. This fill is still shared in-process.
             logger.warning("cache unavailable for %r; computing without it", key, exc_info=True)
-            self._cache.stats.errors += 1
+            self._cache.report_error(type(exc).__name__)
             return await self._compute_unstored(factory, value_key, reason=UNAVAILABLE)
         if isinstance(won, Outcome):
             return won
@@ -536,12 +584,37 @@ class SingleFlight:
             raise
         if takeover:
             cache.stats.lock_takeovers += 1
+            if cache.observer is not None:
+                cache.observer.add("lock.takeovers", (("namespace", cache.namespace),))
         return Lease(self, key, token, options)
 
     async def _wait(
         self, key: str, lock_key: str, options: FlightOptions
     ) -> Outcome | _Lead | _Skip | None:
-        """Wait for another process's computation; `None` when the deadline passed."""
+        """Wait for another process's computation; `None` when the deadline passed.
+
+        Reported (`atomcache_core.observability`) as a span and a duration, by how the
+        wait ended.
+        """
+        observer = self._cache.observer
+        if observer is None:
+            return await self._wait_for(key, lock_key, options)
+        attributes: Attributes = (("namespace", self._cache.namespace),)
+        started = time.monotonic()
+        ended = "failed"
+        try:
+            with observer.span("wait", attributes):
+                waited = await self._wait_for(key, lock_key, options)
+            ended = _wakeup_of(waited)
+        finally:
+            observer.record(
+                "wait.duration", time.monotonic() - started, (*attributes, ("wakeup", ended))
+            )
+        return waited
+
+    async def _wait_for(
+        self, key: str, lock_key: str, options: FlightOptions
+    ) -> Outcome | _Lead | _Skip | None:
         cache = self._cache
         cache.stats.waits += 1
         value_key, channel = cache.keys.value(key), cache.keys.channel(key)
@@ -585,7 +658,7 @@ class SingleFlight:
                 cache.stats.wakeups_notified += 1
             elif woken_by == "recheck":
                 cache.stats.wakeups_rechecked += 1
-            return Outcome(found[1], "waited", found[0])
+            return Outcome(found[1], "waited", found[0], reason=woken_by)
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
         return _Lead(token, takeover=silent) if token is not None else None
 
@@ -603,9 +676,11 @@ class SingleFlight:
     ) -> Outcome:
         cache = self._cache
         try:
-            value = await call_factory(factory, cache.keys.value(lease.key))
+            async with self._computing() as outcome:
+                value = await call_factory(factory, cache.keys.value(lease.key))
+                outcome[0] = "uncached" if isinstance(value, Uncacheable) else "stored"
         except BaseException as exc:
-            await lease.fail()
+            await lease.fail(exc)
             if not isinstance(exc, Exception):
                 raise
             if fallback is None:
@@ -695,9 +770,9 @@ class Lease:
                 lock_key=self._lock_key,
                 token=self._token,
             )
-        except AtomCacheError:
+        except AtomCacheError as exc:
             logger.warning("could not store %r; returning it unstored", self.key, exc_info=True)
-            cache.stats.errors += 1
+            cache.report_error(type(exc).__name__)
             self._flight.release_later(self._lock_key, self._token, self._channel, "failed")
             return Outcome(value, "uncached", reason=UNAVAILABLE)
         status: EventStatus = "stored" if stored else "failed"
@@ -710,9 +785,10 @@ class Lease:
         """Store nothing: the result was not for sharing; waiters compute their own."""
         await self._abandon("skipped")
 
-    async def fail(self) -> None:
-        """Store nothing: the computation failed; a waiter may take over."""
-        self._flight._cache.stats.errors += 1  # noqa: SLF001
+    async def fail(self, error: BaseException | None = None) -> None:
+        """Store nothing: the computation failed (with `error`); a waiter may take over."""
+        cache = self._flight._cache  # noqa: SLF001
+        cache.report_error(type(error).__name__ if error is not None else "_OTHER")
         await self._abandon("failed")
 
     def _resolve(self) -> None:

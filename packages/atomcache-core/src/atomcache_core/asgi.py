@@ -88,6 +88,8 @@ _SERVER_ERROR = 500
 _REVALIDATION_MARGIN = 1.0
 _CONDITIONS = frozenset(("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
 _BLOCK_LIMIT = 512
+#: The `outcome` of an HTTP response in metrics, by the single-flight outcome it sent.
+_REPORTED_SOURCES = {"hit": "hit", "stale": "stale", "computed": "computed", "waited": "coalesced"}
 #: The scope's state key marking a refresh-ahead replay: the margin, in seconds.
 REFRESH = "atomcache_refresh"
 #: Where `respond` notes, for a replay, the seconds of freshness its entry has left.
@@ -423,6 +425,7 @@ class HttpCache:
             if plan == "method":
                 await app(scope, receive, send)
             else:
+                self._report(route, "bypass", plan)
                 await self.bypass(scope, receive, send, app, plan)
             return
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
@@ -439,6 +442,7 @@ class HttpCache:
             plan = self.plan(scope, route, path_params)
             if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
                 break
+        self._report(route, "bypass", "variant")
         await self.bypass(scope, receive, send, app, "variant")
 
     def _replayer(
@@ -500,15 +504,18 @@ class HttpCache:
             else:
                 outcome = await self.cache.single_flight.get_or_set(plan.key, run, plan.flight)
         except _ServerError as error:
+            self._report(plan.route, "uncached", "error")
             await self.send_uncached(send, scope, error.capture, "error")
             return False
         except AtomCacheError:
             logger.warning(
                 "cache unavailable for %s; answering without it", plan.key, exc_info=True
             )
+            self._report(plan.route, "uncached", "backend unavailable")
             await self._answer_without_cache(run)
             return False
         if outcome is None:
+            self._report(plan.route, "uncached", "only-if-cached")
             await self.gateway_timeout(send)
             return False
         own = run.answered(outcome)
@@ -608,6 +615,7 @@ class HttpCache:
         """
         info, route = plan.info, plan.route
         value = outcome.value
+        self._report_outcome(route, outcome)
         if isinstance(value, ResponseCapture):
             if not value.streamed:
                 await self.send_uncached(send, scope, value, value.reason)
@@ -668,6 +676,30 @@ class HttpCache:
         )
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
+
+    def _report(self, route: RoutePlan, outcome: str, reason: str = "") -> None:
+        """Count a response of `route` (`http.responses`, `atomcache_core.observability`)."""
+        observer = self.cache.observer
+        if observer is not None:
+            attributes = (
+                ("namespace", self.cache.namespace),
+                ("http.route", route.template),
+                ("outcome", outcome),
+                ("reason", reason),
+            )
+            observer.add("http.responses", attributes)
+
+    def _report_outcome(self, route: RoutePlan, outcome: Outcome) -> None:
+        """Count a response sent from a single-flight outcome, by where it came from."""
+        if self.cache.observer is None:
+            return
+        value = outcome.value
+        if isinstance(value, ResponseCapture):
+            self._report(route, "uncached", value.reason or "not stored")
+        elif outcome.source == "uncached":
+            self._report(route, "uncached", outcome.reason or "not stored")
+        else:
+            self._report(route, _REPORTED_SOURCES[outcome.source])
 
     async def send_uncached(
         self, send: Send, scope: Scope, captured: ResponseCapture, reason: str

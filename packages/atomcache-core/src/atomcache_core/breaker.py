@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["CircuitBreaker"]
 
@@ -34,12 +37,15 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
         self._nodes: dict[str, CircuitBreaker] = {}
+        #: Called with `"open"` or `"closed"` when the breaker changes state (metrics).
+        self.on_change: Callable[[str], None] | None = None
 
     def for_node(self, name: str) -> CircuitBreaker:
         """The breaker of one cluster node (`host:port`), created closed on first use."""
         breaker = self._nodes.get(name)
         if breaker is None:
             breaker = self._nodes[name] = CircuitBreaker(self.failure_threshold, self.reset_timeout)
+            breaker.on_change = self.on_change
         return breaker
 
     @property
@@ -69,13 +75,19 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """The backend answered: close."""
+        was_open = self._opened_at is not None
         self.failures = 0
         self._opened_at = None
         self._probing = False
+        if was_open and self.on_change is not None:
+            self.on_change("closed")
 
     def record_failure(self) -> None:
         """The backend could not be reached: count, and open at the threshold."""
         self.failures += 1
         if self._probing or self.failures >= self.failure_threshold:
+            opens = self._opened_at is None
             self._opened_at = time.monotonic()
+            if opens and self.on_change is not None:
+                self.on_change("open")
         self._probing = False

@@ -16,6 +16,7 @@ from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
 from atomcache_core.keys import KeyBuilder
+from atomcache_core.observability import Attributes, Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
 from atomcache_core.stats import CacheStats
 
@@ -73,6 +74,9 @@ class Cache:
             evicted first; default 10,000).
         local_max_bytes: The most bytes the local tier holds (default 64 MiB, counted
             as `MemoryStorage` counts them: key, value and `ENTRY_OVERHEAD` per entry).
+        observers: Where the cache's metrics and spans go (`atomcache_core.observability`):
+            `None` (default): OpenTelemetry and Prometheus, each if its library is
+            installed; `()`: nowhere.
 
     `storage`, `lock` and `notifier` go together: give all three (e.g. the Redis
     backends on one client), or only a `MemoryStorage`, or none.
@@ -97,6 +101,7 @@ class Cache:
         local_ttl: float | None = None,
         local_max_entries: int = DEFAULT_MAX_ENTRIES,
         local_max_bytes: int = DEFAULT_MAX_BYTES,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         """Assemble a cache from its parts."""
         if storage is None:
@@ -137,6 +142,15 @@ class Cache:
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.default_ttl = _checked_ttl(ttl)
         self._stats = CacheStats()
+        #: Receives the cache's events for metrics and spans; `None`: nothing reports.
+        self.observer: Observer | None = (
+            default_observer() if observers is None else observer_of(observers)
+        )
+        #: The attributes of this cache's events, by outcome, made once.
+        self.lookup_attributes: dict[str, Attributes] = {
+            outcome: (("namespace", namespace), ("outcome", outcome))
+            for outcome in ("hit", "stale", "miss")
+        }
         #: The refresh-ahead loops of this cache's entries (stopped by `close`).
         self.refresher = RefreshAhead()
         self._client: RedisClient | None = None
@@ -167,6 +181,7 @@ class Cache:
         local_ttl: float | None = None,
         local_max_entries: int = DEFAULT_MAX_ENTRIES,
         local_max_bytes: int = DEFAULT_MAX_BYTES,
+        observers: Iterable[Observer] | None = None,
         **redis_options: Any,
     ) -> Cache:
         """Create a cache from a URL.
@@ -211,6 +226,7 @@ class Cache:
             "local_ttl": local_ttl,
             "local_max_entries": local_max_entries,
             "local_max_bytes": local_max_bytes,
+            "observers": observers,
         }
         if scheme == "memory":
             if redis_options or breaker is not None:
@@ -269,10 +285,18 @@ class Cache:
             notifier=RedisNotifier(client, breaker=breaker),
             **settings,
         )
+        if cache.observer is not None:
+            breaker.on_change = cache.report_breaker
         if owns_client:
             cache._client = client
             cache._closing.append(client)
         return cache
+
+    def report_breaker(self, state: str) -> None:
+        """Report a circuit breaker's change to `state` (`open` or `closed`)."""
+        if self.observer is not None:
+            attributes = (("namespace", self.namespace), ("state", state))
+            self.observer.add("circuit_breaker.transitions", attributes)
 
     @property
     def namespace(self) -> str:
@@ -505,11 +529,27 @@ class Cache:
     def _read(self, data: bytes | None, now: float, default: Any) -> Any:
         """Turn stored bytes into the fresh value, or `default`, counting the outcome."""
         value = self._decode(data, now)
+        observer = self.observer
         if value is _MISSING:
             self._stats.misses += 1
+            if observer is not None:
+                observer.add("lookups", self.lookup_attributes["miss"])
             return default
         self._stats.hits += 1
+        if observer is not None:
+            observer.add("lookups", self.lookup_attributes["hit"])
         return value
+
+    def report_error(self, error_type: str) -> None:
+        """Count an error the cache failed open on (`stats.errors`, the `errors` metric).
+
+        `error_type` is the exception's class name (`_OTHER` when there is none), the
+        metric's `error.type` attribute.
+        """
+        self._stats.errors += 1
+        if self.observer is not None:
+            attributes = (("namespace", self.namespace), ("error.type", error_type))
+            self.observer.add("errors", attributes)
 
     def _decode(self, data: bytes | None, now: float) -> Any:
         found = self.decode(data)

@@ -1,0 +1,68 @@
+"""HTTP responses of cached routes, counted by outcome in both exporters."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI, HTTPException
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import CollectorRegistry
+
+from atomcache_core import Cache
+from atomcache_core.observability import Observer, OpenTelemetryObserver, PrometheusObserver
+from atomcache_fastapi import cached, setup_cache
+from support.observability_worker import otel_readings
+
+
+async def test_each_response_is_counted_by_route_and_outcome() -> None:
+    """Computed, hit, 304 (a hit), a bypass with its reason, and a 5xx not stored."""
+    reader, registry = InMemoryMetricReader(), CollectorRegistry()
+    observers: list[Observer] = [
+        OpenTelemetryObserver(MeterProvider(metric_readers=[reader])),
+        PrometheusObserver(registry),
+    ]
+    cache = Cache(namespace="shop", observers=observers)
+    app = FastAPI()
+    setup_cache(app, cache)
+
+    @app.get("/items/{item_id}")
+    @cached(ttl=60)
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    @app.get("/broken")
+    @cached(ttl=60)
+    async def broken() -> dict[str, int]:
+        raise HTTPException(status_code=503)  # a 5xx answer: sent, never stored
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        first = await client.get("/items/1")
+        assert (await client.get("/items/1")).headers["cache-status"].startswith("atomcache; hit")
+        etag = first.headers["etag"]
+        assert (await client.get("/items/1", headers={"if-none-match": etag})).status_code == 304
+        bypassed = await client.get("/items/1", headers={"authorization": "Bearer x"})
+        assert "bypass" in bypassed.headers["cache-status"]
+        assert (await client.get("/broken")).status_code == 503
+    await cache.close()
+
+    expected = {
+        ("/items/{item_id}", "computed", ""): 1,
+        ("/items/{item_id}", "hit", ""): 2,
+        ("/items/{item_id}", "bypass", "authorization"): 1,
+        ("/broken", "uncached", "error"): 1,
+    }
+    points = otel_readings(reader)["atomcache.http.responses"]
+    seen = {
+        (
+            point["attributes"]["http.route"],
+            point["attributes"]["atomcache.outcome"],
+            point["attributes"]["atomcache.reason"],
+        ): point["value"]
+        for point in points
+    }
+    assert seen == expected
+    assert {point["attributes"]["atomcache.namespace"] for point in points} == {"shop"}
+    for (route, outcome, reason), count in expected.items():
+        labels = {"namespace": "shop", "route": route, "outcome": outcome, "reason": reason}
+        assert registry.get_sample_value("atomcache_http_responses_total", labels) == count
