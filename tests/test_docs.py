@@ -27,9 +27,11 @@ import subprocess
 import sys
 import tokenize
 from dataclasses import dataclass, field
+from importlib.metadata import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).parents[1]
 PAGES = [
@@ -271,4 +273,8 @@ def test_shell_block_names_real_commands(block: Block) -> None:
         if words[:1] == ["make"]:
             assert set(words[1:]) <= targets, f"{block.where}: {line}"
         if words[:2] == ["pip", "install"]:
-            assert set(words[2:]) <= packages, f"{block.where}: {line}"
+            for word in words[2:]:
+                requirement = Requirement(word.strip("\"'"))
+                assert requirement.name in packages, f"{block.where}: {line}"
+                extras = set(metadata(requirement.name).get_all("Provides-Extra") or [])
+                assert requirement.extras <= extras, f"{block.where}: {line}"

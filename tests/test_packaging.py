@@ -36,10 +36,12 @@ VERSION = atomcache_core.__version__
 
 # The packages, what each must require (besides nothing else), and its framework classifier.
 PACKAGES = {
-    "atomcache-core": ({"redis", "typing-extensions"}, "Framework :: AsyncIO"),
+    "atomcache-core": ({"click", "redis", "typing-extensions"}, "Framework :: AsyncIO"),
     "atomcache-fastapi": ({"atomcache-core", "fastapi"}, "Framework :: FastAPI"),
     "atomcache-litestar": ({"atomcache-core", "litestar"}, "Framework :: Litestar"),
 }
+#: Each package's extras: the one library each adds, by extra.
+EXTRAS = {"atomcache-core": {"otel": "opentelemetry-api", "prometheus": "prometheus-client"}}
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 
 pytestmark = pytest.mark.timeout(300)  # a cold uv cache downloads the frameworks
@@ -318,9 +320,16 @@ def test_wheel_metadata_is_complete(name: str, built: dict[str, Built]) -> None:
     assert metadata.get_all("License-File") == ["LICENSE"]
     assert f"pip install {name}" in str(metadata.get_payload())  # the README, as description
 
-    requirements = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+    everything = [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+    requirements = [req for req in everything if req.marker is None]
     assert {canonicalize_name(req.name) for req in requirements} == required_names
-    assert all(req.marker is None and not req.extras for req in requirements)
+    assert all(not req.extras for req in requirements)
+    optional = {
+        str(req.marker).split('"')[1]: canonicalize_name(req.name)
+        for req in everything
+        if req.marker is not None
+    }
+    assert optional == EXTRAS.get(name, {})
     for requirement in requirements:
         if requirement.name == "atomcache-core":
             assert str(requirement.specifier) == f"=={VERSION}"

@@ -299,6 +299,11 @@ class Cache:
             self.observer.add("circuit_breaker.transitions", attributes)
 
     @property
+    def redis_client(self) -> RedisClient | None:
+        """The redis-py client `from_url` made and closes with the cache, else `None`."""
+        return self._client
+
+    @property
     def namespace(self) -> str:
         """The namespace this cache's keys live in."""
         return self.keys.namespace

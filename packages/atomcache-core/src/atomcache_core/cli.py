@@ -1,0 +1,449 @@
+"""The `atomcache` command: inspect, invalidate and clear entries, and check a server.
+
+    atomcache inspect URL KEY [--namespace N] [--json]
+    atomcache invalidate URL --tag T [--tag T2 ...] [--namespace N] [--json]
+    atomcache clear URL --namespace N [--yes] [--json]
+    atomcache doctor URL [--namespace N] [--json]
+
+URL is any URL `Cache.from_url` accepts (`redis://`, `rediss://`, `unix://`,
+`redis+cluster://`, `redis+sentinel://`; `memory://` holds nothing outside the process
+that made it). Output is for people by default and one JSON object with `--json`.
+Credentials in URLs are never printed.
+
+Exit codes:
+
+- 0: done (`inspect` found the entry; `doctor` found nothing that stops the cache from
+  working; warnings allowed);
+- 1: `inspect` found no entry; `clear` was not confirmed; `doctor` found a problem;
+- 2: a usage error (a missing argument, an unknown option);
+- 3: the server could not be reached or refused a command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
+from atomcache_core.entry import decode_entry
+from atomcache_core.exceptions import AtomCacheError
+from atomcache_core.protocols import Event
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
+    from atomcache_core.backends.redis import RedisClient
+
+__all__ = ["main"]
+
+EXIT_NOT_FOUND = 1
+EXIT_UNREACHABLE = 3
+PINGS = 20
+Status = Literal["ok", "warning", "error"]
+
+
+def _redacted(url: str) -> str:
+    """`url` without its password (user names stay: they say which ACL user was checked)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _open(url: str, namespace: str) -> Cache:
+    """A cache on `url` that reports no metrics (the command is not the application)."""
+    return Cache.from_url(url, namespace=namespace, observers=())
+
+
+def _run(work: Coroutine[Any, Any, int]) -> None:
+    """Run a command's coroutine; exit with its code, or 3 when the server is away."""
+    try:
+        code = asyncio.run(work)
+    except AtomCacheError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_UNREACHABLE) from exc
+    raise SystemExit(code)
+
+
+def _emit(as_json: bool, data: dict[str, Any], human: list[str]) -> None:  # noqa: FBT001 - the --json flag
+    click.echo(json.dumps(data, indent=2) if as_json else "\n".join(human))
+
+
+def _when(seconds: float) -> str:
+    now = time.time()
+    moment = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    delta = seconds - now
+    relative = f"in {delta:.1f} s" if delta >= 0 else f"{-delta:.1f} s ago"
+    return f"{moment} ({relative})"
+
+
+@click.group(help=__doc__.split("\n\n", 1)[0] if __doc__ else None)
+@click.version_option(package_name="atomcache-core")
+def main() -> None:
+    """The `atomcache` command."""
+
+
+_namespace = click.option(
+    "--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="the cache's namespace"
+)
+_json = click.option("--json", "as_json", is_flag=True, help="one JSON object, for scripts")
+
+
+@main.command()
+@click.argument("url")
+@click.argument("key")
+@_namespace
+@_json
+def inspect(url: str, key: str, namespace: str, as_json: bool) -> None:  # noqa: FBT001
+    """Show the entry of KEY: its times, ETag, size, tags, and the lock on it."""
+    _run(_inspect(url, key, namespace, as_json=as_json))
+
+
+async def _inspect(url: str, key: str, namespace: str, *, as_json: bool) -> int:
+    async with _open(url, namespace) as cache:
+        value_key = cache.keys.value(key)
+        data = await cache.shared_storage.get(value_key)
+        found: dict[str, Any] = {"url": _redacted(url), "namespace": namespace, "key": key}
+        client = cache.redis_client
+        lock_key = cache.keys.lock(key)
+        holder = await client.get(lock_key) if client is not None else None
+        lock_ms = await client.pttl(lock_key) if client is not None and holder else None
+        found["lock"] = (
+            {"token": _text(holder), "remaining_s": (lock_ms or 0) / 1000} if holder else None
+        )
+        entry = decode_entry(data) if data is not None else None
+        if entry is None:
+            found["entry"] = None
+            state = "no entry" if data is None else "bytes that are not a valid entry"
+            human = [f"{key}: {state} in namespace {namespace!r}"]
+            if found["lock"]:
+                human.append(f"lock: held, {found['lock']['remaining_s']:.1f} s left")
+            _emit(as_json, found, human)
+            return EXIT_NOT_FOUND
+        tags = await _tags_of(cache, key) if client is not None else []
+        found["entry"] = {
+            "created_at": entry.created_at,
+            "fresh_until": entry.fresh_until,
+            "stale_until": entry.stale_until,
+            "fresh": entry.is_fresh(time.time()),
+            "etag": entry.etag,
+            "bytes": len(data or b""),
+            "payload_bytes": len(entry.payload),
+            "compute_time_s": entry.compute_time,
+            "tags": tags,
+            "storage_key": value_key,
+        }
+        human = [
+            f"key:          {key} (namespace {namespace!r}, stored as {value_key})",
+            f"created:      {_when(entry.created_at)}",
+            f"fresh until:  {_when(entry.fresh_until)}",
+            f"stale until:  {_when(entry.stale_until)}",
+            f"ETag:         {entry.etag or '-'}",
+            f"size:         {len(data or b''):,} bytes ({len(entry.payload):,} of payload)",
+            f"computed in:  {entry.compute_time:.3f} s",
+            f"tags:         {', '.join(tags) if tags else '-'}",
+            "lock:         "
+            + (
+                f"held (token {found['lock']['token']}), {found['lock']['remaining_s']:.1f} s left"
+                if found["lock"]
+                else "free"
+            ),
+        ]
+        _emit(as_json, found, human)
+        return 0
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+async def _tags_of(cache: Cache, key: str) -> list[str]:
+    """The tags recorded for `key`: the tag sets of its bucket that hold its value key."""
+    client = cache.redis_client
+    if client is None:
+        return []
+    value_key = cache.keys.value(key)
+    bucket_prefix = cache.keys.tags(["x"], key)[0][: -len("=x")]
+    pattern = _escape_glob(bucket_prefix) + "*"
+    found = []
+    async for tag_key in client.scan_iter(match=pattern, count=1000):
+        if await client.sismember(tag_key, value_key):
+            name = _text(tag_key)[len(bucket_prefix) :]
+            found.append(name[1:] if name.startswith("=") else f"(hashed) {name[1:]}")
+    return sorted(found)
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+@main.command()
+@click.argument("url")
+@click.option("--tag", "tags", multiple=True, required=True, help="a tag (repeatable)")
+@_namespace
+@_json
+def invalidate(url: str, tags: tuple[str, ...], namespace: str, as_json: bool) -> None:  # noqa: FBT001
+    """Remove every entry stored with any of the tags."""
+    _run(_invalidate(url, tags, namespace, as_json=as_json))
+
+
+async def _invalidate(url: str, tags: tuple[str, ...], namespace: str, *, as_json: bool) -> int:
+    async with _open(url, namespace) as cache:
+        removed = await cache.invalidate_tags(*tags)
+    data = {"url": _redacted(url), "namespace": namespace, "tags": list(tags), "removed": removed}
+    _emit(as_json, data, [f"removed {removed} entries tagged {', '.join(tags)} in {namespace!r}"])
+    return 0
+
+
+@main.command()
+@click.argument("url")
+@click.option("--namespace", required=True, help="the namespace to empty")
+@click.option("--yes", is_flag=True, help="do not ask before deleting")
+@_json
+def clear(url: str, namespace: str, yes: bool, as_json: bool) -> None:  # noqa: FBT001
+    """Remove every entry and tag of one namespace (asks first unless --yes)."""
+    if not yes and not click.confirm(
+        f"Delete every entry of namespace {namespace!r} at {_redacted(url)}?", err=True
+    ):
+        click.echo("nothing deleted", err=True)
+        raise SystemExit(EXIT_NOT_FOUND)
+    _run(_clear(url, namespace, as_json=as_json))
+
+
+async def _clear(url: str, namespace: str, *, as_json: bool) -> int:
+    async with _open(url, namespace) as cache:
+        removed = await cache.clear()
+    data = {"url": _redacted(url), "namespace": namespace, "removed": removed}
+    _emit(as_json, data, [f"removed {removed} entries from namespace {namespace!r}"])
+    return 0
+
+
+@dataclass
+class Check:
+    """One finding of `doctor`."""
+
+    name: str
+    status: Status
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+#: What each eviction policy means for the cache (Redis's `maxmemory-policy`).
+EVICTION = {
+    "noeviction": (
+        "warning",
+        (
+            "when memory is full, writes fail: new entries are not stored (the cache "
+            "fails open and computes without storing) until memory is freed"
+        ),
+    ),
+    "allkeys-lru": ("warning", "any key may be evicted when memory is full, locks included"),
+    "allkeys-lfu": ("warning", "any key may be evicted when memory is full, locks included"),
+    "allkeys-random": ("warning", "any key may be evicted when memory is full, locks included"),
+    "volatile-lru": ("warning", "keys with a TTL may be evicted, and every lock has one"),
+    "volatile-lfu": ("warning", "keys with a TTL may be evicted, and every lock has one"),
+    "volatile-random": ("warning", "keys with a TTL may be evicted, and every lock has one"),
+    "volatile-ttl": ("warning", "keys nearest their expiry go first, and locks are short-lived"),
+}
+LOCK_EVICTION = (
+    "; an evicted lock lets a second process start the same computation (single flight "
+    "is lost for that key, nothing else). Keep memory below maxmemory, or give the cache "
+    "a server of its own"
+)
+
+
+@main.command()
+@click.argument("url")
+@_namespace
+@_json
+def doctor(url: str, namespace: str, as_json: bool) -> None:  # noqa: FBT001
+    """Check a server for the cache: version, topology, eviction, ACL rights, pub/sub, latency."""
+    _run(_doctor(url, namespace, as_json=as_json))
+
+
+async def _doctor(url: str, namespace: str, *, as_json: bool) -> int:
+    checks: list[Check] = []
+    unreachable = False
+    async with _open(url, namespace) as cache:
+        client = cache.redis_client
+        if client is None:
+            checks.append(
+                Check("server", "ok", "memory://: in this process only; nothing to check")
+            )
+        elif reason := await _unreachable(client):
+            checks.append(Check("connection", "error", f"could not reach the server: {reason}"))
+            unreachable = True
+        else:
+            checks += await _server_checks(client, url)
+            checks.append(await _eviction_check(client))
+            checks += await _rights_checks(cache)
+            checks.append(await _pubsub_check(cache))
+            checks.append(await _latency_check(client))
+    failed = any(check.status == "error" for check in checks)
+    data = {
+        "url": _redacted(url),
+        "namespace": namespace,
+        "ok": not failed,
+        "checks": [asdict(check) for check in checks],
+    }
+    marks = {"ok": "ok     ", "warning": "WARNING", "error": "ERROR  "}
+    human = [f"atomcache doctor {_redacted(url)} (namespace {namespace!r})"]
+    human += [f"  {marks[check.status]} {check.name}: {check.detail}" for check in checks]
+    human.append("problems found" if failed else "no problem stops the cache from working")
+    _emit(as_json, data, human)
+    if unreachable:
+        return EXIT_UNREACHABLE
+    return EXIT_NOT_FOUND if failed else 0
+
+
+async def _unreachable(client: RedisClient) -> str:
+    """Why the server cannot be reached (a refused `PING` is an answer), else `""`."""
+    try:
+        await client.ping()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        return str(exc)
+    except RedisError:
+        return ""
+    return ""
+
+
+async def _server_checks(client: RedisClient, url: str) -> list[Check]:
+    """Server version and flavour, and the topology."""
+    try:
+        info = await client.info("server")
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return [Check("server", "error", f"INFO server failed: {exc}")]
+    if isinstance(info, dict) and info and all(isinstance(value, dict) for value in info.values()):
+        info = next(iter(info.values()))  # a cluster answers per node
+    flavour = (
+        "valkey" if "valkey_version" in info or info.get("server_name") == "valkey" else "redis"
+    )
+    version = str(info.get("valkey_version") or info.get("redis_version", "?"))
+    scheme = urlsplit(url).scheme
+    topology = (
+        "cluster"
+        if scheme.endswith("+cluster")
+        else "sentinel"
+        if scheme.endswith("+sentinel")
+        else "standalone"
+    )
+    detail = f"{flavour} {version}, {topology}"
+    data: dict[str, Any] = {"flavour": flavour, "version": version, "topology": topology}
+    if topology == "cluster":
+        nodes = client.get_nodes() if hasattr(client, "get_nodes") else []
+        masters = [node for node in nodes if getattr(node, "server_type", "") == "primary"]
+        detail += f" of {len(masters)} masters ({len(nodes)} nodes)"
+        data["masters"] = len(masters)
+    status: Status = "ok"
+    first = version.split(".", 1)[0]
+    major = int(first) if first.isdigit() else 0
+    if flavour == "redis" and major < 6:  # noqa: PLR2004 - the oldest Redis supported
+        status, detail = "error", detail + ": atomcache needs Redis 6 or later"
+    return [Check("server", status, detail, data)]
+
+
+async def _eviction_check(client: RedisClient) -> Check:
+    """`maxmemory-policy`, and what it means for entries and locks."""
+    try:
+        found = await client.config_get("maxmemory-policy")
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return Check(
+            "eviction",
+            "warning",
+            f"could not read maxmemory-policy ({exc}): CONFIG is not allowed to this user; "
+            "ask the server's operator which policy it has (see docs/operations.md)",
+        )
+    policy = _text(next(iter(found.values()), "?")) if found else "?"
+    status, meaning = EVICTION.get(policy, ("warning", "unknown policy"))
+    if policy != "noeviction":
+        meaning += LOCK_EVICTION
+    return Check("eviction", status, f"maxmemory-policy {policy}: {meaning}", {"policy": policy})  # type: ignore[arg-type]
+
+
+async def _rights_checks(cache: Cache) -> list[Check]:
+    """Each operation the cache uses, done once on a scratch key of the namespace."""
+    key = f"atomcache-doctor-{secrets.token_hex(4)}"
+    tag = f"atomcache-doctor-{secrets.token_hex(4)}"
+    lock_key = cache.keys.lock(key)
+
+    async def store() -> None:
+        await cache.set(key, "doctor", ttl=30, tags=[tag])
+
+    async def read() -> None:
+        await cache.get(key)
+
+    async def lock() -> None:
+        token = await cache.lock.acquire(lock_key, 5)
+        if token is not None:
+            await cache.lock.release(lock_key, token)
+
+    async def invalidate() -> None:
+        await cache.invalidate_tags(tag)
+
+    async def delete() -> None:
+        await cache.delete(key)
+
+    operations: list[tuple[str, str, Callable[[], Awaitable[None]]]] = [
+        ("write", "SET (in a script, EVALSHA), SADD for tags", store),
+        ("read", "GET", read),
+        ("lock", "SET NX PX, EVALSHA to release", lock),
+        ("invalidate", "SMEMBERS, DEL/UNLINK in a script", invalidate),
+        ("delete", "DEL", delete),
+    ]
+    return [await _right(name, commands, operation) for name, commands, operation in operations]
+
+
+async def _right(name: str, commands: str, operation: Callable[[], Awaitable[None]]) -> Check:
+    """Whether one operation of the cache is allowed and works."""
+    try:
+        await operation()
+    except AtomCacheError as exc:
+        return Check(f"rights: {name}", "error", f"denied or failed ({commands}): {exc}")
+    return Check(f"rights: {name}", "ok", f"allowed ({commands})")
+
+
+async def _pubsub_check(cache: Cache) -> Check:
+    """A notification published and received on the namespace's channel, timed."""
+    channel = cache.keys.channel(f"atomcache-doctor-{secrets.token_hex(4)}")
+    try:
+        async with cache.notifier.subscribe(channel) as subscription:
+            started = time.perf_counter()
+            await cache.notifier.publish(channel, Event(channel, "stored", "doctor"))
+            event = await subscription.wait(5.0)
+            elapsed = time.perf_counter() - started
+    except AtomCacheError as exc:
+        return Check("pub/sub", "error", f"failed ({exc}): waiters could not be woken")
+    if event is None:
+        return Check("pub/sub", "error", "published, but nothing arrived within 5 s")
+    detail = f"round trip {elapsed * 1000:.1f} ms (waiters are woken by notifications)"
+    return Check("pub/sub", "ok", detail, {"round_trip_ms": elapsed * 1000})
+
+
+async def _latency_check(client: RedisClient) -> Check:
+    """`PING` round trips: median and slowest, in milliseconds."""
+    times = []
+    with contextlib.suppress(Exception):
+        for _ in range(PINGS):
+            started = time.perf_counter()
+            await client.ping()
+            times.append((time.perf_counter() - started) * 1000)
+    if not times:
+        return Check("latency", "error", "PING failed")
+    median, slowest = statistics.median(times), max(times)
+    detail = f"PING median {median:.2f} ms, slowest {slowest:.2f} ms over {len(times)}"
+    status: Status = "warning" if median > 5 else "ok"  # noqa: PLR2004 - 5 ms: a hit's budget
+    return Check("latency", status, detail, {"median_ms": median, "slowest_ms": slowest})

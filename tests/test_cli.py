@@ -1,0 +1,206 @@
+"""The `atomcache` command against real servers: one Redis, Valkey, a cluster, Sentinel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from redis import Redis
+
+from atomcache_core import Cache
+from atomcache_core.cli import main
+from support.redis_server import RedisServer
+from support.secure_redis import add_namespace_user
+
+TOPOLOGIES = ("redis_url", "valkey_url", "cluster_url", "sentinel_url")
+
+
+def run(*arguments: str, answer: str | None = None) -> tuple[int, str]:
+    """The command's exit code and output."""
+    result = CliRunner().invoke(main, list(arguments), input=answer)
+    return result.exit_code, result.output
+
+
+def store(url: str, namespace: str, key: str, tags: tuple[str, ...] = ()) -> None:
+    """Store a value the way an application would."""
+
+    async def write() -> None:
+        async with Cache.from_url(url, namespace=namespace, observers=()) as cache:
+            await cache.set(key, {"name": "Ada"}, ttl=60, tags=tags)
+
+    asyncio.run(write())
+
+
+def stored(url: str, namespace: str, key: str) -> Any:
+    """The value under `key`, or None."""
+
+    async def read() -> Any:
+        async with Cache.from_url(url, namespace=namespace, observers=()) as cache:
+            return await cache.get(key)
+
+    return asyncio.run(read())
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def url(request: pytest.FixtureRequest) -> str:
+    """A URL of each topology the suite starts."""
+    found: str = request.getfixturevalue(request.param)
+    return found
+
+
+def test_the_console_script_is_installed() -> None:
+    """`atomcache` is on the environment's PATH and answers `--version`."""
+    script = Path(sys.executable).with_name("atomcache")
+    done = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "atomcache" in done.stdout
+
+
+def test_inspect_shows_the_entry_its_tags_and_the_lock(url: str) -> None:
+    """Times, size and tags of a stored entry; a held lock with its TTL; a missing key."""
+    namespace = f"cli-{uuid.uuid4().hex[:8]}"
+    store(url, namespace, "user:1", tags=("users", "team:7"))
+    code, output = run("inspect", url, "user:1", "--namespace", namespace, "--json")
+    assert code == 0, output
+    found = json.loads(output)
+    entry = found["entry"]
+    assert entry["fresh"] is True
+    assert entry["tags"] == ["team:7", "users"]
+    assert 59 < entry["fresh_until"] - entry["created_at"] <= 60
+    assert entry["payload_bytes"] == len(b'{"name":"Ada"}')
+    assert found["lock"] is None
+
+    async def hold_lock() -> None:
+        async with Cache.from_url(url, namespace=namespace, observers=()) as cache:
+            assert await cache.lock.acquire(cache.keys.lock("user:1"), 30) is not None
+
+    asyncio.run(hold_lock())
+    code, output = run("inspect", url, "user:1", "--namespace", namespace, "--json")
+    lock = json.loads(output)["lock"]
+    assert lock is not None
+    assert 25 < lock["remaining_s"] <= 30
+    code, output = run("inspect", url, "user:1", "--namespace", namespace)
+    assert "tags:         team:7, users" in output
+    assert "s left" in output
+
+    code, output = run("inspect", url, "nobody", "--namespace", namespace, "--json")
+    assert code == 1
+    assert json.loads(output)["entry"] is None
+
+
+def test_invalidate_removes_the_tagged_entries_only(url: str) -> None:
+    """Entries of the tag go; the others stay."""
+    namespace = f"cli-{uuid.uuid4().hex[:8]}"
+    store(url, namespace, "a", tags=("gone",))
+    store(url, namespace, "b", tags=("gone",))
+    store(url, namespace, "c", tags=("kept",))
+    code, output = run("invalidate", url, "--tag", "gone", "--namespace", namespace, "--json")
+    assert code == 0, output
+    assert json.loads(output)["removed"] == 2
+    assert stored(url, namespace, "a") is None
+    assert stored(url, namespace, "c") == {"name": "Ada"}
+
+
+def test_clear_asks_first_and_empties_one_namespace(redis_url: str) -> None:
+    """Declined: nothing goes (exit 1). Confirmed or --yes: the namespace goes, no other."""
+    namespace, other = f"cli-{uuid.uuid4().hex[:8]}", f"cli-{uuid.uuid4().hex[:8]}"
+    store(redis_url, namespace, "a")
+    store(redis_url, other, "a")
+    code, _ = run("clear", redis_url, "--namespace", namespace, answer="n\n")
+    assert code == 1
+    assert stored(redis_url, namespace, "a") is not None
+    code, output = run("clear", redis_url, "--namespace", namespace, answer="y\n")
+    assert code == 0, output
+    assert "removed 1 entries" in output
+    assert stored(redis_url, namespace, "a") is None
+    assert stored(redis_url, other, "a") is not None
+    store(redis_url, namespace, "b")
+    code, output = run("clear", redis_url, "--namespace", namespace, "--yes", "--json")
+    assert code == 0
+    assert json.loads(output)["removed"] == 1
+    assert stored(redis_url, other, "a") is not None
+
+
+@pytest.mark.parametrize(
+    ("fixture", "flavour", "topology"),
+    [
+        ("redis_url", "redis", "standalone"),
+        ("valkey_url", "valkey", "standalone"),
+        ("cluster_url", "redis", "cluster"),
+        ("sentinel_url", "redis", "sentinel"),
+    ],
+)
+def test_doctor_checks_every_topology(
+    request: pytest.FixtureRequest, fixture: str, flavour: str, topology: str
+) -> None:
+    """Server, topology, eviction, every right the cache uses, pub/sub and latency."""
+    url = request.getfixturevalue(fixture)
+    code, output = run("doctor", url, "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["server"]["data"]["flavour"] == flavour
+    assert checks["server"]["data"]["topology"] == topology
+    rights = [name for name in checks if name.startswith("rights: ")]
+    assert len(rights) == 5
+    assert all(checks[name]["status"] == "ok" for name in rights)
+    assert checks["pub/sub"]["status"] == "ok"
+    assert checks["latency"]["data"]["median_ms"] > 0
+    assert "eviction" in checks
+
+
+def test_doctor_names_what_a_restricted_acl_user_may_not_do() -> None:
+    """A user limited to its namespace, without scripts: writes and locks are refused."""
+    namespace = "shop"
+    with RedisServer() as server:
+        user_url = add_namespace_user(server, namespace)
+        with Redis.from_url(server.unix_url) as admin:
+            admin.execute_command("ACL", "SETUSER", "app", "-evalsha", "-eval")
+        code, output = run("doctor", user_url, "--namespace", namespace, "--json")
+    assert code == 1, output
+    report = json.loads(output)
+    checks = {check["name"]: check for check in report["checks"]}
+    assert checks["rights: write"]["status"] == "error"
+    assert "NOPERM" in checks["rights: write"]["detail"] or "permission" in (
+        checks["rights: write"]["detail"].lower()
+    )
+    assert checks["rights: read"]["status"] == "ok"
+    assert checks["pub/sub"]["status"] == "ok"
+    # CONFIG is refused to the user: the policy is unknown, and the command says so.
+    assert checks["eviction"]["status"] == "warning"
+    assert "CONFIG is not allowed" in checks["eviction"]["detail"]
+    assert "***" in report["url"]
+    assert user_url.split("@")[0].split(":")[-1] not in output  # the password
+
+
+def test_doctor_warns_when_eviction_can_drop_locks() -> None:
+    """`allkeys-lru`: locks may be evicted, and single flight with them."""
+    with RedisServer() as server:
+        with Redis.from_url(server.url) as admin:
+            admin.config_set("maxmemory-policy", "allkeys-lru")
+        code, output = run("doctor", server.url, "--json")
+    assert code == 0, output
+    checks = {check["name"]: check for check in json.loads(output)["checks"]}
+    assert checks["eviction"]["status"] == "warning"
+    assert checks["eviction"]["data"]["policy"] == "allkeys-lru"
+    assert "evicted lock" in checks["eviction"]["detail"]
+
+
+def test_an_unreachable_server_exits_with_3() -> None:
+    """Every command says what failed and exits 3 when the server is away."""
+    with RedisServer() as server:
+        url = server.url
+    code, output = run("doctor", url)
+    assert code == 3
+    assert "could not reach the server" in output
+    code, _ = run("invalidate", url, "--tag", "t")
+    assert code == 3
