@@ -32,6 +32,7 @@ bench: $(VENV)/.synced
 	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/hit_path.py
+	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/goals.py
 	$(BIN)/python bench/report.py
 

@@ -10,7 +10,9 @@ bench/peers.py and bench/core.py) and writes, next to them:
 - `stampede.png`: computations and p50/p99 latency, naive versus atomcache;
 - `stampede_peers.png`: every caller's latency as a distribution (CDF) per contender,
   with the computations and Redis commands of each;
-- `core.png`: time per `get` on a hit against redis-py's GET + json.loads, per value size.
+- `core.png`: time per `get` on a hit against redis-py's GET + json.loads, per value size;
+- `metrics.png`: a stampede as atomcache's Prometheus counters show it over time,
+  summed over the fleet (bench/metrics.py).
 
 With `--docs`, the plots are also copied to docs/assets/benchmarks/, where
 docs/benchmarks.md shows them.
@@ -25,7 +27,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BENCH = Path(__file__).resolve().parent
 # bench/http.py would stand in for the standard library's `http` (see its header).
@@ -42,13 +47,12 @@ RESULTS = BENCH / "results"
 DOCS_ASSETS = BENCH.parent / "docs" / "assets" / "benchmarks"
 
 
-def load(name: str) -> list[dict[str, Any]] | None:
-    """Return the rows of `bench/results/<name>.json`, or None if there is none."""
+def load(name: str) -> Any:
+    """Return the parsed `bench/results/<name>.json` (rows, or one object), or None."""
     path = RESULTS / f"{name}.json"
     if not path.exists():
         return None
-    rows: list[dict[str, Any]] = json.loads(path.read_text())
-    return rows
+    return json.loads(path.read_text())
 
 
 def target_ratio(target: dict[str, Any], ratios: dict[str, float]) -> float:
@@ -106,6 +110,31 @@ def plot_http(rows: list[dict[str, Any]], out: Path) -> None:
         loc="upper right",
     )
     fig.suptitle("HTTP benchmark (median of the rounds; bars: min-max)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_metrics(data: dict[str, Any], out: Path) -> None:
+    """Write the fleet's counters over the stampede to `out`: reads, then the rare events."""
+    series = data["series"]
+    moments = [float(row["t"]) * 1000 for row in series]
+    fig, (reads, rare) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("reads: miss", "reads: hit"):
+        reads.step(moments, [float(row[name]) for row in series], where="post", label=name)
+    reads.set_title("reads (atomcache_lookups_total)")
+    reads.set_ylabel("count, fleet-wide")
+    for name in ("computations", "waits ended (notified)"):
+        rare.step(moments, [float(row[name]) for row in series], where="post", label=name)
+    rare.set_title("computations and waits (histogram counts)")
+    for ax in (reads, rare):
+        ax.set_xlabel("ms since the callers started")
+        ax.axvline(0, color="black", linewidth=0.8, linestyle="--")
+        ax.legend(loc="upper left")
+    fig.suptitle(
+        f"a stampede through the metrics: {data['processes']} processes x {data['callers']} "
+        f"callers, one cold key, a {float(data['compute_s']) * 1000:.0f} ms computation"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -250,11 +279,12 @@ def plot_core(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
-PLOTS = {
+PLOTS: dict[str, Callable[[Any, Path], None]] = {
     "http": plot_http,
     "stampede": plot_stampede,
     "stampede_peers": plot_peers,
     "core": plot_core,
+    "metrics": plot_metrics,
 }
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -290,3 +291,43 @@ def test_by_default_each_installed_library_gets_an_observer() -> None:
     observer = default_observer()
     assert observer is not None
     assert type(observer).__name__ == "_Fanout"
+
+
+DASHBOARD = TESTS.parent / "docs" / "assets" / "grafana" / "atomcache.json"
+
+
+def test_the_grafana_dashboard_queries_only_metrics_and_labels_that_exist() -> None:
+    """Every metric and label the dashboard's queries name is one PrometheusObserver makes."""
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    labels_of = {
+        "lookups": (("namespace", "n"), ("outcome", "hit")),
+        "lock.takeovers": (("namespace", "n"),),
+        "errors": (("namespace", "n"), ("error.type", "E")),
+        "circuit_breaker.transitions": (("namespace", "n"), ("state", "open")),
+        "http.responses": (
+            ("namespace", "n"),
+            ("http.route", "/"),
+            ("outcome", "hit"),
+            ("reason", ""),
+        ),
+    }
+    for name, attributes in labels_of.items():
+        observer.add(name, attributes)
+    observer.record("computation.duration", 0.1, (("namespace", "n"), ("outcome", "stored")))
+    observer.record("wait.duration", 0.1, (("namespace", "n"), ("wakeup", "notified")))
+    known: dict[str, set[str]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            known.setdefault(sample.name, set()).update(sample.labels)
+    dashboard = json.loads(DASHBOARD.read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(expressions) >= 10
+    for expression in expressions:
+        for metric, selector in re.findall(r"(atomcache_\w+)(?:\{([^}]*)\})?", expression):
+            assert metric in known, f"{metric} is not a metric atomcache makes"
+            for label in re.findall(r"(\w+)\s*=~?", selector):
+                assert label in known[metric], f"{metric} has no label {label}"
+        for grouped in re.findall(r"by \(([^)]*)\)", expression):
+            for label in (part.strip() for part in grouped.split(",")):
+                assert any(label in names for names in known.values()), label
