@@ -8,7 +8,9 @@ read with redis-py's `await redis.get(key)` then `json.loads`, through a default
 baseline reads it through a client with the pool `Cache.from_url` uses (a
 `BlockingConnectionPool` of 100 connections, a caller waiting up to 2 s for a free one
 rather than opening more): the difference between the two baselines is that pool's
-cost, the difference to the second is atomcache's own. Two values: a small dict
+cost, the difference to the second is atomcache's own. The same `get` is also timed with
+`OrjsonSerializer` and `MsgspecSerializer` (`ratio_to_default_serializer`: against
+`JsonSerializer`'s). Two values: a small dict
 and a ~8 KB list of 100 items. Each round times `--calls` sequential awaits of each
 variant, in turn (the order alternates between rounds), so that whatever slows the
 machine slows both; the figure is the median time per call over `--rounds` rounds, and
@@ -35,7 +37,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from atomcache_core import Cache, JsonSerializer
+from atomcache_core import Cache, JsonSerializer, MsgspecSerializer, OrjsonSerializer
 from support.redis_server import RedisServer
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ PAYLOADS: dict[str, Any] = {
 BASELINE = "redis-py GET + json.loads"
 SAME_POOL = "the same, blocking pool"
 ATOMCACHE = "atomcache get (hit)"
+ORJSON = "atomcache get, OrjsonSerializer"
+MSGSPEC = "atomcache get, MsgspecSerializer"
 POOL = {
     "max_connections": 100,
     "timeout": 2.0,
@@ -87,17 +91,18 @@ async def per_call(read: Callable[[], Awaitable[Any]], calls: int) -> float:
 async def measure_payload(
     name: str,
     value: Any,
-    cache: Cache,
+    caches: dict[str, Cache],
     redis: Redis,
     blocking: Redis,
     *,
     rounds: int,
     calls: int,
 ) -> list[dict[str, Any]]:
-    """Both variants' rows for one value."""
+    """Every variant's rows for one value."""
     data = JsonSerializer().dumps(value)
     raw_key = f"bench-core-raw:{name}"
-    await cache.set(name, value, ttl=3600)
+    for cache in caches.values():
+        await cache.set(name, value, ttl=3600)
     await redis.set(raw_key, data, ex=3600)
 
     async def baseline() -> Any:
@@ -106,10 +111,17 @@ async def measure_payload(
     async def same_pool() -> Any:
         return json.loads(await blocking.get(raw_key))  # type: ignore[arg-type]
 
-    async def atomcache() -> Any:
-        return await cache.get(name)
+    def reader(cache: Cache) -> Callable[[], Awaitable[Any]]:
+        async def read() -> Any:
+            return await cache.get(name)
 
-    variants = {BASELINE: baseline, SAME_POOL: same_pool, ATOMCACHE: atomcache}
+        return read
+
+    variants: dict[str, Callable[[], Awaitable[Any]]] = {
+        BASELINE: baseline,
+        SAME_POOL: same_pool,
+    }
+    variants.update({variant: reader(cache) for variant, cache in caches.items()})
     for variant, read in variants.items():
         if await read() != value:
             sys.exit(f"{variant} did not read the stored {name} value back")
@@ -122,6 +134,7 @@ async def measure_payload(
             times[variant].append(await per_call(variants[variant], calls))
     base = statistics.median(times[BASELINE])
     same = statistics.median(times[SAME_POOL])
+    default = statistics.median(times[ATOMCACHE])
     return [
         {
             "payload": name,
@@ -132,6 +145,7 @@ async def measure_payload(
             "max_us": max(samples),
             "ratio_to_baseline": statistics.median(samples) / base,
             "ratio_to_same_pool": statistics.median(samples) / same,
+            "ratio_to_default_serializer": statistics.median(samples) / default,
             "rounds": rounds,
             "calls_per_round": calls,
         }
@@ -150,19 +164,26 @@ async def main() -> None:
     with redis_url() as url:
         redis = Redis.from_url(url)
         blocking = Redis.from_pool(BlockingConnectionPool.from_url(url, **POOL))
-        async with Cache.from_url(url, namespace="bench-core") as cache:
-            for name, value in PAYLOADS.items():
-                rows += await measure_payload(
-                    name, value, cache, redis, blocking, rounds=args.rounds, calls=args.calls
-                )
+        caches = {
+            ATOMCACHE: Cache.from_url(url, namespace="bench-core"),
+            ORJSON: Cache.from_url(url, namespace="bench-core-o", serializer=OrjsonSerializer()),
+            MSGSPEC: Cache.from_url(url, namespace="bench-core-m", serializer=MsgspecSerializer()),
+        }
+        for name, value in PAYLOADS.items():
+            rows += await measure_payload(
+                name, value, caches, redis, blocking, rounds=args.rounds, calls=args.calls
+            )
+        for cache in caches.values():
+            await cache.close()
         await redis.aclose()
         await blocking.aclose()
     for row in rows:
         print(
-            f"{row['payload']:>5} ({row['bytes']:>5} bytes) {row['variant']:>26}: "
+            f"{row['payload']:>5} ({row['bytes']:>5} bytes) {row['variant']:>33}: "
             f"{row['median_us']:6.1f} us per call (min {row['min_us']:.1f}, "
             f"max {row['max_us']:.1f}), x{row['ratio_to_baseline']:.2f}, "
-            f"x{row['ratio_to_same_pool']:.2f} the blocking pool's"
+            f"x{row['ratio_to_same_pool']:.2f} the blocking pool's, "
+            f"x{row['ratio_to_default_serializer']:.2f} the default serializer's"
         )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -41,7 +41,14 @@ PACKAGES = {
     "atomcache-litestar": ({"atomcache-core", "litestar"}, "Framework :: Litestar"),
 }
 #: Each package's extras: the one library each adds, by extra.
-EXTRAS = {"atomcache-core": {"otel": "opentelemetry-api", "prometheus": "prometheus-client"}}
+EXTRAS = {
+    "atomcache-core": {
+        "msgspec": "msgspec",
+        "orjson": "orjson",
+        "otel": "opentelemetry-api",
+        "prometheus": "prometheus-client",
+    }
+}
 PYTHON_VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 
 pytestmark = pytest.mark.timeout(300)  # a cold uv cache downloads the frameworks

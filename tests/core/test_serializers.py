@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 from typing import Any
 
@@ -10,7 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atomcache_core import JsonSerializer, PickleSerializer, SerializationError, Serializer
+from atomcache_core import (
+    Cache,
+    JsonSerializer,
+    MsgspecSerializer,
+    OrjsonSerializer,
+    PickleSerializer,
+    SerializationError,
+    Serializer,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -88,3 +97,92 @@ def test_both_implement_the_protocol() -> None:
     """Both serializers satisfy the Serializer Protocol."""
     assert isinstance(JsonSerializer(), Serializer)
     assert isinstance(PickleSerializer(), Serializer)
+
+
+# The fast JSON serializers: the same contract, and the same JSON as JsonSerializer.
+FAST = (OrjsonSerializer, MsgspecSerializer)
+fast_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=30,
+)
+
+
+@pytest.mark.parametrize("kind", FAST)
+@given(value=fast_values)
+def test_fast_serializers_round_trip_and_agree_with_json(
+    kind: type[Serializer], value: Any
+) -> None:
+    """Round trip, and bytes either writes are read back by JsonSerializer and the other way."""
+    serializer, default = kind(), JsonSerializer()
+    assert serializer.loads(serializer.dumps(value)) == value
+    assert default.loads(serializer.dumps(value)) == value
+    assert serializer.loads(default.dumps(value)) == value
+
+
+@pytest.mark.parametrize("kind", FAST)
+def test_fast_serializers_store_none(kind: type[Serializer]) -> None:
+    """`None` is a value like any other."""
+    serializer = kind()
+    assert serializer.dumps(None) == b"null"
+    assert serializer.loads(b"null") is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        *((kind, value) for kind in FAST for value in (object(), threading.Lock())),
+        (OrjsonSerializer, {1, 2}),  # msgspec writes sets as arrays
+        (OrjsonSerializer, 2**70),  # msgspec writes integers of any size
+    ],
+)
+def test_fast_serializers_name_what_they_cannot_encode(
+    kind: type[Serializer], value: object
+) -> None:
+    """A value they cannot encode raises SerializationError naming its type and the fix."""
+    with pytest.raises(SerializationError) as info:
+        kind().dumps(value)
+    assert info.value.direction == "dumps"
+    assert type(value).__qualname__ in str(info.value)
+    assert "convert it" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", FAST)
+@pytest.mark.parametrize("data", [b"{", b"\xff\xfe", b"not json", b"[1,]"])
+def test_fast_serializers_refuse_garbage_with_serialization_error(
+    kind: type[Serializer], data: bytes
+) -> None:
+    """Bytes that are not JSON raise SerializationError (a miss for the cache)."""
+    with pytest.raises(SerializationError) as info:
+        kind().loads(data)
+    assert info.value.direction == "loads"
+
+
+@pytest.mark.parametrize(
+    ("kind", "module"), [(OrjsonSerializer, "orjson"), (MsgspecSerializer, "msgspec")]
+)
+def test_a_missing_extra_raises_import_error_naming_it(
+    kind: type[Serializer], module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the library, the error says which extra to install."""
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=rf"pip install atomcache-core\[{module}\]"):
+        kind()
+
+
+def test_the_fast_serializers_implement_the_protocol() -> None:
+    """Both satisfy the Serializer Protocol."""
+    assert isinstance(OrjsonSerializer(), Serializer)
+    assert isinstance(MsgspecSerializer(), Serializer)
+
+
+@pytest.mark.parametrize("kind", FAST)
+async def test_a_cache_uses_a_fast_serializer(kind: type[Serializer]) -> None:
+    """`Cache(serializer=...)` stores and reads through it."""
+    async with Cache(serializer=kind(), observers=()) as cache:
+        await cache.set("k", {"rows": [1, 2, 3]})
+        assert await cache.get("k") == {"rows": [1, 2, 3]}

@@ -4,6 +4,7 @@
 Redis across a fleet of processes.
 """
 
+from atomcache_core._default import cached, configure_default, default_cache
 from atomcache_core._seconds import MAX_TTL
 from atomcache_core._singleflight import Outcome, Uncacheable
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
@@ -21,7 +22,12 @@ from atomcache_core.exceptions import (
     SerializationError,
 )
 from atomcache_core.protocols import Event, LockBackend, Notifier, Serializer, Storage, Subscription
-from atomcache_core.serializers import JsonSerializer, PickleSerializer
+from atomcache_core.serializers import (
+    JsonSerializer,
+    MsgspecSerializer,
+    OrjsonSerializer,
+    PickleSerializer,
+)
 from atomcache_core.stats import CacheStats
 
 __version__ = "0.1.0"
@@ -43,7 +49,9 @@ __all__ = [
     "MemoryLockBackend",
     "MemoryNotifier",
     "MemoryStorage",
+    "MsgspecSerializer",
     "Notifier",
+    "OrjsonSerializer",
     "Outcome",
     "PickleSerializer",
     "RedisLockBackend",
@@ -56,4 +64,7 @@ __all__ = [
     "TieredStorage",
     "Uncacheable",
     "__version__",
+    "cached",
+    "configure_default",
+    "default_cache",
 ]
