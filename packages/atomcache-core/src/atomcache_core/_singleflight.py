@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from atomcache_core.cache import Cache
+    from atomcache_core.keys import KeyBuilder
     from atomcache_core.observability import Attributes
     from atomcache_core.protocols import Serializer
 
@@ -132,6 +133,8 @@ class FlightOptions:
         serializer: Payload serializer; `None` means the cache's own.
         etag: Computes the ETag stored in the entry header from the value.
         reuse_decoded: Values are immutable: a decoding may be shared between reads.
+        keys: The storage keys of the call's version (`Cache(version=...)`, `version=`);
+            `None`: the cache's own.
     """
 
     ttl: float
@@ -148,6 +151,7 @@ class FlightOptions:
     serializer: Serializer | None = None
     etag: Callable[[Any], str | None] | None = None
     reuse_decoded: bool = False
+    keys: KeyBuilder | None = None
 
     def is_fresh(self, entry: Entry, now: float) -> bool:
         """Whether `entry` counts as fresh for this call."""
@@ -278,7 +282,7 @@ class SingleFlight:
             return renewed.fresh_until - time.time() if renewed is not None else None
 
         self._cache.refresher.touch(
-            key,
+            (options.keys or self._cache.keys).value(key),  # one loop per key and version
             renew,
             fresh_for=entry.fresh_until - time.time(),
             ttl=options.ttl,
@@ -290,7 +294,7 @@ class SingleFlight:
         self, key: str, factory: Callable[[], Any], options: FlightOptions
     ) -> Outcome:
         cache = self._cache
-        value_key = cache.keys.value(key)
+        value_key = (options.keys or cache.keys).value(key)
         check_not_computing(key, value_key)
         fill = self._running_fill(value_key, options)
         if fill is not None:
@@ -343,19 +347,19 @@ class SingleFlight:
         """
         cache = self._cache
         entry, tags = new_entry(cache, value, options, 0.0)
+        keys = options.keys or cache.keys
         await cache.storage.set(
-            cache.keys.value(key),
-            encode_entry(entry),
-            options.storage_ttl,
-            cache.keys.tags(tags, key),
+            keys.value(key), encode_entry(entry), options.storage_ttl, keys.tags(tags, key)
         )
-        channel = cache.keys.channel(key)
+        channel = keys.channel(key)
         await notify_waiters(cache, channel, Event(channel, "stored", ""))
         return Outcome(value, "computed", entry)
 
     async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
         """Read `key` without computing: a fresh or stale-servable outcome, else `None`."""
-        found, _ = await self._lookup(key, self._cache.keys.value(key), None, options)
+        found, _ = await self._lookup(
+            key, (options.keys or self._cache.keys).value(key), None, options
+        )
         return found
 
     async def _lookup(
@@ -523,7 +527,9 @@ class SingleFlight:
         Raises:
             LockTimeoutError: the wait timed out and `on_wait_timeout` is "raise".
         """
-        found, _ = await self._lookup(key, self._cache.keys.value(key), None, options)
+        found, _ = await self._lookup(
+            key, (options.keys or self._cache.keys).value(key), None, options
+        )
         if found is not None:
             return found
         self._cache.stats.misses += 1
@@ -563,7 +569,8 @@ class SingleFlight:
     async def _win(self, key: str, options: FlightOptions) -> Outcome | Lease | _Skip | None:
         """Take the lock, or wait for whoever holds it; `None` past the wait deadline."""
         cache = self._cache
-        lock_key = cache.keys.lock(key)
+        keys = options.keys or cache.keys
+        lock_key = keys.lock(key)
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
         takeover = False
         if token is None:
@@ -574,13 +581,13 @@ class SingleFlight:
         # A leader may have stored and released between our last read and our lock:
         # read again before computing, so the value is never computed twice.
         try:
-            data = await cache.shared_storage.get(cache.keys.value(key))
+            data = await cache.shared_storage.get(keys.value(key))
             found = cache.decode(data, options.serializer)
             if found is not None and options.is_fresh(found[0], time.time()):
                 await cache.lock.release(lock_key, token)
                 return Outcome(found[1], "waited", found[0])
         except AtomCacheError:  # the lock is ours: give it back once Redis answers again
-            self.release_later(lock_key, token, cache.keys.channel(key), "failed")
+            self.release_later(lock_key, token, keys.channel(key), "failed")
             raise
         if takeover:
             cache.stats.lock_takeovers += 1
@@ -617,7 +624,8 @@ class SingleFlight:
     ) -> Outcome | _Lead | _Skip | None:
         cache = self._cache
         cache.stats.waits += 1
-        value_key, channel = cache.keys.value(key), cache.keys.channel(key)
+        keys = options.keys or cache.keys
+        value_key, channel = keys.value(key), keys.channel(key)
         deadline = time.monotonic() + self.wait_timeout
         check, woken_by, silent = True, "", False
         async with cache.notifier.subscribe(channel) as subscription:
@@ -677,7 +685,8 @@ class SingleFlight:
         cache = self._cache
         try:
             async with self._computing() as outcome:
-                value = await call_factory(factory, cache.keys.value(lease.key))
+                keys = lease.options.keys or cache.keys
+                value = await call_factory(factory, keys.value(lease.key))
                 outcome[0] = "uncached" if isinstance(value, Uncacheable) else "stored"
         except BaseException as exc:
             await lease.fail(exc)
@@ -697,7 +706,7 @@ class SingleFlight:
         self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
     ) -> None:
         """Start one background refresh of `key` in this process, if none is running."""
-        value_key = self._cache.keys.value(key)
+        value_key = (options.keys or self._cache.keys).value(key)
         if value_key in self._refreshes or value_key in self._fills:
             return
         task = asyncio.create_task(self._refresh_now(key, factory, options, seen))
@@ -709,13 +718,14 @@ class SingleFlight:
     ) -> None:
         """Recompute `key` if no other process is doing it; errors are logged."""
         cache = self._cache
-        lock_key = cache.keys.lock(key)
+        keys = options.keys or cache.keys
+        lock_key = keys.lock(key)
         try:
             token = await cache.lock.acquire(lock_key, self.lock_ttl)
             if token is None:
                 return
             found = cache.decode(
-                await cache.shared_storage.get(cache.keys.value(key)), options.serializer
+                await cache.shared_storage.get(keys.value(key)), options.serializer
             )
             if found is not None and found[0].created_at > seen:
                 await cache.lock.release(lock_key, token)
@@ -739,8 +749,9 @@ class Lease:
         self.options = options
         self._flight = flight
         self._token = token
-        self._lock_key = cache.keys.lock(key)
-        self._channel = cache.keys.channel(key)
+        self._keys = options.keys or cache.keys
+        self._lock_key = self._keys.lock(key)
+        self._channel = self._keys.channel(key)
         self._started = time.monotonic()
         self._heartbeat = asyncio.create_task(self._keep_alive())
         self.resolved = False
@@ -763,10 +774,10 @@ class Lease:
         self._resolve()
         try:
             stored = await cache.storage.set_if_locked(
-                cache.keys.value(self.key),
+                self._keys.value(self.key),
                 encode_entry(entry),
                 options.storage_ttl,
-                cache.keys.tags(tags, self.key),
+                self._keys.tags(tags, self.key),
                 lock_key=self._lock_key,
                 token=self._token,
             )

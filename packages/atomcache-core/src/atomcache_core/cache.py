@@ -15,7 +15,7 @@ from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
-from atomcache_core.keys import KeyBuilder
+from atomcache_core.keys import KeyBuilder, escape_glob
 from atomcache_core.observability import Attributes, Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
 from atomcache_core.stats import CacheStats
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TTL", "Cache"]
 
 DEFAULT_NAMESPACE = "default"
+#: How many other versions' key builders `keys_of` keeps made.
+_VERSIONS_KEPT = 64
 DEFAULT_TTL = 300.0
 DEFAULT_LOCK_TTL = 10.0
 DEFAULT_RECHECK_INTERVAL = 2.0
@@ -57,6 +59,11 @@ class Cache:
         notifier: Wake-ups for waiters. Default: `MemoryNotifier`.
         serializer: Values to bytes. Default: `JsonSerializer`.
         namespace: Keeps this cache's keys apart from other caches on the same storage.
+        version: The key version of every data method's default (impcache's and
+            Django's `version`): another version is another key, so raising it after a
+            deploy that changes what values look like retires every older entry. Each
+            method also takes `version=`. Positive integers; 1 keeps the keys of a
+            cache without versions.
         ttl: Default time to live in seconds for `set` and `get_or_set`.
         lock_ttl: Expiry of a single-flight lock; the leader extends it while computing,
             so it bounds how long a crashed leader blocks the key, not the computation.
@@ -93,6 +100,7 @@ class Cache:
         notifier: Notifier | None = None,
         serializer: Serializer | None = None,
         namespace: str = DEFAULT_NAMESPACE,
+        version: int = 1,
         ttl: float = DEFAULT_TTL,
         lock_ttl: float = DEFAULT_LOCK_TTL,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
@@ -119,7 +127,8 @@ class Cache:
         if on_wait_timeout not in ("compute", "raise"):
             msg = f"on_wait_timeout must be 'compute' or 'raise', got {on_wait_timeout!r}"
             raise ConfigurationError(msg)
-        self.keys = KeyBuilder(namespace)
+        self.keys = KeyBuilder(namespace, version)
+        self._versions: dict[int, KeyBuilder] = {}
         self.shared_storage: Storage = storage
         self.storage: Storage = storage
         if local_ttl is not None:
@@ -169,6 +178,7 @@ class Cache:
         url: str,
         *,
         namespace: str = DEFAULT_NAMESPACE,
+        version: int = 1,
         ttl: float = DEFAULT_TTL,
         serializer: Serializer | None = None,
         max_entries: int | None = None,
@@ -218,6 +228,7 @@ class Cache:
         settings: dict[str, Any] = {
             "serializer": serializer,
             "namespace": namespace,
+            "version": version,
             "ttl": ttl,
             "lock_ttl": lock_ttl,
             "recheck_interval": recheck_interval,
@@ -313,76 +324,159 @@ class Cache:
         """Live counters of hits, misses, computations and errors."""
         return self._stats
 
-    async def get(self, key: str, default: Any = None) -> Any:
-        """Return the fresh value stored under `key`, or `default`."""
-        data = await self.storage.get(self.keys.value(key))
+    async def get(self, key: str, default: Any = None, *, version: int | None = None) -> Any:
+        """Return the fresh value stored under `key` (of `version`), or `default`."""
+        data = await self.storage.get(self.keys_of(version).value(key))
         return self._read(data, time.time(), default)
 
     async def set(
-        self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        *,
+        version: int | None = None,
     ) -> None:
         """Store `value` under `key` for `ttl` seconds (default: the cache's TTL).
 
         Raises:
             SerializationError: `value` cannot be serialized; nothing was written.
         """
+        await self.storage.set(*self._write(key, value, ttl, tags, version))
+
+    async def add(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None = None,
+        tags: Iterable[str] = (),
+        *,
+        version: int | None = None,
+    ) -> bool:
+        """Store `value` under `key` only if nothing is stored there; return whether it was.
+
+        One atomic step (`SET NX` on Redis): of concurrent `add`s of an absent key, in
+        any number of processes, exactly one returns `True` ("first writer wins", as
+        aiocache's `add` and impcache's `set_nx`). "Stored" means present in storage:
+        a value written by `set` or `add` is there until its `ttl` ends; one written by
+        `get_or_set` with `stale_ttl` or `stale_if_error` stays for those windows too.
+
+        Raises:
+            SerializationError: `value` cannot be serialized; nothing was written.
+        """
+        return await self.storage.add(*self._write(key, value, ttl, tags, version))
+
+    def _write(
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        tags: Iterable[str],
+        version: int | None,
+    ) -> tuple[str, bytes, float, tuple[str, ...]]:
+        """What `set` and `add` give storage: value key, entry bytes, seconds, tag keys."""
+        keys = self.keys_of(version)
         seconds = self._ttl(ttl)
-        tag_keys = self.keys.tags(_checked_tags(tags), key)
-        data = self._encode(value, seconds, time.time())
-        await self.storage.set(self.keys.value(key), data, seconds, tag_keys)
+        tag_keys = keys.tags(_checked_tags(tags), key)
+        return keys.value(key), self._encode(value, seconds, time.time()), seconds, tag_keys
 
-    async def delete(self, key: str) -> bool:
+    async def delete(self, key: str, *, version: int | None = None) -> bool:
         """Remove `key`; return whether it was stored."""
-        return await self.storage.delete(self.keys.value(key))
+        return await self.storage.delete(self.keys_of(version).value(key))
 
-    async def exists(self, key: str) -> bool:
+    async def exists(self, key: str, *, version: int | None = None) -> bool:
         """Whether a fresh value is stored under `key`."""
-        entry = await self._entry(key)
+        entry = await self._entry(key, version)
         return entry is not None and entry.is_fresh(time.time())
 
-    async def ttl(self, key: str) -> float | None:
+    async def ttl(self, key: str, *, version: int | None = None) -> float | None:
         """Seconds until `key` expires, or `None` when it holds no fresh value."""
-        entry = await self._entry(key)
+        entry = await self._entry(key, version)
         now = time.time()
         if entry is None or not entry.is_fresh(now):
             return None
         return entry.fresh_until - now
 
-    async def get_many(self, keys: Sequence[str], default: Any = None) -> list[Any]:
+    async def get_many(
+        self, keys: Sequence[str], default: Any = None, *, version: int | None = None
+    ) -> list[Any]:
         """Return the value of each key, in order, `default` for each missing one."""
-        datas = await self.storage.get_many([self.keys.value(key) for key in keys])
+        builder = self.keys_of(version)
+        datas = await self.storage.get_many([builder.value(key) for key in keys])
         now = time.time()
         return [self._read(data, now, default) for data in datas]
 
-    async def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None) -> None:
+    async def set_many(
+        self, mapping: Mapping[str, Any], ttl: float | None = None, *, version: int | None = None
+    ) -> None:
         """Store every key and value of `mapping` for `ttl` seconds.
 
         Raises:
             SerializationError: a value cannot be serialized; nothing was written.
         """
+        builder = self.keys_of(version)
         seconds = self._ttl(ttl)
         now = time.time()
         items = {
-            self.keys.value(key): self._encode(value, seconds, now)
-            for key, value in mapping.items()
+            builder.value(key): self._encode(value, seconds, now) for key, value in mapping.items()
         }
         await self.storage.set_many(items, seconds)
 
-    async def delete_many(self, keys: Sequence[str]) -> int:
+    async def delete_many(self, keys: Sequence[str], *, version: int | None = None) -> int:
         """Remove every key; return how many were stored."""
-        return await self.storage.delete_many([self.keys.value(key) for key in keys])
+        builder = self.keys_of(version)
+        return await self.storage.delete_many([builder.value(key) for key in keys])
 
-    async def clear(self) -> int:
-        """Remove every entry and tag of this namespace, and no other; return the entries."""
-        removed = await self.storage.clear(self.keys.value_prefix)
-        await self.storage.clear(self.keys.tag_prefix)
+    async def delete_pattern(self, pattern: str, *, version: int | None = None) -> int:
+        """Remove every entry whose key matches `pattern`; return how many.
+
+        `pattern` is a Redis glob over the keys given to `set` (impcache's
+        `delete_pattern`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, a backslash taking the
+        next character literally. Only this namespace's entries of `version` (default:
+        the cache's) are looked at, however the namespace is spelled: it is matched
+        literally. On Redis the keys are found with `SCAN` (every master of a
+        cluster), never `KEYS`. Keys longer than 200 UTF-8 bytes are stored under
+        their SHA-256 and are never matched: give such entries a tag instead.
+
+        Raises:
+            ConfigurationError: `pattern` is not a string.
+        """
+        if not isinstance(pattern, str):
+            msg = f"pattern must be a str glob such as 'user:*', got {pattern!r}"  # type: ignore[unreachable]
+            raise ConfigurationError(msg)
+        prefix = escape_glob(self.keys_of(version).value_prefix)
+        return await self.storage.delete_matching(f"{prefix}{{???}}={pattern}")
+
+    async def clear(self, *, version: int | None = None) -> int:
+        """Remove every entry and tag of this namespace and version; return the entries."""
+        builder = self.keys_of(version)
+        removed = await self.storage.clear(builder.value_prefix)
+        await self.storage.clear(builder.tag_prefix)
         return removed
 
-    async def invalidate_tags(self, *tags: str) -> int:
+    async def invalidate_tags(self, *tags: str, version: int | None = None) -> int:
         """Remove every entry stored with any of `tags`; return how many."""
+        builder = self.keys_of(version)
         return await self.storage.invalidate_tags(
-            [bucket for tag in _checked_tags(tags) for bucket in self.keys.tag_buckets(tag)]
+            [bucket for tag in _checked_tags(tags) for bucket in builder.tag_buckets(tag)]
         )
+
+    def keys_of(self, version: int | None) -> KeyBuilder:
+        """The storage keys of `version` (`None`: the cache's own, `Cache(version=...)`).
+
+        Raises:
+            ConfigurationError: `version` is not a positive integer.
+        """
+        if version is None or version == self.keys.version:
+            return self.keys
+        found = self._versions.get(version)
+        if found is None:
+            found = KeyBuilder(self.namespace, version)
+            if len(self._versions) >= _VERSIONS_KEPT:
+                self._versions.clear()
+            self._versions[version] = found
+        return found
 
     async def get_or_set(
         self,
@@ -396,6 +490,7 @@ class Cache:
         beta: float = 0.0,
         refresh_ahead: bool = False,
         refresh_idle: float | None = None,
+        version: int | None = None,
     ) -> Any:
         """Return the value of `key`, calling `factory` once fleet-wide when it is missing.
 
@@ -421,6 +516,8 @@ class Cache:
             refresh_idle: With `refresh_ahead`, the seconds without a read (in this
                 process) after which the entry is left to expire; default 5 times
                 `ttl`.
+            version: The key version (default: the cache's, `Cache(version=...)`);
+                another version is another entry, with its own single flight.
 
         Raises:
             LockTimeoutError: the wait for another process exceeded `wait_timeout`
@@ -438,6 +535,7 @@ class Cache:
             refresh_idle=None
             if refresh_idle is None
             else _checked_ttl(refresh_idle, "refresh_idle"),
+            keys=None if version is None else self.keys_of(version),
         )
         outcome = await self.single_flight.get_or_set(key, factory, options)
         return outcome.value
@@ -454,6 +552,7 @@ class Cache:
         beta: float = 0.0,
         refresh_ahead: bool = False,
         refresh_idle: float | None = None,
+        version: int | None = None,
     ) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
         """Decorate an async function so its results are cached with `get_or_set`.
 
@@ -474,6 +573,7 @@ class Cache:
             beta=beta,
             refresh_ahead=refresh_ahead,
             refresh_idle=refresh_idle,
+            version=version,
         )
 
     async def close(self) -> None:
@@ -527,8 +627,8 @@ class Cache:
             self._stats.corrupt += 1
             return None
 
-    async def _entry(self, key: str) -> Entry | None:
-        data = await self.storage.get(self.keys.value(key))
+    async def _entry(self, key: str, version: int | None = None) -> Entry | None:
+        data = await self.storage.get(self.keys_of(version).value(key))
         return decode_entry(data) if data is not None else None
 
     def _read(self, data: bytes | None, now: float, default: Any) -> Any:

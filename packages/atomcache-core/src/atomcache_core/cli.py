@@ -39,6 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
 from atomcache_core.entry import decode_entry
 from atomcache_core.exceptions import AtomCacheError
+from atomcache_core.keys import escape_glob
 from atomcache_core.protocols import Event
 
 if TYPE_CHECKING:
@@ -178,17 +179,13 @@ async def _tags_of(cache: Cache, key: str) -> list[str]:
         return []
     value_key = cache.keys.value(key)
     bucket_prefix = cache.keys.tags(["x"], key)[0][: -len("=x")]
-    pattern = _escape_glob(bucket_prefix) + "*"
+    pattern = escape_glob(bucket_prefix) + "*"
     found = []
     async for tag_key in client.scan_iter(match=pattern, count=1000):
         if await client.sismember(tag_key, value_key):
             name = _text(tag_key)[len(bucket_prefix) :]
             found.append(name[1:] if name.startswith("=") else f"(hashed) {name[1:]}")
     return sorted(found)
-
-
-def _escape_glob(text: str) -> str:
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 @main.command()

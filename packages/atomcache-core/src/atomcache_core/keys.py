@@ -1,10 +1,13 @@
 """How a namespace and a user key become storage keys, unambiguously.
 
-Layout: ``atomcache:<namespace>:<kind>:{<bucket>}<key>`` where
+Layout: ``atomcache:<namespace>[@<version>]:<kind>:{<bucket>}<key>`` where
 
 * ``<namespace>`` is percent-encoded (only ``A-Z a-z 0-9 _ . - ~`` stay as they are), so
-  it never contains ``:``, glob characters or braces, and ``app`` can never match
-  ``app2`` or ``app:x``;
+  it never contains ``:``, ``@``, glob characters or braces, and ``app`` can never
+  match ``app2`` or ``app:x``;
+* ``@<version>`` is there for key versions other than 1 (impcache's and Django's
+  ``version``: another version is another key); version 1 keys have none, so they are
+  the keys of a cache without versions;
 * ``<kind>`` is ``v`` (value), ``l`` (lock), ``t`` (tag set) or ``n`` (notification
   channel);
 * ``{<bucket>}`` is a Redis Cluster hash tag: one of `HASH_TAG_BUCKETS` buckets, three
@@ -21,12 +24,13 @@ The two key forms cannot collide: the first character tells them apart.
 A tag's bookkeeping is one set per bucket (``atomcache:<ns>:t:{<bucket>}=<tag>``), next
 to the entries it lists; `KeyBuilder.tag_buckets` names all of them for invalidation.
 One more channel per namespace, ``atomcache:<ns>:i``, carries the local tier's
-invalidations.
+invalidations, for every version.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -34,9 +38,16 @@ from urllib.parse import quote
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
-__all__ = ["HASH_TAG_BUCKETS", "KEY_PREFIX", "MAX_LITERAL_KEY_BYTES", "KeyBuilder"]
+__all__ = [
+    "HASH_TAG_BUCKETS",
+    "KEY_PREFIX",
+    "MAX_LITERAL_KEY_BYTES",
+    "KeyBuilder",
+    "escape_glob",
+    "glob_matcher",
+]
 
 KEY_PREFIX = "atomcache"
 MAX_LITERAL_KEY_BYTES = 200
@@ -68,19 +79,27 @@ def _utf8_length(key: str) -> int:
 class KeyBuilder:
     """Builds the storage keys of one namespace."""
 
-    __slots__ = ("_base", "namespace")
+    __slots__ = ("_base", "_channel", "namespace", "version")
 
-    def __init__(self, namespace: str) -> None:
-        """Create the builder for `namespace`.
+    def __init__(self, namespace: str, version: int = 1) -> None:
+        """Create the builder for `namespace`, keys of `version`.
 
         Raises:
-            ConfigurationError: `namespace` is not a non-empty string.
+            ConfigurationError: `namespace` is not a non-empty string, or `version` not a
+                positive integer.
         """
         if not isinstance(namespace, str) or not namespace:
             msg = f"namespace must be a non-empty string, got {namespace!r}"
             raise ConfigurationError(msg)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            msg = f"version must be a positive integer (1 by default), got {version!r}"
+            raise ConfigurationError(msg)
         self.namespace = namespace
-        self._base = f"{KEY_PREFIX}:{quote(namespace, safe='')}:"
+        self.version = version
+        quoted = quote(namespace, safe="")
+        self._channel = f"{KEY_PREFIX}:{quoted}:i"
+        suffix = "" if version == 1 else f"@{version}"
+        self._base = f"{KEY_PREFIX}:{quoted}{suffix}:"
 
     def value(self, key: str) -> str:
         """Storage key of the entry for `key`."""
@@ -109,8 +128,12 @@ class KeyBuilder:
 
     @property
     def invalidations(self) -> str:
-        """Channel on which writes announce the keys that local tiers must drop."""
-        return self._base + "i"
+        """Channel on which writes announce the keys that local tiers must drop.
+
+        One per namespace, whatever the version: instances of a fleet with different
+        default versions (during a deploy) still hear each other's writes.
+        """
+        return self._channel
 
     @property
     def value_prefix(self) -> str:
@@ -128,3 +151,66 @@ def _checked(key: object) -> str:
         msg = f"cache keys are strings, got {type(key).__name__} {key!r}; convert it with str()"
         raise ConfigurationError(msg)
     return key
+
+
+def escape_glob(text: str) -> str:
+    """`text` as a Redis glob that matches it literally (`*`, `?`, `[`, `]`, backslash escaped)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+def glob_matcher(pattern: str) -> Callable[[str], bool]:
+    """Whether a key matches `pattern`, as Redis's `SCAN MATCH` and `KEYS` decide.
+
+    Redis's glob (`stringmatchlen`): `*` any run of characters, `?` one character,
+    `[abc]` one of a set, `[^abc]` one outside it, `[a-z]` a range, and a backslash
+    taking the next character literally, inside brackets too. An unclosed `[` takes the rest
+    of the pattern as its set, as Redis does.
+    """
+    parts: list[str] = []
+    position, length = 0, len(pattern)
+    while position < length:
+        char = pattern[position]
+        if char == "\\" and position + 1 < length:
+            parts.append(re.escape(pattern[position + 1]))
+            position += 2
+        elif char == "*":
+            parts.append(".*")
+            position += 1
+        elif char == "?":
+            parts.append(".")
+            position += 1
+        elif char == "[":
+            klass, position = _glob_class(pattern, position + 1)
+            parts.append(klass)
+        else:
+            parts.append(re.escape(char))
+            position += 1
+    expression = re.compile("".join(parts), re.DOTALL)
+    return lambda key: expression.fullmatch(key) is not None
+
+
+def _glob_class(pattern: str, position: int) -> tuple[str, int]:
+    """The regex of a `[...]` set starting after its `[`, and where the pattern goes on."""
+    negated = position < len(pattern) and pattern[position] == "^"
+    position += negated
+    members: list[str] = []
+    while position < len(pattern) and pattern[position] != "]":
+        char = pattern[position]
+        if char == "\\" and position + 1 < len(pattern):
+            members.append(re.escape(pattern[position + 1]))
+            position += 2
+        elif (
+            position + 2 < len(pattern)
+            and pattern[position + 1] == "-"
+            and pattern[position + 2] != "]"
+        ):
+            low, high = sorted((char, pattern[position + 2]))
+            members.append(f"{re.escape(low)}-{re.escape(high)}")
+            position += 3
+        else:
+            members.append(re.escape(char))
+            position += 1
+    body = "".join(members)
+    if not body:
+        return ("(?!)" if not negated else "(?s:.)"), position + 1
+    return f"[{'^' if negated else ''}{body}]", position + 1

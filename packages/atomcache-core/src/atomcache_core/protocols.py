@@ -54,6 +54,14 @@ class Storage(Protocol):
         """Store every item for `ttl` seconds."""
         ...
 
+    async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
+        """Like `set`, only if nothing is stored under `key`: one atomic step.
+
+        Return whether the value was stored (`False`: the key held a value, which is
+        left as it was). Of concurrent calls for an absent key, exactly one stores.
+        """
+        ...
+
     async def set_if_locked(
         self,
         key: str,
@@ -83,6 +91,14 @@ class Storage(Protocol):
 
     async def clear(self, prefix: str) -> int:
         """Remove every key that starts with `prefix` (taken literally); return how many."""
+        ...
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Remove every value key matching `pattern`, a Redis glob; return how many.
+
+        The glob is Redis's (`SCAN MATCH`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, and a
+        backslash escaping the next character (`atomcache_core.keys.glob_matcher`).
+        """
         ...
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Budget
 from atomcache_core.backends._subscription import QueueSubscription
+from atomcache_core.keys import glob_matcher
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
@@ -100,6 +101,14 @@ class MemoryStorage:
         for key, value in items.items():
             self._set(key, value, expires_at, ())
 
+    async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
+        """Store `value` only if no live value is under `key`; return whether it was."""
+        now = time.monotonic()
+        if self._get(key, now) is not None:
+            return False
+        self._set(key, value, now + ttl, tuple(tag_keys))
+        return True
+
     async def set_if_locked(
         self,
         key: str,
@@ -137,6 +146,12 @@ class MemoryStorage:
         for tag_key in tag_keys:
             del self._tags[tag_key]
         return removed + len(tag_keys)
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Remove the live values whose key matches the Redis glob `pattern`; return how many."""
+        now = time.monotonic()
+        matches = glob_matcher(pattern)
+        return sum(self._pop(key, now) for key in [k for k in self._data if matches(k)])
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         """Remove every value recorded under these tags; return how many were live."""

@@ -32,6 +32,7 @@ from atomcache_core.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
 )
+from atomcache_core.keys import escape_glob
 from atomcache_core.protocols import EVENT_STATUSES, Event
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ _SET = """
 local ttl = tonumber(ARGV[2])
 local fenced = ARGV[3] ~= ''
 if fenced and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
+if ARGV[4] == 'nx' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 for i = 3, #KEYS do
   local tag_key = KEYS[i]
@@ -202,11 +204,6 @@ def _as_bytes(value: bytes | str | None) -> bytes | None:
     return value.encode() if isinstance(value, str) else value
 
 
-def _escape_glob(text: str) -> str:
-    """Escape `text` so Redis `MATCH` patterns take it literally."""
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
-
-
 def _check_client(client: RedisClient) -> RedisClient:
     if client.get_encoder().decode_responses:
         msg = (
@@ -267,6 +264,19 @@ class RedisStorage:
         with _translate_errors("SET (with tags)", breaker):
             await self._set(keys=[key, key, *tag_keys], args=[value, milliseconds, ""])
 
+    async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
+        """`SET NX`, or the tagging script with its `nx` flag: one atomic step either way."""
+        milliseconds = _milliseconds(ttl)
+        breaker = _node_breaker(self._cluster, self._breaker, key)
+        if not tag_keys:
+            with _translate_errors("SET NX", breaker):
+                return bool(await self._client.set(key, value, px=milliseconds, nx=True))
+        with _translate_errors("SET NX (with tags)", breaker):
+            stored: int = await self._set(
+                keys=[key, key, *tag_keys], args=[value, milliseconds, "", "nx"]
+            )
+        return stored == 1
+
     async def set_if_locked(
         self,
         key: str,
@@ -312,10 +322,14 @@ class RedisStorage:
 
     async def clear(self, prefix: str) -> int:
         """Remove every key starting with `prefix`, walking with `SCAN`."""
+        return await self.delete_matching(escape_glob(prefix) + "*")
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Remove every key matching the glob `pattern`, walking with `SCAN` (every master)."""
         removed = 0
         with _translate_errors("SCAN/UNLINK", self._breaker):
             batch: list[bytes] = []
-            async for key in self._client.scan_iter(match=_escape_glob(prefix) + "*", count=1000):
+            async for key in self._client.scan_iter(match=pattern, count=1000):
                 batch.append(key)
                 if len(batch) >= _CLEAR_BATCH:
                     removed += await self._client.unlink(*batch)

@@ -168,6 +168,13 @@ class TieredStorage:
         finally:
             await self._changed([key])
 
+    async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
+        """The shared storage's `add`; announced when it stored."""
+        stored = await self.shared.add(key, value, ttl, tag_keys)
+        if stored:
+            await self._changed([key])
+        return stored
+
     async def set_if_locked(
         self,
         key: str,
@@ -211,6 +218,13 @@ class TieredStorage:
         """Clear the shared storage; every local tier is emptied."""
         try:
             return await self.shared.clear(prefix)
+        finally:
+            await self._changed(None)
+
+    async def delete_matching(self, pattern: str) -> int:
+        """Delete in the shared storage; every local tier is emptied."""
+        try:
+            return await self.shared.delete_matching(pattern)
         finally:
             await self._changed(None)
 
