@@ -20,6 +20,8 @@ bench/results/core.json.
     python bench/core.py [--rounds 15] [--calls 1000]
 """
 
+# ruff: noqa: E402 - the imports come after the sys.path fix below
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+BENCH = Path(__file__).resolve().parent
+# bench/http.py would stand in for the standard library's `http` (see its header).
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != BENCH]
+sys.path.insert(0, str(BENCH.parent / "tests"))
 
 from atomcache_core import Cache, JsonSerializer, MsgspecSerializer, OrjsonSerializer
 from support.redis_server import RedisServer

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ __all__ = [
     "default_observer",
     "observer_of",
 ]
+
+logger = logging.getLogger("atomcache")
 
 #: Attributes of one event: `(name, value)` pairs, in a fixed order (hashable, so that
 #: exporters can keep what they derive from them).
@@ -344,13 +347,22 @@ def default_observer() -> Observer | None:
     """What `Cache()` reports to: the installed exporters, else `None` (nothing imported).
 
     Whether a library is installed is asked without importing it
-    (`importlib.util.find_spec`).
+    (`importlib.util.find_spec`); one that is installed but fails to import is left out,
+    with a warning on the `atomcache` logger.
     """
     found: list[Observer] = []
-    if importlib.util.find_spec("opentelemetry") is not None:
-        found.append(OpenTelemetryObserver(counts=_DEFAULT_COUNTS))
-    if importlib.util.find_spec("prometheus_client") is not None:
-        found.append(PrometheusObserver(counts=_DEFAULT_COUNTS))
+    for module, make in (
+        ("opentelemetry", OpenTelemetryObserver),
+        ("prometheus_client", PrometheusObserver),
+    ):
+        if importlib.util.find_spec(module) is None:
+            continue
+        try:
+            found.append(make(counts=_DEFAULT_COUNTS))
+        except ImportError as exc:  # installed, but broken: the cache works without it
+            logger.warning(
+                "%s is installed but cannot be imported (%s): not reporting to it", module, exc
+            )
     return observer_of(found)
 
 
