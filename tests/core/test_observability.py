@@ -331,3 +331,28 @@ def test_the_grafana_dashboard_queries_only_metrics_and_labels_that_exist() -> N
         for grouped in re.findall(r"by \(([^)]*)\)", expression):
             for label in (part.strip() for part in grouped.split(",")):
                 assert any(label in names for names in known.values()), label
+
+
+def test_a_library_installed_but_broken_is_left_out_with_a_warning() -> None:
+    """`Cache()` works when an installed metrics library fails to import, and says so."""
+    script = (
+        "import sys, logging\n"
+        "logging.basicConfig()\n"
+        "sys.modules['prometheus_client'] = None  # installed, but its import fails\n"
+        "import importlib.util\n"
+        "real = importlib.util.find_spec\n"
+        "spec = real('json')\n"
+        "importlib.util.find_spec = lambda name, *a: spec if name == 'prometheus_client' "
+        "else real(name, *a)\n"
+        "from atomcache_core import Cache\n"
+        "from atomcache_core.observability import OpenTelemetryObserver\n"
+        "cache = Cache()\n"
+        "assert isinstance(cache.observer, OpenTelemetryObserver), cache.observer\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert "prometheus_client is installed but cannot be imported" in done.stderr
