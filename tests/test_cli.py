@@ -23,9 +23,10 @@ TOPOLOGIES = ("redis_url", "valkey_url", "cluster_url", "sentinel_url")
 
 
 def run(*arguments: str, answer: str | None = None) -> tuple[int, str]:
-    """The command's exit code and output."""
+    """The command's exit code and output (stdout alone with --json)."""
     result = CliRunner().invoke(main, list(arguments), input=answer)
-    return result.exit_code, result.output
+    # --json: the object alone (prompts go to stderr); else what a terminal shows
+    return result.exit_code, result.stdout if "--json" in arguments else result.output
 
 
 def store(url: str, namespace: str, key: str, tags: tuple[str, ...] = ()) -> None:
@@ -117,10 +118,13 @@ def test_clear_asks_first_and_empties_one_namespace(redis_url: str) -> None:
     store(redis_url, other, "a")
     code, _ = run("clear", redis_url, "--namespace", namespace, answer="n\n")
     assert code == 1
+    code, output = run("clear", redis_url, "--namespace", namespace, "--json", answer="")
+    assert code == 1
+    assert json.loads(output) == {"error": "not confirmed: nothing deleted", "exit_code": 1}
     assert stored(redis_url, namespace, "a") is not None
     code, output = run("clear", redis_url, "--namespace", namespace, answer="y\n")
     assert code == 0, output
-    assert "removed 1 entries" in output
+    assert "removed 1 entry from namespace" in output
     assert stored(redis_url, namespace, "a") is None
     assert stored(redis_url, other, "a") is not None
     store(redis_url, namespace, "b")
@@ -204,3 +208,49 @@ def test_an_unreachable_server_exits_with_3() -> None:
     assert "could not reach the server" in output
     code, _ = run("invalidate", url, "--tag", "t")
     assert code == 3
+
+
+def test_clear_empties_every_version_and_version_narrows_it(redis_url: str) -> None:
+    """`clear` removes the namespace's entries of every version; `--version N` only N's."""
+    namespace = f"cli-{uuid.uuid4().hex[:8]}"
+
+    async def write(version: int) -> None:
+        async with Cache.from_url(
+            redis_url, namespace=namespace, version=version, observers=()
+        ) as cache:
+            await cache.set("k", version, tags=["t"])
+
+    for version in (1, 2, 3):
+        asyncio.run(write(version))
+    code, output = run("clear", redis_url, "--namespace", namespace, "--version", "3", "--yes")
+    assert code == 0, output
+    code, output = run("inspect", redis_url, "k", "--namespace", namespace, "--version", "2")
+    assert code == 0, output
+    code, output = run("clear", redis_url, "--namespace", namespace, "--yes", "--json")
+    assert json.loads(output)["removed"] == 2
+    with Redis.from_url(redis_url) as client:
+        assert not client.keys(f"atomcache:{namespace}*")  # entries and tag sets, all versions
+
+
+def test_bad_urls_are_usage_errors_and_never_show_a_password(redis_url: str) -> None:
+    """An unsupported scheme or option exits 2; a wrong password exits 3 and says so."""
+    code, output = run("doctor", "http://u:s3cr3tpw@127.0.0.1:6379/0")
+    assert code == 2
+    assert "s3cr3tpw" not in output
+    assert "unsupported cache URL 'http://u:***@" in output
+    code, output = run("inspect", f"{redis_url}?socket_timeout=abc", "k", "--json")
+    assert code == 2
+    assert "socket_timeout" in json.loads(output)["error"]
+    host = redis_url.split("://", 1)[1]
+    code, output = run("inspect", f"redis://nobody:wrong@{host}", "k")
+    assert code == 3
+    assert "refused the credentials" in output
+    assert "wrong" not in output
+
+
+def test_an_unreachable_cluster_exits_with_3() -> None:
+    """A cluster whose nodes are all away: the connection check fails, exit 3."""
+    code, output = run("doctor", "redis+cluster://127.0.0.1:1,127.0.0.1:2", "--json")
+    assert code == 3, output
+    checks = json.loads(output)["checks"]
+    assert checks[0]["name"] == "connection"

@@ -301,3 +301,14 @@ def test_the_in_memory_glob_matches_what_redis_matches(glob_server: Redis, patte
     matches = glob_matcher(full)
     assert {key for key in KEYS if matches("g" + key)} == expected
     assert glob_matcher(escape_glob(pattern))(pattern)
+
+
+async def test_clear_removes_every_version_and_version_narrows_it(cache: Cache) -> None:
+    """`clear()` empties the namespace, all versions; `clear(version=N)` only N."""
+    for version in (1, 2, 3):
+        await cache.set("k", version, tags=["t"], version=version)
+    assert await cache.clear(version=3) == 1
+    assert await cache.get("k", version=2) == 2
+    assert await cache.clear() == 2
+    assert [await cache.get("k", version=v) for v in (1, 2, 3)] == [None, None, None]
+    assert await cache.invalidate_tags("t", version=2) == 0

@@ -45,7 +45,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks
 from atomcache_core.entry import Entry, encode_entry
-from atomcache_core.exceptions import AtomCacheError, ConfigurationError, LockTimeoutError
+from atomcache_core.exceptions import (
+    AtomCacheError,
+    BackendUnavailableError,
+    ConfigurationError,
+    LockTimeoutError,
+)
 from atomcache_core.protocols import Event, EventStatus
 
 if TYPE_CHECKING:
@@ -302,7 +307,7 @@ class SingleFlight:
         try:
             found, expired = await self._lookup(key, value_key, factory, options)
         except AtomCacheError as exc:
-            logger.warning("cache read of %r failed; computing it", key, exc_info=True)
+            warn_failed_open("cache read of %r failed; computing it", key, error=exc)
             cache.report_error(type(exc).__name__)
             found, expired = None, None
         if found is not None:
@@ -553,7 +558,7 @@ class SingleFlight:
             won = await self._win(key, options)
         except AtomCacheError as exc:
             # Fail open: the backend is away. This fill is still shared in-process.
-            logger.warning("cache unavailable for %r; computing without it", key, exc_info=True)
+            warn_failed_open("cache unavailable for %r; computing without it", key, error=exc)
             self._cache.report_error(type(exc).__name__)
             return await self._compute_unstored(factory, value_key, reason=UNAVAILABLE)
         if isinstance(won, Outcome):
@@ -782,7 +787,7 @@ class Lease:
                 token=self._token,
             )
         except AtomCacheError as exc:
-            logger.warning("could not store %r; returning it unstored", self.key, exc_info=True)
+            warn_failed_open("could not store %r; returning it unstored", self.key, error=exc)
             cache.report_error(type(exc).__name__)
             self._flight.release_later(self._lock_key, self._token, self._channel, "failed")
             return Outcome(value, "uncached", reason=UNAVAILABLE)
@@ -817,9 +822,9 @@ class Lease:
                     return
                 event = Event(self._channel, "computing", self._token)
                 await cache.notifier.publish(self._channel, event)
-            except AtomCacheError:
-                logger.warning(
-                    "could not extend the lock %r; retrying", self._lock_key, exc_info=True
+            except AtomCacheError as exc:
+                warn_failed_open(
+                    "could not extend the lock %r; retrying", self._lock_key, error=exc
                 )
 
     async def _abandon(self, status: EventStatus) -> None:
@@ -828,8 +833,8 @@ class Lease:
         cache = self._flight._cache  # noqa: SLF001
         try:
             await cache.lock.release(self._lock_key, self._token)
-        except AtomCacheError:
-            logger.warning("could not release %r; trying again", self._lock_key, exc_info=True)
+        except AtomCacheError as exc:
+            warn_failed_open("could not release %r; trying again", self._lock_key, error=exc)
             self._flight.release_later(self._lock_key, self._token, self._channel, status)
             return
         await notify_waiters(cache, self._channel, Event(self._channel, status, self._token))
@@ -842,8 +847,21 @@ async def notify_waiters(cache: Cache, channel: str, event: Event) -> None:
     """
     try:
         await cache.notifier.publish(channel, event)
-    except AtomCacheError:
-        logger.warning("could not notify the waiters on %r", channel, exc_info=True)
+    except AtomCacheError as exc:
+        warn_failed_open("could not notify the waiters on %r", channel, error=exc)
+
+
+def warn_failed_open(message: str, *args: object, error: BaseException) -> None:
+    """Log a warning that the cache went on without its backend.
+
+    A `BackendUnavailableError` says in its message what failed and what to do: it is
+    logged without a traceback (a fleet whose Redis is away would otherwise log one per
+    call); any other error with its traceback.
+    """
+    if isinstance(error, BackendUnavailableError):
+        logger.warning(f"{message}: %s", *args, error)  # noqa: G004 - the format, not a value
+    else:
+        logger.warning(message, *args, exc_info=error)
 
 
 def new_entry(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable
+from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable, warn_failed_open
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
 from atomcache_core.http import (
     ResponseSerializer,
@@ -507,10 +507,8 @@ class HttpCache:
             self._report(plan.route, "uncached", "error")
             await self.send_uncached(send, scope, error.capture, "error")
             return False
-        except AtomCacheError:
-            logger.warning(
-                "cache unavailable for %s; answering without it", plan.key, exc_info=True
-            )
+        except AtomCacheError as exc:
+            warn_failed_open("cache unavailable for %s; answering without it", plan.key, error=exc)
             self._report(plan.route, "uncached", "backend unavailable")
             await self._answer_without_cache(run)
             return False

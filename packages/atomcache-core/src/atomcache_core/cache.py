@@ -15,7 +15,7 @@ from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
-from atomcache_core.keys import KeyBuilder, escape_glob
+from atomcache_core.keys import KeyBuilder, escape_glob, redacted
 from atomcache_core.observability import Attributes, Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
 from atomcache_core.stats import CacheStats
@@ -256,7 +256,7 @@ class Cache:
             )
             raise ConfigurationError(msg)
         if scheme not in (*_REDIS_SCHEMES, *_CLUSTER_SCHEMES, *_SENTINEL_SCHEMES):
-            msg = f"unsupported cache URL {url!r}: {_URL_HELP}"
+            msg = f"unsupported cache URL {redacted(url)!r}: {_URL_HELP}"
             raise ConfigurationError(msg)
         from atomcache_core import _redis_urls  # noqa: PLC0415 - Redis URLs only
 
@@ -449,10 +449,22 @@ class Cache:
         return await self.storage.delete_matching(f"{prefix}{{???}}={pattern}")
 
     async def clear(self, *, version: int | None = None) -> int:
-        """Remove every entry and tag of this namespace and version; return the entries."""
-        builder = self.keys_of(version)
-        removed = await self.storage.clear(builder.value_prefix)
-        await self.storage.clear(builder.tag_prefix)
+        """Remove every entry and tag of this namespace, and no other; return the entries.
+
+        Entries of every version go (aiocache's `clear` of a namespace); with `version=`,
+        only that version's.
+        """
+        if version is not None:
+            builder = self.keys_of(version)
+            removed = await self.storage.clear(builder.value_prefix)
+            await self.storage.clear(builder.tag_prefix)
+            return removed
+        first = KeyBuilder(self.namespace)
+        others = escape_glob(first.versions_prefix) + "*"
+        removed = await self.storage.clear(first.value_prefix)
+        await self.storage.clear(first.tag_prefix)
+        removed += await self.storage.delete_matching(f"{others}:v:*")
+        await self.storage.delete_matching(f"{others}:t:*")
         return removed
 
     async def invalidate_tags(self, *tags: str, version: int | None = None) -> int:

@@ -1,8 +1,8 @@
 """The `atomcache` command: inspect, invalidate and clear entries, and check a server.
 
-    atomcache inspect URL KEY [--namespace N] [--json]
-    atomcache invalidate URL --tag T [--tag T2 ...] [--namespace N] [--json]
-    atomcache clear URL --namespace N [--yes] [--json]
+    atomcache inspect URL KEY [--namespace N] [--version V] [--json]
+    atomcache invalidate URL --tag T [--tag T2 ...] [--namespace N] [--version V] [--json]
+    atomcache clear URL --namespace N [--version V] [--yes] [--json]
     atomcache doctor URL [--namespace N] [--json]
 
 URL is any URL `Cache.from_url` accepts (`redis://`, `rediss://`, `unix://`,
@@ -15,8 +15,9 @@ Exit codes:
 - 0: done (`inspect` found the entry; `doctor` found nothing that stops the cache from
   working; warnings allowed);
 - 1: `inspect` found no entry; `clear` was not confirmed; `doctor` found a problem;
-- 2: a usage error (a missing argument, an unknown option);
-- 3: the server could not be reached or refused a command.
+- 2: a usage error (a missing argument, an unknown option, a URL that `Cache.from_url`
+  does not accept);
+- 3: the server could not be reached, or refused the credentials.
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ import secrets
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from urllib.parse import urlsplit
 
 import click
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
 from atomcache_core.entry import decode_entry
-from atomcache_core.exceptions import AtomCacheError
-from atomcache_core.keys import escape_glob
+from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.keys import escape_glob, redacted
 from atomcache_core.protocols import Event
 
 if TYPE_CHECKING:
@@ -55,29 +61,43 @@ PINGS = 20
 Status = Literal["ok", "warning", "error"]
 
 
-def _redacted(url: str) -> str:
-    """`url` without its password (user names stay: they say which ACL user was checked)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def _open(url: str, namespace: str) -> Cache:
+def _open(url: str, namespace: str, version: int = 1) -> Cache:
     """A cache on `url` that reports no metrics (the command is not the application)."""
-    return Cache.from_url(url, namespace=namespace, observers=())
+    return Cache.from_url(url, namespace=namespace, version=version, observers=())
 
 
-def _run(work: Coroutine[Any, Any, int]) -> None:
-    """Run a command's coroutine; exit with its code, or 3 when the server is away."""
+def _run(work: Coroutine[Any, Any, int], *, as_json: bool) -> None:
+    """Run a command's coroutine; exit with its code, 2 for a bad URL, 3 when the server is away.
+
+    The error goes to stderr, or as `{"error": ..., "exit_code": ...}` to stdout with
+    `--json`.
+    """
     try:
         code = asyncio.run(work)
-    except AtomCacheError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_UNREACHABLE) from exc
+    except (ConfigurationError, ValueError) as exc:  # the URL or an option in it
+        _fail(as_json, str(exc), click.BadParameter.exit_code)
+    except (AtomCacheError, RedisError, RedisClusterException, OSError) as exc:
+        _fail(as_json, _plain(exc), EXIT_UNREACHABLE)
     raise SystemExit(code)
+
+
+def _fail(as_json: bool, message: str, code: int) -> NoReturn:  # noqa: FBT001 - the --json flag
+    if as_json:
+        click.echo(json.dumps({"error": message, "exit_code": code}, indent=2))
+    else:
+        click.echo(f"error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _plain(exc: BaseException) -> str:
+    """What went wrong, in words for a one-shot command."""
+    refusal = exc if isinstance(exc, AuthenticationError) else exc.__cause__
+    if isinstance(refusal, AuthenticationError):
+        return (
+            f"the server refused the credentials ({str(refusal).rstrip('.')}): check the "
+            "user name and password in the URL, or the ACL user's"
+        )
+    return str(exc).replace("; the next call reconnects by itself", "")
 
 
 def _emit(as_json: bool, data: dict[str, Any], human: list[str]) -> None:  # noqa: FBT001 - the --json flag
@@ -102,23 +122,32 @@ _namespace = click.option(
     "--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="the cache's namespace"
 )
 _json = click.option("--json", "as_json", is_flag=True, help="one JSON object, for scripts")
+_version = click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="the key version (Cache(version=...))",
+)
 
 
 @main.command()
 @click.argument("url")
 @click.argument("key")
 @_namespace
+@_version
 @_json
-def inspect(url: str, key: str, namespace: str, as_json: bool) -> None:  # noqa: FBT001
+def inspect(url: str, key: str, namespace: str, version: int, as_json: bool) -> None:  # noqa: FBT001
     """Show the entry of KEY: its times, ETag, size, tags, and the lock on it."""
-    _run(_inspect(url, key, namespace, as_json=as_json))
+    _run(_inspect(url, key, namespace, version, as_json=as_json), as_json=as_json)
 
 
-async def _inspect(url: str, key: str, namespace: str, *, as_json: bool) -> int:
-    async with _open(url, namespace) as cache:
+async def _inspect(url: str, key: str, namespace: str, version: int, *, as_json: bool) -> int:
+    async with _open(url, namespace, version) as cache:
         value_key = cache.keys.value(key)
         data = await cache.shared_storage.get(value_key)
-        found: dict[str, Any] = {"url": _redacted(url), "namespace": namespace, "key": key}
+        found: dict[str, Any] = {"url": redacted(url), "namespace": namespace, "key": key}
         client = cache.redis_client
         lock_key = cache.keys.lock(key)
         holder = await client.get(lock_key) if client is not None else None
@@ -192,40 +221,70 @@ async def _tags_of(cache: Cache, key: str) -> list[str]:
 @click.argument("url")
 @click.option("--tag", "tags", multiple=True, required=True, help="a tag (repeatable)")
 @_namespace
+@_version
 @_json
-def invalidate(url: str, tags: tuple[str, ...], namespace: str, as_json: bool) -> None:  # noqa: FBT001
+def invalidate(
+    url: str,
+    tags: tuple[str, ...],
+    namespace: str,
+    version: int,
+    as_json: bool,  # noqa: FBT001
+) -> None:
     """Remove every entry stored with any of the tags."""
-    _run(_invalidate(url, tags, namespace, as_json=as_json))
+    _run(_invalidate(url, tags, namespace, version, as_json=as_json), as_json=as_json)
 
 
-async def _invalidate(url: str, tags: tuple[str, ...], namespace: str, *, as_json: bool) -> int:
-    async with _open(url, namespace) as cache:
+async def _invalidate(
+    url: str, tags: tuple[str, ...], namespace: str, version: int, *, as_json: bool
+) -> int:
+    async with _open(url, namespace, version) as cache:
         removed = await cache.invalidate_tags(*tags)
-    data = {"url": _redacted(url), "namespace": namespace, "tags": list(tags), "removed": removed}
-    _emit(as_json, data, [f"removed {removed} entries tagged {', '.join(tags)} in {namespace!r}"])
+    data = {
+        "url": redacted(url),
+        "namespace": namespace,
+        "version": version,
+        "tags": list(tags),
+        "removed": removed,
+    }
+    human = [f"removed {_entries(removed)} tagged {', '.join(tags)} in {namespace!r}"]
+    _emit(as_json, data, human)
     return 0
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 @main.command()
 @click.argument("url")
 @click.option("--namespace", required=True, help="the namespace to empty")
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="only this key version (default: every version)",
+)
 @click.option("--yes", is_flag=True, help="do not ask before deleting")
 @_json
-def clear(url: str, namespace: str, yes: bool, as_json: bool) -> None:  # noqa: FBT001
-    """Remove every entry and tag of one namespace (asks first unless --yes)."""
-    if not yes and not click.confirm(
-        f"Delete every entry of namespace {namespace!r} at {_redacted(url)}?", err=True
-    ):
-        click.echo("nothing deleted", err=True)
-        raise SystemExit(EXIT_NOT_FOUND)
-    _run(_clear(url, namespace, as_json=as_json))
+def clear(url: str, namespace: str, version: int | None, yes: bool, as_json: bool) -> None:  # noqa: FBT001
+    """Remove every entry and tag of one namespace, every version (asks first unless --yes)."""
+    which = "every version" if version is None else f"version {version}"
+    question = f"Delete every entry of namespace {namespace!r} ({which}) at {redacted(url)}?"
+    try:
+        confirmed = yes or click.confirm(question, err=True)
+    except click.Abort:  # no answer (end of input, Ctrl-C)
+        confirmed = False
+    if not confirmed:
+        _fail(as_json, "not confirmed: nothing deleted", EXIT_NOT_FOUND)
+    _run(_clear(url, namespace, version, as_json=as_json), as_json=as_json)
 
 
-async def _clear(url: str, namespace: str, *, as_json: bool) -> int:
+async def _clear(url: str, namespace: str, version: int | None, *, as_json: bool) -> int:
     async with _open(url, namespace) as cache:
-        removed = await cache.clear()
-    data = {"url": _redacted(url), "namespace": namespace, "removed": removed}
-    _emit(as_json, data, [f"removed {removed} entries from namespace {namespace!r}"])
+        removed = await cache.clear(version=version)
+    data = {"url": redacted(url), "namespace": namespace, "version": version, "removed": removed}
+    _emit(as_json, data, [f"removed {_entries(removed)} from namespace {namespace!r}"])
     return 0
 
 
@@ -269,7 +328,7 @@ LOCK_EVICTION = (
 @_json
 def doctor(url: str, namespace: str, as_json: bool) -> None:  # noqa: FBT001
     """Check a server for the cache: version, topology, eviction, ACL rights, pub/sub, latency."""
-    _run(_doctor(url, namespace, as_json=as_json))
+    _run(_doctor(url, namespace, as_json=as_json), as_json=as_json)
 
 
 async def _doctor(url: str, namespace: str, *, as_json: bool) -> int:
@@ -292,13 +351,13 @@ async def _doctor(url: str, namespace: str, *, as_json: bool) -> int:
             checks.append(await _latency_check(client))
     failed = any(check.status == "error" for check in checks)
     data = {
-        "url": _redacted(url),
+        "url": redacted(url),
         "namespace": namespace,
         "ok": not failed,
         "checks": [asdict(check) for check in checks],
     }
     marks = {"ok": "ok     ", "warning": "WARNING", "error": "ERROR  "}
-    human = [f"atomcache doctor {_redacted(url)} (namespace {namespace!r})"]
+    human = [f"atomcache doctor {redacted(url)} (namespace {namespace!r})"]
     human += [f"  {marks[check.status]} {check.name}: {check.detail}" for check in checks]
     human.append("problems found" if failed else "no problem stops the cache from working")
     _emit(as_json, data, human)
@@ -311,10 +370,12 @@ async def _unreachable(client: RedisClient) -> str:
     """Why the server cannot be reached (a refused `PING` is an answer), else `""`."""
     try:
         await client.ping()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except AuthenticationError as exc:
+        return _plain(exc)
+    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
         return str(exc)
     except RedisError:
-        return ""
+        return ""  # an answer, if a refusal: the checks say what is refused
     return ""
 
 
@@ -358,11 +419,16 @@ async def _eviction_check(client: RedisClient) -> Check:
     try:
         found = await client.config_get("maxmemory-policy")
     except Exception as exc:  # noqa: BLE001 - reported, not raised
+        why = (
+            "CONFIG is not allowed to this user"
+            if isinstance(exc, NoPermissionError) or "NOPERM" in str(exc)
+            else "the server refused CONFIG GET"
+        )
         return Check(
             "eviction",
             "warning",
-            f"could not read maxmemory-policy ({exc}): CONFIG is not allowed to this user; "
-            "ask the server's operator which policy it has (see docs/operations.md)",
+            f"could not read maxmemory-policy ({exc}): {why}; ask the server's operator "
+            "which policy it has (see docs/operations.md)",
         )
     policy = _text(next(iter(found.values()), "?")) if found else "?"
     status, meaning = EVICTION.get(policy, ("warning", "unknown policy"))

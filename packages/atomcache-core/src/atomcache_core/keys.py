@@ -47,6 +47,7 @@ __all__ = [
     "KeyBuilder",
     "escape_glob",
     "glob_matcher",
+    "redacted",
 ]
 
 KEY_PREFIX = "atomcache"
@@ -136,6 +137,11 @@ class KeyBuilder:
         return self._channel
 
     @property
+    def versions_prefix(self) -> str:
+        """Literal prefix of the keys of this namespace's versions other than 1."""
+        return f"{KEY_PREFIX}:{self._channel.split(':')[1]}@"
+
+    @property
     def value_prefix(self) -> str:
         """Literal prefix shared by every value key of the namespace."""
         return self._base + "v:"
@@ -214,3 +220,14 @@ def _glob_class(pattern: str, position: int) -> tuple[str, int]:
     if not body:
         return ("(?!)" if not negated else "(?s:.)"), position + 1
     return f"[{'^' if negated else ''}{body}]", position + 1
+
+
+def redacted(url: str) -> str:
+    """`url` with its password replaced by `***` (a user name stays), for messages."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest.partition("/")[0]:
+        return url
+    userinfo, _, hosts = rest.partition("/")[0].rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    path = rest[len(rest.partition("/")[0]) :]
+    return f"{scheme}://{user}{':***' if colon else ''}@{hosts}{path}"

@@ -94,7 +94,7 @@ class Storage(Protocol):
         ...
 
     async def delete_matching(self, pattern: str) -> int:
-        """Remove every value key matching `pattern`, a Redis glob; return how many.
+        """Remove every key (value or tag set) matching `pattern`, a Redis glob; return how many.
 
         The glob is Redis's (`SCAN MATCH`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, and a
         backslash escaping the next character (`atomcache_core.keys.glob_matcher`).

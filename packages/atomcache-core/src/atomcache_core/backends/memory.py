@@ -148,10 +148,17 @@ class MemoryStorage:
         return removed + len(tag_keys)
 
     async def delete_matching(self, pattern: str) -> int:
-        """Remove the live values whose key matches the Redis glob `pattern`; return how many."""
+        """Remove the values and tag sets whose key matches the Redis glob `pattern`.
+
+        Returns how many live values and tag sets went, as `clear` counts them.
+        """
         now = time.monotonic()
         matches = glob_matcher(pattern)
-        return sum(self._pop(key, now) for key in [k for k in self._data if matches(k)])
+        removed = sum(self._pop(key, now) for key in [k for k in self._data if matches(k)])
+        tag_keys = [key for key in self._tags if matches(key)]
+        for tag_key in tag_keys:
+            del self._tags[tag_key]
+        return removed + len(tag_keys)
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         """Remove every value recorded under these tags; return how many were live."""

@@ -188,8 +188,8 @@ def _node_breaker(
 
 
 def _describe(exc: BaseException) -> str:
-    """`Type: message` (redis-py's own repr drops the message)."""
-    return f"{type(exc).__name__}: {exc}"
+    """`Type: message` (redis-py's own repr drops the message), without a final period."""
+    return f"{type(exc).__name__}: {str(exc).rstrip('.')}"
 
 
 def _milliseconds(seconds: float) -> int:
