@@ -425,7 +425,7 @@ class HttpCache:
             if plan == "method":
                 await app(scope, receive, send)
             else:
-                self._report(route, "bypass", plan)
+                self.report(route.template, "bypass", plan)
                 await self.bypass(scope, receive, send, app, plan)
             return
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
@@ -442,7 +442,7 @@ class HttpCache:
             plan = self.plan(scope, route, path_params)
             if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
                 break
-        self._report(route, "bypass", "variant")
+        self.report(route.template, "bypass", "variant")
         await self.bypass(scope, receive, send, app, "variant")
 
     def _replayer(
@@ -504,16 +504,16 @@ class HttpCache:
             else:
                 outcome = await self.cache.single_flight.get_or_set(plan.key, run, plan.flight)
         except _ServerError as error:
-            self._report(plan.route, "uncached", "error")
+            self.report(plan.route.template, "uncached", "error")
             await self.send_uncached(send, scope, error.capture, "error")
             return False
         except AtomCacheError as exc:
             warn_failed_open("cache unavailable for %s; answering without it", plan.key, error=exc)
-            self._report(plan.route, "uncached", "backend unavailable")
+            self.report(plan.route.template, "uncached", "backend unavailable")
             await self._answer_without_cache(run)
             return False
         if outcome is None:
-            self._report(plan.route, "uncached", "only-if-cached")
+            self.report(plan.route.template, "uncached", "only-if-cached")
             await self.gateway_timeout(send)
             return False
         own = run.answered(outcome)
@@ -675,13 +675,17 @@ class HttpCache:
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
 
-    def _report(self, route: RoutePlan, outcome: str, reason: str = "") -> None:
-        """Count a response of `route` (`http.responses`, `atomcache_core.observability`)."""
+    def report(self, template: str, outcome: str, reason: str = "") -> None:
+        """Count a response of the route `template` (`http.responses` in observability).
+
+        `outcome` is `hit`, `stale`, `computed`, `coalesced`, `uncached` or `bypass`;
+        `reason` what `Cache-Status` says of a bypass or an unstored response.
+        """
         observer = self.cache.observer
         if observer is not None:
             attributes = (
                 ("namespace", self.cache.namespace),
-                ("http.route", route.template),
+                ("http.route", template),
                 ("outcome", outcome),
                 ("reason", reason),
             )
@@ -693,11 +697,11 @@ class HttpCache:
             return
         value = outcome.value
         if isinstance(value, ResponseCapture):
-            self._report(route, "uncached", value.reason or "not stored")
+            self.report(route.template, "uncached", value.reason or "not stored")
         elif outcome.source == "uncached":
-            self._report(route, "uncached", outcome.reason or "not stored")
+            self.report(route.template, "uncached", outcome.reason or "not stored")
         else:
-            self._report(route, _REPORTED_SOURCES[outcome.source])
+            self.report(route.template, _REPORTED_SOURCES[outcome.source])
 
     async def send_uncached(
         self, send: Send, scope: Scope, captured: ResponseCapture, reason: str

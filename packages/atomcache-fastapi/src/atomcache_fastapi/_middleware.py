@@ -231,7 +231,9 @@ class AtomCacheMiddleware:
                 if capture is None and CLAIM in state:
                     capture = ResponseCapture(send)
                 elif BYPASS in state:  # raise_try did not use the cache: say why
-                    message = _with_bypass_status(message, *state.pop(BYPASS))
+                    forward, detail = state.pop(BYPASS)
+                    self.http_cache.report(_template(scope), "bypass", detail)
+                    message = _with_bypass_status(message, forward, detail)
             await (capture or send)(message)
 
         try:
@@ -268,6 +270,7 @@ class AtomCacheMiddleware:
         if isinstance(result, Uncacheable):
             if claim.lease is not None:
                 await claim.lease.skip()
+            self.http_cache.report(claim.plan.route.template, "uncached", capture.reason)
             if not capture.streamed:
                 await self.http_cache.send_uncached(send, scope, capture, capture.reason)
             return
@@ -278,6 +281,7 @@ class AtomCacheMiddleware:
             else:
                 outcome = await flight.store(claim.plan.key, result, claim.plan.flight)
         except AtomCacheError:
+            self.http_cache.report(claim.plan.route.template, "uncached", "backend unavailable")
             await self.http_cache.send_uncached(send, scope, capture, "backend unavailable")
             return
         await self.http_cache.respond(send, scope, claim.plan, outcome)
@@ -294,6 +298,12 @@ class AtomCacheMiddleware:
             await send(message)
 
         return watching
+
+
+def _template(scope: Scope) -> str:
+    """The path template of the route the router chose (`ResponseCache` routes)."""
+    route = scope.get("route")
+    return str(getattr(route, "path", "")) or str(scope.get("path", ""))
 
 
 def _with_bypass_status(message: Message, forward: str, detail: str) -> Message:
