@@ -10,7 +10,9 @@ baseline reads it through a client with the pool `Cache.from_url` uses (a
 rather than opening more): the difference between the two baselines is that pool's
 cost, the difference to the second is atomcache's own. The same `get` is also timed with
 `OrjsonSerializer` and `MsgspecSerializer` (`ratio_to_default_serializer`: against
-`JsonSerializer`'s). Two values: a small dict
+`JsonSerializer`'s). Then 50 reads of different 8 KB values issued at once, atomcache's
+(auto-pipelined) against redis-py's GETs, in reads per second (core_concurrent.json).
+Two values: a small dict
 and a ~8 KB list of 100 items. Each round times `--calls` sequential awaits of each
 variant, in turn (the order alternates between rounds), so that whatever slows the
 machine slows both; the figure is the median time per call over `--rounds` rounds, and
@@ -158,6 +160,45 @@ async def measure_payload(
     ]
 
 
+CONCURRENT = 50  # reads at once, of as many different keys
+
+
+async def measure_concurrent(cache: Cache, redis: Redis, *, rounds: int) -> dict[str, Any]:
+    """Reads per second of CONCURRENT reads of different 8 KB values, issued at once.
+
+    atomcache's reads of one server are auto-pipelined (one GET, then one MGET for what
+    queued meanwhile); the baseline is redis-py's GETs issued at once, each then
+    `json.loads`.
+    """
+    value = PAYLOADS["8 KB"]
+    data = JsonSerializer().dumps(value)
+    keys = [f"bench-core-many:{number}" for number in range(CONCURRENT)]
+    await cache.set_many(dict.fromkeys(keys, value), ttl=3600)
+    for key in keys:
+        await redis.set(key, data, ex=3600)
+
+    async def atomcache() -> Any:
+        return await asyncio.gather(*(cache.get(key) for key in keys))
+
+    async def baseline() -> Any:
+        async def one(key: str) -> Any:
+            return json.loads(await redis.get(key))  # type: ignore[arg-type]
+
+        return await asyncio.gather(*(one(key) for key in keys))
+
+    variants = {"redis-py GETs at once + json.loads": baseline, "atomcache gets at once": atomcache}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for read in variants.values():
+        await per_call(read, 20)  # warm-up
+    for round_number in range(rounds):
+        order = list(variants) if round_number % 2 == 0 else list(variants)[::-1]
+        for name in order:
+            times[name].append(await per_call(variants[name], 50))
+    found = {name: CONCURRENT / statistics.median(samples) * 1e6 for name, samples in times.items()}
+    base, ours = found.values()
+    return {"reads_per_second": found, "ratio": ours / base, "concurrent": CONCURRENT}
+
+
 async def main() -> None:
     """Measure both values and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -178,6 +219,7 @@ async def main() -> None:
             rows += await measure_payload(
                 name, value, caches, redis, blocking, rounds=args.rounds, calls=args.calls
             )
+        concurrent = await measure_concurrent(caches[ATOMCACHE], redis, rounds=args.rounds)
         for cache in caches.values():
             await cache.close()
         await redis.aclose()
@@ -190,8 +232,15 @@ async def main() -> None:
             f"x{row['ratio_to_same_pool']:.2f} the blocking pool's, "
             f"x{row['ratio_to_default_serializer']:.2f} the default serializer's"
         )
+    rates = ", ".join(
+        f"{name} {rate:,.0f}/s" for name, rate in concurrent["reads_per_second"].items()
+    )
+    print(
+        f"{CONCURRENT} reads at once of different 8 KB values: {rates}, x{concurrent['ratio']:.2f}"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (RESULTS / "core_concurrent.json").write_text(json.dumps(concurrent, indent=2) + "\n")
 
 
 if __name__ == "__main__":

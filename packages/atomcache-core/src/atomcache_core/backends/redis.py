@@ -25,6 +25,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks, within
+from atomcache_core.backends._pipelining import ReadBatcher
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.exceptions import (
     AtomCacheError,
@@ -235,12 +236,25 @@ class RedisStorage:
         self._breaker = breaker
         self._set = client.register_script(_SET)
         self._invalidate_tags = client.register_script(_INVALIDATE_TAGS)
+        # One server: reads issued while one is in flight share one MGET. A cluster's
+        # keys live on several nodes: its reads go one by one.
+        self._reads = ReadBatcher(self._get_one, self._mget) if self._cluster is None else None
 
     async def get(self, key: str) -> bytes | None:
-        """Return the bytes under `key`, or `None`."""
+        """Return the bytes under `key`, or `None` (auto-pipelined: `ReadBatcher`)."""
+        if self._reads is not None:
+            return await self._reads.get(key)
+        return await self._get_one(key)
+
+    async def _get_one(self, key: str) -> bytes | None:
         with _translate_errors("GET", _node_breaker(self._cluster, self._breaker, key)):
             value = await self._client.get(key)
         return _as_bytes(value)
+
+    async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        with _translate_errors("MGET", self._breaker):
+            values = await self._client.mget(keys)
+        return [_as_bytes(value) for value in values]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Return the bytes of each key in one `MGET`."""
@@ -364,7 +378,9 @@ class RedisStorage:
         return sum(counts)
 
     async def close(self) -> None:
-        """Close the client if this object owns it."""
+        """Stop batching reads; close the client if this object owns it."""
+        if self._reads is not None:
+            await self._reads.close()
         if self._owns_client:
             with _translate_errors("close"):
                 await self._client.aclose()
