@@ -36,7 +36,7 @@ async def reset(server: RedisServer) -> None:
 
 
 async def test_concurrent_reads_of_different_keys_share_round_trips(server: RedisServer) -> None:
-    """50 reads at once: one GET goes alone, the 49 issued meanwhile go as one MGET."""
+    """50 reads at once: the first goes alone, the 49 issued in its turn as one MGET."""
     async with Cache.from_url(server.url, observers=()) as cache:
         await cache.set_many({f"k{n}": n for n in range(50)})
         await reset(server)
@@ -56,27 +56,30 @@ async def test_reads_one_after_another_go_alone(server: RedisServer) -> None:
 
 
 async def test_a_cancelled_read_leaves_its_batch_intact(server: RedisServer) -> None:
-    """A caller cancelled while queued: the others still get their own values."""
+    """A joined caller cancelled, or the sender itself: the others get their values."""
     async with Cache.from_url(server.url, observers=()) as cache:
         await cache.set_many({"a": "A", "b": "B", "c": "C"})
-        first = asyncio.ensure_future(cache.get("a"))
-        await asyncio.sleep(0)  # its GET is in flight: the next reads queue
-        queued = [asyncio.ensure_future(cache.get(key)) for key in ("b", "c")]
-        await asyncio.sleep(0)
-        queued[0].cancel()
-        assert await first == "A"
-        assert await queued[1] == "C"
+        reads = [asyncio.ensure_future(cache.get(key)) for key in ("a", "b", "c")]
+        await asyncio.sleep(0)  # "a" goes alone; "b" sends a batch that "c" joined
+        reads[2].cancel()
+        assert [await read for read in reads[:2]] == ["A", "B"]
         with pytest.raises(asyncio.CancelledError):
-            await queued[0]
+            await reads[2]
+        reads = [asyncio.ensure_future(cache.get(key)) for key in ("a", "b", "c")]
+        await asyncio.sleep(0)
+        reads[1].cancel()  # the batch's sender: the batch goes again for "c"
+        assert [await reads[0], await reads[2]] == ["A", "C"]
+        with pytest.raises(asyncio.CancelledError):
+            await reads[1]
 
 
 async def test_a_failed_batch_fails_each_of_its_reads_with_backend_error() -> None:
-    """Redis gone mid-flight: the GET alone and the batched reads all raise, none hangs."""
+    """Redis gone mid-flight: every read of the batch raises BackendError, none hangs."""
     server = RedisServer()
     try:
         async with Cache.from_url(server.url, observers=(), socket_timeout=0.5) as cache:
             await cache.set_many({f"k{n}": n for n in range(5)})
-            server.pause()  # the GET in flight gets no answer: the others queue
+            server.pause()  # the batch in flight gets no answer
             storage = cache.storage
             reads = [
                 asyncio.ensure_future(storage.get(cache.keys.value(f"k{n}"))) for n in range(5)

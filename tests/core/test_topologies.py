@@ -184,10 +184,19 @@ async def woken_after_the_failover(survivor: Cache, url: str) -> None:
     for the dead node may still be open (other keys' hits said caching was back), and
     with it open the survivor computes at once instead of waiting.
     """
+    # Connections pooled before the failover still point at the dead master: each fails
+    # once when next used, and a burst of such failures can open the circuit breaker
+    # again after caching resumed. Dropping them isolates what this part checks: waking.
+    pool = getattr(survivor.redis_client, "connection_pool", None)
+    if pool is not None:
+        await pool.disconnect(inuse_connections=False)
     deadline = time.monotonic() + RESUME_BOUND
     while True:
         try:
             await survivor.exists("key-0-again")
+            token = await survivor.lock.acquire(survivor.keys.lock("key-0-probe"), 5)
+            if token is not None:
+                await survivor.lock.release(survivor.keys.lock("key-0-probe"), token)
             break
         except BackendUnavailableError:
             assert time.monotonic() < deadline, f"key-0's master unreachable for {RESUME_BOUND} s"

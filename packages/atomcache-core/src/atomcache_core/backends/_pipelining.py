@@ -1,20 +1,22 @@
-"""Automatic pipelining of reads: GETs issued while one is in flight share one MGET.
+"""Automatic pipelining of reads: the GETs issued in one event-loop turn share one MGET.
 
-A read with none in flight goes at once, alone (no added latency when reads come one
-after another). Reads issued while it is in flight wait in a queue; when it returns,
-the whole queue goes as one `MGET`, and reads issued meanwhile form the next batch. So
-under concurrency every round trip carries all the reads that arrived during the
-previous one, as ioredis's and valkey-glide's auto-pipelining do, and the client
-spends its per-command work (connection checkout, encoding, parsing) once per batch
-instead of once per read. Measured with 50 concurrent `Cache.get`s of different keys
-on loopback: 4.4 times the reads per second of one GET each for 35-byte values, 1.4
-times for 8 KB JSON values, whose decoding then takes most of the time
-(`docs/benchmarks.md`). A cluster's keys live on several nodes: its reads go one by
-one.
+A read with no other read in flight goes at once, alone: reads one after another wait
+for nothing. Under concurrency (another read in flight), the first read of a turn
+yields once (`asyncio.sleep(0)`), so that the reads other tasks issue in the same turn
+(requests handled together after one `epoll`) join it; then it sends them all as one
+`MGET`. Batches never wait for one another: each goes on its own pooled connection as
+soon as its turn ends, so a read stuck on a dying connection holds up its own batch
+only. This is how ioredis
+and valkey-glide pipeline automatically; the client's per-command work (connection
+checkout, encoding, parsing) is spent once per batch instead of once per read.
+Measured with 50 concurrent `Cache.get`s of different keys on loopback: 4.6 times the
+reads per second of one GET each for 35-byte values, 1.45 times for 8 KB JSON values,
+whose decoding then takes most of the time (`docs/benchmarks.md`). A cluster's keys
+live on several nodes: its reads go one by one.
 
-Every caller gets its own key's value, or the error its batch met (a batch that
-fails, fails for each of its reads alike). A caller cancelled while waiting leaves
-the others unaffected.
+Every caller gets its own key's value, or the error its batch met. A caller cancelled
+while waiting leaves the others unaffected; if the one sending the batch is cancelled,
+the batch is sent again for the others.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ReadBatcher"]
 
-Queued = list[tuple[str, "asyncio.Future[bytes | None]"]]
+Joined = list[tuple[str, "asyncio.Future[bytes | None]"]]
 
 
 class ReadBatcher:
-    """Sends reads alone when idle, in one batch per round trip when busy.
+    """Sends the reads of one event-loop turn as one batch.
 
     Args:
         read_one: Reads one key (a `GET`).
@@ -46,62 +48,84 @@ class ReadBatcher:
         """Batch reads made through these two functions."""
         self._read_one = read_one
         self._read_many = read_many
-        self._queue: Queued | None = None  # None: no read in flight
-        self._batches: set[asyncio.Task[None]] = set()
+        self._forming: Joined | None = None  # the batch of this turn, while it forms
+        self._in_flight = 0  # reads and batches sent and not answered yet
+        self._handovers: set[asyncio.Task[None]] = set()
 
     async def get(self, key: str) -> bytes | None:
-        """The value of `key`: read now if nothing is in flight, else in the next batch."""
-        if self._queue is not None:
+        """The value of `key`, read with the other reads issued in this turn."""
+        if self._forming is not None:
             future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-            self._queue.append((key, future))
+            self._forming.append((key, future))
             return await future
-        self._queue = []
+        if not self._in_flight:  # nothing to share a round trip with: go now
+            self._in_flight += 1
+            try:
+                return await self._read_one(key)
+            finally:
+                self._in_flight -= 1
+        joined: Joined = []
+        self._forming = joined
         try:
-            return await self._read_one(key)
+            await asyncio.sleep(0)  # the other reads of this turn join
+        except asyncio.CancelledError:
+            self._hand_over(joined)
+            raise
         finally:
-            self._send_queued()
-
-    def _send_queued(self) -> None:
-        """Send what queued while a read was in flight, as one batch (or mark idle)."""
-        queued, self._queue = self._queue, None
-        if queued:
-            self._queue = []  # reads from now on wait for this batch
-            batch = asyncio.ensure_future(self._send(queued))
-            self._batches.add(batch)
-            batch.add_done_callback(self._batches.discard)
-
-    async def _send(self, queued: Queued) -> None:
-        """One round trip for the queued reads; then the next batch, if any queued."""
-        waiting = [(key, future) for key, future in queued if not future.done()]
+            self._forming = None
+        self._in_flight += 1
         try:
-            if waiting:
-                values = await self._read_many([key for key, _ in waiting])
-        except BaseException as exc:
-            for _, future in waiting:
-                if not future.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                self._cancel_queued()
-                raise
-        else:
-            for (_, future), value in zip(waiting, values if waiting else (), strict=True):
-                if not future.done():
-                    future.set_result(value)
-        self._send_queued()
+            if not joined:
+                return await self._read_one(key)
+            values = await self._read_many([key, *(other for other, _ in joined)])
+        except asyncio.CancelledError:
+            self._hand_over(joined)
+            raise
+        except Exception as exc:
+            _settle(joined, error=exc)
+            raise
+        finally:
+            self._in_flight -= 1
+        _settle(joined, values=values[1:])
+        return values[0]
 
-    def _cancel_queued(self) -> None:
-        """The batcher is stopping: the reads still queued are cancelled."""
-        queued, self._queue = self._queue or [], None
-        for _, future in queued:
-            future.cancel()
+    def _hand_over(self, joined: Joined) -> None:
+        """The sender was cancelled: read the joined keys for their callers in a task."""
+        if not any(not future.done() for _, future in joined):
+            return
+        task = asyncio.ensure_future(self._read_for(joined))
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
+
+    async def _read_for(self, joined: Joined) -> None:
+        waiting = [(key, future) for key, future in joined if not future.done()]
+        try:
+            values = await self._read_many([key for key, _ in waiting])
+        except asyncio.CancelledError:
+            for _, future in waiting:
+                future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - each caller raises it
+            _settle(waiting, error=exc)
+        else:
+            _settle(waiting, values=values)
 
     async def close(self) -> None:
-        """Cancel the batches in flight (their callers see `CancelledError`)."""
-        batches = list(self._batches)
-        for batch in batches:
-            batch.cancel()
-        await asyncio.gather(*batches, return_exceptions=True)
-        self._cancel_queued()
+        """Cancel the reads handed over and still in flight."""
+        tasks = list(self._handovers)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _settle(
+    joined: Joined, *, values: Sequence[bytes | None] = (), error: Exception | None = None
+) -> None:
+    """Give each still-waiting caller its value, or the batch's error."""
+    for index, (_, future) in enumerate(joined):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(values[index])

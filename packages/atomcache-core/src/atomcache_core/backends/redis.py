@@ -236,8 +236,8 @@ class RedisStorage:
         self._breaker = breaker
         self._set = client.register_script(_SET)
         self._invalidate_tags = client.register_script(_INVALIDATE_TAGS)
-        # One server: reads issued while one is in flight share one MGET. A cluster's
-        # keys live on several nodes: its reads go one by one.
+        # One server: the reads issued in one event-loop turn share one MGET. A
+        # cluster's keys live on several nodes: its reads go one by one.
         self._reads = ReadBatcher(self._get_one, self._mget) if self._cluster is None else None
 
     async def get(self, key: str) -> bytes | None:
