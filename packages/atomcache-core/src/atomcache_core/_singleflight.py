@@ -267,6 +267,10 @@ class SingleFlight:
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._releases = BackgroundTasks()
 
+    def keys_of(self, options: FlightOptions) -> KeyBuilder:
+        """The storage keys of a call: its version's (`options.keys`), else the cache's."""
+        return options.keys or self._cache.keys
+
     async def get_or_set(
         self, key: str, factory: Callable[[], Any], options: FlightOptions
     ) -> Outcome:
@@ -287,7 +291,7 @@ class SingleFlight:
             return renewed.fresh_until - time.time() if renewed is not None else None
 
         self._cache.refresher.touch(
-            (options.keys or self._cache.keys).value(key),  # one loop per key and version
+            self.keys_of(options).value(key),  # one loop per key and version
             renew,
             fresh_for=entry.fresh_until - time.time(),
             ttl=options.ttl,
@@ -299,7 +303,7 @@ class SingleFlight:
         self, key: str, factory: Callable[[], Any], options: FlightOptions
     ) -> Outcome:
         cache = self._cache
-        value_key = (options.keys or cache.keys).value(key)
+        value_key = self.keys_of(options).value(key)
         check_not_computing(key, value_key)
         fill = self._running_fill(value_key, options)
         if fill is not None:
@@ -352,7 +356,7 @@ class SingleFlight:
         """
         cache = self._cache
         entry, tags = new_entry(cache, value, options, 0.0)
-        keys = options.keys or cache.keys
+        keys = self.keys_of(options)
         await cache.storage.set(
             keys.value(key), encode_entry(entry), options.storage_ttl, keys.tags(tags, key)
         )
@@ -362,9 +366,7 @@ class SingleFlight:
 
     async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
         """Read `key` without computing: a fresh or stale-servable outcome, else `None`."""
-        found, _ = await self._lookup(
-            key, (options.keys or self._cache.keys).value(key), None, options
-        )
+        found, _ = await self._lookup(key, self.keys_of(options).value(key), None, options)
         return found
 
     async def _lookup(
@@ -532,9 +534,7 @@ class SingleFlight:
         Raises:
             LockTimeoutError: the wait timed out and `on_wait_timeout` is "raise".
         """
-        found, _ = await self._lookup(
-            key, (options.keys or self._cache.keys).value(key), None, options
-        )
+        found, _ = await self._lookup(key, self.keys_of(options).value(key), None, options)
         if found is not None:
             return found
         self._cache.stats.misses += 1
@@ -574,7 +574,7 @@ class SingleFlight:
     async def _win(self, key: str, options: FlightOptions) -> Outcome | Lease | _Skip | None:
         """Take the lock, or wait for whoever holds it; `None` past the wait deadline."""
         cache = self._cache
-        keys = options.keys or cache.keys
+        keys = self.keys_of(options)
         lock_key = keys.lock(key)
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
         takeover = False
@@ -629,7 +629,7 @@ class SingleFlight:
     ) -> Outcome | _Lead | _Skip | None:
         cache = self._cache
         cache.stats.waits += 1
-        keys = options.keys or cache.keys
+        keys = self.keys_of(options)
         value_key, channel = keys.value(key), keys.channel(key)
         deadline = time.monotonic() + self.wait_timeout
         check, woken_by, silent = True, "", False
@@ -690,7 +690,7 @@ class SingleFlight:
         cache = self._cache
         try:
             async with self._computing() as outcome:
-                keys = lease.options.keys or cache.keys
+                keys = self.keys_of(lease.options)
                 value = await call_factory(factory, keys.value(lease.key))
                 outcome[0] = "uncached" if isinstance(value, Uncacheable) else "stored"
         except BaseException as exc:
@@ -711,7 +711,7 @@ class SingleFlight:
         self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
     ) -> None:
         """Start one background refresh of `key` in this process, if none is running."""
-        value_key = (options.keys or self._cache.keys).value(key)
+        value_key = self.keys_of(options).value(key)
         if value_key in self._refreshes or value_key in self._fills:
             return
         task = asyncio.create_task(self._refresh_now(key, factory, options, seen))
@@ -723,7 +723,7 @@ class SingleFlight:
     ) -> None:
         """Recompute `key` if no other process is doing it; errors are logged."""
         cache = self._cache
-        keys = options.keys or cache.keys
+        keys = self.keys_of(options)
         lock_key = keys.lock(key)
         try:
             token = await cache.lock.acquire(lock_key, self.lock_ttl)
@@ -754,7 +754,7 @@ class Lease:
         self.options = options
         self._flight = flight
         self._token = token
-        self._keys = options.keys or cache.keys
+        self._keys = flight.keys_of(options)
         self._lock_key = self._keys.lock(key)
         self._channel = self._keys.channel(key)
         self._started = time.monotonic()

@@ -207,7 +207,7 @@ async def _tags_of(cache: Cache, key: str) -> list[str]:
     if client is None:
         return []
     value_key = cache.keys.value(key)
-    bucket_prefix = cache.keys.tags(["x"], key)[0][: -len("=x")]
+    bucket_prefix = cache.keys.tag_bucket(key)
     pattern = escape_glob(bucket_prefix) + "*"
     found = []
     async for tag_key in client.scan_iter(match=pattern, count=1000):
@@ -301,19 +301,16 @@ class Check:
 #: What each eviction policy means for the cache (Redis's `maxmemory-policy`).
 EVICTION = {
     "noeviction": (
-        "warning",
-        (
-            "when memory is full, writes fail: new entries are not stored (the cache "
-            "fails open and computes without storing) until memory is freed"
-        ),
+        "when memory is full, writes fail: new entries are not stored (the cache fails "
+        "open and computes without storing) until memory is freed"
     ),
-    "allkeys-lru": ("warning", "any key may be evicted when memory is full, locks included"),
-    "allkeys-lfu": ("warning", "any key may be evicted when memory is full, locks included"),
-    "allkeys-random": ("warning", "any key may be evicted when memory is full, locks included"),
-    "volatile-lru": ("warning", "keys with a TTL may be evicted, and every lock has one"),
-    "volatile-lfu": ("warning", "keys with a TTL may be evicted, and every lock has one"),
-    "volatile-random": ("warning", "keys with a TTL may be evicted, and every lock has one"),
-    "volatile-ttl": ("warning", "keys nearest their expiry go first, and locks are short-lived"),
+    "allkeys-lru": "any key may be evicted when memory is full, locks included",
+    "allkeys-lfu": "any key may be evicted when memory is full, locks included",
+    "allkeys-random": "any key may be evicted when memory is full, locks included",
+    "volatile-lru": "keys with a TTL may be evicted, and every lock has one",
+    "volatile-lfu": "keys with a TTL may be evicted, and every lock has one",
+    "volatile-random": "keys with a TTL may be evicted, and every lock has one",
+    "volatile-ttl": "keys nearest their expiry go first, and locks are short-lived",
 }
 LOCK_EVICTION = (
     "; an evicted lock lets a second process start the same computation (single flight "
@@ -431,10 +428,11 @@ async def _eviction_check(client: RedisClient) -> Check:
             "which policy it has (see docs/operations.md)",
         )
     policy = _text(next(iter(found.values()), "?")) if found else "?"
-    status, meaning = EVICTION.get(policy, ("warning", "unknown policy"))
+    meaning = EVICTION.get(policy, "unknown policy")
     if policy != "noeviction":
         meaning += LOCK_EVICTION
-    return Check("eviction", status, f"maxmemory-policy {policy}: {meaning}", {"policy": policy})  # type: ignore[arg-type]
+    # every policy is a warning: noeviction refuses writes, the others can evict locks
+    return Check("eviction", "warning", f"maxmemory-policy {policy}: {meaning}", {"policy": policy})
 
 
 async def _rights_checks(cache: Cache) -> list[Check]:

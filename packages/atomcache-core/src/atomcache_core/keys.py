@@ -80,7 +80,7 @@ def _utf8_length(key: str) -> int:
 class KeyBuilder:
     """Builds the storage keys of one namespace."""
 
-    __slots__ = ("_base", "_channel", "namespace", "version")
+    __slots__ = ("_base", "_root", "namespace", "version")
 
     def __init__(self, namespace: str, version: int = 1) -> None:
         """Create the builder for `namespace`, keys of `version`.
@@ -97,10 +97,9 @@ class KeyBuilder:
             raise ConfigurationError(msg)
         self.namespace = namespace
         self.version = version
-        quoted = quote(namespace, safe="")
-        self._channel = f"{KEY_PREFIX}:{quoted}:i"
+        self._root = f"{KEY_PREFIX}:{quote(namespace, safe='')}"  # every version's start
         suffix = "" if version == 1 else f"@{version}"
-        self._base = f"{KEY_PREFIX}:{quoted}{suffix}:"
+        self._base = f"{self._root}{suffix}:"
 
     def value(self, key: str) -> str:
         """Storage key of the entry for `key`."""
@@ -119,8 +118,12 @@ class KeyBuilder:
 
         They share the entry's bucket, so one script can write the entry and its tags.
         """
-        hash_tag = _hash_tag(_checked(key))
-        return tuple(self._base + "t:" + hash_tag + _encode_key(_checked(tag)) for tag in tags)
+        bucket = self.tag_bucket(key)
+        return tuple(bucket + _encode_key(_checked(tag)) for tag in tags)
+
+    def tag_bucket(self, key: str) -> str:
+        """The literal prefix of the tag sets in `key`'s bucket (`tags` appends each tag)."""
+        return self._base + "t:" + _hash_tag(_checked(key))
 
     def tag_buckets(self, tag: str) -> list[str]:
         """Keys of every bucket's set for `tag`: what invalidating the tag must empty."""
@@ -134,12 +137,12 @@ class KeyBuilder:
         One per namespace, whatever the version: instances of a fleet with different
         default versions (during a deploy) still hear each other's writes.
         """
-        return self._channel
+        return self._root + ":i"
 
     @property
     def versions_prefix(self) -> str:
         """Literal prefix of the keys of this namespace's versions other than 1."""
-        return f"{KEY_PREFIX}:{self._channel.split(':')[1]}@"
+        return self._root + "@"
 
     @property
     def value_prefix(self) -> str:
