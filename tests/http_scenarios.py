@@ -1016,3 +1016,27 @@ def adapter_tests(
         f"With Redis gone, {framework}'s cached routes are answered by their handler, never a 500."
     )
     return harness, test_http_behaviour, test_redis_down_fails_open, test_mounts, test_middleware
+
+
+#: What `ask_each_outcome` makes `atomcache_http_responses_total` count, by route,
+#: outcome and reason.
+EACH_OUTCOME = {
+    ("/items/{item_id}", "computed", ""): 1,
+    ("/items/{item_id}", "hit", ""): 2,
+    ("/items/{item_id}", "bypass", "authorization"): 1,
+    ("/broken", "uncached", "error"): 1,
+}
+
+
+async def ask_each_outcome(client: httpx.AsyncClient) -> None:
+    """Ask for every outcome of a response: computed, hit, 304, bypassed, 5xx unstored.
+
+    `/items/1` is a public cached route, `/broken` a cached route answering 503.
+    """
+    first = await client.get("/items/1")
+    assert (await client.get("/items/1")).headers["cache-status"].startswith("atomcache; hit")
+    etag = first.headers["etag"]
+    assert (await client.get("/items/1", headers={"if-none-match": etag})).status_code == 304
+    bypassed = await client.get("/items/1", headers={"authorization": "Bearer x"})
+    assert "bypass" in bypassed.headers["cache-status"]
+    assert (await client.get("/broken")).status_code == 503

@@ -264,6 +264,16 @@ def test_two_caches_share_one_registry_without_registering_twice() -> None:
     assert value("atomcache_lookups_total", {"namespace": "b", "outcome": "hit"}) == 1
 
 
+def run_ok(script: str) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a fresh interpreter; it must print "ok" and exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    return done
+
+
 def test_without_either_library_nothing_is_imported_and_nothing_reports() -> None:
     """With neither library importable, `Cache()` has no observer and imports neither."""
     script = (
@@ -279,11 +289,7 @@ def test_without_either_library_nothing_is_imported_and_nothing_reports() -> Non
         "assert cache.observer is None, cache.observer\n"
         "print('ok')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    run_ok(script)
 
 
 def test_by_default_each_installed_library_gets_an_observer() -> None:
@@ -350,9 +356,5 @@ def test_a_library_installed_but_broken_is_left_out_with_a_warning() -> None:
         "assert isinstance(cache.observer, OpenTelemetryObserver), cache.observer\n"
         "print('ok')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    done = run_ok(script)
     assert "prometheus_client is installed but cannot be imported" in done.stderr

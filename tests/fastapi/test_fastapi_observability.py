@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from atomcache_core import Cache
 from atomcache_core.observability import Observer, OpenTelemetryObserver, PrometheusObserver
 from atomcache_fastapi import ResponseCache, cached, setup_cache
+from http_scenarios import EACH_OUTCOME, ask_each_outcome
 from support.observability_worker import otel_readings
 
 
@@ -39,21 +40,9 @@ async def test_each_response_is_counted_by_route_and_outcome() -> None:
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        first = await client.get("/items/1")
-        assert (await client.get("/items/1")).headers["cache-status"].startswith("atomcache; hit")
-        etag = first.headers["etag"]
-        assert (await client.get("/items/1", headers={"if-none-match": etag})).status_code == 304
-        bypassed = await client.get("/items/1", headers={"authorization": "Bearer x"})
-        assert "bypass" in bypassed.headers["cache-status"]
-        assert (await client.get("/broken")).status_code == 503
+        await ask_each_outcome(client)
     await cache.close()
 
-    expected = {
-        ("/items/{item_id}", "computed", ""): 1,
-        ("/items/{item_id}", "hit", ""): 2,
-        ("/items/{item_id}", "bypass", "authorization"): 1,
-        ("/broken", "uncached", "error"): 1,
-    }
     points = otel_readings(reader)["atomcache.http.responses"]
     seen = {
         (
@@ -63,9 +52,9 @@ async def test_each_response_is_counted_by_route_and_outcome() -> None:
         ): point["value"]
         for point in points
     }
-    assert seen == expected
+    assert seen == EACH_OUTCOME
     assert {point["attributes"]["atomcache.namespace"] for point in points} == {"shop"}
-    for (route, outcome, reason), count in expected.items():
+    for (route, outcome, reason), count in EACH_OUTCOME.items():
         labels = {"namespace": "shop", "route": route, "outcome": outcome, "reason": reason}
         assert registry.get_sample_value("atomcache_http_responses_total", labels) == count
 

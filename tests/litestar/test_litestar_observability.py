@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from atomcache_core import Cache
 from atomcache_core.observability import PrometheusObserver
 from atomcache_litestar import AtomCachePlugin, cached
+from http_scenarios import EACH_OUTCOME, ask_each_outcome
 
 
 @get("/items/{item_id:int}")
@@ -37,24 +38,12 @@ async def test_each_response_is_counted_by_route_and_outcome() -> None:
         app.lifespan(),
         httpx.AsyncClient(transport=transport, base_url="http://t") as client,
     ):
-        first = await client.get("/items/1")
-        assert (await client.get("/items/1")).headers["cache-status"].startswith("atomcache; hit")
-        etag = first.headers["etag"]
-        assert (await client.get("/items/1", headers={"if-none-match": etag})).status_code == 304
-        bypassed = await client.get("/items/1", headers={"authorization": "Bearer x"})
-        assert "bypass" in bypassed.headers["cache-status"]
-        assert (await client.get("/broken")).status_code == 503
+        await ask_each_outcome(client)
 
-    expected = {
-        ("/items/{item_id}", "computed", ""): 1,
-        ("/items/{item_id}", "hit", ""): 2,
-        ("/items/{item_id}", "bypass", "authorization"): 1,
-        ("/broken", "uncached", "error"): 1,
-    }
     seen = {
         (sample.labels["route"], sample.labels["outcome"], sample.labels["reason"]): sample.value
         for family in registry.collect()
         for sample in family.samples
         if sample.name == "atomcache_http_responses_total"
     }
-    assert seen == expected
+    assert seen == EACH_OUTCOME
