@@ -208,11 +208,9 @@ def _glob_class(pattern: str, position: int) -> tuple[str, int]:
         if char == "\\" and position + 1 < len(pattern):
             members.append(re.escape(pattern[position + 1]))
             position += 2
-        elif (
-            position + 2 < len(pattern)
-            and pattern[position + 1] == "-"
-            and pattern[position + 2] != "]"
-        ):
+        elif position + 2 < len(pattern) and pattern[position + 1] == "-":
+            # As in Redis, `x-]` is a range ending at `]` whenever a character follows
+            # the dash: the `]` closes nothing there.
             low, high = sorted((char, pattern[position + 2]))
             members.append(f"{re.escape(low)}-{re.escape(high)}")
             position += 3
