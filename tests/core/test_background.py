@@ -1,12 +1,15 @@
-"""Stopping background work: a lost cancellation cannot make a shutdown hang."""
+"""Background work: a lost cancellation cannot make a shutdown hang; retries spread out."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 
 import pytest
 
-from atomcache_core._background import stop_tasks, within
+from atomcache_core import BackendUnavailableError
+from atomcache_core._background import keep_trying, stop_tasks, within
 
 
 async def test_a_task_that_swallows_its_cancellation_is_stopped() -> None:
@@ -73,3 +76,21 @@ async def test_within_returns_the_result_or_times_out() -> None:
     """`(True, result)` in time, `(False, None)` after the timeout."""
     assert await within(asyncio.sleep(0, "done"), 1.0) == (True, "done")
     assert await within(asyncio.sleep(10), 0.01) == (False, None)
+
+
+async def test_retries_left_by_one_outage_come_back_spread_out() -> None:
+    """100 retries started together do not all try again in the same instant (jitter).
+
+    In lockstep they would take every pooled connection at once, again and again.
+    """
+    first_tries: dict[int, float] = {}
+
+    async def failing(caller: int) -> None:
+        first_tries.setdefault(caller, time.monotonic())
+        msg = "Redis is away"
+        raise BackendUnavailableError(msg)
+
+    await asyncio.gather(*(keep_trying(functools.partial(failing, n), 0.06) for n in range(100)))
+    assert len(first_tries) == 100
+    spread = max(first_tries.values()) - min(first_tries.values())
+    assert spread > 0.01, f"first retries within {spread * 1000:.1f} ms of one another"

@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import RedisCluster
 from redis.crc import key_slot
 
-from atomcache_core import BackendUnavailableError, Cache, Event, RedisNotifier
+from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker, Event, RedisNotifier
 from atomcache_core.keys import KeyBuilder
 from support.fleet import Fleet, controlling, read_int, until_subscribed, values
 from support.topology import RedisClusterTopology, RedisSentinelTopology, command
@@ -126,12 +126,16 @@ class Traffic:
 async def test_a_master_killed_mid_traffic(kind: str, namespace: str) -> None:
     """Kill the master: no call fails or takes over the bound; single flight holds after."""
     with topology_for_failover(kind) as topology:
+        breaker = CircuitBreaker()
         cache = Cache.from_url(
             topology.url,
             namespace=namespace,
             socket_timeout=TIMEOUT,
             socket_connect_timeout=TIMEOUT,
+            breaker=breaker,
         )
+        opened: list[float] = []
+        breaker.on_change = lambda state: opened.extend([time.monotonic()] * (state == "open"))
         traffic = Traffic(cache, [f"key-{n}" for n in range(30)])
         try:
             async with traffic.running():
@@ -147,7 +151,12 @@ async def test_a_master_killed_mid_traffic(kind: str, namespace: str) -> None:
                 while cache.stats.hits < hits + 100:  # caching resumed on the new master
                     assert time.monotonic() < deadline, f"caching did not resume in {within} s"
                     await asyncio.sleep(0.05)
+                resumed_at = time.monotonic()
             await woken_after_the_failover(cache, topology.url)
+            if kind == "sentinel":
+                # Once caching is back on the new master, nothing may open the breaker
+                # again: not the lock releases retried from the outage all at once.
+                assert not [at for at in opened if at > resumed_at], (opened, resumed_at)
         finally:
             await cache.close()
         assert not traffic.wrong
@@ -184,12 +193,6 @@ async def woken_after_the_failover(survivor: Cache, url: str) -> None:
     for the dead node may still be open (other keys' hits said caching was back), and
     with it open the survivor computes at once instead of waiting.
     """
-    # Connections pooled before the failover still point at the dead master: each fails
-    # once when next used, and a burst of such failures can open the circuit breaker
-    # again after caching resumed. Dropping them isolates what this part checks: waking.
-    pool = getattr(survivor.redis_client, "connection_pool", None)
-    if pool is not None:
-        await pool.disconnect(inuse_connections=False)
     # Preparation only (resumption itself was bounded above): the survivor must read and
     # lock for a whole second without its breaker opening again before the check.
     deadline = time.monotonic() + 3 * RESUME_BOUND
@@ -375,3 +378,52 @@ async def test_cluster_events_use_sharded_pub_sub(
         finally:
             await notifier.close()
     assert (shard.get(channel.encode(), 0), classic) == ((1, 0) if expect_sharded else (0, 1))
+
+
+@pytest.mark.parametrize("kind", ["server", "sentinel"])
+async def test_a_burst_beyond_the_pool_waits_for_a_connection(
+    kind: str, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    """More concurrent commands than `max_connections`: each waits for a free connection.
+
+    Behind Sentinel too (redis-py's own Sentinel pool raises "Too many connections" at
+    once, which would count as Redis being away and open the circuit breaker).
+    """
+    url = request.getfixturevalue("redis_url" if kind == "server" else f"{kind}_url")
+    breaker = CircuitBreaker()
+    cache = Cache.from_url(url, namespace=namespace, max_connections=4, breaker=breaker)
+    try:
+        await asyncio.gather(*(cache.set(f"burst-{n}", n) for n in range(200)))
+        assert cache.stats.errors == 0
+        assert breaker.state == "closed"
+        assert await cache.get("burst-199") == 199
+    finally:
+        await cache.close()
+
+
+async def test_a_cluster_pool_exhausted_is_named_and_keeps_the_breaker_closed(
+    cluster_url: str, namespace: str
+) -> None:
+    """A cluster node's pool has no waiting in redis-py: a burst beyond it fails at once.
+
+    The error names `max_connections`, and it is not taken for Redis being away: the
+    node's circuit breaker stays closed, so the next call goes through.
+    """
+    breaker = CircuitBreaker()
+    cache = Cache.from_url(cluster_url, namespace=namespace, max_connections=2, breaker=breaker)
+    try:
+        results = await asyncio.gather(
+            *(cache.set(f"burst-{n}", n) for n in range(200)), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        assert errors
+        assert all(isinstance(error, BackendUnavailableError) for error in errors), errors[0]
+        assert all("max_connections" in str(error) for error in errors), errors[0]
+        client = cache.redis_client
+        assert isinstance(client, RedisCluster)
+        nodes = [node.name for node in client.get_primaries()]
+        assert all(breaker.for_node(node).state == "closed" for node in nodes)
+        await cache.set("after", 1)
+        assert await cache.get("after") == 1
+    finally:
+        await cache.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,13 +85,17 @@ class BackgroundTasks:
 async def keep_trying(attempt: Callable[[], Awaitable[object]], seconds: float) -> bool:
     """Run `attempt` until it ends without an `AtomCacheError`, for at most `seconds`.
 
-    Waits 50 ms before the first try, and twice as long after each failure, up to 1 s.
+    Waits about 50 ms before the first try, and twice as long after each failure, up to
+    1 s. Each wait is drawn between half and all of that ("equal jitter", Brooker,
+    "Exponential Backoff and Jitter", AWS Architecture Blog, 2015): the many retries a
+    Redis outage leaves behind spread out instead of all coming back in the same
+    instant, which would take every pooled connection at once.
     Returns whether an attempt got through.
     """
     deadline = time.monotonic() + seconds
     backoff = 0.05
     while time.monotonic() < deadline:
-        await asyncio.sleep(backoff)
+        await asyncio.sleep(random.uniform(backoff / 2, backoff))  # noqa: S311 - not secret
         backoff = min(backoff * 2, 1.0)
         with contextlib.suppress(AtomCacheError):
             await attempt()

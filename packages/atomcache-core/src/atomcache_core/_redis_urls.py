@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 
 from atomcache_core.exceptions import ConfigurationError
@@ -30,7 +30,17 @@ _ACCEPTED = {
     "sentinel": _CLIENT_OPTIONS | {"timeout", "sentinel_kwargs", "connection_class"},
 }
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
-_TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The pool of a Sentinel-managed master, bounded like a one-server client's.
+
+    redis-py's own `SentinelConnectionPool` raises `MaxConnectionsError` as soon as
+    `max_connections` (default 100) are in use, which a burst of commands reaches and
+    which reads as Redis being away. This one waits up to `timeout` seconds for a free
+    connection instead, as `BlockingConnectionPool` does; connections still follow the
+    master that the Sentinels name.
+    """
 
 
 def client_for(url: str, options: dict[str, Any]) -> tuple[RedisClient, list[Redis]]:
@@ -101,10 +111,18 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
         )
         raise ConfigurationError(msg)
     timeouts = {name: options[name] for name in _TIMEOUTS if name in options}
+    pool = {name: options.get(name, default) for name, default in _POOL_DEFAULTS.items()}
+    connections = {name: value for name, value in options.items() if name not in pool}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        parsed.hosts, sentinel_kwargs=timeouts, **parsed.credentials, **options
+        parsed.hosts, sentinel_kwargs=timeouts, **parsed.credentials, **connections
     )
-    master = sentinel.master_for(service, redis_class=Redis, db=int(database or 0))
+    master = sentinel.master_for(
+        service,
+        redis_class=Redis,
+        connection_pool_class=BlockingSentinelConnectionPool,
+        db=int(database or 0),
+        **pool,
+    )
     return master, list(sentinel.sentinels)
 
 

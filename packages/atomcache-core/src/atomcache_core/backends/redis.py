@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks, within
@@ -146,6 +146,15 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
             return
         if isinstance(exc, AtomCacheError) or not isinstance(exc, Exception):
             return  # already ours, or a cancellation
+        if isinstance(exc, MaxConnectionsError):
+            # Every pooled connection is busy: the client's limit, not Redis being away,
+            # so the circuit breaker hears nothing (a cluster node's pool never waits).
+            msg = (
+                f"Redis {self._operation} skipped: every connection of the client's pool "
+                "is in use. Pass a larger max_connections to Cache.from_url (a cluster "
+                "has one pool per node) or send fewer commands at once"
+            )
+            raise BackendUnavailableError(msg) from exc
         unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
         # Anything else but a Redis error reply comes from inside redis-py, typically a
         # connection torn down by a concurrent reconnection during a failover.
