@@ -306,6 +306,31 @@ def move_slot(cluster: RedisClusterTopology, key: str) -> None:
     assert cluster.master_for_key(key) is target
 
 
+class LockAttempts:
+    """Counts a cache's lock attempts: a waiter tries the lock each time it finds no value."""
+
+    def __init__(self, cache: Cache) -> None:
+        """Wrap `cache.lock.acquire`."""
+        self.count = 0
+        self._changed = asyncio.Event()
+        acquire = cache.lock.acquire
+
+        async def counting(*args: Any, **kwargs: Any) -> str | None:
+            try:
+                return await acquire(*args, **kwargs)
+            finally:
+                self.count += 1
+                self._changed.set()
+
+        cache.lock.acquire = counting  # type: ignore[method-assign]
+
+    async def beyond(self, count: int) -> None:
+        """Return once more than `count` attempts have ended."""
+        while self.count <= count:
+            self._changed.clear()
+            await self._changed.wait()
+
+
 async def test_a_slot_moved_mid_wait(namespace: str) -> None:
     """Resharding moves a waited-on key: redirections are followed, the waiter still woken."""
     with RedisClusterTopology(replicas_per_master=0) as cluster:
@@ -313,6 +338,7 @@ async def test_a_slot_moved_mid_wait(namespace: str) -> None:
             pytest.skip("sharded pub/sub (and its moves) needs Redis 7")
         leader = Cache.from_url(cluster.url, namespace=namespace)
         waiter = Cache.from_url(cluster.url, namespace=namespace, recheck_interval=10.0)
+        attempts = LockAttempts(waiter)
         slow = HeldComputation()
         try:
             leading = asyncio.create_task(leader.get_or_set("k", slow))
@@ -320,8 +346,14 @@ async def test_a_slot_moved_mid_wait(namespace: str) -> None:
             waiting = asyncio.create_task(waiter.get_or_set("k", slow))
             async with controlling(cluster.url) as control:
                 await until_subscribed(control, waiter.keys.channel("k"))
+                looked = attempts.count
                 await asyncio.to_thread(move_slot, cluster, leader.keys.value("k"))
                 await until_subscribed(control, waiter.keys.channel("k"))  # on the new owner
+            # The lost subscription makes the waiter look once more (a notification may
+            # have gone out while it was away). Let that look end before the value is
+            # stored: else it finds the value (counted as re-checked), or the lock just
+            # released (and reads the value then, counted as neither).
+            await asyncio.wait_for(attempts.beyond(looked), 5.0)
             slow.release.set()
             assert await asyncio.wait_for(waiting, 5.0) == "computed"  # before the re-check
             assert await leading == "computed"
