@@ -358,3 +358,58 @@ def test_a_library_installed_but_broken_is_left_out_with_a_warning() -> None:
     )
     done = run_ok(script)
     assert "prometheus_client is installed but cannot be imported" in done.stderr
+
+
+MULTIPROCESS_WORKER = """
+import asyncio
+from atomcache_core import Cache
+
+async def main():
+    cache = Cache(namespace="workers")  # in memory: each process computes once
+    assert await cache.get_or_set("k", lambda: 1) == 1
+    for _ in range(3):
+        assert await cache.get("k") == 1
+    await cache.close()
+
+asyncio.run(main())
+print("ok")
+"""
+
+
+def test_prometheus_multiprocess_mode_sums_the_counters_of_every_worker(tmp_path: Path) -> None:
+    """Under `PROMETHEUS_MULTIPROC_DIR` the endpoint sums 3 workers' counters too.
+
+    That is gunicorn's workers behind one metrics endpoint: its `MultiProcessCollector`
+    reads the shared files, which held only the histograms before.
+    """
+    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTIPROCESS_WORKER],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for process in started:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            assert out.strip() == "ok"
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
+    value = registry.get_sample_value
+    lookups = {"namespace": "workers"}
+    assert value("atomcache_lookups_total", {**lookups, "outcome": "miss"}) == 3
+    assert value("atomcache_lookups_total", {**lookups, "outcome": "hit"}) == 9
+    computed = {**lookups, "outcome": "stored"}
+    assert value("atomcache_computation_duration_seconds_count", computed) == 3

@@ -213,6 +213,12 @@ class PrometheusObserver:
     register a name twice. Counters are read from atomcache's totals when the registry
     is collected (a scrape); histograms are `prometheus_client.Histogram`s.
 
+    Under `prometheus_client`'s multiprocess mode (`PROMETHEUS_MULTIPROC_DIR` set
+    before it is imported: one endpoint for several gunicorn workers), the counters are
+    `prometheus_client.Counter`s instead, counted per event into the shared files (about
+    a microsecond each), so that the endpoint's `MultiProcessCollector` sums them over
+    the workers like the histograms.
+
     Args:
         registry: Where the metrics are registered; default: `prometheus_client.REGISTRY`,
             which `prometheus_client.start_http_server` and the ASGI app
@@ -223,7 +229,7 @@ class PrometheusObserver:
             (`pip install atomcache-core[prometheus]`).
     """
 
-    _made: dict[int, tuple[Any, _Counts, dict[str, Any]]] = {}  # noqa: RUF012 - per registry
+    _made: dict[int, tuple[Any, _Counts | _SharedCounts, dict[str, Any]]] = {}  # noqa: RUF012 - per registry
 
     def __init__(self, registry: Any = None, *, counts: Any = None) -> None:
         """Find or make the metrics in `registry` (reading `counts`, if given, when new)."""
@@ -253,8 +259,8 @@ class PrometheusObserver:
         """Observe the duration."""
         child = self._children.get((name, attributes))
         if child is None:
-            labels = {_PROMETHEUS_NAMES.get(key, key): value for key, value in attributes}
-            child = self._children[name, attributes] = self._histograms[name].labels(**labels)
+            labels = _prometheus_labels(name, attributes)
+            child = self._children[name, attributes] = self._histograms[name].labels(*labels)
         child.observe(seconds)
 
     def span(self, name: str, attributes: Attributes) -> contextlib.AbstractContextManager[Any]:  # noqa: ARG002 - Prometheus has no traces
@@ -275,10 +281,42 @@ _LABELS = {
 }
 
 
+def _prometheus_labels(name: str, attributes: Attributes) -> list[str]:
+    """The label values of metric `name` for `attributes`, in `_LABELS` order ("" if unset)."""
+    found = {_PROMETHEUS_NAMES.get(key, key): value for key, value in attributes}
+    return [found.get(label, "") for label in _LABELS[name]]
+
+
+class _SharedCounts:
+    """Counts kept in `prometheus_client`'s multiprocess files, one increment per event."""
+
+    def __init__(self, counters: dict[str, Any]) -> None:
+        self._counters = counters
+        self._children: dict[tuple[str, Attributes], Any] = {}
+
+    def add(self, name: str, attributes: Attributes) -> None:
+        child = self._children.get((name, attributes))
+        if child is None:
+            labels = _prometheus_labels(name, attributes)
+            child = self._children[name, attributes] = self._counters[name].labels(*labels)
+        child.inc()
+
+
+def _multiprocess() -> bool:
+    """Whether `prometheus_client` keeps its values in multiprocess files."""
+    from prometheus_client import values  # noqa: PLC0415 - an optional extra
+
+    return values.ValueClass is not values.MutexValue
+
+
 def _prometheus_metrics(
     client: Any, registry: Any, counts: _Counts
-) -> tuple[_Counts, dict[str, Any]]:
-    """A collector reading `counts` at each scrape, and the histograms, in `registry`."""
+) -> tuple[_Counts | _SharedCounts, dict[str, Any]]:
+    """The counters and the histograms, in `registry`.
+
+    The counters are a collector reading `counts` at each scrape, or `Counter`s in
+    multiprocess mode.
+    """
     from prometheus_client.core import CounterMetricFamily  # noqa: PLC0415 - an optional extra
 
     class Counters:
@@ -286,19 +324,28 @@ def _prometheus_metrics(
 
         def collect(self) -> Iterator[Any]:
             for name, (_, text) in _COUNTERS.items():
-                labels = _LABELS[name]
                 family = CounterMetricFamily(
-                    f"atomcache_{name.replace('.', '_')}", text, labels=labels
+                    f"atomcache_{name.replace('.', '_')}", text, labels=_LABELS[name]
                 )
                 for attributes, total in list(counts.values[name].items()):
-                    found = {_PROMETHEUS_NAMES.get(key, key): value for key, value in attributes}
-                    family.add_metric([found.get(label, "") for label in labels], total)
+                    family.add_metric(_prometheus_labels(name, attributes), total)
                 yield family
 
         def describe(self) -> list[Any]:
             return []
 
-    registry.register(Counters())
+    counted: _Counts | _SharedCounts = counts
+    if _multiprocess():
+        counted = _SharedCounts(
+            {
+                name: client.Counter(
+                    f"atomcache_{name.replace('.', '_')}", text, _LABELS[name], registry=registry
+                )
+                for name, (_, text) in _COUNTERS.items()
+            }
+        )
+    else:
+        registry.register(Counters())
     histograms = {
         name: client.Histogram(
             f"atomcache_{name.replace('.', '_')}_seconds",
@@ -309,7 +356,7 @@ def _prometheus_metrics(
         )
         for name, text in _HISTOGRAMS.items()
     }
-    return counts, histograms
+    return counted, histograms
 
 
 #: The totals the global meter provider and the default registry read: one count per event.
