@@ -21,9 +21,10 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder and serializers, longer
+fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder, serializers and glob, longer
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/core/test_http.py \
-		tests/core/test_entry.py tests/core/test_serializers.py tests/core/test_keys.py
+		tests/core/test_entry.py tests/core/test_serializers.py tests/core/test_keys.py \
+		tests/core/test_aiocache_ops.py::test_the_in_memory_glob_matches_what_redis_matches
 
 bench: $(VENV)/.synced
 	$(UV) sync --locked --all-packages --group bench --python $(PYTHON)
