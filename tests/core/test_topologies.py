@@ -433,6 +433,38 @@ async def test_a_burst_beyond_the_pool_waits_for_a_connection(
         await cache.close()
 
 
+@pytest.mark.parametrize("kind", ["server", "sentinel"])
+async def test_a_wait_for_a_connection_that_runs_out_is_named_not_an_outage(
+    kind: str, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    """The pool's one connection held: each call gives up after `timeout`, saying why.
+
+    redis-py reports that wait running out as a `ConnectionError`; it is the client's
+    limit, not Redis being away, so ten of them in a row leave the breaker closed.
+    """
+    url = request.getfixturevalue("redis_url" if kind == "server" else f"{kind}_url")
+    breaker = CircuitBreaker()
+    cache = Cache.from_url(
+        url, namespace=namespace, max_connections=1, timeout=0.05, breaker=breaker
+    )
+    try:
+        await cache.set("first", 1)  # the pool's one connection, made
+        client = cache.redis_client
+        assert client is not None
+        held = await client.connection_pool.get_connection()
+        try:
+            for n in range(10):
+                with pytest.raises(BackendUnavailableError, match="max_connections or timeout"):
+                    await cache.set(f"waited-{n}", n)
+            assert breaker.state == "closed"
+        finally:
+            await client.connection_pool.release(held)
+        await cache.set("after", 1)
+        assert await cache.get("after") == 1
+    finally:
+        await cache.close()
+
+
 async def test_a_cluster_pool_exhausted_is_named_and_keeps_the_breaker_closed(
     cluster_url: str, namespace: str
 ) -> None:

@@ -69,9 +69,9 @@ def check_options(kind: str, options: dict[str, Any]) -> None:
     for name in options:
         if name not in accepted:
             close = difflib.get_close_matches(name, sorted(accepted), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             msg = (
-                f"unknown option {name!r} for a Redis URL{hint} Cache.from_url passes its "
+                f"unknown option {name!r} for a Redis URL{hint}: Cache.from_url passes its "
                 "extra keyword arguments to redis-py (see docs/configuration.md)"
             )
             raise ConfigurationError(msg)

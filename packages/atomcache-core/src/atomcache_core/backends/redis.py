@@ -146,13 +146,14 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
             return
         if isinstance(exc, AtomCacheError) or not isinstance(exc, Exception):
             return  # already ours, or a cancellation
-        if isinstance(exc, MaxConnectionsError):
+        if _pool_exhausted(exc):
             # Every pooled connection is busy: the client's limit, not Redis being away,
-            # so the circuit breaker hears nothing (a cluster node's pool never waits).
+            # so the circuit breaker hears nothing.
             msg = (
                 f"Redis {self._operation} skipped: every connection of the client's pool "
-                "is in use. Pass a larger max_connections to Cache.from_url (a cluster "
-                "has one pool per node) or send fewer commands at once"
+                "was in use (for the whole of its timeout, where it waits). Pass a larger "
+                "max_connections or timeout to Cache.from_url (a cluster has one pool per "
+                "node) or send fewer commands at once"
             )
             raise BackendUnavailableError(msg) from exc
         unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
@@ -182,6 +183,19 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
             "(NOPERM), grant the user access to the namespace's keys and channels"
         )
         raise BackendError(msg) from exc
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    """Whether `exc` says no pooled connection was free, rather than Redis being away.
+
+    redis-py raises `MaxConnectionsError` from a pool that does not wait (a cluster
+    node's), and a `ConnectionError` raised from asyncio's `TimeoutError` when the wait
+    of a `BlockingConnectionPool` (one server, and Sentinel here) runs out; its socket
+    timeouts are `redis.exceptions.TimeoutError`s instead.
+    """
+    return isinstance(exc, MaxConnectionsError) or (
+        isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, asyncio.TimeoutError)
+    )
 
 
 def _node_breaker(
