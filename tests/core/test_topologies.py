@@ -451,6 +451,7 @@ async def test_a_wait_for_a_connection_that_runs_out_is_named_not_an_outage(
         await cache.set("first", 1)  # the pool's one connection, made
         client = cache.redis_client
         assert client is not None
+        assert not isinstance(client, RedisCluster)
         held = await client.connection_pool.get_connection()
         try:
             for n in range(10):
