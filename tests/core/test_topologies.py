@@ -452,7 +452,7 @@ async def test_a_wait_for_a_connection_that_runs_out_is_named_not_an_outage(
         client = cache.redis_client
         assert client is not None
         assert not isinstance(client, RedisCluster)
-        held = await client.connection_pool.get_connection()
+        held = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             for n in range(10):
                 with pytest.raises(BackendUnavailableError, match="max_connections or timeout"):
