@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from atomcache_core import Cache, CircuitBreaker
+import pytest
+from redis.asyncio import Redis
+
+from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker
 from support.redis_server import RedisServer, free_port
 
 if TYPE_CHECKING:
@@ -151,3 +155,57 @@ def test_each_cluster_node_has_its_own_breaker() -> None:
     assert alive.allow()
     assert breaker.state == "closed"
     assert breaker.for_node("10.0.0.3:7000").allow()  # the replica that took over
+
+
+async def test_a_probe_cancelled_lets_the_next_call_probe(namespace: str) -> None:
+    """The half-open probe cancelled mid-call (a client gone) does not jam the breaker.
+
+    Without an outcome the breaker would wait for that probe forever and refuse every
+    call after it, with Redis long back.
+    """
+    with RedisServer() as server:
+        breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.05)
+        cache = Cache.from_url(server.url, namespace=namespace, breaker=breaker)
+        try:
+            await cache.set("k", 1)
+            breaker.record_failure()  # open
+            await asyncio.sleep(0.1)
+            server.pause()
+            try:
+                probe = asyncio.create_task(cache.get("k"))
+                await asyncio.sleep(0.2)  # the probe waits on the frozen server
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+            finally:
+                server.resume()
+            assert await cache.get("k") == 1  # the next call probes, and closes it
+            assert breaker.state == "closed"
+        finally:
+            await cache.close()
+
+
+async def test_a_probe_that_finds_no_free_connection_lets_the_next_call_probe(
+    redis_url: str, namespace: str
+) -> None:
+    """A probe refused for want of a pooled connection proves nothing: the next probes."""
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=0.05)
+    cache = Cache.from_url(
+        redis_url, namespace=namespace, breaker=breaker, max_connections=1, timeout=0.05
+    )
+    try:
+        await cache.set("k", 1)
+        client = cache.redis_client
+        assert isinstance(client, Redis)
+        held = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            breaker.record_failure()  # open
+            await asyncio.sleep(0.1)
+            with pytest.raises(BackendUnavailableError, match="max_connections"):
+                await cache.get("k")  # the probe
+        finally:
+            await client.connection_pool.release(held)
+        assert await cache.get("k") == 1
+        assert breaker.state == "closed"
+    finally:
+        await cache.close()

@@ -82,6 +82,15 @@ class CircuitBreaker:
         if was_open and self.on_change is not None:
             self.on_change("closed")
 
+    def release_probe(self) -> None:
+        """A call ended without telling whether the backend answers: the next may probe.
+
+        A call cancelled, or refused for want of a free pooled connection, proves
+        nothing either way; were it the half-open probe, the breaker would otherwise
+        wait for its outcome forever.
+        """
+        self._probing = False
+
     def record_failure(self) -> None:
         """The backend could not be reached: count, and open at the threshold."""
         self.failures += 1

@@ -13,7 +13,7 @@ import functools
 import inspect
 import secrets
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection
@@ -114,7 +114,8 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
 
     With a `CircuitBreaker`, a call is refused at once while it is open, and every
     outcome is recorded: unreachable counts as a failure, any answer (even an error
-    reply) as a success.
+    reply) as a success. A call that tells neither (cancelled, or refused for want of a
+    free pooled connection) records nothing, but gives up the half-open probe.
     """
 
     __slots__ = ("_breaker", "_operation")
@@ -145,44 +146,64 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
                 breaker.record_success()
             return
         if isinstance(exc, AtomCacheError) or not isinstance(exc, Exception):
+            if breaker is not None:
+                breaker.release_probe()
             return  # already ours, or a cancellation
-        if _pool_exhausted(exc):
-            # Every pooled connection is busy: the client's limit, not Redis being away,
-            # so the circuit breaker hears nothing.
-            msg = (
-                f"Redis {self._operation} skipped: every connection of the client's pool "
-                "was in use (for the whole of its timeout, where it waits). Pass a larger "
-                "max_connections or timeout to Cache.from_url (a cluster has one pool per "
-                "node) or send fewer commands at once"
-            )
-            raise BackendUnavailableError(msg) from exc
-        unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
-        # Anything else but a Redis error reply comes from inside redis-py, typically a
-        # connection torn down by a concurrent reconnection during a failover.
-        client_fault = not unreachable and not isinstance(exc, RedisError)
+        kind = _kind_of(exc)
         if breaker is not None:
-            if unreachable or client_fault:
-                breaker.record_failure()
-            else:
+            if kind == "no connection":  # the client's limit, not Redis being away
+                breaker.release_probe()
+            elif kind == "rejected":  # Redis answered
                 breaker.record_success()
-        if unreachable:
-            msg = (
-                f"Redis {self._operation} failed: {_describe(exc)}. Check that Redis is "
-                "running and reachable at the configured URL; the next call reconnects by itself"
-            )
-            raise BackendUnavailableError(msg) from exc
-        if client_fault:
-            msg = (
-                f"Redis {self._operation} failed inside the client (redis-py): {_describe(exc)}. "
-                "This happens while connections are re-established (e.g. during a failover); "
-                "the next call tries again"
-            )
-            raise BackendUnavailableError(msg) from exc
-        msg = (
-            f"Redis rejected {self._operation}: {_describe(exc)}. If it names a permission "
-            "(NOPERM), grant the user access to the namespace's keys and channels"
-        )
-        raise BackendError(msg) from exc
+            else:
+                breaker.record_failure()
+        raise _ERRORS[kind][0](_ERRORS[kind][1].format(self._operation, _describe(exc))) from exc
+
+
+_ErrorKind: TypeAlias = Literal["no connection", "unreachable", "client fault", "rejected"]
+#: For each kind of failure, the exception raised and its message (operation, cause).
+_ERRORS: dict[_ErrorKind, tuple[type[BackendError], str]] = {
+    "no connection": (
+        BackendUnavailableError,
+        (
+            "Redis {0} skipped: every connection of the client's pool was in use (for the "
+            "whole of its timeout, where it waits). Pass a larger max_connections or timeout "
+            "to Cache.from_url (a cluster has one pool per node) or send fewer commands at once"
+        ),
+    ),
+    "unreachable": (
+        BackendUnavailableError,
+        (
+            "Redis {0} failed: {1}. Check that Redis is running and reachable at the "
+            "configured URL; the next call reconnects by itself"
+        ),
+    ),
+    "client fault": (
+        BackendUnavailableError,
+        (
+            "Redis {0} failed inside the client (redis-py): {1}. This happens while "
+            "connections are re-established (e.g. during a failover); the next call tries again"
+        ),
+    ),
+    "rejected": (
+        BackendError,
+        (
+            "Redis rejected {0}: {1}. If it names a permission (NOPERM), grant the user access "
+            "to the namespace's keys and channels"
+        ),
+    ),
+}
+
+
+def _kind_of(exc: Exception) -> _ErrorKind:
+    """What a redis-py or socket exception says about Redis."""
+    if _pool_exhausted(exc):
+        return "no connection"
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        return "unreachable"
+    # Anything else but a Redis error reply comes from inside redis-py, typically a
+    # connection torn down by a concurrent reconnection during a failover.
+    return "rejected" if isinstance(exc, RedisError) else "client fault"
 
 
 def _pool_exhausted(exc: BaseException) -> bool:
