@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
 
-from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker
+from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker, _singleflight
+from atomcache_core._singleflight import FAILED_OPEN_LOG_INTERVAL
 from support.redis_server import RedisServer, free_port
 
 if TYPE_CHECKING:
@@ -209,3 +212,29 @@ async def test_a_probe_that_finds_no_free_connection_lets_the_next_call_probe(
         assert breaker.state == "closed"
     finally:
         await cache.close()
+
+
+async def test_an_outage_logs_a_warning_per_second_not_per_call(
+    namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage's warnings come one per kind per second, not one per call.
+
+    The next one logged says how many were left out.
+    """
+    monkeypatch.setattr(_singleflight, "_failed_open_logged", {})  # earlier tests' outages
+    cache = make_cache(free_port(), namespace)  # nothing listens there
+    try:
+        with caplog.at_level(logging.WARNING, logger="atomcache"):
+            for n in range(200):
+                assert await cache.get_or_set(f"k{n}", lambda: "computed") == "computed"
+            first = [record.getMessage() for record in caplog.records]
+            caplog.clear()
+            await asyncio.sleep(FAILED_OPEN_LOG_INTERVAL)
+            await cache.get_or_set("again", lambda: "computed")
+            later = [record.getMessage() for record in caplog.records]
+    finally:
+        await cache.close()
+    assert 1 <= len(first) <= 4, first  # one per kind of warning, not 200
+    assert any(re.search(r"\(\d+ more like this in the last \d+ s\)", line) for line in later), (
+        later
+    )

@@ -851,17 +851,33 @@ async def notify_waiters(cache: Cache, channel: str, event: Event) -> None:
         warn_failed_open("could not notify the waiters on %r", channel, error=exc)
 
 
+#: Seconds between two warnings of one kind that the backend is away; those in between
+#: are counted, and the next warning says how many were left out.
+FAILED_OPEN_LOG_INTERVAL = 1.0
+#: Per kind of warning (its format): when it was last logged, and how many since were not.
+_failed_open_logged: dict[str, tuple[float, int]] = {}
+
+
 def warn_failed_open(message: str, *args: object, error: BaseException) -> None:
     """Log a warning that the cache went on without its backend.
 
     A `BackendUnavailableError` says in its message what failed and what to do: it is
-    logged without a traceback (a fleet whose Redis is away would otherwise log one per
-    call); any other error with its traceback.
+    logged without a traceback, and at most once per `FAILED_OPEN_LOG_INTERVAL` seconds
+    for each `message` (an outage would otherwise log a line per call, thousands a
+    second); the next one logged says how many were left out. Any other error is logged
+    every time, with its traceback.
     """
-    if isinstance(error, BackendUnavailableError):
-        logger.warning(f"{message}: %s", *args, error)  # noqa: G004 - the format, not a value
-    else:
+    if not isinstance(error, BackendUnavailableError):
         logger.warning(message, *args, exc_info=error)
+        return
+    now = time.monotonic()
+    last, left_out = _failed_open_logged.get(message, (-math.inf, 0))
+    if now - last < FAILED_OPEN_LOG_INTERVAL:
+        _failed_open_logged[message] = (last, left_out + 1)
+        return
+    _failed_open_logged[message] = (now, 0)
+    more = f" ({left_out} more like this in the last {now - last:.0f} s)" if left_out else ""
+    logger.warning(f"{message}: %s{more}", *args, error)  # noqa: G004 - the format, not a value
 
 
 def new_entry(
