@@ -18,7 +18,7 @@ from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.keys import glob_matcher
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from atomcache_core.protocols import Event
 
@@ -138,22 +138,18 @@ class MemoryStorage:
 
     async def clear(self, prefix: str) -> int:
         """Remove values and tag sets whose key starts with `prefix`; return how many."""
-        now = time.monotonic()
-        removed = sum(
-            self._pop(key, now) for key in [k for k in self._data if k.startswith(prefix)]
-        )
-        tag_keys = [k for k in self._tags if k.startswith(prefix)]
-        for tag_key in tag_keys:
-            del self._tags[tag_key]
-        return removed + len(tag_keys)
+        return self._remove_where(lambda key: key.startswith(prefix))
 
     async def delete_matching(self, pattern: str) -> int:
         """Remove the values and tag sets whose key matches the Redis glob `pattern`.
 
         Returns how many live values and tag sets went, as `clear` counts them.
         """
+        return self._remove_where(glob_matcher(pattern))
+
+    def _remove_where(self, matches: Callable[[str], bool]) -> int:
+        """Remove the values and tag sets whose key `matches`: how many live ones went."""
         now = time.monotonic()
-        matches = glob_matcher(pattern)
         removed = sum(self._pop(key, now) for key in [k for k in self._data if matches(k)])
         tag_keys = [key for key in self._tags if matches(key)]
         for tag_key in tag_keys:
