@@ -248,8 +248,8 @@ class PrometheusObserver:
                 *_prometheus_metrics(prometheus_client, registry, counts or _Counts()),
             )
             PrometheusObserver._made[id(registry)] = made
-        _, self.counts, self._histograms = made
-        self._children: dict[tuple[str, Attributes], Any] = {}
+        _, self.counts, histograms = made
+        self._histograms = _Children(histograms)
 
     def add(self, name: str, attributes: Attributes) -> None:
         """Add one to the counter."""
@@ -257,11 +257,7 @@ class PrometheusObserver:
 
     def record(self, name: str, seconds: float, attributes: Attributes) -> None:
         """Observe the duration."""
-        child = self._children.get((name, attributes))
-        if child is None:
-            labels = _prometheus_labels(name, attributes)
-            child = self._children[name, attributes] = self._histograms[name].labels(*labels)
-        child.observe(seconds)
+        self._histograms.of(name, attributes).observe(seconds)
 
     def span(self, name: str, attributes: Attributes) -> contextlib.AbstractContextManager[Any]:  # noqa: ARG002 - Prometheus has no traces
         """No span: Prometheus has metrics only."""
@@ -287,19 +283,30 @@ def _prometheus_labels(name: str, attributes: Attributes) -> list[str]:
     return [found.get(label, "") for label in _LABELS[name]]
 
 
+class _Children:
+    """Labelled children of Prometheus metrics, made once per name and attributes."""
+
+    def __init__(self, metrics: dict[str, Any]) -> None:
+        self._metrics = metrics
+        self._made: dict[tuple[str, Attributes], Any] = {}
+
+    def of(self, name: str, attributes: Attributes) -> Any:
+        """The child of metric `name` for `attributes`."""
+        child = self._made.get((name, attributes))
+        if child is None:
+            labels = _prometheus_labels(name, attributes)
+            child = self._made[name, attributes] = self._metrics[name].labels(*labels)
+        return child
+
+
 class _SharedCounts:
     """Counts kept in `prometheus_client`'s multiprocess files, one increment per event."""
 
     def __init__(self, counters: dict[str, Any]) -> None:
-        self._counters = counters
-        self._children: dict[tuple[str, Attributes], Any] = {}
+        self._counters = _Children(counters)
 
     def add(self, name: str, attributes: Attributes) -> None:
-        child = self._children.get((name, attributes))
-        if child is None:
-            labels = _prometheus_labels(name, attributes)
-            child = self._children[name, attributes] = self._counters[name].labels(*labels)
-        child.inc()
+        self._counters.of(name, attributes).inc()
 
 
 def _multiprocess() -> bool:
