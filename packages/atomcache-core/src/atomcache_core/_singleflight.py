@@ -316,9 +316,7 @@ class SingleFlight:
             found, expired = None, None
         if found is not None:
             return found
-        cache.stats.misses += 1
-        if cache.observer is not None:
-            cache.observer.add("lookups", cache.lookup_attributes["miss"])
+        self._count_miss()
         if not options.store:
             return await self._compute_unstored(factory, value_key)
         fallback = None
@@ -470,28 +468,43 @@ class SingleFlight:
             del self._reads[value_key]
         return data
 
-    @contextlib.asynccontextmanager
-    async def _computing(self) -> AsyncIterator[list[str]]:
+    def _count_miss(self) -> None:
+        """Count a read that found nothing usable (`stats.misses`, the `lookups` metric)."""
+        cache = self._cache
+        cache.stats.misses += 1
+        if cache.observer is not None:
+            cache.observer.add("lookups", cache.lookup_attributes["miss"])
+
+    def _computing(self) -> contextlib.AbstractAsyncContextManager[list[str]]:
         """Report the computation run in the block: a span, and its duration by outcome.
 
         The block sets the outcome (`stored` or `uncached`) in the list it is given;
         left unset (the factory raised), it is `failed`.
         """
+        return self._observed("compute", "computation.duration", "outcome")
+
+    @contextlib.asynccontextmanager
+    async def _observed(
+        self, span: str, histogram: str, attribute: str
+    ) -> AsyncIterator[list[str]]:
+        """A span `span` around the block, and its duration in `histogram`.
+
+        The duration is labelled `attribute`: what the block sets in the list it is
+        given, else `failed` (it raised, or set nothing).
+        """
         observer = self._cache.observer
-        outcome = ["failed"]
+        ended = ["failed"]
         if observer is None:
-            yield outcome
+            yield ended
             return
         attributes: Attributes = (("namespace", self._cache.namespace),)
         started = time.monotonic()
         try:
-            with observer.span("compute", attributes):
-                yield outcome
+            with observer.span(span, attributes):
+                yield ended
         finally:
             observer.record(
-                "computation.duration",
-                time.monotonic() - started,
-                (*attributes, ("outcome", outcome[0])),
+                histogram, time.monotonic() - started, (*attributes, (attribute, ended[0]))
             )
 
     async def close(self) -> None:
@@ -537,9 +550,7 @@ class SingleFlight:
         found, _ = await self._lookup(key, self.keys_of(options).value(key), None, options)
         if found is not None:
             return found
-        self._cache.stats.misses += 1
-        if self._cache.observer is not None:
-            self._cache.observer.add("lookups", self._cache.lookup_attributes["miss"])
+        self._count_miss()
         won = await self._win(key, options)
         if won is None:
             self._check_wait_policy(key)
@@ -608,20 +619,9 @@ class SingleFlight:
         Reported (`atomcache_core.observability`) as a span and a duration, by how the
         wait ended.
         """
-        observer = self._cache.observer
-        if observer is None:
-            return await self._wait_for(key, lock_key, options)
-        attributes: Attributes = (("namespace", self._cache.namespace),)
-        started = time.monotonic()
-        ended = "failed"
-        try:
-            with observer.span("wait", attributes):
-                waited = await self._wait_for(key, lock_key, options)
-            ended = _wakeup_of(waited)
-        finally:
-            observer.record(
-                "wait.duration", time.monotonic() - started, (*attributes, ("wakeup", ended))
-            )
+        async with self._observed("wait", "wait.duration", "wakeup") as ended:
+            waited = await self._wait_for(key, lock_key, options)
+            ended[0] = _wakeup_of(waited)
         return waited
 
     async def _wait_for(
