@@ -40,14 +40,11 @@ class JsonSerializer:
         try:
             return self._encoder.encode(value).encode()
         except (TypeError, ValueError, RecursionError) as exc:
-            type_name = type(value).__qualname__
-            message = (
-                f"cannot store a value of type {type_name!r} as JSON ({exc}); convert it "
-                "to dict/list/str/int/float/bool/None first (e.g. a pydantic model's "
-                ".model_dump(mode='json')), or pass serializer=PickleSerializer() if only "
-                "trusted processes can write to your Redis"
+            advice = (
+                ", or pass serializer=PickleSerializer() if only trusted processes can write "
+                "to your Redis"
             )
-            raise SerializationError(message, value_type=type_name, direction="dumps") from exc
+            raise _unencodable(value, "as JSON", exc, advice) from exc
 
     def loads(self, data: bytes) -> Any:
         """Decode JSON bytes.
@@ -58,11 +55,7 @@ class JsonSerializer:
         try:
             return self._decoder.decode(data.decode())
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            message = (
-                f"stored payload is not valid JSON ({exc}); it was written by another "
-                "serializer or corrupted. It is treated as a miss and will be overwritten"
-            )
-            raise SerializationError(message, value_type="bytes", direction="loads") from exc
+            raise _undecodable("", exc) from exc
 
 
 class PickleSerializer:
@@ -118,20 +111,23 @@ def _optional(module: str, serializer: str, extra: str) -> Any:
         raise ImportError(msg, name=module) from exc
 
 
-def _unencodable(value: Any, name: str, exc: Exception) -> SerializationError:
+def _unencodable(value: Any, how: str, exc: Exception, advice: str = "") -> SerializationError:
+    """The error for a value a JSON serializer cannot write (`how`: "as JSON", "with orjson")."""
     type_name = type(value).__qualname__
     message = (
-        f"cannot store a value of type {type_name!r} with {name} ({exc}); convert it to "
+        f"cannot store a value of type {type_name!r} {how} ({exc}); convert it to "
         "dict/list/str/int/float/bool/None first (e.g. a pydantic model's "
-        ".model_dump(mode='json'))"
+        f".model_dump(mode='json')){advice}"
     )
     return SerializationError(message, value_type=type_name, direction="dumps")
 
 
 def _undecodable(name: str, exc: Exception) -> SerializationError:
+    """The error for bytes a JSON serializer cannot read (`name`: the library, if not json)."""
     message = (
-        f"stored payload is not valid JSON for {name} ({exc}); it was written by another "
-        "serializer or corrupted. It is treated as a miss and will be overwritten"
+        f"stored payload is not valid JSON{f' for {name}' if name else ''} ({exc}); it was "
+        "written by another serializer or corrupted. It is treated as a miss and will be "
+        "overwritten"
     )
     return SerializationError(message, value_type="bytes", direction="loads")
 
@@ -162,7 +158,7 @@ class _JsonThrough:
         try:
             return self._dump(value)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise _unencodable(value, self._name, exc) from exc
+            raise _unencodable(value, f"with {self._name}", exc) from exc
 
     def loads(self, data: bytes) -> Any:
         """Decode JSON bytes.
