@@ -56,7 +56,8 @@ _REDIS_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters) - {"
 _CLEAR_BATCH = 500
 
 # KEYS: value key, lock key (or the value key again when unfenced), tag keys...
-# ARGV: value, ttl in milliseconds, lock token ("" when unfenced)
+# ARGV: value, ttl in milliseconds, lock token ("" when unfenced), "nx" to store only
+# where nothing is (optional). Returns 1 when it stored, else 0.
 _SET = """
 local ttl = tonumber(ARGV[2])
 local fenced = ARGV[3] ~= ''
@@ -304,34 +305,34 @@ class RedisStorage:
         """Return the bytes of each key in one `MGET`."""
         if not keys:
             return []
+        if self._cluster is None:
+            return await self._mget(keys)
         with _translate_errors("MGET", self._breaker):
-            if self._cluster is not None:  # one MGET per slot
-                values = await self._cluster.mget_nonatomic(keys)
-            else:
-                values = await self._client.mget(keys)
+            values = await self._cluster.mget_nonatomic(keys)  # one MGET per slot
         return [_as_bytes(value) for value in values]
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """Store `value` for `ttl` seconds, recording it in each tag set atomically."""
-        milliseconds = _milliseconds(ttl)
-        breaker = _node_breaker(self._cluster, self._breaker, key)
-        if not tag_keys:
-            with _translate_errors("SET", breaker):
-                await self._client.set(key, value, px=milliseconds)
-            return
-        with _translate_errors("SET (with tags)", breaker):
-            await self._set(keys=[key, key, *tag_keys], args=[value, milliseconds, ""])
+        await self._store(key, value, ttl, tag_keys, only_new=False)
 
     async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
         """`SET NX`, or the tagging script with its `nx` flag: one atomic step either way."""
+        return await self._store(key, value, ttl, tag_keys, only_new=True)
+
+    async def _store(
+        self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str], *, only_new: bool
+    ) -> bool:
+        """`SET` (`SET NX` when `only_new`), through the tagging script if there are tags."""
         milliseconds = _milliseconds(ttl)
         breaker = _node_breaker(self._cluster, self._breaker, key)
+        operation = "SET NX" if only_new else "SET"
         if not tag_keys:
-            with _translate_errors("SET NX", breaker):
-                return bool(await self._client.set(key, value, px=milliseconds, nx=True))
-        with _translate_errors("SET NX (with tags)", breaker):
+            with _translate_errors(operation, breaker):
+                return bool(await self._client.set(key, value, px=milliseconds, nx=only_new))
+        with _translate_errors(f"{operation} (with tags)", breaker):
             stored: int = await self._set(
-                keys=[key, key, *tag_keys], args=[value, milliseconds, "", "nx"]
+                keys=[key, key, *tag_keys],
+                args=[value, milliseconds, "", *(["nx"] if only_new else [])],
             )
         return stored == 1
 
