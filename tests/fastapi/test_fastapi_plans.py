@@ -12,7 +12,7 @@ from fastapi_app import build_app, require_user
 
 from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
-from atomcache_fastapi._middleware import route_table
+from atomcache_fastapi._middleware import plans_of
 from support.servers import serve_asgi
 
 TOKEN = APIKeyHeader(name="X-Token", auto_error=False)
@@ -20,7 +20,7 @@ TOKEN = APIKeyHeader(name="X-Token", auto_error=False)
 
 def plans(app: FastAPI) -> dict[str, bool]:
     """Whether each cached route of `app` runs checks before a hit, by full template."""
-    return {plan.template: plan.checked for _, plan in route_table(app) if plan is not None}
+    return {plan.template: plan.checked for plan in plans_of(app)}
 
 
 def test_only_routes_without_checks_take_the_fast_path() -> None:
@@ -55,7 +55,7 @@ async def test_api_key_headers_are_credentials(namespace: str) -> None:
         return {"token": token or "", "path": request.url.path}
 
     app.include_router(router, prefix="/v1")
-    (plan,) = [plan for _, plan in route_table(app) if plan is not None]
+    (plan,) = plans_of(app)
     assert "x-token" in plan.credentials
     async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
         await client.get("/v1/data")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from atomcache_core.http import (
     not_modified_headers,
     parse_cache_control,
     parse_vary,
+    personal_headers,
     precondition_status,
     render_cache_control,
     response_storable,
@@ -65,6 +68,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
+    "PLACEHOLDER_FIELD",
+    "REFUSED",
     "HttpCache",
     "RequestInfo",
     "RequestPlan",
@@ -90,6 +95,13 @@ _CONDITIONS = frozenset(("if-match", "if-none-match", "if-modified-since", "if-u
 _BLOCK_LIMIT = 512
 #: The `outcome` of an HTTP response in metrics, by the single-flight outcome it sent.
 _REPORTED_SOURCES = {"hit": "hit", "stale": "stale", "computed": "computed", "waited": "coalesced"}
+#: The `Cache-Status` detail of a response that the app made before the route's endpoint
+#: (a check refused the request): the same whatever the cache holds (HTTP.md 0.1).
+REFUSED = "refused"
+#: The field that marks the placeholder response of a `@cached` endpoint whose checks
+#: have passed (its value is drawn per process): only that response is replaced by the
+#: stored one, never another that the app made after reaching the endpoint.
+PLACEHOLDER_FIELD = (b"x-atomcache-placeholder", secrets.token_hex(16).encode())
 #: The scope's state key marking a refresh-ahead replay: the margin, in seconds.
 REFRESH = "atomcache_refresh"
 #: Where `respond` notes, for a replay, the seconds of freshness its entry has left.
@@ -252,12 +264,21 @@ class _Run:
         self.tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self) -> StoredResponse | Uncacheable:
-        """Run the handler; raise `_ServerError` on 5xx, else what to store."""
+        """Run the handler; raise `_ServerError` on 5xx, else what to store.
+
+        Stored is only what the endpoint answered (a check that refused the request
+        before it, or another route, answered nothing of the route's), and only when
+        the request left the visitor's session as it found it (a CSRF token, a cart
+        id written there belong to one visitor).
+        """
         capture = ResponseCapture(_dropping_body(self.scope, self.send))
         self.ran.append(capture)
-        token = GATE.set(None)
+        witness = Gate(self.plan.route.options, None)
+        scope = _as_get(self.scope)
+        session = _session_state(scope)
+        token = GATE.set(witness)
         try:
-            task = asyncio.create_task(_call(self.app, _as_get(self.scope), self.receive, capture))
+            task = asyncio.create_task(_call(self.app, scope, self.receive, capture))
         finally:
             GATE.reset(token)
         self.tasks.append(task)
@@ -272,9 +293,16 @@ class _Run:
             decided.cancel()
         if not capture.decided.is_set():
             task.result()  # the app failed (or ended) before answering: its exception
-        if capture.status >= _SERVER_ERROR and not capture.streamed:
+        if not witness.passed:
+            capture.reason = REFUSED
+            result: StoredResponse | Uncacheable = Uncacheable(capture)
+        elif capture.status >= _SERVER_ERROR and not capture.streamed:
             raise _ServerError(capture)  # a failure, for stale_if_error and waiters
-        result = capture.result(self.plan.route, self.plan.info.headers)
+        elif _session_state(scope) != session:
+            capture.reason = "session"
+            result = Uncacheable(capture)
+        else:
+            result = capture.result(self.plan.route, self.plan.info.headers)
         if isinstance(result, Uncacheable):
             self.produced.append(result.value)
         else:
@@ -301,6 +329,21 @@ class _Run:
 
 async def _call(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
     await app(scope, receive, send)
+
+
+def _session_state(scope: Scope) -> str | None:
+    """The visitor's session as the request found it, to tell whether the app wrote to it.
+
+    Starlette's `SessionMiddleware` and Litestar's session middleware keep it in
+    `scope["session"]` (a dict of JSON values, or a value Litestar serialises).
+    """
+    session = scope.get("session")
+    if not session:
+        return None
+    try:
+        return json.dumps(session, sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # keys that do not sort, or a cycle: compare reprs
+        return repr(session)
 
 
 def _log_late_failure(task: asyncio.Task[None]) -> None:
@@ -426,7 +469,8 @@ class HttpCache:
                 await app(scope, receive, send)
             else:
                 self.report(route.template, "bypass", plan)
-                await self.bypass(scope, receive, send, app, plan)
+                personal = plan in route.credentials
+                await self.bypass(scope, receive, send, app, plan, personal=personal)
             return
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
             if route.options.refresh_ahead and not route.personal and not replaying(scope):
@@ -512,9 +556,12 @@ class HttpCache:
             self.report(plan.route.template, "uncached", "backend unavailable")
             await self._answer_without_cache(run)
             return False
-        if outcome is None:
+        if outcome is None:  # behind checks, the 504 too is for admitted requests only
             self.report(plan.route.template, "uncached", "only-if-cached")
-            await self.gateway_timeout(send)
+            if plan.route.checked:
+                await self._respond_after_checks(run, None)
+            else:
+                await self.gateway_timeout(send)
             return False
         own = run.answered(outcome)
         value = outcome.value
@@ -544,24 +591,33 @@ class HttpCache:
         else:
             await self.bypass(run.scope, run.receive, run.send, run.app, "backend unavailable")
 
-    async def _respond_after_checks(self, run: _Run, outcome: Outcome) -> None:
+    async def _respond_after_checks(self, run: _Run, outcome: Outcome | None) -> None:
         """Run the app up to the endpoint; send the entry only if it got there.
 
-        What the app sends before the gate opens (a 401 from a dependency, a guard's
-        403, a redirect from a decorator) goes to the client as it is; what it sends
-        after (the placeholder) is replaced by the stored response.
+        What the app sends instead of the endpoint's placeholder (a 401 from a
+        dependency, a guard's 403, a redirect from a decorator, a route class's answer
+        after the endpoint) goes to the client as it is, with the same `Cache-Status`
+        whether or not an entry is stored (HTTP.md 0.1); the placeholder is replaced by
+        the stored response, or by a 504 when `outcome` is `None` (`only-if-cached`).
         """
         plan, scope, send = run.plan, run.scope, run.send
         gate = Gate(plan.route.options, self.placeholder)
-        answered = False
+        replacing = False
 
         async def gated(message: Message) -> None:
-            nonlocal answered
-            if not gate.passed:
+            nonlocal replacing
+            if message["type"] == "http.response.start":
+                replacing = gate.passed and PLACEHOLDER_FIELD in message.get("headers", ())
+                if replacing:
+                    if outcome is None:
+                        await self.gateway_timeout(send)
+                    else:
+                        await self.respond(send, scope, plan, outcome)
+                    return
+                self.report(plan.route.template, "bypass", REFUSED)
+                message = _with_cache_status(message, _REFUSED_STATUS)
+            if not replacing:
                 await send(message)
-            elif not answered:
-                answered = True
-                await self.respond(send, scope, plan, outcome)
 
         token = GATE.set(gate)
         try:
@@ -706,8 +762,12 @@ class HttpCache:
     async def send_uncached(
         self, send: Send, scope: Scope, captured: ResponseCapture, reason: str
     ) -> None:
-        """Send a captured response that was not stored, saying why in `Cache-Status`."""
-        status = cache_status(hit=False, forward="miss", detail=reason)
+        """Send a captured response that was not stored, saying why in `Cache-Status`.
+
+        A refusal by the app's checks says the same as on a hit (`REFUSED`).
+        """
+        forward = "bypass" if reason == REFUSED else "miss"
+        status = cache_status(hit=False, forward=forward, detail=reason)
         headers = [*captured.headers, (b"cache-status", status.encode("latin-1"))]
         await send({"type": "http.response.start", "status": captured.status, "headers": headers})
         body = b"" if scope["method"] == "HEAD" else captured.body
@@ -718,20 +778,32 @@ class HttpCache:
         await _send_gateway_timeout(send)
 
     async def bypass(
-        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, reason: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app: ASGIApp,
+        reason: str,
+        *,
+        personal: bool = False,
     ) -> None:
         """Run the handler untouched but for a `Cache-Status` saying why.
 
-        A `HEAD` runs the `GET` handler and its body is dropped (RFC 9110 section 9.3.2).
+        `personal`: `reason` is the credential field the response was computed for; it
+        goes downstream marked so (`personal_headers`: `private`, `Vary`), as entries
+        that depend on credentials do (HTTP.md 2.2). A `HEAD` runs the `GET` handler and
+        its body is dropped (RFC 9110 section 9.3.2).
         """
         status = cache_status(hit=False, forward="bypass", detail=reason).encode("latin-1")
 
         async def tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), (b"cache-status", status)],
-                }
+                if personal:
+                    message = {
+                        **message,
+                        "headers": personal_headers(message.get("headers", ()), reason),
+                    }
+                message = _with_cache_status(message, status)
             await send(message)
 
         await app(_as_get(scope), receive, _dropping_body(scope, tagged))
@@ -768,6 +840,14 @@ def replaying(scope: Scope) -> bool:
     """Whether the request is a refresh-ahead replay (not a read of the entry)."""
     state = scope.get("state")
     return state is not None and REFRESH in state
+
+
+def _with_cache_status(message: Message, status: bytes) -> Message:
+    """A response start with `status` as its `Cache-Status` field."""
+    return {**message, "headers": [*message.get("headers", ()), (b"cache-status", status)]}
+
+
+_REFUSED_STATUS = cache_status(hit=False, forward="bypass", detail=REFUSED).encode("latin-1")
 
 
 def _revalidates(headers: Mapping[str, str]) -> bool:

@@ -35,6 +35,7 @@ __all__ = [
     "parse_cache_control",
     "parse_entity_tags",
     "parse_vary",
+    "personal_headers",
     "precondition_status",
     "render_cache_control",
     "response_storable",
@@ -302,6 +303,28 @@ def response_storable(
         get_header(((k.lower(), v) for k, v in pairs), b"cache-control")
     )
     return not ({"no-store", "private", "no-cache"} & directives.keys())
+
+
+def personal_headers(
+    headers: Iterable[tuple[bytes, bytes]], field: str
+) -> list[tuple[bytes, bytes]]:
+    """Response fields marking a response computed for the credentials in `field`.
+
+    Adds `Cache-Control: private` unless the response has a `Cache-Control` of its own
+    (RFC 9111 section 5.2.2.7: no shared cache may store it), and names `field` in
+    `Vary` (RFC 9110 section 12.5.5) unless it says `*` or names it already, so no cache
+    in front hands it to a caller without the same credentials (HTTP.md 2.2).
+    """
+    fields = list(headers)
+    if get_header(fields, b"cache-control") is None:
+        fields.append((b"cache-control", b"private"))
+    named = parse_vary(get_header(fields, b"vary"))
+    if "*" not in named and field not in named:
+        title = "-".join(part.capitalize() for part in field.split("-")).encode("latin-1")
+        varied = b", ".join((*(name.encode("latin-1") for name in named), title))
+        fields = [(name, value) for name, value in fields if name != b"vary"]
+        fields.append((b"vary", varied))
+    return fields
 
 
 def parse_vary(value: bytes | str | None) -> tuple[str, ...]:

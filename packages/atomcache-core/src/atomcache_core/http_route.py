@@ -231,22 +231,26 @@ class Gate:
     set for the route's endpoint. When the endpoint is reached, its checks have passed:
     the `@cached` wrapper opens the gate and returns `placeholder()` instead of running
     the handler; the flow then sends the stored response in place of the placeholder's.
+
+    Without a `placeholder`, the gate only witnesses: the handler runs, and `passed`
+    tells whether the response came from it (nothing that refused the request before
+    it, or another route, answered): only such a response is ever stored.
     """
 
     __slots__ = ("options", "passed", "placeholder")
 
-    def __init__(self, options: RouteOptions, placeholder: Callable[[], Any]) -> None:
+    def __init__(self, options: RouteOptions, placeholder: Callable[[], Any] | None) -> None:
         """A closed gate for the endpoint marked with `options`."""
         self.options = options
         self.placeholder = placeholder
         self.passed = False
 
     def open(self, options: RouteOptions) -> Any:
-        """Open for `options`' endpoint: the value it returns, or `None` if not ours."""
+        """Open for `options`' endpoint: the value it returns, or `None` to run the handler."""
         if options is not self.options or self.passed:
             return None
         self.passed = True
-        return self.placeholder()
+        return self.placeholder() if self.placeholder is not None else None
 
 
 GATE: ContextVar[Gate | None] = ContextVar("atomcache_gate", default=None)

@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads get_cache's annotation at run time
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from starlette.middleware import Middleware
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import Host, Match, Mount, Router
 
 from atomcache_core import Cache
 from atomcache_core._singleflight import Uncacheable
-from atomcache_core.asgi import HttpCache, ResponseCapture, RoutePlan, cached, find_cached
+from atomcache_core.asgi import (
+    PLACEHOLDER_FIELD,
+    HttpCache,
+    ResponseCapture,
+    RoutePlan,
+    cached,
+    find_cached,
+)
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http import cache_status
 from atomcache_core.http_route import CREDENTIAL_FIELDS
@@ -47,9 +55,10 @@ __all__ = [
 _LOOKUP_LIMIT = 4096
 _DEPTH_LIMIT = 64
 
-#: One route of the app, in the router's order: what matches requests, and its plan
-#: when it is a `@cached` route.
-RouteEntry = tuple[Any, RoutePlan | None]
+#: One route of the app, in the router's order: what matches requests, its plan when
+#: it is a `@cached` route, and the entries of the routes under it when it is a `Mount`
+#: or `Host` of a router (`None` for any other route).
+RouteEntry = tuple[Any, RoutePlan | None, "list[RouteEntry] | None"]
 
 
 def setup_cache(app: FastAPI, cache: Cache) -> None:
@@ -97,28 +106,61 @@ def route_table(app: FastAPI) -> list[RouteEntry]:
     """Every route of `app` in matching order, included routers' routes in place.
 
     Each `@cached` route gets its `RoutePlan`, decided here once: its full path
-    template (router prefixes included), whether anything runs before its handler
-    (dependencies at app, router or route level, `Security`, parameters with
-    `Depends`, decorators above `@cached`), and the request fields its security
-    schemes read credentials from (an `APIKeyHeader`'s header).
+    template (router prefixes and mount points included), whether anything runs
+    between the router and its handler (HTTP.md 0.1, 0.2), and the request fields its
+    security schemes read credentials from (an `APIKeyHeader`'s header). The routes
+    of a router under a `Mount` or `Host` are planned in place; a mounted application
+    (with a middleware stack of its own) is left to its own `setup_cache`.
     """
-    routes: Iterable[Any] = app.router.routes
+    return _table(app.router.routes, prefix="", nested=False)
+
+
+def _table(routes: Iterable[Any], *, prefix: str, nested: bool) -> list[RouteEntry]:
     if _route_contexts is not None:
-        routes = _route_contexts(app.router.routes)
+        routes = _route_contexts(list(routes))
     table: list[RouteEntry] = []
     for route in routes:
+        original = getattr(route, "original_route", route)
+        if isinstance(original, (Mount, Host)):
+            router = getattr(original, "_base_app", getattr(original, "app", None))
+            if isinstance(router, Router):
+                inner = f"{prefix}{original.path}" if isinstance(original, Mount) else prefix
+                table.append((route, None, _table(router.routes, prefix=inner, nested=True)))
+                continue
         found = find_cached(getattr(route, "endpoint", None))
         if found is None:
-            table.append((route, None))
+            table.append((route, None, None))
             continue
         options, decorated = found
         dependant = getattr(route, "dependant", None)
         dependencies = list(getattr(dependant, "dependencies", ()))
         credentials = (*CREDENTIAL_FIELDS, *_credential_headers(dependencies))
-        template = str(getattr(route, "path", ""))
-        plan = RoutePlan(template, options, bool(dependencies) or decorated, credentials)
-        table.append((route, plan))
+        template = prefix + str(getattr(route, "path", ""))
+        checked = bool(dependencies) or decorated or nested or type(original) is not APIRoute
+        table.append((route, RoutePlan(template, options, checked, credentials), None))
     return table
+
+
+def plans_of(app: FastAPI) -> list[RoutePlan]:
+    """The plans of every `@cached` route of `app` (`route_table`), in matching order."""
+    return list(_plans(route_table(app)))
+
+
+def _plans(table: list[RouteEntry]) -> Iterator[RoutePlan]:
+    for _, plan, children in table:
+        if plan is not None:
+            yield plan
+        if children is not None:
+            yield from _plans(children)
+
+
+def _routes_on_host(table: list[RouteEntry]) -> bool:
+    """Whether any route of `table` is chosen by the request's `Host`."""
+    return any(
+        isinstance(getattr(route, "original_route", route), Host)
+        or (children is not None and _routes_on_host(children))
+        for route, _, children in table
+    )
 
 
 def _credential_headers(dependencies: list[Any], depth: int = 0) -> Iterator[str]:
@@ -149,7 +191,7 @@ async def invalidate(
     Raises:
         ConfigurationError: no `@cached` route of `app` is `route`.
     """
-    plans = [plan for _, plan in route_table(app) if plan is not None]
+    plans = plans_of(app)
     http_cache = HttpCache(app.state.atomcache)
     return await http_cache.invalidate_route(
         plans, route, path_params=path_params, query=query, headers=headers
@@ -171,10 +213,11 @@ class AtomCacheMiddleware:
         """Wrap `app`; look routes up in `routes_of`."""
         self.app = app
         self.cache = cache
-        self.http_cache = HttpCache(cache, placeholder=Response)
+        self.http_cache = HttpCache(cache, placeholder=_placeholder)
         self._routes_of = routes_of
         self._table: list[RouteEntry] | None = None
-        self._lookups: dict[tuple[str, str, str], tuple[RoutePlan, dict[str, Any]] | None] = {}
+        self._on_host = False
+        self._lookups: dict[tuple[str, str, str, str], tuple[RoutePlan, dict[str, Any]] | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve cached routes; pass everything else on."""
@@ -194,31 +237,30 @@ class AtomCacheMiddleware:
         await self.app(scope, receive, send)
 
     def _lookup(self, scope: Scope) -> tuple[RoutePlan, dict[str, Any]] | None:
-        """The cached route a request goes to, as the router would choose it."""
+        """The cached route a request goes to, as the router would choose it.
+
+        Remembered by method, mount point and path, and by `Host` too when a route is
+        chosen by it (HTTP.md 0.2: whatever the router matches on decides the plan).
+        """
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             return None
-        memo = (method, scope.get("root_path", ""), scope["path"])
+        if self._table is None:
+            self._plan_routes()
+        host = _host_of(scope) if self._on_host else ""
+        memo = (method, scope.get("root_path", ""), scope["path"], host)
         if memo in self._lookups:
             return self._lookups[memo]
-        if self._table is None:
-            self._table = route_table(self._routes_of)
-        found = None
-        for route, plan in self._table:
-            match, child = route.matches(scope)
-            head_of_get = (
-                match is Match.PARTIAL
-                and method == "HEAD"
-                and "GET" in (getattr(route, "methods", None) or ())
-            )
-            if match is Match.FULL or head_of_get:
-                if plan is not None:
-                    found = (plan, dict(child.get("path_params", {})))
-                break
+        found = _match(self._table or [], scope, method)
         if len(self._lookups) >= _LOOKUP_LIMIT:
             self._lookups.clear()
         self._lookups[memo] = found
         return found
+
+    def _plan_routes(self) -> None:
+        self._table = route_table(self._routes_of)
+        self._on_host = _routes_on_host(self._table)
+        self._lookups.clear()
 
     async def _storing_claims(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; if its handler claimed an entry, store the final response."""
@@ -291,13 +333,49 @@ class AtomCacheMiddleware:
 
         async def watching(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                self._table = route_table(self._routes_of)
-                self._lookups.clear()
+                self._plan_routes()
             elif message["type"] == "lifespan.shutdown.complete":
                 await self.cache.close()
             await send(message)
 
         return watching
+
+
+def _match(
+    table: list[RouteEntry], scope: Scope, method: str
+) -> tuple[RoutePlan, dict[str, Any]] | None:
+    """The plan and path parameters of the route the router chooses in `table`, if cached.
+
+    A `Mount` or `Host` of a router that matches is entered, as Starlette does, with
+    the scope its match gives (mount point, path parameters).
+    """
+    for route, plan, children in table:
+        match, child = route.matches(scope)
+        head_of_get = (
+            match is Match.PARTIAL
+            and method == "HEAD"
+            and "GET" in (getattr(route, "methods", None) or ())
+        )
+        if match is Match.FULL and children is not None:
+            return _match(children, {**scope, **child}, method)
+        if match is Match.FULL or head_of_get:
+            if plan is not None:
+                return plan, dict(child.get("path_params", {}))
+            return None
+    return None
+
+
+def _host_of(scope: Scope) -> str:
+    """The `Host` field of a request, as Starlette's `Host` route reads it."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    return ""
+
+
+def _placeholder() -> Response:
+    """What a cached endpoint returns once the checks have passed: replaced on the way out."""
+    return Response(headers={PLACEHOLDER_FIELD[0].decode(): PLACEHOLDER_FIELD[1].decode()})
 
 
 def _template(scope: Scope) -> str:

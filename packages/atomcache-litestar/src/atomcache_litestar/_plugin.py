@@ -13,7 +13,7 @@ from litestar.utils import normalize_path
 from litestar.utils.sync import AsyncCallable
 
 from atomcache_core import Cache  # noqa: TC001 - Litestar reads the provider's annotation
-from atomcache_core.asgi import HttpCache, RoutePlan, find_cached, route_options
+from atomcache_core.asgi import PLACEHOLDER_FIELD, HttpCache, RoutePlan, find_cached, route_options
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class _Placeholder(Response[None]):
 
 
 async def _send_placeholder(scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG001 - ASGI
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.start", "status": 200, "headers": [PLACEHOLDER_FIELD]})
     await send({"type": "http.response.body", "body": b""})
 
 

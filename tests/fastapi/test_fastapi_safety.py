@@ -1,0 +1,113 @@
+"""The scenarios of http_safety.py against the FastAPI adapter, on a real uvicorn server."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import RedirectResponse
+from starlette.middleware.sessions import SessionMiddleware
+
+from atomcache_core import Cache
+from atomcache_fastapi import cached, setup_cache
+from http_safety import (
+    bypassed_personal_responses_are_private,
+    refusals_are_never_stored,
+    refusals_look_the_same_cold_or_warm,
+    session_writes_are_never_stored,
+)
+from support.servers import serve_asgi
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+
+def staff_only(request: Request) -> None:
+    """A check that hides what it refuses: 404 unless `X-Staff: yes`."""
+    if request.headers.get("x-staff") != "yes":
+        raise HTTPException(404)
+
+
+def login_first(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A decorator above `@cached`: a redirect to /login unless `X-Staff: yes`."""
+
+    @functools.wraps(endpoint)
+    async def wrapper(request: Request, *args: Any, **kwargs: Any) -> Any:
+        if request.headers.get("x-staff") != "yes":
+            return RedirectResponse("/login", status_code=302)
+        return await endpoint(request, *args, **kwargs)
+
+    return wrapper
+
+
+def build(cache: Cache, calls: Counter[str]) -> FastAPI:
+    """The routes of http_safety.py."""
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key="test-secret")  # noqa: S106 - a test key
+    setup_cache(app, cache)
+
+    @app.get("/hidden/{item_id}", dependencies=[Depends(staff_only)])
+    @cached(ttl=60, statuses=(200, 404))
+    async def hidden(item_id: int) -> dict[str, int]:
+        calls["hidden"] += 1
+        return {"item": item_id, "calls": calls["hidden"]}
+
+    @app.get("/login-first")
+    @login_first
+    @cached(ttl=60, statuses=(200, 302))
+    async def report(request: Request) -> dict[str, Any]:
+        calls["login-first"] += 1
+        return {"calls": calls["login-first"]}
+
+    def form(request: Request) -> dict[str, Any]:
+        calls["form"] += 1
+        token = request.session.setdefault("csrf", secrets.token_hex(8))
+        return {"csrf": token, "calls": calls["form"]}
+
+    app.get("/form")(cached(ttl=60)(form))
+    app.get("/form/keyed")(cached(ttl=60, vary_on_cookies=("session",))(form))
+
+    @app.get("/shared")
+    @cached(ttl=60)
+    async def shared() -> dict[str, int]:
+        calls["shared"] += 1
+        return {"calls": calls["shared"]}
+
+    return app
+
+
+@pytest.fixture
+async def served(namespace: str) -> AsyncIterator[tuple[str, Counter[str]]]:
+    """The app on the memory backend, served by uvicorn; its URL and call counts."""
+    calls: Counter[str] = Counter()
+    async with serve_asgi(build(Cache.from_url("memory://", namespace=namespace), calls)) as url:
+        yield url, calls
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        refusals_are_never_stored,
+        refusals_look_the_same_cold_or_warm,
+        bypassed_personal_responses_are_private,
+    ],
+    ids=lambda scenario: scenario.__name__,
+)
+async def test_safety(
+    served: tuple[str, Counter[str]],
+    scenario: Callable[[httpx.AsyncClient, Counter[str]], Awaitable[None]],
+) -> None:
+    """Each scenario of http_safety.py holds for FastAPI (its docstring says which)."""
+    url, calls = served
+    async with httpx.AsyncClient(base_url=url) as client:
+        await scenario(client, calls)
+
+
+async def test_session_writes(served: tuple[str, Counter[str]]) -> None:
+    """Starlette's SessionMiddleware: a page that wrote to the session is never stored."""
+    await session_writes_are_never_stored(*served)

@@ -1,0 +1,119 @@
+"""What a cache must never store or reveal, written once and run against every adapter.
+
+Each adapter's `test_*_safety.py` builds an app with the routes below on a real uvicorn
+server and runs each scenario (HTTP.md 0.1, 1.3, 2.1, 2.2). Handlers count their calls
+in `calls[name]` and put the count in the body.
+
+- GET /hidden/{item_id}: ttl=60, statuses 200 and 404, behind a check (a dependency, a
+  guard) answering 404 unless `X-Staff: yes` -> "hidden"
+- GET /login-first: ttl=60, statuses 200 and 302, behind a check that redirects to
+  /login unless `X-Staff: yes` (a decorator above `@cached`, a `before_request`)
+  -> "login-first"
+- GET /form: ttl=60 -> "form", writes a CSRF token into the visitor's session (the
+  framework's session middleware) unless one is there, and shows it
+- GET /form/keyed: the same, with vary_on_cookies=("session",)
+- GET /shared: ttl=60 -> "shared"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+
+from atomcache_core.http import parse_cache_control
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+STAFF = {"x-staff": "yes"}
+ONLY_IF_CACHED = {"cache-control": "only-if-cached"}
+
+
+def status_of(response: httpx.Response) -> str:
+    """The response's `Cache-Status`."""
+    return str(response.headers.get("cache-status", ""))
+
+
+def looks(response: httpx.Response) -> tuple[int, str, bytes, str | None]:
+    """What a client can see of a response, but for its date."""
+    return (
+        response.status_code,
+        status_of(response),
+        response.content,
+        response.headers.get("location"),
+    )
+
+
+async def refusals_are_never_stored(client: httpx.AsyncClient, calls: Counter[str]) -> None:
+    """A check's 404 or login redirect is never stored as the route's entry (HTTP.md 1.3)."""
+    for path, refusal in (("/hidden/1", 404), ("/login-first", 302)):
+        for _ in range(2):
+            refused = await client.get(path)
+            assert refused.status_code == refusal, path
+            assert "calls" not in refused.text
+        admitted = await client.get(path, headers=STAFF)
+        assert admitted.status_code == 200, path
+        assert admitted.json()["calls"] == 1
+        assert status_of(admitted).startswith("atomcache; fwd=miss; stored"), path
+        hit = await client.get(path, headers=STAFF)
+        assert status_of(hit).startswith("atomcache; hit"), path
+        assert (await client.get(path)).status_code == refusal
+    assert calls == {"hidden": 1, "login-first": 1}
+
+
+async def refusals_look_the_same_cold_or_warm(
+    client: httpx.AsyncClient, calls: Counter[str]
+) -> None:
+    """A refused request cannot tell whether an entry is stored, `only-if-cached` or not."""
+    path = "/hidden/2"
+    cold = [looks(await client.get(path, headers=headers)) for headers in ({}, ONLY_IF_CACHED)]
+    assert cold[0][0] == cold[1][0] == 404
+    assert (await client.get(path, headers={**STAFF, **ONLY_IF_CACHED})).status_code == 504
+    assert (await client.get(path, headers=STAFF)).status_code == 200
+    warm = [looks(await client.get(path, headers=headers)) for headers in ({}, ONLY_IF_CACHED)]
+    assert warm == cold
+    assert cold[0][1] == 'atomcache; fwd=bypass; detail="refused"'
+    hit = await client.get(path, headers={**STAFF, **ONLY_IF_CACHED})
+    assert hit.status_code == 200
+    assert status_of(hit).startswith("atomcache; hit")
+    assert calls["hidden"] == 1
+
+
+async def session_writes_are_never_stored(base_url: str, calls: Counter[str]) -> None:
+    """A page whose request wrote to the visitor's session is never stored (HTTP.md 1.3).
+
+    Each new visitor gets a token of their own, in the page and in their session
+    cookie, with or without `vary_on_cookies`.
+    """
+    for path in ("/form", "/form/keyed"):
+        tokens = []
+        for _ in range(3):
+            async with httpx.AsyncClient(base_url=base_url) as visitor:
+                page = await visitor.get(path)
+                assert page.status_code == 200
+                assert "set-cookie" in page.headers, path
+                assert status_of(page) == 'atomcache; fwd=miss; detail="session"', path
+                token = page.json()["csrf"]
+                again = await visitor.get(path)  # their cookie: their own token
+                assert again.json()["csrf"] == token, path
+                tokens.append(token)
+        assert len(set(tokens)) == len(tokens), path
+    assert calls["form"] >= 6
+
+
+async def bypassed_personal_responses_are_private(
+    client: httpx.AsyncClient, calls: Counter[str]
+) -> None:
+    """A response computed on the credential bypass is `private`, with `Vary` naming the field.
+
+    So a cache in front (a CDN caching by extension) cannot hand it to someone else
+    (HTTP.md 2.2).
+    """
+    for field, value in (("cookie", "sid=abc"), ("authorization", "Bearer t")):
+        response = await client.get("/shared", headers={field: value})
+        assert status_of(response) == f'atomcache; fwd=bypass; detail="{field}"'
+        assert "private" in parse_cache_control(response.headers.get("cache-control")), field
+        vary = {part.strip().lower() for part in response.headers.get("vary", "").split(",")}
+        assert field in vary, field
+    assert calls["shared"] == 2

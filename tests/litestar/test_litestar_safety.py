@@ -1,0 +1,118 @@
+"""The scenarios of http_safety.py against the Litestar adapter, on a real uvicorn server."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from litestar import Litestar, Request, get
+from litestar.exceptions import NotFoundException
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.params import FromPath  # noqa: TC002 - Litestar reads annotations at run time
+from litestar.response import Redirect
+
+from atomcache_core import Cache
+from atomcache_litestar import AtomCachePlugin, cached
+from http_safety import (
+    bypassed_personal_responses_are_private,
+    refusals_are_never_stored,
+    refusals_look_the_same_cold_or_warm,
+    session_writes_are_never_stored,
+)
+from support.servers import serve_asgi
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from litestar.connection import ASGIConnection
+    from litestar.handlers import BaseRouteHandler
+
+
+def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard that hides what it refuses: 404 unless `X-Staff: yes`."""
+    if connection.headers.get("x-staff") != "yes":
+        raise NotFoundException
+
+
+def login_first(request: Request[Any, Any, Any]) -> Redirect | None:
+    """A before_request hook: a redirect to /login unless `X-Staff: yes`."""
+    if request.headers.get("x-staff") != "yes":
+        return Redirect("/login", status_code=302)
+    return None
+
+
+def build(cache: Cache, calls: Counter[str]) -> Litestar:
+    """The routes of http_safety.py."""
+
+    @get("/hidden/{item_id:int}", guards=[staff_only])
+    @cached(ttl=60, statuses=(200, 404))
+    async def hidden(item_id: FromPath[int]) -> dict[str, int]:
+        calls["hidden"] += 1
+        return {"item": item_id, "calls": calls["hidden"]}
+
+    @get("/login-first", before_request=login_first)
+    @cached(ttl=60, statuses=(200, 302))
+    async def report() -> dict[str, Any]:
+        calls["login-first"] += 1
+        return {"calls": calls["login-first"]}
+
+    def form(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        calls["form"] += 1
+        session = dict(request.session)
+        token = session.setdefault("csrf", secrets.token_hex(8))
+        request.set_session(session)
+        return {"csrf": token, "calls": calls["form"]}
+
+    plain = get("/form", sync_to_thread=False)(cached(ttl=60)(form))
+    keyed = get("/form/keyed", sync_to_thread=False, name="keyed")(
+        cached(ttl=60, vary_on_cookies=("session",))(form)
+    )
+
+    @get("/shared")
+    @cached(ttl=60)
+    async def shared() -> dict[str, int]:
+        calls["shared"] += 1
+        return {"calls": calls["shared"]}
+
+    return Litestar(
+        [hidden, report, plain, keyed, shared],
+        middleware=[
+            ServerSideSessionConfig(exclude=["/hidden", "/login-first", "/shared"]).middleware
+        ],
+        plugins=[AtomCachePlugin(cache)],
+    )
+
+
+@pytest.fixture
+async def served(namespace: str) -> AsyncIterator[tuple[str, Counter[str]]]:
+    """The app on the memory backend, served by uvicorn; its URL and call counts."""
+    calls: Counter[str] = Counter()
+    async with serve_asgi(build(Cache.from_url("memory://", namespace=namespace), calls)) as url:
+        yield url, calls
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        refusals_are_never_stored,
+        refusals_look_the_same_cold_or_warm,
+        bypassed_personal_responses_are_private,
+    ],
+    ids=lambda scenario: scenario.__name__,
+)
+async def test_safety(
+    served: tuple[str, Counter[str]],
+    scenario: Callable[[httpx.AsyncClient, Counter[str]], Awaitable[None]],
+) -> None:
+    """Each scenario of http_safety.py holds for Litestar (its docstring says which)."""
+    url, calls = served
+    async with httpx.AsyncClient(base_url=url) as client:
+        await scenario(client, calls)
+
+
+async def test_session_writes(served: tuple[str, Counter[str]]) -> None:
+    """Litestar's server-side sessions: a page that wrote to the session is never stored."""
+    await session_writes_are_never_stored(*served)
