@@ -241,7 +241,7 @@ class _Run:
     1.4, 1.5); `finish` waits for the rest of the app's work.
     """
 
-    __slots__ = ("app", "learn", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
+    __slots__ = ("app", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
 
     def __init__(
         self,
@@ -250,10 +250,7 @@ class _Run:
         scope: Scope,
         receive: Receive,
         send: Send,
-        *,
-        learn: Callable[[RoutePlan, StoredResponse], bool],
     ) -> None:
-        self.learn = learn
         self.plan = plan
         self.app = app
         self.scope = scope
@@ -303,11 +300,7 @@ class _Run:
             result = Uncacheable(capture)
         else:
             result = capture.result(self.plan.route, self.plan.info.headers)
-        if isinstance(result, Uncacheable):
-            self.produced.append(result.value)
-        else:
-            self.produced.append(result)
-            self.learn(self.plan.route, result)
+        self.produced.append(result.value if isinstance(result, Uncacheable) else result)
         return result
 
     def answered(self, outcome: Outcome) -> bool:
@@ -366,12 +359,11 @@ class HttpCache:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
         self.placeholder = placeholder
-        self._varied: dict[int, tuple[str, ...]] = {}
         self._blocks: dict[int, tuple[tuple[tuple[bytes, bytes], ...], str, _Block]] = {}
 
-    def key(self, route: RoutePlan, info: RequestInfo) -> str:
-        """The cache key of a request (`request_key`), with its route's learned `Vary` fields."""
-        return request_key(route, info, self._varied.get(id(route), ()))
+    def key(self, route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = ()) -> str:
+        """The cache key of a request (`request_key`); `varied`: a stored entry's `Vary` fields."""
+        return request_key(route, info, varied)
 
     async def invalidate(
         self,
@@ -390,9 +382,17 @@ class HttpCache:
         return await self.cache.invalidate_tags(invalidation_tag(route, path_params, pairs))
 
     def plan(
-        self, scope: Scope, route: RoutePlan, path_params: Mapping[str, Any]
+        self,
+        scope: Scope,
+        route: RoutePlan,
+        path_params: Mapping[str, Any],
+        varied: tuple[str, ...] = (),
     ) -> RequestPlan | str:
-        """Decide how to handle a request; a string says why the cache is bypassed."""
+        """Decide how to handle a request; a string says why the cache is bypassed.
+
+        `varied`: the fields a stored entry of the same target varies on, whose values
+        in this request key its own variant (RFC 9111 section 4.1).
+        """
         if scope["method"] not in _CACHEABLE_METHODS:
             return "method"
         info = RequestInfo.from_scope(scope, route.template, path_params)
@@ -411,7 +411,7 @@ class HttpCache:
         if margin is not None:  # a refresh-ahead replay: renew an entry about to expire
             flight.fresh_margin = max(flight.fresh_margin, float(margin))
             flight.background = True
-        return RequestPlan(info, route, self.key(route, info), flight, directives, forced)
+        return RequestPlan(info, route, self.key(route, info, varied), flight, directives, forced)
 
     async def invalidate_route(
         self,
@@ -475,15 +475,15 @@ class HttpCache:
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
             if route.options.refresh_ahead and not route.personal and not replaying(scope):
                 plan.replay = self._replayer(scope, app, route, path_params)
-            run = _Run(plan, app, scope, receive, send, learn=self._learn)
+            run = _Run(plan, app, scope, receive, send)
             try:
                 varied = await self._serve(run)
             finally:
                 if run.tasks:  # the app ran here: wait for what it does after answering
                     await run.finish()
-            if not varied:
+            if varied is None:
                 return
-            plan = self.plan(scope, route, path_params)
+            plan = self.plan(scope, route, path_params, varied)
             if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
                 break
         self.report(route.template, "bypass", "variant")
@@ -521,25 +521,13 @@ class HttpCache:
         self._blocks[id(response.headers)] = (response.headers, response.etag, block)
         return block
 
-    def _learn(self, route: RoutePlan, response: StoredResponse) -> bool:
-        """Key the route's requests on the fields its responses vary on, from now on.
-
-        Returns whether that added a field. Entries stored before stay readable: each
-        is checked against its own secondary key before it is used.
-        """
-        names = tuple(name for name, _ in response.selecting)
-        known = self._varied.get(id(route), ())
-        if set(names) <= set(known):
-            return False
-        self._varied[id(route)] = tuple(dict.fromkeys((*known, *names)))
-        return True
-
-    async def _serve(self, run: _Run) -> bool:
+    async def _serve(self, run: _Run) -> tuple[str, ...] | None:
         """Answer from the cache or run the handler once (single flight).
 
-        Returns `True`, having sent nothing, when the entry found was stored for a
-        request with other values of the fields it varies on: the caller asks again
-        under a key that holds them.
+        Returns the fields the entry found varies on, having sent nothing, when it was
+        stored for a request with other values of them (RFC 9111 section 4.1): the
+        caller asks again under the key of this request's values of those fields, where
+        its own variant is kept. Else `None`, the request answered.
         """
         plan, scope, send = run.plan, run.scope, run.send
         try:
@@ -550,19 +538,19 @@ class HttpCache:
         except _ServerError as error:
             self.report(plan.route.template, "uncached", "error")
             await self.send_uncached(send, scope, error.capture, "error")
-            return False
+            return None
         except AtomCacheError as exc:
             warn_failed_open("cache unavailable for %s; answering without it", plan.key, error=exc)
             self.report(plan.route.template, "uncached", "backend unavailable")
             await self._answer_without_cache(run)
-            return False
+            return None
         if outcome is None:  # behind checks, the 504 too is for admitted requests only
             self.report(plan.route.template, "uncached", "only-if-cached")
             if plan.route.checked:
                 await self._respond_after_checks(run, None)
             else:
                 await self.gateway_timeout(send)
-            return False
+            return None
         own = run.answered(outcome)
         value = outcome.value
         if (
@@ -571,8 +559,7 @@ class HttpCache:
             and value.selecting
             and varies(value.selecting, plan.info.headers)
         ):
-            self._learn(plan.route, value)
-            return True
+            return tuple(name for name, _ in value.selecting)
         if plan.route.checked and not own:
             await self._respond_after_checks(run, outcome)
         elif own:  # its own per-request fields, which the entry does not keep
@@ -580,7 +567,7 @@ class HttpCache:
             await self.respond(send, scope, plan, outcome, fields)
         else:
             await self.respond(send, scope, plan, outcome)
-        return False
+        return None
 
     async def _answer_without_cache(self, run: _Run) -> None:
         """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
