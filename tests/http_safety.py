@@ -13,6 +13,8 @@ in `calls[name]` and put the count in the body.
   framework's session middleware) unless one is there, and shows it
 - GET /form/keyed: the same, with vary_on_cookies=("session",)
 - GET /shared: ttl=60 -> "shared"
+- GET /obs-etag: ttl=60 -> "obs-etag", with its own ETag `"café"` sent as ISO-8859-1
+  (a byte above 0x7F)
 """
 
 from __future__ import annotations
@@ -117,3 +119,18 @@ async def bypassed_personal_responses_are_private(
         vary = {part.strip().lower() for part in response.headers.get("vary", "").split(",")}
         assert field in vary, field
     assert calls["shared"] == 2
+
+
+async def validators_with_obs_text_are_stored(
+    client: httpx.AsyncClient, calls: Counter[str]
+) -> None:
+    """A handler's ETag with obs-text (RFC 9110 section 8.8.3) is stored, sent and matched."""
+    etag = b'"caf\xe9"'
+    first = await client.get("/obs-etag")
+    assert status_of(first).startswith("atomcache; fwd=miss; stored")
+    hit = await client.get("/obs-etag")
+    assert status_of(hit).startswith("atomcache; hit")
+    assert (b"etag", etag) in hit.headers.raw
+    matched = await client.get("/obs-etag", headers=[(b"if-none-match", etag)])
+    assert matched.status_code == 304
+    assert calls["obs-etag"] == 1

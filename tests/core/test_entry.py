@@ -15,7 +15,7 @@ entries = st.builds(
     fresh_until=st.floats(allow_nan=False),
     stale_until=st.floats(allow_nan=False),
     compute_time=st.floats(allow_nan=False),
-    etag=st.none() | st.text(st.characters(codec="ascii"), min_size=1, max_size=80),
+    etag=st.none() | st.text(st.characters(codec="latin-1"), min_size=1, max_size=80),
     flags=st.integers(0, 255),
 )
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from atomcache_core import Cache
@@ -20,6 +20,7 @@ from http_safety import (
     refusals_are_never_stored,
     refusals_look_the_same_cold_or_warm,
     session_writes_are_never_stored,
+    validators_with_obs_text_are_stored,
 )
 from support.servers import serve_asgi
 
@@ -78,6 +79,12 @@ def build(cache: Cache, calls: Counter[str]) -> FastAPI:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
+    @app.get("/obs-etag")
+    @cached(ttl=60)
+    async def obs_etag() -> Response:
+        calls["obs-etag"] += 1
+        return Response(b"menu", headers={"etag": '"caf\xe9"'})
+
     return app
 
 
@@ -95,6 +102,7 @@ async def served(namespace: str) -> AsyncIterator[tuple[str, Counter[str]]]:
         refusals_are_never_stored,
         refusals_look_the_same_cold_or_warm,
         bypassed_personal_responses_are_private,
+        validators_with_obs_text_are_stored,
     ],
     ids=lambda scenario: scenario.__name__,
 )

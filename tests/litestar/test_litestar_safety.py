@@ -12,7 +12,7 @@ from litestar import Litestar, Request, get
 from litestar.exceptions import NotFoundException
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath  # noqa: TC002 - Litestar reads annotations at run time
-from litestar.response import Redirect
+from litestar.response import Redirect, Response
 
 from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
@@ -21,6 +21,7 @@ from http_safety import (
     refusals_are_never_stored,
     refusals_look_the_same_cold_or_warm,
     session_writes_are_never_stored,
+    validators_with_obs_text_are_stored,
 )
 from support.servers import serve_asgi
 
@@ -77,10 +78,18 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
+    @get("/obs-etag")
+    @cached(ttl=60)
+    async def obs_etag() -> Response[bytes]:
+        calls["obs-etag"] += 1
+        return Response(b"menu", headers={"etag": '"caf\xe9"'})
+
     return Litestar(
-        [hidden, report, plain, keyed, shared],
+        [hidden, report, plain, keyed, shared, obs_etag],
         middleware=[
-            ServerSideSessionConfig(exclude=["/hidden", "/login-first", "/shared"]).middleware
+            ServerSideSessionConfig(
+                exclude=["/hidden", "/login-first", "/shared", "/obs-etag"]
+            ).middleware
         ],
         plugins=[AtomCachePlugin(cache)],
     )
@@ -100,6 +109,7 @@ async def served(namespace: str) -> AsyncIterator[tuple[str, Counter[str]]]:
         refusals_are_never_stored,
         refusals_look_the_same_cold_or_warm,
         bypassed_personal_responses_are_private,
+        validators_with_obs_text_are_stored,
     ],
     ids=lambda scenario: scenario.__name__,
 )

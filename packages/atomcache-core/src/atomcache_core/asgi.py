@@ -19,8 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from atomcache_core._singleflight import FlightOptions, Outcome, Uncacheable, warn_failed_open
-from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core._singleflight import (
+    UNAVAILABLE,
+    FlightOptions,
+    Outcome,
+    Uncacheable,
+    warn_failed_open,
+)
+from atomcache_core.exceptions import AtomCacheError, ConfigurationError, SerializationError
 from atomcache_core.http import (
     ResponseSerializer,
     StoredResponse,
@@ -539,6 +545,11 @@ class HttpCache:
             self.report(plan.route.template, "uncached", "error")
             await self.send_uncached(send, scope, error.capture, "error")
             return None
+        except SerializationError as exc:  # this response cannot be stored: the backend is fine
+            logger.warning("response for %s not stored: %s", plan.key, exc)
+            self.report(plan.route.template, "uncached", "not storable")
+            await self._answer_without_cache(run, "not storable")
+            return None
         except AtomCacheError as exc:
             warn_failed_open("cache unavailable for %s; answering without it", plan.key, error=exc)
             self.report(plan.route.template, "uncached", "backend unavailable")
@@ -569,14 +580,14 @@ class HttpCache:
             await self.respond(send, scope, plan, outcome)
         return None
 
-    async def _answer_without_cache(self, run: _Run) -> None:
+    async def _answer_without_cache(self, run: _Run, reason: str = UNAVAILABLE) -> None:
         """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
         if run.plan.only_if_cached:  # nothing stored can be shown: the handler must not run
             await self.gateway_timeout(run.send)
         elif run.ran and run.ran[0].status:
-            await self.send_uncached(run.send, run.scope, run.ran[0], "backend unavailable")
+            await self.send_uncached(run.send, run.scope, run.ran[0], reason)
         else:
-            await self.bypass(run.scope, run.receive, run.send, run.app, "backend unavailable")
+            await self.bypass(run.scope, run.receive, run.send, run.app, reason)
 
     async def _respond_after_checks(self, run: _Run, outcome: Outcome | None) -> None:
         """Run the app up to the endpoint; send the entry only if it got there.

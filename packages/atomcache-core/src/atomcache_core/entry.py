@@ -68,7 +68,8 @@ class Entry:
 
 def encode_entry(entry: Entry) -> bytes:
     """Serialize an entry to its stored bytes."""
-    etag = entry.etag.encode("ascii") if entry.etag is not None else b""
+    # ISO-8859-1: an entity tag may hold obs-text, bytes above 0x7F (RFC 9110 section 8.8.3)
+    etag = entry.etag.encode("latin-1") if entry.etag is not None else b""
     if len(etag) > _MAX_ETAG_BYTES:
         msg = f"ETag of {len(etag)} bytes is longer than {_MAX_ETAG_BYTES} bytes"
         raise ValueError(msg)
@@ -97,14 +98,12 @@ def decode_entry(data: bytes) -> Entry | None:
     if etag_len > len(body) or zlib.crc32(body, zlib.crc32(view[: _FIELDS.size])) != checksum:
         return None
     etag_bytes = bytes(body[:etag_len])
-    if etag_len and not etag_bytes.isascii():
-        return None
     return Entry(
         payload=bytes(body[etag_len:]),
         created_at=created,
         fresh_until=fresh,
         stale_until=stale,
         compute_time=compute_time,
-        etag=etag_bytes.decode("ascii") if etag_len else None,
+        etag=etag_bytes.decode("latin-1") if etag_len else None,
         flags=flags,
     )

@@ -453,7 +453,7 @@ class ResponseSerializer:
         try:
             validator = b"\n".join(
                 [
-                    value.etag.encode("ascii"),
+                    value.etag.encode("latin-1"),  # obs-text is allowed (RFC 9110 8.8.3)
                     *(f"{name}\t{digest}".encode("latin-1") for name, digest in value.selecting),
                 ]
             )
@@ -465,7 +465,8 @@ class ResponseSerializer:
             msg = (
                 f"response with status {value.status!r} and ETag {value.etag!r} does not fit"
                 f" the stored layout ({exc}); it needs a status and field count up to 65535,"
-                " field names up to 65535 bytes, values up to 4 GiB and an ASCII ETag"
+                " field names up to 65535 bytes, values up to 4 GiB and an ETag of"
+                " ISO-8859-1 characters without a line break"
             )
             raise SerializationError(
                 msg, value_type=type(value).__name__, direction="dumps"
@@ -489,7 +490,6 @@ class ResponseSerializer:
             if position > len(data) or not fields or fields[0][0] != b"etag":
                 raise ValueError("truncated")  # noqa: TRY301 - one handler below
             etag, *lines = fields[0][1].decode("latin-1").split("\n")
-            etag.encode("ascii")
             selecting = tuple(tuple(line.split("\t", 1)) for line in lines)
             if any(len(pair) != 2 for pair in selecting):  # noqa: PLR2004 - (name, digest)
                 raise ValueError("bad secondary key")  # noqa: TRY301 - one handler below
