@@ -13,6 +13,7 @@ in `calls[name]` and put the count in the body.
   framework's session middleware) unless one is there, and shows it
 - GET /form/keyed: the same, with vary_on_cookies=("session",)
 - GET /shared: ttl=60 -> "shared"
+- GET /warm: ttl=60, refresh_ahead=True -> "warm"
 - GET /obs-etag: ttl=60 -> "obs-etag", with its own ETag `"café"` sent as ISO-8859-1
   (a byte above 0x7F)
 """
@@ -27,6 +28,8 @@ from atomcache_core.http import parse_cache_control
 
 if TYPE_CHECKING:
     from collections import Counter
+
+    from atomcache_core import Cache
 
 STAFF = {"x-staff": "yes"}
 ONLY_IF_CACHED = {"cache-control": "only-if-cached"}
@@ -134,3 +137,14 @@ async def validators_with_obs_text_are_stored(
     matched = await client.get("/obs-etag", headers=[(b"if-none-match", etag)])
     assert matched.status_code == 304
     assert calls["obs-etag"] == 1
+
+
+async def one_off_urls_are_not_kept_warm(client: httpx.AsyncClient, cache: Cache) -> None:
+    """Refresh ahead renews only entries read more than once: junk URLs are left to expire."""
+    for index in range(30):
+        assert (await client.get(f"/warm?junk={index}")).status_code == 200
+    assert len(cache.refresher) == 0
+    await client.get("/warm?page=1")
+    assert len(cache.refresher) == 0
+    assert status_of(await client.get("/warm?page=1")).startswith("atomcache; hit")
+    assert len(cache.refresher) == 1

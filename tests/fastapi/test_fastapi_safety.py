@@ -17,6 +17,7 @@ from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
 from http_safety import (
     bypassed_personal_responses_are_private,
+    one_off_urls_are_not_kept_warm,
     refusals_are_never_stored,
     refusals_look_the_same_cold_or_warm,
     session_writes_are_never_stored,
@@ -79,6 +80,12 @@ def build(cache: Cache, calls: Counter[str]) -> FastAPI:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
+    @app.get("/warm")
+    @cached(ttl=60, refresh_ahead=True)
+    async def warm() -> dict[str, int]:
+        calls["warm"] += 1
+        return {"calls": calls["warm"]}
+
     @app.get("/obs-etag")
     @cached(ttl=60)
     async def obs_etag() -> Response:
@@ -119,3 +126,13 @@ async def test_safety(
 async def test_session_writes(served: tuple[str, Counter[str]]) -> None:
     """Starlette's SessionMiddleware: a page that wrote to the session is never stored."""
     await session_writes_are_never_stored(*served)
+
+
+async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
+    """FastAPI: refresh ahead keeps warm only the entries read more than once."""
+    cache = Cache.from_url("memory://", namespace=namespace)
+    async with (
+        serve_asgi(build(cache, Counter())) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        await one_off_urls_are_not_kept_warm(client, cache)

@@ -18,6 +18,7 @@ from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
 from http_safety import (
     bypassed_personal_responses_are_private,
+    one_off_urls_are_not_kept_warm,
     refusals_are_never_stored,
     refusals_look_the_same_cold_or_warm,
     session_writes_are_never_stored,
@@ -78,6 +79,12 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
+    @get("/warm")
+    @cached(ttl=60, refresh_ahead=True)
+    async def warm() -> dict[str, int]:
+        calls["warm"] += 1
+        return {"calls": calls["warm"]}
+
     @get("/obs-etag")
     @cached(ttl=60)
     async def obs_etag() -> Response[bytes]:
@@ -85,10 +92,10 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
         return Response(b"menu", headers={"etag": '"caf\xe9"'})
 
     return Litestar(
-        [hidden, report, plain, keyed, shared, obs_etag],
+        [hidden, report, plain, keyed, shared, warm, obs_etag],
         middleware=[
             ServerSideSessionConfig(
-                exclude=["/hidden", "/login-first", "/shared", "/obs-etag"]
+                exclude=["/hidden", "/login-first", "/shared", "/warm", "/obs-etag"]
             ).middleware
         ],
         plugins=[AtomCachePlugin(cache)],
@@ -126,3 +133,13 @@ async def test_safety(
 async def test_session_writes(served: tuple[str, Counter[str]]) -> None:
     """Litestar's server-side sessions: a page that wrote to the session is never stored."""
     await session_writes_are_never_stored(*served)
+
+
+async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
+    """Litestar: refresh ahead keeps warm only the entries read more than once."""
+    cache = Cache.from_url("memory://", namespace=namespace)
+    async with (
+        serve_asgi(build(cache, Counter())) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        await one_off_urls_are_not_kept_warm(client, cache)

@@ -679,7 +679,9 @@ class HttpCache:
         remaining = max(0, int(fresh_for))
         if entry is not None and replaying(scope):  # tell the replay what it renewed
             scope["state"][REFRESHED] = fresh_for
-        elif plan.replay is not None and entry is not None:
+        elif plan.replay is not None and entry is not None and outcome.source != "computed":
+            # Read again after the request that computed it: kept warm from now on (a
+            # URL asked once, junk included, is left to expire).
             self.cache.refresher.touch(
                 plan.key,
                 plan.replay,
