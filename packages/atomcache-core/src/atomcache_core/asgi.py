@@ -53,11 +53,13 @@ from atomcache_core.http_request import (
 from atomcache_core.http_route import (
     DEFAULT_MAX_BODY_SIZE,
     GATE,
+    PASSING,
     Gate,
     RouteOptions,
     RoutePlan,
     cached,
     find_cached,
+    refuse_misplaced,
     route_options,
 )
 
@@ -84,6 +86,8 @@ __all__ = [
     "RoutePlan",
     "cached",
     "find_cached",
+    "passing",
+    "refuse_misplaced",
     "route_options",
 ]
 
@@ -472,7 +476,7 @@ class HttpCache:
         plan = self.plan(scope, route, path_params)
         if isinstance(plan, str):
             if plan == "method":
-                await app(scope, receive, send)
+                await passing(app, scope, receive, send)
             else:
                 self.report(route.template, "bypass", plan)
                 personal = plan in route.credentials
@@ -806,7 +810,16 @@ class HttpCache:
                 message = _with_cache_status(message, status)
             await send(message)
 
-        await app(_as_get(scope), receive, _dropping_body(scope, tagged))
+        await passing(app, _as_get(scope), receive, _dropping_body(scope, tagged))
+
+
+async def passing(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Let a request through to `app` uncached: a `@cached` endpoint runs as it is."""
+    token = GATE.set(PASSING)
+    try:
+        await app(scope, receive, send)
+    finally:
+        GATE.reset(token)
 
 
 def replayer(app: ASGIApp, scope: Scope) -> Callable[[float], Awaitable[float | None]]:

@@ -10,8 +10,11 @@ No I/O and no web framework here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import warnings
+import weakref
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -28,11 +31,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CREDENTIAL_FIELDS",
     "DEFAULT_MAX_BODY_SIZE",
+    "PASSING",
     "Gate",
     "RouteOptions",
     "RoutePlan",
     "cached",
     "find_cached",
+    "misplaced",
+    "refuse_misplaced",
     "route_options",
 ]
 
@@ -254,6 +260,11 @@ class Gate:
 
 
 GATE: ContextVar[Gate | None] = ContextVar("atomcache_gate", default=None)
+#: The gate of a request an adapter lets through to the handler (a method not cached, a
+#: bypass): no endpoint's, so the handler runs, and knows that the cache is there.
+PASSING = Gate(RouteOptions(), None)
+#: Endpoint functions that `cached` wrapped, with their options (weakly held).
+_UNDERNEATH: weakref.WeakKeyDictionary[Any, RouteOptions] = weakref.WeakKeyDictionary()
 
 
 def cached(
@@ -314,29 +325,82 @@ def cached(
     )
 
     def wrap(endpoint: EndpointT) -> EndpointT:
-        wrapper: Callable[..., Any]
-        if inspect.iscoroutinefunction(endpoint):
-
-            @functools.wraps(endpoint)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                gate = GATE.get()
-                if gate is not None and (opened := gate.open(options)) is not None:
-                    return opened
-                return await endpoint(*args, **kwargs)
-
-        else:
-
-            @functools.wraps(endpoint)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                gate = GATE.get()
-                if gate is not None and (opened := gate.open(options)) is not None:
-                    return opened
-                return endpoint(*args, **kwargs)
-
-        setattr(wrapper, _OPTIONS_ATTRIBUTE, (options, wrapper))
-        return wrapper  # type: ignore[return-value]
+        return _wrap_endpoint(endpoint, options)
 
     return wrap
+
+
+def _wrap_endpoint(endpoint: EndpointT, options: RouteOptions) -> EndpointT:
+    """The `@cached` wrapper of `endpoint`: it opens the gate of `options` (`Gate`)."""
+    if not inspect.isroutine(endpoint) and not isinstance(endpoint, functools.partial):
+        msg = (
+            f"@cached wraps a route's endpoint function, got {type(endpoint).__name__}: "
+            "place @cached directly below the route decorator (@app.get(...), @get(...)), "
+            "not above it"
+        )
+        raise ConfigurationError(msg)
+    wrapper: Callable[..., Any]
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gate = GATE.get()
+            if gate is None:
+                _warn_unserved(endpoint)
+            elif (opened := gate.open(options)) is not None:
+                return opened
+            return await endpoint(*args, **kwargs)
+
+    else:
+
+        @functools.wraps(endpoint)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            gate = GATE.get()
+            if gate is None:
+                _warn_unserved(endpoint)
+            elif (opened := gate.open(options)) is not None:
+                return opened
+            return endpoint(*args, **kwargs)
+
+    setattr(wrapper, _OPTIONS_ATTRIBUTE, (options, wrapper))
+    with contextlib.suppress(TypeError):  # not weakly referable: not checked at startup
+        _UNDERNEATH[endpoint] = options
+    return wrapper  # type: ignore[return-value]
+
+
+def _warn_unserved(endpoint: Callable[..., Any]) -> None:
+    """Say that a `@cached` endpoint ran outside any adapter's HTTP flow."""
+    name = getattr(endpoint, "__qualname__", repr(endpoint))
+    msg = (
+        f"the @cached endpoint {name} ran without the cache: give its app the cache "
+        "(setup_cache(app, cache) for FastAPI, plugins=[AtomCachePlugin(cache)] for "
+        "Litestar); to cache a function that is not a route, use atomcache_core.cached "
+        "or Cache.cached"
+    )
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def misplaced(endpoint: object) -> bool:
+    """Whether `endpoint` was wrapped by `@cached` but a route serves it unwrapped.
+
+    That is `@cached` placed above the route decorator: the route holds the function
+    itself, so its responses would never be cached. Adapters raise at startup.
+    """
+    try:
+        return endpoint in _UNDERNEATH and find_cached(endpoint) is None
+    except TypeError:  # not hashable, not weakly referable: never wrapped
+        return False
+
+
+def refuse_misplaced(endpoint: object, template: str) -> None:
+    """Raise `ConfigurationError` when `misplaced(endpoint)`; adapters call it at startup."""
+    if misplaced(endpoint):
+        msg = (
+            f"@cached is above the route decorator of {template!r}: the route serves the "
+            "function unwrapped and nothing would be cached; place @cached directly below "
+            "@app.get(...) / @get(...)"
+        )
+        raise ConfigurationError(msg)
 
 
 def find_cached(endpoint: object) -> tuple[RouteOptions, bool] | None:

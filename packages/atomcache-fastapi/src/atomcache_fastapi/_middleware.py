@@ -20,6 +20,8 @@ from atomcache_core.asgi import (
     RoutePlan,
     cached,
     find_cached,
+    passing,
+    refuse_misplaced,
 )
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http import cache_status
@@ -127,8 +129,10 @@ def _table(routes: Iterable[Any], *, prefix: str, nested: bool) -> list[RouteEnt
                 inner = f"{prefix}{original.path}" if isinstance(original, Mount) else prefix
                 table.append((route, None, _table(router.routes, prefix=inner, nested=True)))
                 continue
-        found = find_cached(getattr(route, "endpoint", None))
+        endpoint = getattr(route, "endpoint", None)
+        found = find_cached(endpoint)
         if found is None:
+            refuse_misplaced(endpoint, prefix + str(getattr(route, "path", "")))
             table.append((route, None, None))
             continue
         options, decorated = found
@@ -279,7 +283,7 @@ class AtomCacheMiddleware:
             await (capture or send)(message)
 
         try:
-            await self.app(scope, receive, watch)
+            await passing(self.app, scope, receive, watch)
         except BaseException:
             claim = state.pop(CLAIM, None)
             if isinstance(claim, Claim):

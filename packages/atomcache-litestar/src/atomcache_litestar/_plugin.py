@@ -13,7 +13,14 @@ from litestar.utils import normalize_path
 from litestar.utils.sync import AsyncCallable
 
 from atomcache_core import Cache  # noqa: TC001 - Litestar reads the provider's annotation
-from atomcache_core.asgi import PLACEHOLDER_FIELD, HttpCache, RoutePlan, find_cached, route_options
+from atomcache_core.asgi import (
+    PLACEHOLDER_FIELD,
+    HttpCache,
+    RoutePlan,
+    find_cached,
+    refuse_misplaced,
+    route_options,
+)
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -132,6 +139,7 @@ def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
         for route_handler, kwargs_model in route.route_handler_map.values():
             found = find_cached(_endpoint(route_handler))
             if found is None:
+                refuse_misplaced(_endpoint(route_handler), route.path_format)
                 continue
             options, decorated = found
             own_middleware = [
