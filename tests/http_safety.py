@@ -13,6 +13,9 @@ in `calls[name]` and put the count in the body.
   framework's session middleware) unless one is there, and shows it
 - GET /form/keyed: the same, with vary_on_cookies=("session",)
 - GET /shared: ttl=60 -> "shared"
+- GET /csrf-form: ttl=60 -> "csrf-form", shows the CSRF token that a double-submit
+  middleware outside the cache (`DoubleSubmitCsrf`, on paths under /csrf) put in the
+  request's state and in a cookie for a new visitor
 - GET /warm: ttl=60, refresh_ahead=True -> "warm"
 - GET /obs-etag: ttl=60 -> "obs-etag", with its own ETag `"café"` sent as ISO-8859-1
   (a byte above 0x7F)
@@ -20,7 +23,9 @@ in `calls[name]` and put the count in the body.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import secrets
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,11 +33,55 @@ from atomcache_core.http import parse_cache_control
 
 if TYPE_CHECKING:
     from collections import Counter
+    from collections.abc import Awaitable, Callable, MutableMapping
 
     from atomcache_core import Cache
 
+    Message = MutableMapping[str, Any]
+    ASGIApp = Callable[
+        [
+            MutableMapping[str, Any],
+            Callable[[], Awaitable[Message]],
+            Callable[[Message], Awaitable[None]],
+        ],
+        Awaitable[None],
+    ]
+
 STAFF = {"x-staff": "yes"}
 ONLY_IF_CACHED = {"cache-control": "only-if-cached"}
+
+
+class DoubleSubmitCsrf:
+    """ASGI middleware: a CSRF token for each new visitor of /csrf..., in state and a cookie."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        """Give the request the visitor's token (a new one, sent as a cookie, if none)."""
+        if scope["type"] != "http" or not scope["path"].startswith("/csrf"):
+            await self.app(scope, receive, send)
+            return
+        cookies = dict(scope["headers"]).get(b"cookie", b"").decode()
+        sent = [
+            part.split("=", 1)[1] for part in cookies.split("; ") if part.startswith("csrftoken=")
+        ]
+        token = sent[0] if sent else secrets.token_hex(8)
+        scope.setdefault("state", {})["csrf"] = token
+
+        async def sending(message: Message) -> None:
+            if not sent and message["type"] == "http.response.start":
+                cookie = (b"set-cookie", f"csrftoken={token}; Path=/".encode())
+                message = {**message, "headers": [*message.get("headers", ()), cookie]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def status_of(response: httpx.Response) -> str:
@@ -148,3 +197,24 @@ async def one_off_urls_are_not_kept_warm(client: httpx.AsyncClient, cache: Cache
     assert len(cache.refresher) == 0
     assert status_of(await client.get("/warm?page=1")).startswith("atomcache; hit")
     assert len(cache.refresher) == 1
+
+
+async def cookies_set_outside_are_never_shared(base_url: str, calls: Counter[str]) -> None:
+    """A page a middleware outside the cache gives a new visitor's cookie is never shared.
+
+    Each new visitor's page shows the token of their own cookie, for concurrent visitors
+    of a cold entry too (HTTP.md 1.3).
+    """
+
+    async def visit(path: str) -> tuple[str, str]:
+        async with httpx.AsyncClient(base_url=base_url) as visitor:
+            page = await visitor.get(path)
+            assert page.status_code == 200
+            return page.json()["csrf"], visitor.cookies["csrftoken"]
+
+    for path in ("/csrf-form", "/csrf-form?page=2"):
+        visits = await asyncio.gather(*(visit(path) for _ in range(8)))
+        visits += [await visit(path) for _ in range(3)]
+        assert all(shown == cookie for shown, cookie in visits), visits
+        assert len({shown for shown, _ in visits}) == len(visits)
+    assert calls["csrf-form"] == 22

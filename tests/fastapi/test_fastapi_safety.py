@@ -16,7 +16,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
 from http_safety import (
+    DoubleSubmitCsrf,
     bypassed_personal_responses_are_private,
+    cookies_set_outside_are_never_shared,
     one_off_urls_are_not_kept_warm,
     refusals_are_never_stored,
     refusals_look_the_same_cold_or_warm,
@@ -51,6 +53,7 @@ def build(cache: Cache, calls: Counter[str]) -> FastAPI:
     """The routes of http_safety.py."""
     app = FastAPI()
     app.add_middleware(SessionMiddleware, secret_key="test-secret")  # noqa: S106 - a test key
+    app.add_middleware(DoubleSubmitCsrf)
     setup_cache(app, cache)
 
     @app.get("/hidden/{item_id}", dependencies=[Depends(staff_only)])
@@ -79,6 +82,12 @@ def build(cache: Cache, calls: Counter[str]) -> FastAPI:
     async def shared() -> dict[str, int]:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
+
+    @app.get("/csrf-form")
+    @cached(ttl=60)
+    async def csrf_form(request: Request) -> dict[str, Any]:
+        calls["csrf-form"] += 1
+        return {"csrf": request.state.csrf}
 
     @app.get("/warm")
     @cached(ttl=60, refresh_ahead=True)
@@ -136,3 +145,8 @@ async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
         httpx.AsyncClient(base_url=url) as client,
     ):
         await one_off_urls_are_not_kept_warm(client, cache)
+
+
+async def test_cookies_set_outside(served: tuple[str, Counter[str]]) -> None:
+    """FastAPI: a new visitor's cookie set outside the cache keeps their page their own."""
+    await cookies_set_outside_are_never_shared(*served)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from litestar import Litestar, Request, get
 from litestar.exceptions import NotFoundException
+from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath  # noqa: TC002 - Litestar reads annotations at run time
 from litestar.response import Redirect, Response
@@ -17,7 +18,9 @@ from litestar.response import Redirect, Response
 from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
 from http_safety import (
+    DoubleSubmitCsrf,
     bypassed_personal_responses_are_private,
+    cookies_set_outside_are_never_shared,
     one_off_urls_are_not_kept_warm,
     refusals_are_never_stored,
     refusals_look_the_same_cold_or_warm,
@@ -79,6 +82,12 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
+    @get("/csrf-form")
+    @cached(ttl=60)
+    async def csrf_form(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        calls["csrf-form"] += 1
+        return {"csrf": request.scope["state"]["csrf"]}
+
     @get("/warm")
     @cached(ttl=60, refresh_ahead=True)
     async def warm() -> dict[str, int]:
@@ -92,11 +101,12 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
         return Response(b"menu", headers={"etag": '"caf\xe9"'})
 
     return Litestar(
-        [hidden, report, plain, keyed, shared, warm, obs_etag],
+        [hidden, report, plain, keyed, shared, csrf_form, warm, obs_etag],
         middleware=[
             ServerSideSessionConfig(
-                exclude=["/hidden", "/login-first", "/shared", "/warm", "/obs-etag"]
-            ).middleware
+                exclude=["/hidden", "/login-first", "/shared", "/warm", "/obs-etag", "/csrf"]
+            ).middleware,
+            DefineMiddleware(DoubleSubmitCsrf),  # type: ignore[arg-type]  # plain ASGI types
         ],
         plugins=[AtomCachePlugin(cache)],
     )
@@ -143,3 +153,8 @@ async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
         httpx.AsyncClient(base_url=url) as client,
     ):
         await one_off_urls_are_not_kept_warm(client, cache)
+
+
+async def test_cookies_set_outside(served: tuple[str, Counter[str]]) -> None:
+    """Litestar: a new visitor's cookie set outside the cache keeps their page their own."""
+    await cookies_set_outside_are_never_shared(*served)

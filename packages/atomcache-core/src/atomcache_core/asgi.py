@@ -78,6 +78,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
     "PLACEHOLDER_FIELD",
     "REFUSED",
+    "SET_COOKIE",
     "HttpCache",
     "RequestInfo",
     "RequestPlan",
@@ -112,6 +113,12 @@ REFUSED = "refused"
 #: have passed (its value is drawn per process): only that response is replaced by the
 #: stored one, never another that the app made after reaching the endpoint.
 PLACEHOLDER_FIELD = (b"x-atomcache-placeholder", secrets.token_hex(16).encode())
+#: The `Cache-Status` detail of requests of a route whose pages a middleware outside the
+#: cache gives new visitors a cookie with (`HttpCache.observe`).
+SET_COOKIE = "set-cookie"
+#: The scope key through which the outermost layer (`HttpCache.observe`) learns what the
+#: cache sent for a request.
+SERVED = "atomcache.served"
 #: The scope's state key marking a refresh-ahead replay: the margin, in seconds.
 REFRESH = "atomcache_refresh"
 #: Where `respond` notes, for a replay, the seconds of freshness its entry has left.
@@ -238,6 +245,15 @@ class _Block:
     control: bytes | None
     modified: bytes | None
     etag: bytes
+
+
+class _Served:
+    """Whether the cache sent one request an entry (computed or not), and of which route."""
+
+    __slots__ = ("route",)
+
+    def __init__(self) -> None:
+        self.route: RoutePlan | None = None
 
 
 class _Run:
@@ -369,6 +385,7 @@ class HttpCache:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
         self.placeholder = placeholder
+        self._stateful: set[int] = set()
         self._blocks: dict[int, tuple[tuple[tuple[bytes, bytes], ...], str, _Block]] = {}
 
     def key(self, route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = ()) -> str:
@@ -409,6 +426,8 @@ class HttpCache:
         reason = route.bypass_reason(info.headers)  # type: ignore[arg-type]
         if reason is not None:
             return reason
+        if id(route.options) in self._stateful:
+            return SET_COOKIE
         options = route.options
         directives = parse_cache_control(info.headers.get("cache-control"))
         if not directives and "no-cache" in info.headers.get("pragma", "").lower():
@@ -566,22 +585,27 @@ class HttpCache:
             else:
                 await self.gateway_timeout(send)
             return None
-        own = run.answered(outcome)
-        value = outcome.value
+        if run.answered(outcome):  # its own per-request fields, which the entry does not keep
+            fields = [f for f in run.ran[-1].headers if f[0].lower() in plan.route.per_request]
+            await self.respond(send, scope, plan, outcome, fields)
+            return None
+        return await self._answer_from(run, outcome)
+
+    async def _answer_from(self, run: _Run, outcome: Outcome) -> tuple[str, ...] | None:
+        """Answer with an outcome this request did not compute (see `_serve`)."""
+        plan, value = run.plan, outcome.value
         if (
-            not own
-            and isinstance(value, StoredResponse)
+            isinstance(value, StoredResponse)
             and value.selecting
             and varies(value.selecting, plan.info.headers)
         ):
             return tuple(name for name, _ in value.selecting)
-        if plan.route.checked and not own:
+        if id(plan.route.options) in self._stateful:  # learnt while it was computed
+            await self.bypass(run.scope, run.receive, run.send, run.app, SET_COOKIE)
+        elif plan.route.checked:
             await self._respond_after_checks(run, outcome)
-        elif own:  # its own per-request fields, which the entry does not keep
-            fields = [f for f in run.ran[-1].headers if f[0].lower() in plan.route.per_request]
-            await self.respond(send, scope, plan, outcome, fields)
         else:
-            await self.respond(send, scope, plan, outcome)
+            await self.respond(run.send, run.scope, plan, outcome)
         return None
 
     async def _answer_without_cache(self, run: _Run, reason: str = UNAVAILABLE) -> None:
@@ -677,6 +701,7 @@ class HttpCache:
                 await self.send_uncached(send, scope, value, value.reason)
             return
         response: StoredResponse = value
+        _note_served(scope, route)
         block = self._block(response)
         entry = outcome.entry
         fresh_for = entry.fresh_until - time.time() if entry is not None else 0.0
@@ -734,6 +759,53 @@ class HttpCache:
         )
         body = b"" if scope["method"] == "HEAD" else response.body
         await send({"type": "http.response.body", "body": body})
+
+    def observe(self, app: ASGIApp) -> ASGIApp:
+        """Wrap `app` (the whole application, outside every middleware) to watch for cookies.
+
+        A page of the cache sent to a request that carried no cookie, to which a
+        middleware outside the cache added `Set-Cookie` (a double-submit CSRF token, a
+        new session), may show state of that one visitor: the route's entries are
+        dropped and the route is not cached any more in this process (`Cache-Status`
+        detail `set-cookie`), unless it is `public`. Adapters install it.
+        """
+
+        async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or any(name == b"cookie" for name, _ in scope["headers"]):
+                await app(scope, receive, send)
+                return
+            served = scope[SERVED] = _Served()
+
+            async def watch(message: Message) -> None:
+                if (
+                    message["type"] == "http.response.start"
+                    and served.route is not None
+                    and any(name.lower() == b"set-cookie" for name, _ in message.get("headers", ()))
+                ):
+                    await self._learn_stateful(served)
+                await send(message)
+
+            await app(scope, receive, watch)
+
+        return observed
+
+    async def _learn_stateful(self, served: _Served) -> None:
+        """Stop caching the route of `served`: its pages carry a visitor's new cookie."""
+        route = served.route
+        if route is None:  # pragma: no cover - only called for pages of the cache
+            return
+        if id(route.options) not in self._stateful:
+            self._stateful.add(id(route.options))
+            logger.warning(
+                "a middleware outside the cache set a cookie on a page of %s for a new "
+                "visitor: the route is not cached any more; if the page is the same for "
+                "every visitor, declare it with @cached(public=True)",
+                route.template,
+            )
+        try:
+            await self.invalidate(route)
+        except AtomCacheError as exc:
+            warn_failed_open("could not drop the entries of %s", route.template, error=exc)
 
     def report(self, template: str, outcome: str, reason: str = "") -> None:
         """Count a response of the route `template` (`http.responses` in observability).
@@ -853,6 +925,15 @@ def replaying(scope: Scope) -> bool:
     """Whether the request is a refresh-ahead replay (not a read of the entry)."""
     state = scope.get("state")
     return state is not None and REFRESH in state
+
+
+def _note_served(scope: Scope, route: RoutePlan) -> None:
+    """Tell `HttpCache.observe` that a request is answered from an entry of `route`.
+
+    Not for `public` routes, whose pages are the same for every visitor by declaration.
+    """
+    if not route.options.public and (served := scope.get(SERVED)) is not None:
+        served.route = route
 
 
 def _with_cache_status(message: Message, status: bytes) -> Message:

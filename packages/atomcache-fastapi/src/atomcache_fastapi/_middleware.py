@@ -93,7 +93,16 @@ def install(app: FastAPI, cache: Cache, *, refresh: bool = True) -> None:
         return
     app.state.atomcache = cache
     app.state.atomcache_refresh = refresh
-    app.user_middleware.append(Middleware(AtomCacheMiddleware, cache=cache, routes_of=app))
+    http_cache = HttpCache(cache, placeholder=_placeholder)
+    app.user_middleware.append(
+        Middleware(AtomCacheMiddleware, cache=cache, routes_of=app, http_cache=http_cache)
+    )
+    build = app.build_middleware_stack
+
+    def observed() -> ASGIApp:  # outside every middleware: HttpCache.observe
+        return http_cache.observe(build())
+
+    app.build_middleware_stack = observed  # type: ignore[method-assign]
     app.exception_handlers[CachedResponse] = serve_cached_response
     app.middleware_stack = None  # built again, with the cache, at the next call
 
@@ -213,11 +222,13 @@ class AtomCacheMiddleware:
     shutdown it closes the cache.
     """
 
-    def __init__(self, app: ASGIApp, *, cache: Cache, routes_of: FastAPI) -> None:
-        """Wrap `app`; look routes up in `routes_of`."""
+    def __init__(
+        self, app: ASGIApp, *, cache: Cache, routes_of: FastAPI, http_cache: HttpCache | None = None
+    ) -> None:
+        """Wrap `app`; look routes up in `routes_of`; serve through `http_cache` if given."""
         self.app = app
         self.cache = cache
-        self.http_cache = HttpCache(cache, placeholder=_placeholder)
+        self.http_cache = http_cache or HttpCache(cache, placeholder=_placeholder)
         self._routes_of = routes_of
         self._table: list[RouteEntry] | None = None
         self._on_host = False

@@ -99,7 +99,8 @@ class AtomCachePlugin(InitPlugin):
         """Plan the cached routes; let HEAD requests reach cached GET handlers."""
         self._app = app
         self._plans = dict(_plan_routes(app))
-        app.asgi_handler = _HeadOfGet(app.asgi_handler, app)  # type: ignore[assignment,arg-type]
+        head_of_get = _HeadOfGet(app.asgi_handler, app)  # type: ignore[arg-type]
+        app.asgi_handler = self.http_cache.observe(head_of_get)  # type: ignore[assignment]
 
     async def _stopping(self) -> None:
         await self.cache.close()
