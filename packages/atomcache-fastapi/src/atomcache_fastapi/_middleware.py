@@ -99,8 +99,9 @@ def install(app: FastAPI, cache: Cache, *, refresh: bool = True) -> None:
     )
     build = app.build_middleware_stack
 
-    def observed() -> ASGIApp:  # outside every middleware: HttpCache.observe
-        return http_cache.observe(build())
+    def observed() -> ASGIApp:  # outside every middleware the app added: HttpCache.observe
+        stack = build()
+        return http_cache.observe(stack) if len(app.user_middleware) > 1 else stack
 
     app.build_middleware_stack = observed  # type: ignore[method-assign]
     app.exception_handlers[CachedResponse] = serve_cached_response

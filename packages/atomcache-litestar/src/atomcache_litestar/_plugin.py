@@ -99,8 +99,10 @@ class AtomCachePlugin(InitPlugin):
         """Plan the cached routes; let HEAD requests reach cached GET handlers."""
         self._app = app
         self._plans = dict(_plan_routes(app))
-        head_of_get = _HeadOfGet(app.asgi_handler, app)  # type: ignore[arg-type]
-        app.asgi_handler = self.http_cache.observe(head_of_get)  # type: ignore[assignment]
+        handler: ASGIApp = _HeadOfGet(app.asgi_handler, app)  # type: ignore[arg-type]
+        if len(app.middleware) > 1 or app.csrf_config is not None:  # middleware outside ours
+            handler = self.http_cache.observe(handler)
+        app.asgi_handler = handler  # type: ignore[assignment]
 
     async def _stopping(self) -> None:
         await self.cache.close()
