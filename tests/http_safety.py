@@ -47,12 +47,15 @@ if TYPE_CHECKING:
         Awaitable[None],
     ]
 
+#: Where each adapter's test module declares the routes: on the app, or on a router
+#: included at a prefix.
+LAYOUTS = {"app": "", "router": "/api"}
 STAFF = {"x-staff": "yes"}
 ONLY_IF_CACHED = {"cache-control": "only-if-cached"}
 
 
 class DoubleSubmitCsrf:
-    """ASGI middleware: a CSRF token for each new visitor of /csrf..., in state and a cookie."""
+    """ASGI middleware: a CSRF token for each new visitor of .../csrf..., in state and a cookie."""
 
     def __init__(self, app: ASGIApp) -> None:
         """Wrap `app`."""
@@ -65,7 +68,7 @@ class DoubleSubmitCsrf:
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
         """Give the request the visitor's token (a new one, sent as a cookie, if none)."""
-        if scope["type"] != "http" or not scope["path"].startswith("/csrf"):
+        if scope["type"] != "http" or "/csrf" not in scope["path"]:
             await self.app(scope, receive, send)
             return
         cookies = dict(scope["headers"]).get(b"cookie", b"").decode()

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
 from http_safety import (
+    LAYOUTS,
     DoubleSubmitCsrf,
     bypassed_personal_responses_are_private,
     cookies_set_outside_are_never_shared,
@@ -49,20 +50,21 @@ def login_first(endpoint: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     return wrapper
 
 
-def build(cache: Cache, calls: Counter[str]) -> FastAPI:
-    """The routes of http_safety.py."""
+def build(cache: Cache, calls: Counter[str], prefix: str = "") -> FastAPI:
+    """The routes of http_safety.py, on the app, or on a router included at `prefix`."""
     app = FastAPI()
+    routes = APIRouter() if prefix else app
     app.add_middleware(SessionMiddleware, secret_key="test-secret")  # noqa: S106 - a test key
     app.add_middleware(DoubleSubmitCsrf)
     setup_cache(app, cache)
 
-    @app.get("/hidden/{item_id}", dependencies=[Depends(staff_only)])
+    @routes.get("/hidden/{item_id}", dependencies=[Depends(staff_only)])
     @cached(ttl=60, statuses=(200, 404))
     async def hidden(item_id: int) -> dict[str, int]:
         calls["hidden"] += 1
         return {"item": item_id, "calls": calls["hidden"]}
 
-    @app.get("/login-first")
+    @routes.get("/login-first")
     @login_first
     @cached(ttl=60, statuses=(200, 302))
     async def report(request: Request) -> dict[str, Any]:
@@ -74,42 +76,48 @@ def build(cache: Cache, calls: Counter[str]) -> FastAPI:
         token = request.session.setdefault("csrf", secrets.token_hex(8))
         return {"csrf": token, "calls": calls["form"]}
 
-    app.get("/form")(cached(ttl=60)(form))
-    app.get("/form/keyed")(cached(ttl=60, vary_on_cookies=("session",))(form))
+    routes.get("/form")(cached(ttl=60)(form))
+    routes.get("/form/keyed")(cached(ttl=60, vary_on_cookies=("session",))(form))
 
-    @app.get("/shared")
+    @routes.get("/shared")
     @cached(ttl=60)
     async def shared() -> dict[str, int]:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
-    @app.get("/csrf-form")
+    @routes.get("/csrf-form")
     @cached(ttl=60)
     async def csrf_form(request: Request) -> dict[str, Any]:
         calls["csrf-form"] += 1
         return {"csrf": request.state.csrf}
 
-    @app.get("/warm")
+    @routes.get("/warm")
     @cached(ttl=60, refresh_ahead=True)
     async def warm() -> dict[str, int]:
         calls["warm"] += 1
         return {"calls": calls["warm"]}
 
-    @app.get("/obs-etag")
+    @routes.get("/obs-etag")
     @cached(ttl=60)
     async def obs_etag() -> Response:
         calls["obs-etag"] += 1
         return Response(b"menu", headers={"etag": '"caf\xe9"'})
 
+    if isinstance(routes, APIRouter):
+        app.include_router(routes, prefix=prefix)
     return app
 
 
-@pytest.fixture
-async def served(namespace: str) -> AsyncIterator[tuple[str, Counter[str]]]:
-    """The app on the memory backend, served by uvicorn; its URL and call counts."""
+@pytest.fixture(params=list(LAYOUTS))
+async def served(
+    request: pytest.FixtureRequest, namespace: str
+) -> AsyncIterator[tuple[str, Counter[str]]]:
+    """The app on the memory backend, served by uvicorn; its routes' URL and call counts."""
     calls: Counter[str] = Counter()
-    async with serve_asgi(build(Cache.from_url("memory://", namespace=namespace), calls)) as url:
-        yield url, calls
+    prefix = LAYOUTS[request.param]
+    app = build(Cache.from_url("memory://", namespace=namespace), calls, prefix)
+    async with serve_asgi(app) as url:
+        yield url + prefix, calls
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionConfig
@@ -18,6 +18,7 @@ from litestar.response import Redirect, Response
 from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
 from http_safety import (
+    LAYOUTS,
     DoubleSubmitCsrf,
     bypassed_personal_responses_are_private,
     cookies_set_outside_are_never_shared,
@@ -49,8 +50,8 @@ def login_first(request: Request[Any, Any, Any]) -> Redirect | None:
     return None
 
 
-def build(cache: Cache, calls: Counter[str]) -> Litestar:
-    """The routes of http_safety.py."""
+def build(cache: Cache, calls: Counter[str], prefix: str = "") -> Litestar:
+    """The routes of http_safety.py, on the app, or on a router at `prefix`."""
 
     @get("/hidden/{item_id:int}", guards=[staff_only])
     @cached(ttl=60, statuses=(200, 404))
@@ -100,8 +101,9 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
         calls["obs-etag"] += 1
         return Response(b"menu", headers={"etag": '"caf\xe9"'})
 
+    handlers: list[Any] = [hidden, report, plain, keyed, shared, csrf_form, warm, obs_etag]
     return Litestar(
-        [hidden, report, plain, keyed, shared, csrf_form, warm, obs_etag],
+        [Router(prefix, route_handlers=handlers)] if prefix else handlers,
         middleware=[
             ServerSideSessionConfig(
                 exclude=["/hidden", "/login-first", "/shared", "/warm", "/obs-etag", "/csrf"]
@@ -112,12 +114,16 @@ def build(cache: Cache, calls: Counter[str]) -> Litestar:
     )
 
 
-@pytest.fixture
-async def served(namespace: str) -> AsyncIterator[tuple[str, Counter[str]]]:
-    """The app on the memory backend, served by uvicorn; its URL and call counts."""
+@pytest.fixture(params=list(LAYOUTS))
+async def served(
+    request: pytest.FixtureRequest, namespace: str
+) -> AsyncIterator[tuple[str, Counter[str]]]:
+    """The app on the memory backend, served by uvicorn; its routes' URL and call counts."""
     calls: Counter[str] = Counter()
-    async with serve_asgi(build(Cache.from_url("memory://", namespace=namespace), calls)) as url:
-        yield url, calls
+    prefix = LAYOUTS[request.param]
+    app = build(Cache.from_url("memory://", namespace=namespace), calls, prefix)
+    async with serve_asgi(app) as url:
+        yield url + prefix, calls
 
 
 @pytest.mark.parametrize(
