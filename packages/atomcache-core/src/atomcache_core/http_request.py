@@ -69,6 +69,8 @@ class RequestInfo:
         root_path: The ASGI `root_path` (the mount point), as the route saw it.
         routed_path: The ASGI `path` the router matched, as the route saw it (with or
             without `root_path`, as the server or framework gives it).
+        raw_path: The ASGI `raw_path` (the path as sent, before any rewriting),
+            decoded as Latin-1; empty when the server gives none.
     """
 
     method: str
@@ -82,6 +84,7 @@ class RequestInfo:
     query_string: str = ""
     root_path: str = ""
     routed_path: str = "/"
+    raw_path: str = ""
 
     @classmethod
     def from_scope(cls, scope: Scope, route: str, path_params: Mapping[str, Any]) -> RequestInfo:
@@ -110,13 +113,14 @@ class RequestInfo:
             query_string,
             scope.get("root_path", ""),
             scope.get("path", "/"),
+            (scope.get("raw_path") or b"").decode("latin-1"),
         )
 
 
 def request_path(scope: Scope) -> str:
     """The path the request was routed on, mount point included (`full_path`).
 
-    Not ASGI `raw_path`: a middleware that rewrites the path (`X-Original-URL`
+    Not ASGI `raw_path` alone: a middleware that rewrites the path (`X-Original-URL`
     support) changes `path`, which routing uses, and not `raw_path`; and some servers
     (hypercorn) leave `root_path` out of `raw_path`.
     """
@@ -158,13 +162,19 @@ def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
     return [found.get(name, []) for name in names]
 
 
-def target_digest(scheme: str, host: str, root_path: str, path: str, query: str) -> str:
+def target_digest(  # noqa: PLR0917 - the parts of a target URI, in order
+    scheme: str, host: str, root_path: str, path: str, raw_path: str, query: str
+) -> str:
     """The hash of a target URI as a key name holds it: 32 hex digits (128 bits of SHA-256).
 
-    Each part is length-prefixed, so no two targets give the same text to hash;
-    `root_path` and `path` are kept apart, whichever of them holds the mount point.
+    Each part is length-prefixed, so no two targets give the same text to hash.
+    `root_path` and `path` (what routing used) are kept apart, whichever of them holds
+    the mount point, and `raw_path` joins them: a framework's mount may take its prefix
+    off `path` and leave `root_path` empty (Litestar's `is_mount`), and a path rewritten
+    after it was received is then keyed apart from the one received.
     """
-    text = "".join(f"{len(part)}:{part}" for part in (scheme, host, root_path, path, query))
+    parts = (scheme, host, root_path, path, raw_path, query)
+    text = "".join(f"{len(part)}:{part}" for part in parts)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
@@ -185,7 +195,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     """The cache key of a request of `route` (HTTP.md 2.3).
 
     `http:<path template>:<target>`, where `<target>` is `target_digest` of the
-    scheme, host as sent, mount point and path as routed, and query as sent (its
+    scheme, host as sent, mount point and path as routed, path as received (ASGI
+    `raw_path`), and query as sent (its
     parameters sorted by name with `sort_query`); then, when the request has any,
     `:<variant>`: the hash of the forwarding fields present, of the values of the
     route's keyed fields and cookies (`vary_on`, `vary_on_cookies` and those it
@@ -200,7 +211,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
         return f"{prefix}key:{options.key(info)}"
     headers = info.headers
     query = sorted_query(info.query_string) if options.sort_query else info.query_string
-    key = prefix + target_digest(info.scheme, info.host, info.root_path, info.routed_path, query)
+    target = (info.scheme, info.host, info.root_path, info.routed_path, info.raw_path, query)
+    key = prefix + target_digest(*target)
     parts: list[Any] = []
     if not _FORWARDING.isdisjoint(headers):
         parts.append(
