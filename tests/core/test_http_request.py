@@ -33,11 +33,10 @@ def key(route: RoutePlan, request: dict[str, Any]) -> str:
 
 
 def test_the_key_is_the_target_uri() -> None:
-    """Scheme, host (lower-cased), full path and the query as sent each make another key."""
+    """Scheme, host as sent, full path and the query as sent each make another key."""
     route = RoutePlan("/items", RouteOptions())
     base = key(route, scope())
-    assert "shop.example" in base
-    assert key(route, scope(host="shop.example")) == base
+    assert key(route, scope(host="Shop.Example")) == base
     assert key(route, {**scope(), "scheme": "https"}) != base
     assert key(route, scope(host="evil.test")) != base
     assert key(route, {**scope(), "root_path": "/v2"}) != base

@@ -18,10 +18,18 @@ if TYPE_CHECKING:
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """Run `app` with uvicorn in this event loop; yield its base URL; stop it after."""
+async def serve_asgi(app: Any, *, root_path: str = "") -> AsyncIterator[str]:
+    """Run `app` with uvicorn in this event loop; yield its base URL; stop it after.
+
+    `root_path`: the prefix a proxy in front strips (uvicorn's `--root-path`).
+    """
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=free_port(),
+        log_level="warning",
+        lifespan="on",
+        root_path=root_path,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

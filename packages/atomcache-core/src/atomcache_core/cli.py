@@ -1,6 +1,7 @@
 """The `atomcache` command: inspect, invalidate and clear entries, and check a server.
 
     atomcache inspect URL KEY [--namespace N] [--version V] [--json]
+    atomcache inspect URL --http TARGET-URL [--namespace N] [--version V] [--json]
     atomcache invalidate URL --tag T [--tag T2 ...] [--namespace N] [--version V] [--json]
     atomcache clear URL --namespace N [--version V] [--yes] [--json]
     atomcache doctor URL [--namespace N] [--json]
@@ -14,7 +15,8 @@ Exit codes:
 
 - 0: done (`inspect` found the entry; `doctor` found nothing that stops the cache from
   working; warnings allowed);
-- 1: `inspect` found no entry; `clear` was not confirmed; `doctor` found a problem;
+- 1: `inspect` found no entry (with `--http`: none for that URL); `clear` was not
+  confirmed; `doctor` found a problem;
 - 2: a usage error (a missing argument, an unknown option, a URL that `Cache.from_url`
   does not accept);
 - 3: the server could not be reached, or refused the credentials.
@@ -25,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import click
 from redis.exceptions import (
@@ -45,6 +48,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
 from atomcache_core.entry import decode_entry
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.http_request import sorted_query, target_digest
 from atomcache_core.keys import escape_glob, redacted
 from atomcache_core.protocols import Event
 
@@ -134,67 +138,169 @@ _version = click.option(
 
 @main.command()
 @click.argument("url")
-@click.argument("key")
+@click.argument("key", required=False)
+@click.option(
+    "--http",
+    "target",
+    metavar="TARGET-URL",
+    help="find the HTTP responses stored for this URL, as clients request it "
+    "(e.g. https://shop.example/items/1?page=2)",
+)
 @_namespace
 @_version
 @_json
-def inspect(url: str, key: str, namespace: str, version: int, as_json: bool) -> None:  # noqa: FBT001
-    """Show the entry of KEY: its times, ETag, size, tags, and the lock on it."""
-    _run(_inspect(url, key, namespace, version, as_json=as_json), as_json=as_json)
+def inspect(  # noqa: PLR0917 - click passes the command's options by keyword
+    url: str,
+    key: str | None,
+    target: str | None,
+    namespace: str,
+    version: int,
+    as_json: bool,  # noqa: FBT001
+) -> None:
+    """Show the entry of KEY (or of every response stored for --http TARGET-URL).
+
+    Its times, ETag, size, tags, and the lock on it.
+    """
+    if (key is None) == (target is None):
+        msg = "give either KEY or --http TARGET-URL"
+        raise click.UsageError(msg)
+    if target is not None:
+        digests = _target_digests(target)
+        work = _inspect_http(url, target, digests, namespace, version, as_json=as_json)
+        _run(work, as_json=as_json)
+    _run(_inspect(url, str(key), namespace, version, as_json=as_json), as_json=as_json)
 
 
 async def _inspect(url: str, key: str, namespace: str, version: int, *, as_json: bool) -> int:
     async with _open(url, namespace, version) as cache:
-        value_key = cache.keys.value(key)
-        data = await cache.shared_storage.get(value_key)
-        found: dict[str, Any] = {"url": redacted(url), "namespace": namespace, "key": key}
+        found, human = await _describe(cache, key)
+    _emit(as_json, {"url": redacted(url), **found}, human)
+    return 0 if found["entry"] is not None else EXIT_NOT_FOUND
+
+
+async def _describe(cache: Cache, key: str) -> tuple[dict[str, Any], list[str]]:
+    """What `inspect` says of one key: its entry (`None` when absent) and its lock."""
+    namespace = cache.keys.namespace
+    value_key = cache.keys.value(key)
+    data = await cache.shared_storage.get(value_key)
+    found: dict[str, Any] = {"namespace": namespace, "key": key}
+    client = cache.redis_client
+    lock_key = cache.keys.lock(key)
+    holder = await client.get(lock_key) if client is not None else None
+    lock_ms = await client.pttl(lock_key) if client is not None and holder else None
+    found["lock"] = (
+        {"token": _text(holder), "remaining_s": (lock_ms or 0) / 1000} if holder else None
+    )
+    entry = decode_entry(data) if data is not None else None
+    if entry is None:
+        found["entry"] = None
+        state = "no entry" if data is None else "bytes that are not a valid entry"
+        human = [f"{key}: {state} in namespace {namespace!r}"]
+        if found["lock"]:
+            human.append(f"lock: held, {found['lock']['remaining_s']:.1f} s left")
+        return found, human
+    tags = await _tags_of(cache, key) if client is not None else []
+    found["entry"] = {
+        "created_at": entry.created_at,
+        "fresh_until": entry.fresh_until,
+        "stale_until": entry.stale_until,
+        "fresh": entry.is_fresh(time.time()),
+        "etag": entry.etag,
+        "bytes": len(data or b""),
+        "payload_bytes": len(entry.payload),
+        "compute_time_s": entry.compute_time,
+        "tags": tags,
+        "storage_key": value_key,
+    }
+    human = [
+        f"key:          {key} (namespace {namespace!r}, stored as {value_key})",
+        f"created:      {_when(entry.created_at)}",
+        f"fresh until:  {_when(entry.fresh_until)}",
+        f"stale until:  {_when(entry.stale_until)}",
+        f"ETag:         {entry.etag or '-'}",
+        f"size:         {len(data or b''):,} bytes ({len(entry.payload):,} of payload)",
+        f"computed in:  {entry.compute_time:.3f} s",
+        f"tags:         {', '.join(tags) if tags else '-'}",
+        "lock:         "
+        + (
+            f"held (token {found['lock']['token']}), {found['lock']['remaining_s']:.1f} s left"
+            if found["lock"]
+            else "free"
+        ),
+    ]
+    return found, human
+
+
+#: An HTTP entry's key: `http:<route template>:<target>[:<variant>]` (`request_key`).
+_HTTP_KEY = re.compile(r"http:(?P<route>.*?):(?P<target>[0-9a-f]{32})(?::[0-9a-f]{32})?")
+
+
+def _target_digests(target: str) -> set[str]:
+    """Every `target_digest` a request for `target` may have been keyed under.
+
+    Key names hold the target URI hashed (HTTP.md 2.2), and the hash keeps the mount
+    point (`root_path`), the path as routed and the path as received (`raw_path`) apart,
+    which servers and frameworks fill differently: uvicorn and Starlette's mounts keep
+    the mount point in `path` and `raw_path`, hypercorn in `root_path` only, Litestar
+    takes it off `path` after routing (and its `is_mount` leaves `root_path` empty).
+    Each split of the path at a `/` is tried in each of these ways, with the query as
+    sent and sorted (`sort_query`).
+
+    Raises:
+        click.BadParameter: `target` is not an absolute `http` or `https` URL.
+    """
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        msg = f"--http takes an absolute URL such as https://shop.example/items, got {target!r}"
+        raise click.BadParameter(msg)
+    host = parts.netloc.rpartition("@")[2]
+    raw = parts.path or "/"
+    candidates = {("", unquote(raw), raw), ("", unquote(raw), "")}
+    for index, char in enumerate(raw):
+        if char == "/" and index > 0:
+            root, rest = unquote(raw[:index]), unquote(raw[index:])
+            for raw_path in (raw, raw[index:], ""):
+                for path in (unquote(raw), rest):
+                    candidates.update({(root, path, raw_path), ("", path, raw_path)})
+    queries = {parts.query, sorted_query(parts.query)}
+    return {
+        target_digest(parts.scheme, host, root, path, raw_path, query)
+        for root, path, raw_path in candidates
+        for query in queries
+    }
+
+
+async def _inspect_http(
+    url: str, target: str, digests: set[str], namespace: str, version: int, *, as_json: bool
+) -> int:
+    async with _open(url, namespace, version) as cache:
         client = cache.redis_client
-        lock_key = cache.keys.lock(key)
-        holder = await client.get(lock_key) if client is not None else None
-        lock_ms = await client.pttl(lock_key) if client is not None and holder else None
-        found["lock"] = (
-            {"token": _text(holder), "remaining_s": (lock_ms or 0) / 1000} if holder else None
-        )
-        entry = decode_entry(data) if data is not None else None
-        if entry is None:
-            found["entry"] = None
-            state = "no entry" if data is None else "bytes that are not a valid entry"
-            human = [f"{key}: {state} in namespace {namespace!r}"]
-            if found["lock"]:
-                human.append(f"lock: held, {found['lock']['remaining_s']:.1f} s left")
-            _emit(as_json, found, human)
-            return EXIT_NOT_FOUND
-        tags = await _tags_of(cache, key) if client is not None else []
-        found["entry"] = {
-            "created_at": entry.created_at,
-            "fresh_until": entry.fresh_until,
-            "stale_until": entry.stale_until,
-            "fresh": entry.is_fresh(time.time()),
-            "etag": entry.etag,
-            "bytes": len(data or b""),
-            "payload_bytes": len(entry.payload),
-            "compute_time_s": entry.compute_time,
-            "tags": tags,
-            "storage_key": value_key,
-        }
-        human = [
-            f"key:          {key} (namespace {namespace!r}, stored as {value_key})",
-            f"created:      {_when(entry.created_at)}",
-            f"fresh until:  {_when(entry.fresh_until)}",
-            f"stale until:  {_when(entry.stale_until)}",
-            f"ETag:         {entry.etag or '-'}",
-            f"size:         {len(data or b''):,} bytes ({len(entry.payload):,} of payload)",
-            f"computed in:  {entry.compute_time:.3f} s",
-            f"tags:         {', '.join(tags) if tags else '-'}",
-            "lock:         "
-            + (
-                f"held (token {found['lock']['token']}), {found['lock']['remaining_s']:.1f} s left"
-                if found["lock"]
-                else "free"
-            ),
-        ]
-        _emit(as_json, found, human)
-        return 0
+        keys: list[str] = []
+        if client is not None:
+            pattern = escape_glob(cache.keys.value_prefix) + "*=http:*"
+            async for storage_key in client.scan_iter(match=pattern, count=1000):
+                key = _text(storage_key).partition("}=")[2]
+                matched = _HTTP_KEY.fullmatch(key)
+                if matched is not None and matched["target"] in digests:
+                    keys.append(key)
+        described = [await _describe(cache, key) for key in sorted(keys)]
+    entries = [
+        {"route": _route_of(found["key"]), **found}
+        for found, _ in described
+        if found["entry"] is not None
+    ]
+    human = [f"{_entries(len(entries))} stored for {target} in namespace {namespace!r}"]
+    for found, lines in described:
+        if found["entry"] is not None:
+            human += ["", f"route:        {_route_of(found['key'])}", *lines]
+    data = {"url": redacted(url), "namespace": namespace, "http": target, "entries": entries}
+    _emit(as_json, data, human)
+    return 0 if entries else EXIT_NOT_FOUND
+
+
+def _route_of(key: str) -> str:
+    matched = _HTTP_KEY.fullmatch(key)
+    return matched["route"] if matched is not None else ""
 
 
 def _text(value: bytes | str | None) -> str:

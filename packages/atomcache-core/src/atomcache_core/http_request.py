@@ -5,6 +5,10 @@ framework. The key is the target URI (RFC 9110 section 7.1: scheme, host, path, 
 plus the route's identity and the values of its secondary keys (RFC 9111 section 4.1):
 whatever the application can read to build a response that the key does not hold is
 an unkeyed input, the way web cache poisoning starts.
+
+Storage key names hold the route's path template in clear and the rest hashed: a query
+or a path may carry a credential (`?api_key=`, a reset token in the path), and key
+names are what `SCAN`, `MONITOR` and slow logs show (HTTP.md 2.2).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, MutableMapping
@@ -22,7 +26,15 @@ if TYPE_CHECKING:
 
     Scope = MutableMapping[str, Any]
 
-__all__ = ["FORWARDING_FIELDS", "RequestInfo", "hash_credential", "request_key", "request_tags"]
+__all__ = [
+    "FORWARDING_FIELDS",
+    "RequestInfo",
+    "hash_credential",
+    "request_key",
+    "request_tags",
+    "sorted_query",
+    "target_digest",
+]
 
 #: Fields through which a proxy tells the app its public scheme, host and prefix; an
 #: app that trusts them builds links from them, so they are keyed when present.
@@ -49,10 +61,16 @@ class RequestInfo:
         headers: Request fields, lower-case names, repeated fields joined by commas
             (`cookie` fields by `; `).
         scheme: `http` or `https`, as the server saw it.
-        host: The `Host` field (lower-case), else the server's address.
-        path: The full path as the server received it (ASGI `raw_path`), mount point
-            included; else `root_path` + `path`.
+        host: The `Host` field exactly as sent (letter case kept: an app that echoes
+            it echoes this spelling), else the server's address.
+        path: The full path the request was routed on, mount point included:
+            `root_path` + `path` (`full_path`), percent-decoded as ASGI gives it.
         query_string: The query exactly as sent, without `?`.
+        root_path: The ASGI `root_path` (the mount point), as the route saw it.
+        routed_path: The ASGI `path` the router matched, as the route saw it (with or
+            without `root_path`, as the server or framework gives it).
+        raw_path: The ASGI `raw_path` (the path as sent, before any rewriting),
+            decoded as Latin-1; empty when the server gives none.
     """
 
     method: str
@@ -64,6 +82,9 @@ class RequestInfo:
     host: str = ""
     path: str = "/"
     query_string: str = ""
+    root_path: str = ""
+    routed_path: str = "/"
+    raw_path: str = ""
 
     @classmethod
     def from_scope(cls, scope: Scope, route: str, path_params: Mapping[str, Any]) -> RequestInfo:
@@ -76,7 +97,7 @@ class RequestInfo:
             headers[name] = value
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = tuple(parse_qsl(query_string, keep_blank_values=True)) if query_string else ()
-        host = headers.get("host", "").strip().lower()
+        host = headers.get("host", "")
         if not host:
             server = scope.get("server") or ("", None)
             host = f"{server[0]}:{server[1]}" if server[1] is not None else str(server[0])
@@ -88,19 +109,22 @@ class RequestInfo:
             headers,
             scope.get("scheme", "http"),
             host,
-            request_path(scope),
+            full_path(scope),
             query_string,
+            scope.get("root_path", ""),
+            scope.get("path", "/"),
+            (scope.get("raw_path") or b"").decode("latin-1"),
         )
 
 
 def request_path(scope: Scope) -> str:
-    """The path the server received, whatever a framework made of `path` since.
+    """The path the request was routed on, mount point included (`full_path`).
 
-    ASGI `raw_path` when the server gives it (mounts, which strip their prefix from
-    `path` in some frameworks, leave it alone), else `full_path`.
+    Not ASGI `raw_path` alone: a middleware that rewrites the path (`X-Original-URL`
+    support) changes `path`, which routing uses, and not `raw_path`; and some servers
+    (hypercorn) leave `root_path` out of `raw_path`.
     """
-    raw: bytes | None = scope.get("raw_path")
-    return raw.decode("latin-1") if raw else full_path(scope)
+    return full_path(scope)
 
 
 def full_path(scope: Scope) -> str:
@@ -138,46 +162,74 @@ def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
     return [found.get(name, []) for name in names]
 
 
+def target_digest(  # noqa: PLR0917 - the parts of a target URI, in order
+    scheme: str, host: str, root_path: str, path: str, raw_path: str, query: str
+) -> str:
+    """The hash of a target URI as a key name holds it: 32 hex digits (128 bits of SHA-256).
+
+    Each part is length-prefixed, so no two targets give the same text to hash.
+    `root_path` and `path` (what routing used) are kept apart, whichever of them holds
+    the mount point, and `raw_path` joins them: a framework's mount may take its prefix
+    off `path` and leave `root_path` empty (Litestar's `is_mount`), and a path rewritten
+    after it was received is then keyed apart from the one received.
+    """
+    text = (  # one f-string: this is on every request's path
+        f"{len(scheme)}:{scheme}{len(host)}:{host}{len(root_path)}:{root_path}"
+        f"{len(path)}:{path}{len(raw_path)}:{raw_path}{len(query)}:{query}"
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def sorted_query(query_string: str) -> str:
+    """The query's parameters in order of name, each one's bytes exactly as sent.
+
+    Parameters are split on `&` and sorted by their name's bytes (what comes before the
+    first `=`, still percent-encoded), stably: nothing is decoded or re-encoded, so
+    `?q=<b>` and `?q=%3Cb%3E` (which a page reflecting its URL shows differently)
+    stay two entries, and so do bytes that are not UTF-8.
+    """
+    parameters = query_string.split("&")
+    parameters.sort(key=lambda parameter: parameter.partition("=")[0])
+    return "&".join(parameters)
+
+
 def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = ()) -> str:
     """The cache key of a request of `route` (HTTP.md 2.3).
 
-    `http:<path template>:` then each part as `<length>:<text>` (unambiguous, whatever
-    the text holds): scheme, host, full path, query as sent (sorted by name with
-    `sort_query`), then, when there are any, the forwarding fields present (`f`), the
-    hash of the values of the `vary_on` fields and `vary_on_cookies` cookies (`v`), and
-    the hash of the fields the route's responses were seen to vary on (`varied`, their
-    `Vary`; `s`), so each variant has an entry of its own. The method is not part of
-    it, so `HEAD` uses the `GET` entry. A route's own `key=` replaces all but the
-    template.
+    `http:<path template>:<target>`, where `<target>` is `target_digest` of the
+    scheme, host as sent, mount point and path as routed, path as received (ASGI
+    `raw_path`), and query as sent (its
+    parameters sorted by name with `sort_query`); then, when the request has any,
+    `:<variant>`: the hash of the forwarding fields present, of the values of the
+    route's keyed fields and cookies (`vary_on`, `vary_on_cookies` and those it
+    declares), and of the fields its responses were seen to vary on (`varied`, their
+    `Vary`), so each variant has an entry of its own. No value appears in clear: a
+    query or path may carry a credential. The method is not part of it, so `HEAD`
+    uses the `GET` entry. A route's own `key=` replaces all but the template.
     """
     options = route.options
     prefix = f"http:{route.template}:"
     if options.key is not None:
         return f"{prefix}key:{options.key(info)}"
     headers = info.headers
-    query = (
-        urlencode(sorted(info.query, key=lambda item: item[0]))
-        if options.sort_query
-        else info.query_string
-    )
-    scheme, host, path = info.scheme, info.host, info.path
-    key = f"{prefix}{len(scheme)}:{scheme}{len(host)}:{host}{len(path)}:{path}{len(query)}:{query}"
-    parts: list[str] = []
+    query = sorted_query(info.query_string) if options.sort_query else info.query_string
+    target = (info.scheme, info.host, info.root_path, info.routed_path, info.raw_path, query)
+    key = prefix + target_digest(*target)
+    parts: list[Any] = []
     if not _FORWARDING.isdisjoint(headers):
-        forwarded = [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]
-        parts.append("f" + json.dumps(forwarded, ensure_ascii=False))
-    if options.vary_on or options.vary_on_cookies:
-        # Hashed, all of them: a field may carry an identity the route does not name as one.
-        values: list[Any] = [headers.get(name) for name in options.vary_on]
-        if options.vary_on_cookies:
-            values.extend(cookie_values(headers.get("cookie", ""), options.vary_on_cookies))
-        parts.append("v" + hash_credential(json.dumps(values, ensure_ascii=False)))
+        parts.append(
+            ["f", [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]]
+        )
+    if route.key_headers or route.key_cookies:
+        values: list[Any] = [headers.get(name) for name in route.key_headers]
+        if route.key_cookies:
+            values.extend(cookie_values(headers.get("cookie", ""), route.key_cookies))
+        parts.append(["v", values])
     if varied:
-        secondary = [headers.get(name) for name in varied]
-        parts.append("s" + hash_credential(json.dumps([varied, secondary], ensure_ascii=False)))
+        parts.append(["s", varied, [headers.get(name) for name in varied]])
     if not parts:
         return key
-    return key + "".join(f"{len(part)}:{part}" for part in parts)
+    return f"{key}:{_digest(parts)}"
 
 
 def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
@@ -185,16 +237,15 @@ def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
 
     One for the route (its namespace), one for the route and path parameters (every
     host, query and `Vary` variant of them), one more with the query (sorted by name).
+    Parameter values enter tag names hashed: a path or query may carry a credential.
     """
     group = route.options.namespace or route.template
     tags = [f"http-route:{group}"]
     params = sorted((str(name), str(value)) for name, value in info.path_params.items())
     if params:
-        tags.append(f"http-params:{route.template}:{json.dumps(params, ensure_ascii=False)}")
+        tags.append(_parameters_tag(route, params, None))
     if info.query:
-        query = sorted(info.query)
-        encoded = json.dumps([params, query], ensure_ascii=False)
-        tags.append(f"http-query:{route.template}:{encoded}")
+        tags.append(_parameters_tag(route, params, sorted(info.query)))
     return tuple(tags)
 
 
@@ -207,8 +258,20 @@ def invalidation_tag(
     params = sorted((str(name), str(value)) for name, value in (path_params or {}).items())
     pairs = sorted((str(name), str(value)) for name, value in (query or ()))
     if pairs:
-        encoded = json.dumps([params, pairs], ensure_ascii=False)
-        return f"http-query:{route.template}:{encoded}"
+        return _parameters_tag(route, params, pairs)
     if params:
-        return f"http-params:{route.template}:{json.dumps(params, ensure_ascii=False)}"
+        return _parameters_tag(route, params, None)
     return f"http-route:{route.options.namespace or route.template}"
+
+
+def _parameters_tag(
+    route: RoutePlan, params: list[tuple[str, str]], query: list[tuple[str, str]] | None
+) -> str:
+    """`http-params:<template>:<hash>` or `http-query:<template>:<hash>` of the values."""
+    if query is None:
+        return f"http-params:{route.template}:{_digest([params])}"
+    return f"http-query:{route.template}:{_digest([params, query])}"
+
+
+def _digest(value: Any) -> str:
+    return hash_credential(json.dumps(value, ensure_ascii=False))[:32]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from atomcache_core._seconds import checked_seconds
 from atomcache_core.exceptions import ConfigurationError
 from atomcache_core.http import PER_REQUEST_HEADERS
+from atomcache_core.http_request import cookie_values
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -160,12 +161,30 @@ class RoutePlan:
             guards, route-level middleware, decorators above `@cached`): a stored
             response is served only after that has let the request through.
         credentials: Request fields (lower-case) whose presence means the caller
-            identified itself: `CREDENTIAL_FIELDS`, plus any the adapter found (a
-            FastAPI `APIKeyHeader`'s header).
+            identified itself: `CREDENTIAL_FIELDS`, plus any the adapter found (the
+            header of a FastAPI `APIKeyHeader`).
+        headers: Request fields the route declares it reads (a FastAPI `Header()`, a
+            Litestar `Parameter(header=...)`, in the handler or its dependencies), as
+            the adapter found them. Those that are not credentials are keyed and sent
+            in `Vary`, as if `vary_on` named them.
+        cookies: Cookies the route declares it reads (`Cookie()`,
+            `Parameter(cookie=...)`): keyed, as if `vary_on_cookies` named them.
+        credential_cookies: Cookies a security scheme reads (FastAPI's `APIKeyCookie`):
+            a request carrying one bypasses shared entries unless `vary_on_cookies`
+            names it or the route is `public`.
+        credential_query: Query parameters a security scheme reads (FastAPI's
+            `APIKeyQuery`): the query is keyed already, so such entries are one per
+            key; they go downstream `private` unless the route is `public`.
+        key_headers: The request fields whose values are keyed: `vary_on`, then the
+            declared `headers` that are not credentials.
+        key_cookies: The cookies whose values are keyed: `vary_on_cookies`, then the
+            declared `cookies` that are not `credential_cookies`.
+        guarded_cookies: `credential_cookies` a request may not carry and use a shared
+            entry.
         shared_fields: Credential fields a request may carry and still use the cache.
         personal: Entries depend on credentials: sent `private` (HTTP.md 2.2).
         per_request: The response fields never stored (`per_request_headers`), bytes.
-        vary: The `Vary` entries carry: the `vary_on` fields, and unless `public`,
+        vary: The `Vary` entries carry: the keyed fields, and unless `public`,
             `Cookie` and `Authorization` (an entry is for the callers that sent the
             same values, or none), so a cache in front never gives a page stored for
             anonymous callers to a signed-in one, nor the reverse.
@@ -175,6 +194,13 @@ class RoutePlan:
     options: RouteOptions
     checked: bool = False
     credentials: tuple[str, ...] = CREDENTIAL_FIELDS
+    headers: tuple[str, ...] = ()
+    cookies: tuple[str, ...] = ()
+    credential_cookies: tuple[str, ...] = ()
+    credential_query: tuple[str, ...] = ()
+    key_headers: tuple[str, ...] = field(init=False)
+    key_cookies: tuple[str, ...] = field(init=False)
+    guarded_cookies: tuple[str, ...] = field(init=False)
     shared_fields: frozenset[str] = field(init=False)
     personal: bool = field(init=False)
     per_request: frozenset[bytes] = field(init=False)
@@ -183,15 +209,43 @@ class RoutePlan:
     def __post_init__(self) -> None:
         """Derive what requests and entries of this route share."""
         options = self.options
-        credentials = tuple(dict.fromkeys(name.lower() for name in self.credentials))
-        shared = set(options.vary_on)
-        if options.vary_on_cookies:
+        credentials = _unique(name.lower() for name in self.credentials)
+        declared = _unique(name.lower() for name in self.headers)
+        key_headers = _unique(
+            (*options.vary_on, *(name for name in declared if name not in credentials))
+        )
+        credential_cookies = _unique(self.credential_cookies)
+        key_cookies = _unique(
+            (
+                *options.vary_on_cookies,
+                *(name for name in self.cookies if name not in credential_cookies),
+            )
+        )
+        guarded = (
+            ()
+            if options.public
+            else tuple(name for name in credential_cookies if name not in options.vary_on_cookies)
+        )
+        shared = set(key_headers)
+        if key_cookies:
             shared.add("cookie")
         if options.public:
             shared.update(credentials)
-        object.__setattr__(self, "credentials", credentials)
-        object.__setattr__(self, "shared_fields", frozenset(shared))
-        personal = not options.public and any(name in shared for name in credentials)
+        for name, value in (
+            ("credentials", credentials),
+            ("headers", declared),
+            ("cookies", _unique(self.cookies)),
+            ("credential_cookies", credential_cookies),
+            ("credential_query", _unique(self.credential_query)),
+            ("key_headers", key_headers),
+            ("key_cookies", key_cookies),
+            ("guarded_cookies", guarded),
+            ("shared_fields", frozenset(shared)),
+        ):
+            object.__setattr__(self, name, value)
+        personal = not options.public and (
+            any(name in shared for name in credentials) or bool(self.credential_query)
+        )
         object.__setattr__(self, "personal", personal)
         names = options.per_request_headers
         per_request = (
@@ -200,8 +254,8 @@ class RoutePlan:
             else frozenset(name.lower().encode("latin-1") for name in names)
         )
         object.__setattr__(self, "per_request", per_request)
-        varied = dict.fromkeys(options.vary_on)
-        if options.vary_on_cookies or not options.public:
+        varied = dict.fromkeys(key_headers)
+        if key_cookies or not options.public:
             varied["cookie"] = None
         if not options.public:  # selected by their absence: say so downstream
             varied["authorization"] = None
@@ -217,6 +271,10 @@ class RoutePlan:
         for name in self.credentials:
             if name in headers and name not in self.shared_fields:
                 return name
+        if self.guarded_cookies and "cookie" in headers:
+            sent = cookie_values(headers["cookie"], self.guarded_cookies)
+            if any(sent):
+                return "cookie"
         if headers.get("content-length", "0").strip() not in ("", "0") or (
             "transfer-encoding" in headers
         ):
@@ -224,6 +282,11 @@ class RoutePlan:
         if "range" in headers:
             return "range"
         return None
+
+
+def _unique(names: Iterable[str]) -> tuple[str, ...]:
+    """`names` in order, each once."""
+    return tuple(dict.fromkeys(names))
 
 
 def _title(name: str) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # noqa: TC002 - FastAPI reads get_cache's annotation at run time
+from fastapi.dependencies import utils as dependency_utils
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from fastapi.security.base import SecurityBase
 from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.routing import Host, Match, Mount, Router
@@ -55,6 +58,10 @@ __all__ = [
 ]  # cached: from the core
 
 _LOOKUP_LIMIT = 4096
+#: FastAPI's own reading of a parameter's names (each alias a request may use) and of
+#: parameter models; older versions have neither, and the alias alone is read.
+_PARAM_ALIASES: Any = getattr(dependency_utils, "_get_param_aliases", None)
+_PARAM_MODEL: Any = getattr(dependency_utils, "_get_param_model", None)
 _DEPTH_LIMIT = 64
 
 #: One route of the app, in the router's order: what matches requests, its plan when
@@ -151,7 +158,8 @@ def _table(routes: Iterable[Any], *, prefix: str, nested: bool) -> list[RouteEnt
         credentials = (*CREDENTIAL_FIELDS, *_credential_headers(dependencies))
         template = prefix + str(getattr(route, "path", ""))
         checked = bool(dependencies) or decorated or nested or type(original) is not APIRoute
-        table.append((route, RoutePlan(template, options, checked, credentials), None))
+        plan = with_declared_inputs(RoutePlan(template, options, checked, credentials), dependant)
+        table.append((route, plan, None))
     return table
 
 
@@ -412,3 +420,68 @@ async def _abandon(claim: Claim, *, failed: bool) -> None:
         await (claim.lease.fail() if failed else claim.lease.skip())
     if claim.release is not None:
         await claim.release.release()
+
+
+def with_declared_inputs(plan: RoutePlan, dependant: Any) -> RoutePlan:
+    """`plan` with what its route declares it reads, found once (HTTP.md 2.3).
+
+    Walks the route's dependant and every dependency's, at any depth: each `Header()`
+    and `Cookie()` (fields of a parameter model included), and each security scheme:
+    an `APIKeyHeader`'s header is a credential field, an `APIKeyCookie`'s cookie a
+    credential cookie, an `APIKeyQuery`'s parameter a credential query parameter; the
+    HTTP and OAuth2 schemes read `Authorization`, a credential already.
+    """
+    headers: list[str] = []
+    cookies: list[str] = []
+    found: dict[str, list[str]] = {"header": [], "cookie": [], "query": []}
+    pending, seen = [(dependant, 0)], 0
+    while pending and seen < _LOOKUP_LIMIT:
+        current, depth = pending.pop()
+        seen += 1
+        if current is None:
+            continue
+        for field in getattr(current, "header_params", ()):
+            headers.extend(_request_names(field, header=True))
+        for field in getattr(current, "cookie_params", ()):
+            cookies.extend(_request_names(field, header=False))
+        scheme = getattr(current, "call", None)
+        if isinstance(scheme, SecurityBase):
+            location = str(getattr(getattr(scheme.model, "in_", None), "value", ""))
+            name = getattr(scheme.model, "name", None)
+            if location in found and isinstance(name, str):
+                found[location].append(name)
+        if depth < _DEPTH_LIMIT:
+            pending.extend((child, depth + 1) for child in getattr(current, "dependencies", ()))
+    return replace(
+        plan,
+        credentials=(*plan.credentials, *(name.lower() for name in found["header"])),
+        headers=(*plan.headers, *headers),
+        cookies=(*plan.cookies, *cookies),
+        credential_cookies=(*plan.credential_cookies, *found["cookie"]),
+        credential_query=(*plan.credential_query, *found["query"]),
+    )
+
+
+def _request_names(field: Any, *, header: bool) -> list[str]:
+    """The request field or cookie names a `Header()`/`Cookie()` parameter reads.
+
+    A parameter model (`Annotated[Model, Header()]`) reads one per model field.
+    """
+    model = _PARAM_MODEL(field) if _PARAM_MODEL is not None else None
+    if model is None:
+        return [str(name).lower() if header else str(name) for name in _aliases(field)]
+    convert = header and getattr(field.field_info, "convert_underscores", True)
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if convert and getattr(info, "convert_underscores", True) and alias == name:
+            alias = alias.replace("_", "-")
+        names.append(alias.lower() if header else alias)
+    return names
+
+
+def _aliases(field: Any) -> list[str]:
+    """The names a plain parameter is read under (its alias, or each of its choices)."""
+    if _PARAM_ALIASES is not None:
+        return [str(request) for _, request in _PARAM_ALIASES(field)]
+    return [str(getattr(field, "alias", "") or field.name)]  # pragma: no cover - older FastAPI

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from litestar.di import Provide
@@ -98,7 +99,7 @@ class AtomCachePlugin(InitPlugin):
     def _started(self, app: Litestar) -> None:
         """Plan the cached routes; let HEAD requests reach cached GET handlers."""
         self._app = app
-        self._plans = dict(_plan_routes(app))
+        self._plans = with_declared_inputs(app, dict(_plan_routes(app)))
         handler: ASGIApp = _HeadOfGet(app.asgi_handler, app)  # type: ignore[arg-type]
         if len(app.middleware) > 1 or app.csrf_config is not None:  # middleware outside ours
             handler = self.http_cache.observe(handler)
@@ -215,3 +216,28 @@ class _HeadOfGet:
                 # A copy: the server keeps its own scope, and must still see a HEAD.
                 scope = {**scope, "method": "GET", _HEAD_OF_GET: True}
         await self.app(scope, receive, send)
+
+
+def with_declared_inputs(
+    app: Litestar, plans: dict[tuple[int, str], RoutePlan]
+) -> dict[tuple[int, str], RoutePlan]:
+    """`plans` with what each handler declares it reads, found once (HTTP.md 2.3).
+
+    Litestar's signature model of a handler holds its `Parameter(header=...)` and
+    `Parameter(cookie=...)` parameters and those of every dependency it asks for, at
+    any layer: the headers are keyed and sent in `Vary`, the cookies keyed.
+    """
+    declared = dict(plans)
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for route_handler, kwargs_model in route.route_handler_map.values():
+            found = declared.get((id(route_handler), route.path_format))
+            if found is None:
+                continue
+            headers = sorted(param.field_alias for param in kwargs_model.expected_header_params)
+            cookies = sorted(param.field_alias for param in kwargs_model.expected_cookie_params)
+            declared[(id(route_handler), route.path_format)] = replace(
+                found, headers=(*found.headers, *headers), cookies=(*found.cookies, *cookies)
+            )
+    return declared
