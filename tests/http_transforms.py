@@ -76,3 +76,57 @@ async def middleware_added_after_the_cache_runs_on_hits(
     assert revalidated.status_code == 304
     assert revalidated.headers["x-stamp"] == "four"
     assert calls["later"] == 1
+
+
+def vary_names(response: httpx.Response) -> list[str]:
+    """The field names of the response's `Vary`, lower-case, as many times as sent."""
+    values = response.headers.get_list("vary")
+    return [name.strip().lower() for value in values for name in value.split(",") if name.strip()]
+
+
+async def each_content_coding_has_its_validator(
+    client: httpx.AsyncClient, calls: Counter[str]
+) -> None:
+    """Compression around the cache gives each coding its ETag, and Vary says so (HTTP.md 0.3).
+
+    Routes: `GET /text` (2,000 bytes of text, compressed for gzip clients) and
+    `GET /small` (10 bytes, never compressed), counted as "text" and "small", in an app
+    with gzip compression (minimum size 500 bytes). RFC 9110 section 8.8.3: the gzip
+    and identity representations carry different strong ETags (the uncompressed small
+    body may keep one, or not); every response, 304s
+    included, names `Accept-Encoding` in `Vary` once, and a 304 carries the ETag and
+    `Vary` of the 200 it stands for. An identity request that comes first does not keep
+    gzip clients from getting gzip.
+    """
+    identity = {"accept-encoding": "identity"}
+    gzip = {"accept-encoding": "gzip, deflate"}
+    for path, size in (("/text", 2000), ("/small", 10)):
+        plain = await client.get(path, headers=identity)
+        assert plain.status_code == 200
+        assert "content-encoding" not in plain.headers
+        zipped = await client.get(path, headers=gzip)
+        assert len(zipped.content) == size
+        assert zipped.headers.get("content-encoding") == ("gzip" if size >= 500 else None)
+        if size >= 500:  # two representations: two strong validators
+            assert plain.headers["etag"] != zipped.headers["etag"], path
+        for headers in (identity, gzip):  # where learning a field re-keys the route
+            await client.get(path, headers=headers)
+        for headers, first in ((identity, plain), (gzip, zipped)):
+            again = await client.get(path, headers=headers)
+            assert status_of(again).startswith("atomcache; hit"), (path, headers)
+            assert again.headers["etag"] == first.headers["etag"]
+            assert again.headers.get("content-encoding") == first.headers.get("content-encoding")
+            assert again.content == first.content
+            etag = first.headers["etag"]
+            for response in (first, again):
+                assert vary_names(response).count("accept-encoding") == 1, (path, headers)
+            not_modified = await client.get(path, headers={**headers, "if-none-match": etag})
+            assert not_modified.status_code == 304, (path, headers)
+            assert not_modified.headers["etag"] == etag
+            assert vary_names(not_modified) == vary_names(first)
+        crossed = await client.get(path, headers={**gzip, "if-none-match": plain.headers["etag"]})
+        if size >= 500:  # the client holds the identity bytes: it gets the gzip ones
+            assert crossed.status_code == 200, path
+        assert crossed.headers["etag"] == zipped.headers["etag"]
+    assert calls["text"] <= 3
+    assert calls["small"] <= 3

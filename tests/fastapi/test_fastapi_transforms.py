@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import PlainTextResponse
 
 from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
 from http_transforms import (
+    each_content_coding_has_its_validator,
     method_handlers_are_ordinary_routes,
     middleware_added_after_the_cache_runs_on_hits,
 )
@@ -130,3 +133,31 @@ async def test_middleware_added_after_setup_runs_on_hits() -> None:
     calls: Counter[str] = Counter()
     async with client_of(build_later(Cache(), calls)) as client:
         await middleware_added_after_the_cache_runs_on_hits(client, calls)
+
+
+def build_compressed(cache: Cache, calls: Counter[str]) -> FastAPI:
+    """The routes of `each_content_coding_has_its_validator`, behind `GZipMiddleware`."""
+    app = FastAPI()
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+    setup_cache(app, cache)
+
+    @app.get("/text")
+    @cached(ttl=60)
+    async def text() -> PlainTextResponse:
+        calls["text"] += 1
+        return PlainTextResponse("x" * 2000)
+
+    @app.get("/small")
+    @cached(ttl=60)
+    async def small() -> PlainTextResponse:
+        calls["small"] += 1
+        return PlainTextResponse("y" * 10)
+
+    return app
+
+
+async def test_gzip_around_the_cache_gives_each_coding_its_validator() -> None:
+    """Behind `GZipMiddleware`, gzip and identity have their ETags, and 304s their `Vary`."""
+    calls: Counter[str] = Counter()
+    async with client_of(build_compressed(Cache(), calls)) as client:
+        await each_content_coding_has_its_validator(client, calls)

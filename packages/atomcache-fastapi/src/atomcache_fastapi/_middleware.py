@@ -16,6 +16,7 @@ from atomcache_core.asgi import HttpCache, ResponseCapture, RoutePlan, cached, f
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http import cache_status
 from atomcache_core.http_route import CREDENTIAL_FIELDS
+from atomcache_fastapi._compression import GZipAround
 from atomcache_fastapi._migration import (
     BYPASS,
     CLAIM,
@@ -161,7 +162,10 @@ class AtomCacheMiddleware:
 
     Requests of routes with nothing before the handler are answered before routing
     (the fast path); for the others, a stored response is sent only once the app's
-    dependencies have let the request through. Other requests pass through, unless
+    dependencies have let the request through. Behind Starlette's `GZipMiddleware`,
+    each content coding of a cached route's response gets its own `ETag` and every
+    response names `Accept-Encoding` in `Vary` (`GZipAround`). Other requests pass
+    through, unless
     their handler claimed an entry through `ResponseCache.raise_try`: then their final
     response is stored (and sent the way `@cached` routes send it). On lifespan
     shutdown it closes the cache.
@@ -173,6 +177,7 @@ class AtomCacheMiddleware:
         self.cache = cache
         self.http_cache = HttpCache(cache, placeholder=Response)
         self._routes_of = routes_of
+        self._compression = GZipAround.of(routes_of)  # the stack is built: the list is final
         self._table: list[RouteEntry] | None = None
         self._lookups: dict[tuple[str, str, str], tuple[RoutePlan, dict[str, Any]] | None] = {}
 
@@ -182,6 +187,8 @@ class AtomCacheMiddleware:
             found = self._lookup(scope)
             if found is not None:
                 plan, path_params = found
+                if self._compression is not None:
+                    scope, send = self._compression.wrap(scope, send)
                 await self.http_cache.serve(
                     scope, receive, send, self.app, route=plan, path_params=path_params
                 )

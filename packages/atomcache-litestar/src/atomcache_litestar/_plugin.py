@@ -15,6 +15,7 @@ from litestar.utils.sync import AsyncCallable
 from atomcache_core import Cache  # noqa: TC001 - Litestar reads the provider's annotation
 from atomcache_core.asgi import HttpCache, RoutePlan, find_cached, route_options
 from atomcache_core.exceptions import ConfigurationError
+from atomcache_core.http import with_vary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from litestar.routes import BaseRoute
 
     # Plain ASGI types: Litestar's own TypedDicts do not admit the keys read here.
-    from atomcache_core.asgi import ASGIApp, Receive, Scope, Send
+    from atomcache_core.asgi import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AtomCachePlugin"]
 
@@ -179,11 +180,18 @@ def _endpoint(route_handler: Any) -> Any:
 
 
 class _CachedRoutes:
-    """Route middleware (runs after routing): serves `@cached` handlers' requests."""
+    """Route middleware (runs after routing): serves `@cached` handlers' requests.
+
+    Litestar's `compression_config` compresses inside it (each route's stack puts the
+    compression next to the handler): entries are the bytes of one content coding, so
+    with compression on, every response of a cached handler names `Accept-Encoding` in
+    `Vary`, which keys its entries on it (HTTP.md 3.1), and tells caches in front.
+    """
 
     def __init__(self, app: ASGIApp, plugin: AtomCachePlugin) -> None:
         self.app = app
         self.plugin = plugin
+        self.compressed = _varying_on_coding(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         plan = self.plugin.plan_of(scope) if scope["type"] == "http" else None
@@ -192,14 +200,30 @@ class _CachedRoutes:
             return
         if scope.get(_HEAD_OF_GET):
             scope["method"] = "HEAD"
+        litestar = scope.get("app")
         await self.plugin.http_cache.serve(
             scope,
             receive,
             send,
-            self.app,
+            self.compressed if getattr(litestar, "compression_config", None) else self.app,
             route=plan,
             path_params=scope.get("path_params", {}),
         )
+
+
+def _varying_on_coding(app: ASGIApp) -> ASGIApp:
+    """`app`, whose responses name `Accept-Encoding` in `Vary` (once, in its first field)."""
+
+    async def varying(scope: Scope, receive: Receive, send: Send) -> None:
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                fields = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
+                message = {**message, "headers": with_vary(fields, b"Accept-Encoding")}
+            await send(message)
+
+        await app(scope, receive, named)
+
+    return varying
 
 
 class _HeadOfGet:
