@@ -11,8 +11,9 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from redis.asyncio import Redis
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from atomcache_core import MAX_TTL, Cache
+from atomcache_core import MAX_TTL, Cache, ConfigurationError
 from atomcache_fastapi import ResponseCache
 from support.servers import serve_asgi
 
@@ -243,3 +244,63 @@ async def test_a_slow_computation_is_renewed_before_its_entry_expires(
         assert answer.headers["cache-status"].startswith("atomcache; hit"), answer.headers
         await asyncio.sleep(0.2)
     assert calls["slow"] >= 3
+
+
+async def stored(cache: ResponseCache, cache_id: str) -> Any:
+    """What `cache` holds under `cache_id` once the background write of `set` has landed."""
+    deadline = time.monotonic() + 2
+    while (value := await cache.get(cache_id, with_lock=False)) is None:
+        assert time.monotonic() < deadline, "set never landed"
+        await asyncio.sleep(0.01)
+    return value
+
+
+async def test_a_response_given_to_set_is_stored_as_its_body() -> None:
+    """`set(JSONResponse(...))` keeps the response's JSON body, as the original did."""
+    cache = ResponseCache(exp=60, namespace="responses:")
+    response = JSONResponse({"hello": "world"})
+    assert cache.set(response, cache_id="json") is response
+    assert await stored(cache, "json") == {"hello": "world"}
+    assert await cache.get("json", decode=False) == '{"hello": "world"}'
+    cache.mset({"text": PlainTextResponse("plain words"), "list": JSONResponse([1, 2])})
+    assert await stored(cache, "text") == "plain words"
+    assert await stored(cache, "list") == [1, 2]
+
+
+async def test_a_response_without_a_text_body_is_refused_by_set() -> None:
+    """A stream or a binary body cannot be kept as the original kept bodies: set says so."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    cache = ResponseCache(exp=60, namespace="refused:")
+    with pytest.raises(ConfigurationError, match="streaming response"):
+        cache.set(StreamingResponse(chunks()), cache_id="stream")
+    with pytest.raises(ConfigurationError, match="not UTF-8 text"):
+        cache.mset({"binary": Response(b"\xff\xfe", media_type="image/png")})
+
+
+async def test_get_and_set_in_a_route_without_raise_try_keep_values() -> None:
+    """A route's dependency used with get/set (no raise_try) stores what set is given."""
+    calls: Counter[str] = Counter()
+    app = FastAPI()
+
+    @app.get("/profile/{name}")
+    async def profile(
+        name: str, cache: Annotated[ResponseCache, Depends(ResponseCache(exp=60))]
+    ) -> dict[str, Any]:
+        found = await cache.get(cache_id=name)
+        if found is not None:
+            return {"cached": True, **found}
+        calls[name] += 1
+        return {"cached": False, **cache.set({"name": name}, cache_id=name)}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/profile/ada")).json() == {"cached": False, "name": "ada"}
+        deadline = time.monotonic() + 2
+        while not (answer := (await client.get("/profile/ada")).json())["cached"]:
+            assert time.monotonic() < deadline, "set never landed"
+            await asyncio.sleep(0.01)
+        assert answer == {"cached": True, "name": "ada"}
+    assert calls == {"ada": 1}

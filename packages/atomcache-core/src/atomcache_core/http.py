@@ -42,6 +42,7 @@ __all__ = [
     "selecting_fields",
     "storable_headers",
     "varies",
+    "with_vary",
 ]
 
 #: Hop-by-hop fields (RFC 9110 section 7.6.1), never stored.
@@ -258,6 +259,22 @@ def get_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | N
     if not values:
         return None
     return values[0] if len(values) == 1 else b", ".join(values)
+
+
+def with_vary(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[tuple[bytes, bytes]]:
+    """`headers` (lower-case names) with `name` among the field names `Vary` lists.
+
+    Added to the first `Vary` field (else a new one), unless it is listed already, so
+    a layer that adds it too never makes it appear twice.
+    """
+    fields = list(headers)
+    for index, (key, value) in enumerate(fields):
+        if key == b"vary":
+            if name.decode("latin-1").lower() not in parse_vary(value):
+                fields[index] = (key, value + b", " + name)
+            return fields
+    fields.append((b"vary", name))
+    return fields
 
 
 def storable_headers(

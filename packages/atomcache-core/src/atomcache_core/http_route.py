@@ -472,7 +472,11 @@ def find_cached(endpoint: object) -> tuple[RouteOptions, bool] | None:
     Follows `__wrapped__` through decorators placed above `@cached`. Returns `None`
     if `endpoint` is not cached, else `(options, decorated)`: `decorated` is `True`
     when `endpoint` is not the `@cached` wrapper itself (something runs before it).
+    A bound method (a Litestar `Controller`'s handler, a class-based view's) stands
+    for its function: binding runs nothing before it.
     """
+    if inspect.ismethod(endpoint):
+        endpoint = endpoint.__func__
     current, seen = endpoint, 0
     while current is not None and seen < 100:  # noqa: PLR2004 - a bound, not a rule
         marked = getattr(current, "__dict__", {}).get(_OPTIONS_ATTRIBUTE)

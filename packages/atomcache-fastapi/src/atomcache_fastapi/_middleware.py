@@ -29,6 +29,7 @@ from atomcache_core.asgi import (
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http import cache_status
 from atomcache_core.http_route import CREDENTIAL_FIELDS
+from atomcache_fastapi._compression import GZipAround
 from atomcache_fastapi._migration import (
     BYPASS,
     CLAIM,
@@ -225,7 +226,10 @@ class AtomCacheMiddleware:
 
     Requests of routes with nothing before the handler are answered before routing
     (the fast path); for the others, a stored response is sent only once the app's
-    dependencies have let the request through. Other requests pass through, unless
+    dependencies have let the request through. Behind Starlette's `GZipMiddleware`,
+    each content coding of a cached route's response gets its own `ETag` and every
+    response names `Accept-Encoding` in `Vary` (`GZipAround`). Other requests pass
+    through, unless
     their handler claimed an entry through `ResponseCache.raise_try`: then their final
     response is stored (and sent the way `@cached` routes send it). On lifespan
     shutdown it closes the cache.
@@ -239,6 +243,7 @@ class AtomCacheMiddleware:
         self.cache = cache
         self.http_cache = http_cache or HttpCache(cache, placeholder=_placeholder)
         self._routes_of = routes_of
+        self._compression = GZipAround.of(routes_of)  # the stack is built: the list is final
         self._table: list[RouteEntry] | None = None
         self._on_host = False
         self._lookups: dict[tuple[str, str, str, str], tuple[RoutePlan, dict[str, Any]] | None] = {}
@@ -249,6 +254,8 @@ class AtomCacheMiddleware:
             found = self._lookup(scope)
             if found is not None:
                 plan, path_params = found
+                if self._compression is not None:
+                    scope, send = self._compression.wrap(scope, send)
                 await self.http_cache.serve(
                     scope, receive, send, self.app, route=plan, path_params=path_params
                 )

@@ -169,6 +169,7 @@ class ResponseCache:
         self._request: Request | None = None
         self._no_cache = False
         self._claim: Claim | None = None
+        self._tried = False
         self._held: dict[str, _Held] = {}
 
     @classmethod
@@ -212,6 +213,7 @@ class ResponseCache:
         bound = copy.copy(self)
         bound._request = request  # noqa: SLF001 - the copy's own state
         bound._claim = None  # noqa: SLF001
+        bound._tried = False  # noqa: SLF001
         bound._held = {}  # noqa: SLF001
         if self.cache_control:
             directives = request.headers.get("cache-control", "").lower()
@@ -243,6 +245,7 @@ class ResponseCache:
         request = self._bound()
         if self._claim is not None:  # asked already for this request
             return
+        self._tried = True
         cache = _app_cache(request)
         if self._no_cache:
             request.scope.setdefault("state", {})[BYPASS] = ("request", "no-cache")
@@ -298,28 +301,36 @@ class ResponseCache:
 
         In a route, after `raise_try`: the final response (FastAPI's bytes, response
         model applied) is stored once it is sent, under the `cache_id` given to
-        `raise_try`. Used directly: `response` is stored as JSON
-        (`jsonable_encoder`), and the callers waiting in `get` are woken. A failed
-        write is logged. With a request's honoured `no-cache`, nothing is stored.
+        `raise_try` (nothing, when `raise_try` did not use the cache). Used directly
+        (or in a route that only calls `get` and `set`): `response` is stored as JSON
+        (`jsonable_encoder`), a Starlette `Response` as its body, as the original
+        did (`get` then gives `{"hello": "world"}` for
+        `JSONResponse({"hello": "world"})`), and the callers waiting in `get` are
+        woken. A failed write is logged. With a request's honoured `no-cache`,
+        nothing is stored.
+
+        Raises:
+            ConfigurationError: `response` is a `Response` without a UTF-8 text body
+                (a stream, an image): store its data instead.
         """
         if self._no_cache:
             return response
-        if self._request is not None:
-            if self._claim is not None:
-                self._claim.requested = True
+        if self._claim is not None:
+            self._claim.requested = True
+            return response
+        if self._tried:  # raise_try did not use the cache for this request
             return response
         key = self.get_key(cache_id)
+        value = _storable(response)
         held = [self._held.pop(key)] if key in self._held else []
-        self._writes.start(self._write({key: jsonable_encoder(response)}, *held), "atomcache-set")
+        self._writes.start(self._write({key: value}, *held), "atomcache-set")
         return response
 
     def mset(self, cache: dict[str, Any]) -> dict[str, Any]:
-        """Store every `cache_id: value` pair as JSON in the background; return `cache`."""
+        """Store every `cache_id: value` pair as `set` does, in the background; return `cache`."""
         if self._no_cache:
             return cache
-        values = {
-            self.get_key(cache_id): jsonable_encoder(value) for cache_id, value in cache.items()
-        }
+        values = {self.get_key(cache_id): _storable(value) for cache_id, value in cache.items()}
         held = [self._held.pop(key) for key in values if key in self._held]
         self._writes.start(self._write(values, *held), "atomcache-mset")
         return cache
@@ -434,6 +445,38 @@ class ResponseCache:
 
 
 _MISSING: Any = object()
+
+
+def _storable(value: Any) -> Any:
+    """What `set` keeps of `value`: its JSON form; of a `Response`, its body (the original's).
+
+    The body is kept as the JSON value it holds, or else as its text, so `get` gives
+    back what the response carried.
+
+    Raises:
+        ConfigurationError: a `Response` without a UTF-8 text body.
+    """
+    if not isinstance(value, Response):
+        return jsonable_encoder(value)
+    body = getattr(value, "body", None)  # a StreamingResponse has none
+    if not isinstance(body, bytes):
+        msg = (
+            f"set keeps a response's body, and a streaming response ({type(value).__name__}) "
+            "has none: pass the data it streams instead"
+        )
+        raise ConfigurationError(msg)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        msg = (
+            f"set keeps a response's body as text, and this {value.media_type!r} body is "
+            "not UTF-8 text: pass the data instead (e.g. base64-encoded)"
+        )
+        raise ConfigurationError(msg) from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _app_cache(request: Request) -> Cache:

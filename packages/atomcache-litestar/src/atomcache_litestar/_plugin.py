@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.plugins import InitPlugin
+from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.response import Response
 from litestar.routes import HTTPRoute
 from litestar.utils import normalize_path
@@ -23,23 +23,30 @@ from atomcache_core.asgi import (
     route_options,
 )
 from atomcache_core.exceptions import ConfigurationError
+from atomcache_core.http import with_vary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
     from litestar import Litestar
     from litestar.config.app import AppConfig
+    from litestar.routes import BaseRoute
 
     # Plain ASGI types: Litestar's own TypedDicts do not admit the keys read here.
-    from atomcache_core.asgi import ASGIApp, Receive, Scope, Send
+    from atomcache_core.asgi import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["AtomCachePlugin"]
 
 _HEAD_OF_GET = "atomcache.head"
 
 
-class AtomCachePlugin(InitPlugin):
+class AtomCachePlugin(InitPlugin, ReceiveRoutePlugin):
     """Serve `@cached` route handlers from `cache`, like litestar's `ChannelsPlugin`.
+
+    The cache's route middleware is the innermost of the app's middleware, whatever the
+    order of `plugins=[...]`: middleware that other plugins add after this one runs on
+    hits as on misses (HTTP.md 0.3); router, controller and handler middleware stays
+    inside it (it runs before a hit of a route that has it, as the route's checks).
 
     Args:
         cache: The cache; opened with the app and closed on shutdown.
@@ -54,15 +61,29 @@ class AtomCachePlugin(InitPlugin):
         self.http_cache = HttpCache(cache, placeholder=_placeholder)
         self._app: Litestar | None = None
         self._plans: dict[tuple[int, str], RoutePlan] = {}
+        self._middleware = DefineMiddleware(_CachedRoutes, plugin=self)  # type: ignore[arg-type]
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the route middleware, the dependency and the lifespan hooks."""
-        route_middleware = DefineMiddleware(_CachedRoutes, plugin=self)  # type: ignore[arg-type]
-        app_config.middleware.append(route_middleware)
+        app_config.middleware.append(self._middleware)
         app_config.dependencies[self.dependency_key] = Provide(self._provide, sync_to_thread=False)
         app_config.on_startup.append(self._started)
         app_config.on_shutdown.append(self._stopping)
         return app_config
+
+    def receive_route(self, route: BaseRoute) -> None:
+        """Make the route middleware the app's innermost before `route`'s stack is built.
+
+        Litestar runs the plugins' `on_app_init` in their order, so a plugin listed
+        after this one adds its middleware after (inside) the cache's; each route's
+        middleware stack is built once its route is received, from the app's list.
+        """
+        handlers = getattr(route, "route_handlers", None) or [getattr(route, "route_handler", None)]
+        for layer in getattr(handlers[0], "ownership_layers", ())[:1]:  # the app
+            middleware = layer.middleware
+            if self._middleware in middleware and middleware[-1] is not self._middleware:
+                middleware.remove(self._middleware)
+                middleware.append(self._middleware)
 
     async def invalidate(
         self,
@@ -171,11 +192,18 @@ def _endpoint(route_handler: Any) -> Any:
 
 
 class _CachedRoutes:
-    """Route middleware (runs after routing): serves `@cached` handlers' requests."""
+    """Route middleware (runs after routing): serves `@cached` handlers' requests.
+
+    Litestar's `compression_config` compresses inside it (each route's stack puts the
+    compression next to the handler): entries are the bytes of one content coding, so
+    with compression on, every response of a cached handler names `Accept-Encoding` in
+    `Vary`, which keys its entries on it (HTTP.md 3.1), and tells caches in front.
+    """
 
     def __init__(self, app: ASGIApp, plugin: AtomCachePlugin) -> None:
         self.app = app
         self.plugin = plugin
+        self.compressed = _varying_on_coding(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         plan = self.plugin.plan_of(scope) if scope["type"] == "http" else None
@@ -184,14 +212,30 @@ class _CachedRoutes:
             return
         if scope.get(_HEAD_OF_GET):
             scope["method"] = "HEAD"
+        litestar = scope.get("app")
         await self.plugin.http_cache.serve(
             scope,
             receive,
             send,
-            self.app,
+            self.compressed if getattr(litestar, "compression_config", None) else self.app,
             route=plan,
             path_params=scope.get("path_params", {}),
         )
+
+
+def _varying_on_coding(app: ASGIApp) -> ASGIApp:
+    """`app`, whose responses name `Accept-Encoding` in `Vary` (once, in its first field)."""
+
+    async def varying(scope: Scope, receive: Receive, send: Send) -> None:
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                fields = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
+                message = {**message, "headers": with_vary(fields, b"Accept-Encoding")}
+            await send(message)
+
+        await app(scope, receive, named)
+
+    return varying
 
 
 class _HeadOfGet:
