@@ -27,6 +27,7 @@ __all__ = [
     "ResponseSerializer",
     "StoredResponse",
     "cache_status",
+    "field_title",
     "format_http_date",
     "get_header",
     "if_none_match",
@@ -329,19 +330,18 @@ def personal_headers(
 
     Adds `Cache-Control: private` unless the response has a `Cache-Control` of its own
     (RFC 9111 section 5.2.2.7: no shared cache may store it), and names `field` in
-    `Vary` (RFC 9110 section 12.5.5) unless it says `*` or names it already, so no cache
-    in front hands it to a caller without the same credentials (HTTP.md 2.2).
+    `Vary` (RFC 9110 section 12.5.5, `with_vary`), so no cache in front hands it to a
+    caller without the same credentials (HTTP.md 2.2).
     """
     fields = list(headers)
     if get_header(fields, b"cache-control") is None:
         fields.append((b"cache-control", b"private"))
-    named = parse_vary(get_header(fields, b"vary"))
-    if "*" not in named and field not in named:
-        title = "-".join(part.capitalize() for part in field.split("-")).encode("latin-1")
-        varied = b", ".join((*(name.encode("latin-1") for name in named), title))
-        fields = [(name, value) for name, value in fields if name != b"vary"]
-        fields.append((b"vary", varied))
-    return fields
+    return with_vary(fields, field_title(field).encode("latin-1"))
+
+
+def field_title(name: str) -> str:
+    """A field name as it is usually written: `accept-language` -> `Accept-Language`."""
+    return "-".join(part.capitalize() for part in name.split("-"))
 
 
 def parse_vary(value: bytes | str | None) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from atomcache_core._seconds import checked_seconds
 from atomcache_core.exceptions import ConfigurationError
-from atomcache_core.http import PER_REQUEST_HEADERS
+from atomcache_core.http import PER_REQUEST_HEADERS, field_title
 from atomcache_core.http_request import cookie_values
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ class RoutePlan:
             varied["cookie"] = None
         if not options.public:  # selected by their absence: say so downstream
             varied["authorization"] = None
-        object.__setattr__(self, "vary", ", ".join(_title(name) for name in varied).encode())
+        object.__setattr__(self, "vary", ", ".join(field_title(name) for name in varied).encode())
 
     def bypass_reason(self, headers: dict[str, str]) -> str | None:
         """Why a request with these fields may not use a shared entry (HTTP.md 2.1, 2.4).
@@ -287,10 +287,6 @@ class RoutePlan:
 def _unique(names: Iterable[str]) -> tuple[str, ...]:
     """`names` in order, each once."""
     return tuple(dict.fromkeys(names))
-
-
-def _title(name: str) -> str:
-    return "-".join(part.capitalize() for part in name.split("-"))
 
 
 class Gate:
