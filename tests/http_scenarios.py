@@ -112,6 +112,7 @@ class Invalidate(Protocol):
         *,
         path_params: dict[str, Any] | None = ...,
         query: dict[str, Any] | None = ...,
+        headers: dict[str, str] | None = ...,
     ) -> Awaitable[int]:
         """Drop one entry of `route` (with parameters) or all of them; return how many."""
         ...
@@ -806,6 +807,18 @@ async def helper_drops_one_entry_or_a_route(h: Harness) -> None:
     assert h.calls["items"] == 3
 
 
+async def helper_drops_one_callers_entries(h: Harness) -> None:
+    """With a request's fields, the helper drops that caller's entries, not everyone's."""
+    alice, bob = {"authorization": "Bearer alice"}, {"authorization": "Bearer bob"}
+    for headers in (alice, bob):
+        await h.client.get("/per-user", headers=headers)
+    assert await h.invalidate("/per-user", headers={"Authorization": "Bearer alice"}) == 1
+    assert status_of(await h.client.get("/per-user", headers=bob)).startswith("atomcache; hit")
+    again = await h.client.get("/per-user", headers=alice)
+    assert status_of(again).startswith("atomcache; fwd=miss")
+    assert h.calls["per-user"] == 3
+
+
 SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     methods_get_and_head_only,
     head_first_fills_the_get_entry,
@@ -860,6 +873,7 @@ SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [
     stale_if_error_serves_the_old_entry,
     tags_invalidate_entries,
     helper_drops_one_entry_or_a_route,
+    helper_drops_one_callers_entries,
 ]
 
 

@@ -397,16 +397,20 @@ class HttpCache:
         route: RoutePlan,
         path_params: Mapping[str, Any] | None = None,
         query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> int:
         """Drop the entries of one parameter set of a route, or every entry of it.
 
         With `path_params` and/or `query`, the entries those parameters select are
         dropped, for every host, header variant and (without `query`) query string;
         with neither, all of the route's entries (all of its `namespace`'s, if it
-        has one). Returns how many entries were dropped.
+        has one). With `headers`, on a route keyed on request fields (`vary_on`,
+        `vary_on_cookies`, declared headers and cookies), only the entries of a request
+        carrying those values: one caller's. Returns how many entries were dropped.
         """
         pairs = list(query.items()) if isinstance(query, Mapping) else list(query or ())
-        return await self.cache.invalidate_tags(invalidation_tag(route, path_params, pairs))
+        tag = invalidation_tag(route, path_params, pairs, headers)
+        return await self.cache.invalidate_tags(tag)
 
     def plan(
         self,
@@ -449,13 +453,12 @@ class HttpCache:
         *,
         path_params: Mapping[str, Any] | None = None,
         query: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
-        headers: Mapping[str, str] | None = None,  # noqa: ARG002 - entries of every variant go
+        headers: Mapping[str, str] | None = None,
     ) -> int:
         """Invalidate `route`, found by path template or endpoint among an app's routes.
 
         `routes` are the app's route plans, or `(path template, endpoint)` pairs.
-        Returns how many entries were dropped (see `invalidate`); `headers` is accepted
-        for compatibility: every `Vary` variant of the parameters is dropped.
+        Returns how many entries were dropped (see `invalidate`, `headers` included).
 
         Raises:
             ConfigurationError: no `@cached` route matches `route`.
@@ -472,7 +475,7 @@ class HttpCache:
             if route in (plan.template, endpoint) or (
                 endpoint is None and route_options(route) is plan.options
             ):
-                return await self.invalidate(plan, path_params, query)
+                return await self.invalidate(plan, path_params, query, headers)
         msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
         raise ConfigurationError(msg)
 

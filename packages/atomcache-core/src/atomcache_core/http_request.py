@@ -220,10 +220,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
         parts.append(
             ["f", [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]]
         )
-    if route.key_headers or route.key_cookies:
-        values: list[Any] = [headers.get(name) for name in route.key_headers]
-        if route.key_cookies:
-            values.extend(cookie_values(headers.get("cookie", ""), route.key_cookies))
+    values = keyed_values(route, headers)
+    if values is not None:
         parts.append(["v", values])
     if varied:
         parts.append(["s", varied, [headers.get(name) for name in varied]])
@@ -232,20 +230,39 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     return f"{key}:{_digest(parts)}"
 
 
+def keyed_values(route: RoutePlan, headers: Mapping[str, str]) -> list[Any] | None:
+    """The values of the fields and cookies `route` keys on, in order; `None` if none.
+
+    `vary_on` fields and declared headers (`RoutePlan.key_headers`), then every value
+    of each keyed cookie (`key_cookies`); `headers` have lower-case names.
+    """
+    if not (route.key_headers or route.key_cookies):
+        return None
+    values: list[Any] = [headers.get(name) for name in route.key_headers]
+    if route.key_cookies:
+        values.extend(cookie_values(headers.get("cookie", ""), route.key_cookies))
+    return values
+
+
 def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
     """Tags that let `invalidate` find a request's entries without knowing keys.
 
     One for the route (its namespace), one for the route and path parameters (every
-    host, query and `Vary` variant of them), one more with the query (sorted by name).
-    Parameter values enter tag names hashed: a path or query may carry a credential.
+    host, query and `Vary` variant of them), one more with the query (sorted by name);
+    on a route keyed on request fields (`keyed_values`), the last two again with those
+    values, so one caller's entries can go without the others'. Values enter tag names
+    hashed: a path, a query or a field may carry a credential.
     """
     group = route.options.namespace or route.template
     tags = [f"http-route:{group}"]
     params = sorted((str(name), str(value)) for name, value in info.path_params.items())
-    if params:
-        tags.append(_parameters_tag(route, params, None))
-    if info.query:
-        tags.append(_parameters_tag(route, params, sorted(info.query)))
+    query = sorted(info.query) if info.query else None
+    variants = [None] if (values := keyed_values(route, info.headers)) is None else [None, values]
+    for keyed in variants:
+        if params or keyed is not None:
+            tags.append(_parameters_tag(route, params, None, keyed))
+        if query is not None:
+            tags.append(_parameters_tag(route, params, query, keyed))
     return tuple(tags)
 
 
@@ -253,24 +270,41 @@ def invalidation_tag(
     route: RoutePlan,
     path_params: Mapping[str, Any] | None,
     query: Iterable[tuple[str, Any]] | None,
+    headers: Mapping[str, str] | None = None,
 ) -> str:
-    """The tag `request_tags` gave the entries of these parameters."""
+    """The tag `request_tags` gave the entries of these parameters (and request fields).
+
+    With `headers` (any case), on a route keyed on request fields, the tag of the
+    entries of a request carrying them only.
+    """
     params = sorted((str(name), str(value)) for name, value in (path_params or {}).items())
     pairs = sorted((str(name), str(value)) for name, value in (query or ()))
+    fields = {name.lower(): value for name, value in (headers or {}).items()}
+    keyed = keyed_values(route, fields) if headers is not None else None
     if pairs:
-        return _parameters_tag(route, params, pairs)
-    if params:
-        return _parameters_tag(route, params, None)
+        return _parameters_tag(route, params, pairs, keyed)
+    if params or keyed is not None:
+        return _parameters_tag(route, params, None, keyed)
     return f"http-route:{route.options.namespace or route.template}"
 
 
 def _parameters_tag(
-    route: RoutePlan, params: list[tuple[str, str]], query: list[tuple[str, str]] | None
+    route: RoutePlan,
+    params: list[tuple[str, str]],
+    query: list[tuple[str, str]] | None,
+    keyed: list[Any] | None = None,
 ) -> str:
-    """`http-params:<template>:<hash>` or `http-query:<template>:<hash>` of the values."""
-    if query is None:
-        return f"http-params:{route.template}:{_digest([params])}"
-    return f"http-query:{route.template}:{_digest([params, query])}"
+    """`http-params:<template>:<hash>` or `http-query:<template>:<hash>` of the values.
+
+    With the values of the fields the route keys on, `http-caller-params:` and
+    `http-caller-query:` instead.
+    """
+    kind = "http-query" if query is not None else "http-params"
+    parts: list[Any] = [params] if query is None else [params, query]
+    if keyed is not None:
+        kind = kind.replace("http-", "http-caller-")
+        parts.append(keyed)
+    return f"{kind}:{route.template}:{_digest(parts)}"
 
 
 def _digest(value: Any) -> str:

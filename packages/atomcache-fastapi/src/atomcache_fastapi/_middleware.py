@@ -207,9 +207,11 @@ async def invalidate(
 
     `route` is the path template (`"/items/{item_id}"`, router prefix included) or the
     endpoint function. With `path_params` and/or `query`, the entries those select
-    are dropped, for every host and `Vary` variant (`headers` is accepted for
-    compatibility and not needed); with neither, every entry of the route. Returns how
-    many entries were dropped.
+    are dropped, for every host and `Vary` variant; with neither, every entry of the
+    route. With `headers` (`{"authorization": ...}`), on a route keyed on request
+    fields (`vary_on`, `vary_on_cookies`, declared `Header()`/`Cookie()`), only the
+    entries of a request carrying those values: one caller's, not everyone's. Returns
+    how many entries were dropped.
 
     Raises:
         ConfigurationError: no `@cached` route of `app` is `route`.

@@ -96,9 +96,12 @@ class AtomCachePlugin(InitPlugin, ReceiveRoutePlugin):
         """Drop the cached response of one request of a route, or all of the route's.
 
         `route` is the path template (`"/items/{item_id}"`) or the handler function.
-        With `path_params` and/or `query`, only the entry those select is dropped (give
-        the `vary_on` request `headers` too); with neither, every entry of the route.
-        Returns how many entries were dropped.
+        With `path_params` and/or `query`, the entries those select are dropped, for
+        every host and `Vary` variant; with neither, every entry of the route. With
+        `headers` (`{"authorization": ...}`), on a route keyed on request fields
+        (`vary_on`, `vary_on_cookies`, declared header and cookie parameters), only the
+        entries of a request carrying those values: one caller's. Returns how many
+        entries were dropped.
         """
         if self._app is None:
             msg = "the app has not started: invalidate after startup (e.g. from a handler)"
