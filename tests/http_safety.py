@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 
+from atomcache_core import Cache
 from atomcache_core.http import parse_cache_control
+from support.servers import serve_asgi
 
 if TYPE_CHECKING:
-    from collections import Counter
-    from collections.abc import Awaitable, Callable, MutableMapping
-
-    from atomcache_core import Cache
+    from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 
     Message = MutableMapping[str, Any]
     ASGIApp = Callable[
@@ -221,3 +222,65 @@ async def cookies_set_outside_are_never_shared(base_url: str, calls: Counter[str
         assert all(shown == cookie for shown, cookie in visits), visits
         assert len({shown for shown, _ in visits}) == len(visits)
     assert calls["csrf-form"] == 22
+
+
+#: The scenarios above that take a client of the app and its call counts.
+CLIENT_SCENARIOS = (
+    refusals_are_never_stored,
+    refusals_look_the_same_cold_or_warm,
+    bypassed_personal_responses_are_private,
+    validators_with_obs_text_are_stored,
+)
+#: Those that take the routes' base URL (each visitor a client of its own) and the counts.
+VISITOR_SCENARIOS = (session_writes_are_never_stored, cookies_set_outside_are_never_shared)
+
+
+def safety_tests(
+    build: Callable[[Cache, Counter[str], str], Any], framework: str
+) -> tuple[Any, ...]:
+    """The fixture and tests an adapter's module exposes, given how it builds the app.
+
+    `build(cache, calls, prefix)` returns the ASGI app with the routes above, on the app
+    (`prefix` empty) or on a router at `prefix`. Use as `served, test_safety,
+    test_visitors, test_one_off_urls_are_not_kept_warm = safety_tests(build, "X")`.
+    """
+
+    @pytest.fixture(params=list(LAYOUTS))
+    async def served(
+        request: pytest.FixtureRequest, namespace: str
+    ) -> AsyncIterator[tuple[str, Counter[str]]]:
+        """The app on the memory backend, served by uvicorn; its routes' URL and calls."""
+        calls: Counter[str] = Counter()
+        prefix = LAYOUTS[request.param]
+        app = build(Cache.from_url("memory://", namespace=namespace), calls, prefix)
+        async with serve_asgi(app) as url:
+            yield url + prefix, calls
+
+    @pytest.mark.parametrize("scenario", CLIENT_SCENARIOS, ids=lambda scenario: scenario.__name__)
+    async def test_safety(
+        served: tuple[str, Counter[str]],
+        scenario: Callable[[httpx.AsyncClient, Counter[str]], Awaitable[None]],
+    ) -> None:
+        url, calls = served
+        async with httpx.AsyncClient(base_url=url) as client:
+            await scenario(client, calls)
+
+    @pytest.mark.parametrize("scenario", VISITOR_SCENARIOS, ids=lambda scenario: scenario.__name__)
+    async def test_visitors(
+        served: tuple[str, Counter[str]],
+        scenario: Callable[[str, Counter[str]], Awaitable[None]],
+    ) -> None:
+        await scenario(*served)
+
+    async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
+        cache = Cache.from_url("memory://", namespace=namespace)
+        async with (
+            serve_asgi(build(cache, Counter(), "")) as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            await one_off_urls_are_not_kept_warm(client, cache)
+
+    test_safety.__doc__ = f"Each scenario holds for {framework} (its docstring says which)."
+    test_visitors.__doc__ = f"{framework}: each new visitor's state stays their own."
+    test_one_off_urls_are_not_kept_warm.__doc__ = one_off_urls_are_not_kept_warm.__doc__
+    return served, test_safety, test_visitors, test_one_off_urls_are_not_kept_warm

@@ -4,32 +4,20 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
-from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
-from http_safety import (
-    LAYOUTS,
-    DoubleSubmitCsrf,
-    bypassed_personal_responses_are_private,
-    cookies_set_outside_are_never_shared,
-    one_off_urls_are_not_kept_warm,
-    refusals_are_never_stored,
-    refusals_look_the_same_cold_or_warm,
-    session_writes_are_never_stored,
-    validators_with_obs_text_are_stored,
-)
-from support.servers import serve_asgi
+from http_safety import DoubleSubmitCsrf, safety_tests
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections import Counter
+    from collections.abc import Awaitable, Callable
+
+    from atomcache_core import Cache
 
 
 def staff_only(request: Request) -> None:
@@ -108,53 +96,6 @@ def build(cache: Cache, calls: Counter[str], prefix: str = "") -> FastAPI:
     return app
 
 
-@pytest.fixture(params=list(LAYOUTS))
-async def served(
-    request: pytest.FixtureRequest, namespace: str
-) -> AsyncIterator[tuple[str, Counter[str]]]:
-    """The app on the memory backend, served by uvicorn; its routes' URL and call counts."""
-    calls: Counter[str] = Counter()
-    prefix = LAYOUTS[request.param]
-    app = build(Cache.from_url("memory://", namespace=namespace), calls, prefix)
-    async with serve_asgi(app) as url:
-        yield url + prefix, calls
-
-
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        refusals_are_never_stored,
-        refusals_look_the_same_cold_or_warm,
-        bypassed_personal_responses_are_private,
-        validators_with_obs_text_are_stored,
-    ],
-    ids=lambda scenario: scenario.__name__,
+served, test_safety, test_visitors, test_one_off_urls_are_not_kept_warm = safety_tests(
+    build, "FastAPI"
 )
-async def test_safety(
-    served: tuple[str, Counter[str]],
-    scenario: Callable[[httpx.AsyncClient, Counter[str]], Awaitable[None]],
-) -> None:
-    """Each scenario of http_safety.py holds for FastAPI (its docstring says which)."""
-    url, calls = served
-    async with httpx.AsyncClient(base_url=url) as client:
-        await scenario(client, calls)
-
-
-async def test_session_writes(served: tuple[str, Counter[str]]) -> None:
-    """Starlette's SessionMiddleware: a page that wrote to the session is never stored."""
-    await session_writes_are_never_stored(*served)
-
-
-async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
-    """FastAPI: refresh ahead keeps warm only the entries read more than once."""
-    cache = Cache.from_url("memory://", namespace=namespace)
-    async with (
-        serve_asgi(build(cache, Counter())) as url,
-        httpx.AsyncClient(base_url=url) as client,
-    ):
-        await one_off_urls_are_not_kept_warm(client, cache)
-
-
-async def test_cookies_set_outside(served: tuple[str, Counter[str]]) -> None:
-    """FastAPI: a new visitor's cookie set outside the cache keeps their page their own."""
-    await cookies_set_outside_are_never_shared(*served)

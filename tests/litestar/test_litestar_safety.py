@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import pytest
 from litestar import Litestar, Request, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.middleware import DefineMiddleware
@@ -15,26 +12,16 @@ from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath  # noqa: TC002 - Litestar reads annotations at run time
 from litestar.response import Redirect, Response
 
-from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
-from http_safety import (
-    LAYOUTS,
-    DoubleSubmitCsrf,
-    bypassed_personal_responses_are_private,
-    cookies_set_outside_are_never_shared,
-    one_off_urls_are_not_kept_warm,
-    refusals_are_never_stored,
-    refusals_look_the_same_cold_or_warm,
-    session_writes_are_never_stored,
-    validators_with_obs_text_are_stored,
-)
-from support.servers import serve_asgi
+from http_safety import DoubleSubmitCsrf, safety_tests
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections import Counter
 
     from litestar.connection import ASGIConnection
     from litestar.handlers import BaseRouteHandler
+
+    from atomcache_core import Cache
 
 
 def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -114,53 +101,6 @@ def build(cache: Cache, calls: Counter[str], prefix: str = "") -> Litestar:
     )
 
 
-@pytest.fixture(params=list(LAYOUTS))
-async def served(
-    request: pytest.FixtureRequest, namespace: str
-) -> AsyncIterator[tuple[str, Counter[str]]]:
-    """The app on the memory backend, served by uvicorn; its routes' URL and call counts."""
-    calls: Counter[str] = Counter()
-    prefix = LAYOUTS[request.param]
-    app = build(Cache.from_url("memory://", namespace=namespace), calls, prefix)
-    async with serve_asgi(app) as url:
-        yield url + prefix, calls
-
-
-@pytest.mark.parametrize(
-    "scenario",
-    [
-        refusals_are_never_stored,
-        refusals_look_the_same_cold_or_warm,
-        bypassed_personal_responses_are_private,
-        validators_with_obs_text_are_stored,
-    ],
-    ids=lambda scenario: scenario.__name__,
+served, test_safety, test_visitors, test_one_off_urls_are_not_kept_warm = safety_tests(
+    build, "Litestar"
 )
-async def test_safety(
-    served: tuple[str, Counter[str]],
-    scenario: Callable[[httpx.AsyncClient, Counter[str]], Awaitable[None]],
-) -> None:
-    """Each scenario of http_safety.py holds for Litestar (its docstring says which)."""
-    url, calls = served
-    async with httpx.AsyncClient(base_url=url) as client:
-        await scenario(client, calls)
-
-
-async def test_session_writes(served: tuple[str, Counter[str]]) -> None:
-    """Litestar's server-side sessions: a page that wrote to the session is never stored."""
-    await session_writes_are_never_stored(*served)
-
-
-async def test_one_off_urls_are_not_kept_warm(namespace: str) -> None:
-    """Litestar: refresh ahead keeps warm only the entries read more than once."""
-    cache = Cache.from_url("memory://", namespace=namespace)
-    async with (
-        serve_asgi(build(cache, Counter())) as url,
-        httpx.AsyncClient(base_url=url) as client,
-    ):
-        await one_off_urls_are_not_kept_warm(client, cache)
-
-
-async def test_cookies_set_outside(served: tuple[str, Counter[str]]) -> None:
-    """Litestar: a new visitor's cookie set outside the cache keeps their page their own."""
-    await cookies_set_outside_are_never_shared(*served)
