@@ -162,6 +162,13 @@ def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
     return [found.get(name, []) for name in names]
 
 
+#: Digests of recent targets (`target_digest`): hits ask for the same few again. Only
+#: short targets are kept, and at most this many, so junk URLs cannot grow the memo.
+_DIGESTS: dict[str, str] = {}
+_DIGESTS_LIMIT = 2048
+_DIGEST_TEXT_LIMIT = 512
+
+
 def target_digest(  # noqa: PLR0917 - the parts of a target URI, in order
     scheme: str, host: str, root_path: str, path: str, raw_path: str, query: str
 ) -> str:
@@ -177,7 +184,14 @@ def target_digest(  # noqa: PLR0917 - the parts of a target URI, in order
         f"{len(scheme)}:{scheme}{len(host)}:{host}{len(root_path)}:{root_path}"
         f"{len(path)}:{path}{len(raw_path)}:{raw_path}{len(query)}:{query}"
     )
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    digest = _DIGESTS.get(text)
+    if digest is None:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        if len(text) <= _DIGEST_TEXT_LIMIT:
+            if len(_DIGESTS) >= _DIGESTS_LIMIT:
+                _DIGESTS.clear()
+            _DIGESTS[text] = digest
+    return digest
 
 
 def sorted_query(query_string: str) -> str:
