@@ -264,10 +264,11 @@ class _Run:
     another computation). The call returns as soon as the response is decided (its
     body complete, or a stream started), so background tasks the response carries run
     after it is stored and sent, and a stream's joiners start their own at once (HTTP.md
-    1.4, 1.5); `finish` waits for the rest of the app's work.
+    1.4, 1.5); `finish` waits for the rest of the app's work. `endpoint`: the app
+    reaches the route's `@cached` endpoint, and only what that answered is stored.
     """
 
-    __slots__ = ("app", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
+    __slots__ = ("app", "endpoint", "plan", "produced", "ran", "receive", "scope", "send", "tasks")
 
     def __init__(
         self,
@@ -276,8 +277,11 @@ class _Run:
         scope: Scope,
         receive: Receive,
         send: Send,
+        *,
+        endpoint: bool = True,
     ) -> None:
         self.plan = plan
+        self.endpoint = endpoint
         self.app = app
         self.scope = scope
         self.receive = receive
@@ -316,7 +320,7 @@ class _Run:
             decided.cancel()
         if not capture.decided.is_set():
             task.result()  # the app failed (or ended) before answering: its exception
-        if not witness.passed:
+        if self.endpoint and not witness.passed:
             capture.reason = REFUSED
             result: StoredResponse | Uncacheable = Uncacheable(capture)
         elif capture.status >= _SERVER_ERROR and not capture.streamed:
@@ -378,10 +382,14 @@ class HttpCache:
         cache: Where entries live.
         placeholder: Makes what a `@cached` endpoint returns instead of running its
             handler once the application's checks have passed (an empty response of
-            the framework); the stored response is sent in its place.
+            the framework, carrying `PLACEHOLDER_FIELD`); the stored response is sent
+            in its place. With one, the app's routes are `@cached` endpoints, and only
+            what such an endpoint answered is stored. Without (`None`), the app handed
+            to `serve` is the route's handler itself: every answer of it is the
+            route's, and routes with checks cannot be served.
     """
 
-    def __init__(self, cache: Cache, placeholder: Callable[[], Any] = lambda: None) -> None:
+    def __init__(self, cache: Cache, placeholder: Callable[[], Any] | None = None) -> None:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
         self.placeholder = placeholder
@@ -507,7 +515,7 @@ class HttpCache:
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
             if route.options.refresh_ahead and not route.personal and not replaying(scope):
                 plan.replay = self._replayer(scope, app, route, path_params)
-            run = _Run(plan, app, scope, receive, send)
+            run = _Run(plan, app, scope, receive, send, endpoint=self.placeholder is not None)
             try:
                 varied = await self._serve(run)
             finally:
