@@ -17,6 +17,7 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /big: ttl=60, max_body_size=1024 -> "big", a 2,048 byte body
 - GET /shared: ttl=60 -> "shared"
 - GET /per-user: ttl=60, vary_on=("authorization",) -> "per-user", echoes it as "auth"
+- GET /by-user/{item_id}: ttl=60, vary_on=("authorization",) -> "by-user", the same
 - GET /lang: ttl=60, vary_on=("accept-language",) -> "lang", echoes it as "lang"
 - GET /deps: ttl=60 -> "deps", takes an injected dependency
 - GET /slow: ttl=60 -> "slow", sleeps 0.2 s
@@ -812,11 +813,19 @@ async def helper_drops_one_callers_entries(h: Harness) -> None:
     alice, bob = {"authorization": "Bearer alice"}, {"authorization": "Bearer bob"}
     for headers in (alice, bob):
         await h.client.get("/per-user", headers=headers)
-    assert await h.invalidate("/per-user", headers={"Authorization": "Bearer alice"}) == 1
+        await h.client.get("/per-user", params={"page": 2}, headers=headers)
+    assert await h.invalidate("/per-user", headers={"Authorization": "Bearer alice"}) == 2
     assert status_of(await h.client.get("/per-user", headers=bob)).startswith("atomcache; hit")
     again = await h.client.get("/per-user", headers=alice)
     assert status_of(again).startswith("atomcache; fwd=miss")
-    assert h.calls["per-user"] == 3
+    assert h.calls["per-user"] == 5
+    for user in ("alice", "bob"):  # a route with path parameters: every entry of the caller
+        for item in (1, 2):
+            await h.client.get(f"/by-user/{item}", headers={"authorization": f"Bearer {user}"})
+    assert await h.invalidate("/by-user/{item_id}", headers=alice) == 2
+    assert await h.invalidate("/by-user/{item_id}", path_params={"item_id": 1}, headers=bob) == 1
+    hit = await h.client.get("/by-user/2", headers=bob)
+    assert status_of(hit).startswith("atomcache; hit")
 
 
 SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [

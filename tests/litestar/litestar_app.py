@@ -252,6 +252,14 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     ) -> dict[str, Any]:
         return {"calls": count("per-user"), "auth": authorization}
 
+    @get("/by-user/{item_id:int}")
+    @cached(ttl=60, vary_on=("authorization",))
+    async def by_user(
+        item_id: FromPath[int],
+        authorization: Annotated[str, HeaderParameter(name="authorization")] = "",
+    ) -> dict[str, Any]:
+        return {"calls": count("by-user"), "auth": authorization, "item": item_id}
+
     @get("/lang")
     @cached(ttl=60, vary_on=("accept-language",))
     async def lang(
@@ -458,6 +466,7 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     checked = Router("/guarded", guards=[require_user], route_handlers=[guarded_router])
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
+        by_user,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
         fragile, background, slow_stream, negotiated, negotiated_any, dated, sorted_query,
         members_report, guarded_flaky,

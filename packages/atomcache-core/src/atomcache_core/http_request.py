@@ -271,9 +271,11 @@ def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
     tags = [f"http-route:{group}"]
     params = sorted((str(name), str(value)) for name, value in info.path_params.items())
     query = sorted(info.query) if info.query else None
-    variants = [None] if (values := keyed_values(route, info.headers)) is None else [None, values]
-    for keyed in variants:
-        if params or keyed is not None:
+    values = keyed_values(route, info.headers)
+    if values is not None:
+        tags.append(_caller_tag(route, values))
+    for keyed in [None] if values is None else [None, values]:
+        if params:
             tags.append(_parameters_tag(route, params, None, keyed))
         if query is not None:
             tags.append(_parameters_tag(route, params, query, keyed))
@@ -297,9 +299,16 @@ def invalidation_tag(
     keyed = keyed_values(route, fields) if headers is not None else None
     if pairs:
         return _parameters_tag(route, params, pairs, keyed)
-    if params or keyed is not None:
+    if params:
         return _parameters_tag(route, params, None, keyed)
+    if keyed is not None:
+        return _caller_tag(route, keyed)
     return f"http-route:{route.options.namespace or route.template}"
+
+
+def _caller_tag(route: RoutePlan, keyed: list[Any]) -> str:
+    """`http-caller:<template>:<hash>`: every entry of one caller (`keyed_values`) of a route."""
+    return f"http-caller:{route.template}:{_digest([keyed])}"
 
 
 def _parameters_tag(
