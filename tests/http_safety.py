@@ -88,6 +88,29 @@ class DoubleSubmitCsrf:
         await self.app(scope, receive, sending)
 
 
+class HeldRefusal:
+    """Holds a refusal of the checks open (a request with `X-Hold`) until the test says."""
+
+    def __init__(self) -> None:
+        """Nothing held yet."""
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def reset(self) -> None:
+        """Hold the next refusal again (events of the running loop)."""
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+
+    async def held(self, headers: Any) -> None:
+        """In a check about to refuse: wait for the release if the request asks to be held."""
+        if headers.get("x-hold"):
+            self.started.set()
+            await self.release.wait()
+
+
+#: The refusal the apps' checks hold open (`a_refused_leader_holds_back_no_one`).
+REFUSAL = HeldRefusal()
+
+
 def status_of(response: httpx.Response) -> str:
     """The response's `Cache-Status`."""
     return str(response.headers.get("cache-status", ""))
@@ -135,6 +158,25 @@ async def refusals_look_the_same_cold_or_warm(
     hit = await client.get(path, headers={**STAFF, **ONLY_IF_CACHED})
     assert hit.status_code == 200
     assert status_of(hit).startswith("atomcache; hit")
+    assert calls["hidden"] == 1
+
+
+async def a_refused_leader_holds_back_no_one(
+    client: httpx.AsyncClient, calls: Counter[str]
+) -> None:
+    """A refused request computing a cold entry does not stop admitted ones storing it.
+
+    They were waiting for it: one of them computes and stores the page, once.
+    """
+    REFUSAL.reset()
+    refused = asyncio.create_task(client.get("/hidden/3", headers={"x-hold": "yes"}))
+    await REFUSAL.started.wait()  # it holds the entry's computation, inside the check
+    admitted = [asyncio.create_task(client.get("/hidden/3", headers=STAFF)) for _ in range(4)]
+    await asyncio.sleep(0.1)  # no event says that they joined it: give them the time
+    REFUSAL.release.set()
+    assert (await refused).status_code == 404
+    assert [(await task).status_code for task in admitted] == [200] * 4
+    assert status_of(await client.get("/hidden/3", headers=STAFF)).startswith("atomcache; hit")
     assert calls["hidden"] == 1
 
 
@@ -227,6 +269,7 @@ async def cookies_set_outside_are_never_shared(base_url: str, calls: Counter[str
 #: The scenarios above that take a client of the app and its call counts.
 CLIENT_SCENARIOS = (
     refusals_are_never_stored,
+    a_refused_leader_holds_back_no_one,
     refusals_look_the_same_cold_or_warm,
     bypassed_personal_responses_are_private,
     validators_with_obs_text_are_stored,

@@ -400,6 +400,37 @@ async def test_skipped_event_releases_waiting_instances(
     assert await first.exists("k") is False
 
 
+async def test_a_declined_computation_holds_back_no_one(
+    pair: Callable[..., Awaitable[tuple[Cache, Cache]]],
+) -> None:
+    """A declined result goes to its caller; joined callers and waiting instances go on.
+
+    One of them takes the lock, computes and stores the value, once, as if the declined
+    computation had never run (an HTTP request refused by the app's checks).
+    """
+    first, second = await pair(recheck_interval=30)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def declining() -> Uncacheable:
+        started.set()
+        await release.wait()
+        return Uncacheable("refused", declined=True)
+
+    factory = Counter(delay=0.05, value="page")
+    leading = asyncio.create_task(first.get_or_set("k", declining))
+    await started.wait()
+    joined = [asyncio.create_task(first.get_or_set("k", factory)) for _ in range(3)]
+    waiting = [asyncio.create_task(second.get_or_set("k", factory)) for _ in range(3)]
+    await asyncio.sleep(0)  # the joined callers reach the running fill
+    release.set()
+    began = time.monotonic()
+    assert await asyncio.gather(*joined, *waiting) == ["page"] * 6
+    assert time.monotonic() - began < 2  # woken, not rechecked 30 s later
+    assert await leading == "refused"
+    assert factory.calls == 1
+    assert await first.get("k") == "page"
+
+
 class CountingSerializer(JsonSerializer):
     """Counts how often stored bytes are decoded."""
 

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
 from atomcache_fastapi import cached, setup_cache
-from http_safety import DoubleSubmitCsrf, safety_tests
+from http_safety import REFUSAL, DoubleSubmitCsrf, safety_tests
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from atomcache_core import Cache
 
 
-def staff_only(request: Request) -> None:
-    """A check that hides what it refuses: 404 unless `X-Staff: yes`."""
+async def staff_only(request: Request) -> None:
+    """A check that hides what it refuses: 404 unless `X-Staff: yes` (held with `X-Hold`)."""
     if request.headers.get("x-staff") != "yes":
+        await REFUSAL.held(request.headers)
         raise HTTPException(404)
 
 

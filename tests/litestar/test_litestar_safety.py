@@ -13,7 +13,7 @@ from litestar.params import FromPath  # noqa: TC002 - Litestar reads annotations
 from litestar.response import Redirect, Response
 
 from atomcache_litestar import AtomCachePlugin, cached
-from http_safety import DoubleSubmitCsrf, safety_tests
+from http_safety import REFUSAL, DoubleSubmitCsrf, safety_tests
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from atomcache_core import Cache
 
 
-def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """A guard that hides what it refuses: 404 unless `X-Staff: yes`."""
+async def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """A guard that hides what it refuses: 404 unless `X-Staff: yes` (held with `X-Hold`)."""
     if connection.headers.get("x-staff") != "yes":
+        await REFUSAL.held(connection.headers)
         raise NotFoundException
 
 

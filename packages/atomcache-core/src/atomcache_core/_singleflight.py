@@ -84,9 +84,13 @@ class Uncacheable:
 
     Concurrent callers of the same key do not share it: each computes its own value,
     without waiting. Use it for results that depend on the caller or must not be kept.
+    With `declined`, the result says nothing of the key at all (an HTTP request that the
+    application refused before its handler): the other callers go on as if it had not
+    been computed, one of them taking the lock to compute and store the value.
     """
 
     value: Any
+    declined: bool = False
 
 
 @dataclass(slots=True)  # not frozen: made on every hit, and frozen costs per field
@@ -104,6 +108,8 @@ class Outcome:
             ended the wait (`"notification"`, `"recheck"`, or empty: already stored).
         shareable: Whether callers that joined the computation may have the value;
             `False` for an `Uncacheable` result (each of them computes its own).
+        declined: The computation was declined (`Uncacheable.declined`): callers that
+            joined it start over.
     """
 
     value: Any
@@ -111,6 +117,7 @@ class Outcome:
     entry: Entry | None = None
     reason: str = ""
     shareable: bool = True
+    declined: bool = False
 
 
 @dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
@@ -307,7 +314,7 @@ class SingleFlight:
         check_not_computing(key, value_key)
         fill = self._running_fill(value_key, options)
         if fill is not None:
-            return await self._join(fill, factory, value_key)
+            return await self._join(fill, key, factory, options)
         try:
             found, expired = await self._lookup(key, value_key, factory, options)
         except AtomCacheError as exc:
@@ -324,7 +331,7 @@ class SingleFlight:
             fallback = Outcome(expired[1], "stale", expired[0])
         fill = self._running_fill(value_key, options)
         if fill is not None:
-            return await self._join(fill, factory, value_key)
+            return await self._join(fill, key, factory, options)
         fill = asyncio.create_task(self._fill(key, value_key, factory, options, fallback))
         running = self._renewals if options.background else self._fills
         running[value_key] = fill
@@ -427,12 +434,21 @@ class SingleFlight:
         return found
 
     async def _join(
-        self, fill: asyncio.Task[Outcome], factory: Callable[[], Any], value_key: str
+        self,
+        fill: asyncio.Task[Outcome],
+        key: str,
+        factory: Callable[[], Any],
+        options: FlightOptions,
     ) -> Outcome:
-        """Share another caller's fill; compute our own if its result is not shareable."""
+        """Share another caller's fill; compute our own if its result is not shareable.
+
+        A declined fill is as if there had been none: this caller starts over.
+        """
         outcome = await asyncio.shield(fill)
+        if outcome.declined:
+            return await self._get_or_set(key, factory, options)
         if not outcome.shareable:
-            return await self._compute_unstored(factory, value_key)
+            return await self._compute_unstored(factory, self.keys_of(options).value(key))
         return outcome
 
     async def _compute_unstored(
@@ -703,8 +719,8 @@ class SingleFlight:
             cache.stats.stale_hits += 1
             return fallback
         if isinstance(value, Uncacheable):
-            await lease.skip()
-            return Outcome(value.value, "uncached", shareable=False)
+            await (lease.decline() if value.declined else lease.skip())
+            return Outcome(value.value, "uncached", shareable=False, declined=value.declined)
         return await lease.fulfil(value)
 
     def _refresh(
@@ -800,6 +816,10 @@ class Lease:
     async def skip(self) -> None:
         """Store nothing: the result was not for sharing; waiters compute their own."""
         await self._abandon("skipped")
+
+    async def decline(self) -> None:
+        """Store nothing: the computation said nothing of the key; a waiter takes over."""
+        await self._abandon("failed")
 
     async def fail(self, error: BaseException | None = None) -> None:
         """Store nothing: the computation failed (with `error`); a waiter may take over."""

@@ -322,7 +322,7 @@ class _Run:
             task.result()  # the app failed (or ended) before answering: its exception
         if self.endpoint and not witness.passed:
             capture.reason = REFUSED
-            result: StoredResponse | Uncacheable = Uncacheable(capture)
+            result: StoredResponse | Uncacheable = Uncacheable(capture, declined=True)
         elif capture.status >= _SERVER_ERROR and not capture.streamed:
             raise _ServerError(capture)  # a failure, for stale_if_error and waiters
         elif _session_state(scope) != session:
