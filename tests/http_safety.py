@@ -256,6 +256,8 @@ async def cookies_set_outside_are_never_shared(base_url: str, calls: Counter[str
         async with httpx.AsyncClient(base_url=base_url) as visitor:
             page = await visitor.get(path)
             assert page.status_code == 200
+            assert page.headers["cache-control"] == "private"
+            assert "stored" not in status_of(page)
             return page.json()["csrf"], visitor.cookies["csrftoken"]
 
     for path in ("/csrf-form", "/csrf-form?page=2"):

@@ -227,11 +227,12 @@ async def uncacheable_directives_are_not_stored(h: Harness) -> None:
 
 
 async def streaming_passes_through(h: Harness) -> None:
-    """A streaming response arrives whole and untouched, and is not stored."""
+    """A streaming response arrives whole and untouched, and is not stored (it says so)."""
     first = await h.client.get("/stream")
     second = await h.client.get("/stream")
     assert first.content == b"chunk 0\nchunk 1\nchunk 2\n"
     assert second.content == first.content
+    assert status_of(second) == 'atomcache; fwd=miss; detail="streamed"'
     assert h.calls["stream"] == 2
 
 

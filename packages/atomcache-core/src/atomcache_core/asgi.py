@@ -38,6 +38,7 @@ from atomcache_core.http import (
     parse_vary,
     personal_headers,
     precondition_status,
+    private_unless_set,
     render_cache_control,
     response_storable,
     selecting_fields,
@@ -170,7 +171,7 @@ class ResponseCapture:
                 start = {
                     "type": "http.response.start",
                     "status": self.status,
-                    "headers": self.headers,
+                    "headers": [*self.headers, (b"cache-status", _STREAMED_STATUS)],
                 }
                 await self._send(start)
                 self.decided.set()
@@ -794,6 +795,7 @@ class HttpCache:
                     and any(name.lower() == b"set-cookie" for name, _ in message.get("headers", ()))
                 ):
                     await self._learn_stateful(served)
+                    message = {**message, "headers": _visitors_own(message["headers"])}
                 await send(message)
 
             await app(scope, receive, watch)
@@ -885,11 +887,11 @@ class HttpCache:
 
         async def tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
                 if personal:
-                    message = {
-                        **message,
-                        "headers": personal_headers(message.get("headers", ()), reason),
-                    }
+                    message = {**message, "headers": personal_headers(headers, reason)}
+                elif reason == SET_COOKIE:  # a page with a new visitor's cookie: theirs
+                    message = {**message, "headers": private_unless_set(headers)}
                 message = _with_cache_status(message, status)
             await send(message)
 
@@ -938,6 +940,16 @@ def replaying(scope: Scope) -> bool:
     return state is not None and REFRESH in state
 
 
+def _visitors_own(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The fields of a page that carries a new visitor's cookie: `private`, not stored."""
+    fields = [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in (b"cache-control", b"cache-status")
+    ]
+    return [*fields, (b"cache-control", b"private"), (b"cache-status", _SET_COOKIE_STATUS)]
+
+
 def _note_served(scope: Scope, route: RoutePlan) -> None:
     """Tell `HttpCache.observe` that a request is answered from an entry of `route`.
 
@@ -952,6 +964,8 @@ def _with_cache_status(message: Message, status: bytes) -> Message:
     return {**message, "headers": [*message.get("headers", ()), (b"cache-status", status)]}
 
 
+_SET_COOKIE_STATUS = cache_status(hit=False, forward="miss", detail=SET_COOKIE).encode("latin-1")
+_STREAMED_STATUS = cache_status(hit=False, forward="miss", detail="streamed").encode("latin-1")
 _REFUSED_STATUS = cache_status(hit=False, forward="bypass", detail=REFUSED).encode("latin-1")
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "parse_vary",
     "personal_headers",
     "precondition_status",
+    "private_unless_set",
     "render_cache_control",
     "response_storable",
     "selecting_fields",
@@ -333,10 +334,19 @@ def personal_headers(
     `Vary` (RFC 9110 section 12.5.5, `with_vary`), so no cache in front hands it to a
     caller without the same credentials (HTTP.md 2.2).
     """
+    return with_vary(private_unless_set(headers), field_title(field).encode("latin-1"))
+
+
+def private_unless_set(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with `Cache-Control: private` added unless they have a `Cache-Control`.
+
+    For a response meant for one caller (RFC 9111 section 5.2.2.7): no shared cache in
+    front may store it, unless the handler said otherwise itself.
+    """
     fields = list(headers)
     if get_header(fields, b"cache-control") is None:
         fields.append((b"cache-control", b"private"))
-    return with_vary(fields, field_title(field).encode("latin-1"))
+    return fields
 
 
 def field_title(name: str) -> str:
