@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
-from fastapi import FastAPI
-from litestar import Litestar, get
+from fastapi import FastAPI, WebSocket
+from litestar import Litestar, get, websocket
+from litestar import WebSocket as LitestarWebSocket
 
 from atomcache_core import Cache
 from atomcache_core.exceptions import ConfigurationError
@@ -89,3 +92,26 @@ async def test_the_route_decorator_on_a_plain_function_warns() -> None:
 
     with pytest.warns(RuntimeWarning, match=r"atomcache_core\.cached"):
         assert await price(2) == 4
+
+
+def test_cached_websocket_routes_are_refused_at_startup() -> None:
+    """`@cached` on a websocket route (nothing to store) is refused, naming the route."""
+    app = FastAPI()
+    setup_cache(app, Cache())
+
+    @app.websocket("/feed")
+    @cached(ttl=60)
+    async def feed(socket: WebSocket) -> None:
+        await socket.close()
+
+    with pytest.raises(ConfigurationError, match=r"websocket route '/feed'"):
+        plans_of(app)
+
+    @websocket("/feed")
+    @cached(ttl=60)
+    async def litestar_feed(socket: LitestarWebSocket[Any, Any, Any]) -> None:
+        await socket.close()
+
+    litestar_app = Litestar([litestar_feed], plugins=[AtomCachePlugin(Cache())])
+    with pytest.raises(ConfigurationError, match=r"websocket route '/feed'"):
+        list(_plan_routes(litestar_app))

@@ -61,6 +61,7 @@ from atomcache_core.http_route import (
     cached,
     find_cached,
     refuse_misplaced,
+    refuse_websocket,
     route_options,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "find_cached",
     "passing",
     "refuse_misplaced",
+    "refuse_websocket",
     "route_options",
 ]
 

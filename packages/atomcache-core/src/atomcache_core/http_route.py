@@ -40,6 +40,7 @@ __all__ = [
     "find_cached",
     "misplaced",
     "refuse_misplaced",
+    "refuse_websocket",
     "route_options",
 ]
 
@@ -449,6 +450,19 @@ def misplaced(endpoint: object) -> bool:
         return endpoint in _UNDERNEATH and find_cached(endpoint) is None
     except TypeError:  # not hashable, not weakly referable: never wrapped
         return False
+
+
+def refuse_websocket(endpoint: object, template: str) -> None:
+    """Raise `ConfigurationError` for a `@cached` websocket endpoint; adapters call it at startup.
+
+    `@cached` stores HTTP responses: a websocket has none to store.
+    """
+    if find_cached(endpoint) is not None:
+        msg = (
+            f"@cached is on the websocket route {template!r}: it caches HTTP responses, and a "
+            "websocket has none; remove it (cache values the socket sends with Cache.get_or_set)"
+        )
+        raise ConfigurationError(msg)
 
 
 def refuse_misplaced(endpoint: object, template: str) -> None:

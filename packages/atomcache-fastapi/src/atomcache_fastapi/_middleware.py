@@ -12,7 +12,7 @@ from fastapi.security import APIKeyHeader
 from fastapi.security.base import SecurityBase
 from starlette.middleware import Middleware
 from starlette.responses import Response
-from starlette.routing import Host, Match, Mount, Router
+from starlette.routing import Host, Match, Mount, Router, WebSocketRoute
 
 from atomcache_core import Cache
 from atomcache_core._singleflight import Uncacheable
@@ -25,6 +25,7 @@ from atomcache_core.asgi import (
     find_cached,
     passing,
     refuse_misplaced,
+    refuse_websocket,
 )
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http import cache_status
@@ -148,6 +149,8 @@ def _table(routes: Iterable[Any], *, prefix: str, nested: bool) -> list[RouteEnt
                 table.append((route, None, _table(router.routes, prefix=inner, nested=True)))
                 continue
         endpoint = getattr(route, "endpoint", None)
+        if isinstance(original, WebSocketRoute):
+            refuse_websocket(endpoint, prefix + str(getattr(route, "path", "")))
         found = find_cached(endpoint)
         if found is None:
             refuse_misplaced(endpoint, prefix + str(getattr(route, "path", "")))

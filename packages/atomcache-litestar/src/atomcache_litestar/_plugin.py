@@ -9,7 +9,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.response import Response
-from litestar.routes import HTTPRoute
+from litestar.routes import HTTPRoute, WebSocketRoute
 from litestar.utils import normalize_path
 from litestar.utils.sync import AsyncCallable
 
@@ -20,6 +20,7 @@ from atomcache_core.asgi import (
     RoutePlan,
     find_cached,
     refuse_misplaced,
+    refuse_websocket,
     route_options,
 )
 from atomcache_core.exceptions import ConfigurationError
@@ -162,6 +163,8 @@ def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
     """
     app_middleware = {id(middleware) for middleware in app.middleware}
     for route in app.routes:
+        if isinstance(route, WebSocketRoute):
+            refuse_websocket(_endpoint(route.route_handler), route.path_format)
         if not isinstance(route, HTTPRoute):
             continue
         for route_handler, kwargs_model in route.route_handler_map.values():
@@ -276,6 +279,8 @@ def with_declared_inputs(
     """
     declared = dict(plans)
     for route in app.routes:
+        if isinstance(route, WebSocketRoute):
+            refuse_websocket(_endpoint(route.route_handler), route.path_format)
         if not isinstance(route, HTTPRoute):
             continue
         for route_handler, kwargs_model in route.route_handler_map.values():
