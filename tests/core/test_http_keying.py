@@ -158,6 +158,26 @@ def test_declared_cookies_are_keyed() -> None:
     assert key(route, scope(cookie="theme=dark")) == key(route, scope(cookie="_ga=2; theme=dark"))
 
 
+def test_fields_sent_on_several_lines_are_keyed_apart_from_one_line() -> None:
+    """Two `X-Tenant` lines are not the same values on one line: frameworks read them apart.
+
+    FastAPI and Litestar read the first line of a repeated field, and the last of a
+    cookie repeated on one `Cookie` line: the key tells the forms apart.
+    """
+    route = RoutePlan("/tenant", RouteOptions(), headers=("x-tenant",), cookies=("theme",))
+
+    def lines(*fields: tuple[bytes, bytes]) -> dict[str, Any]:
+        request = scope()
+        request["headers"] = [*request["headers"], *fields]
+        return request
+
+    two = lines((b"x-tenant", b"c"), (b"x-tenant", b"d"))
+    assert key(route, two) != key(route, lines((b"x-tenant", b"c, d")))
+    assert key(route, two) == key(route, lines((b"x-tenant", b"c"), (b"x-tenant", b"d")))
+    split = lines((b"cookie", b"theme=light"), (b"cookie", b"theme=dark"))
+    assert key(route, split) != key(route, lines((b"cookie", b"theme=light; theme=dark")))
+
+
 def test_security_scheme_cookies_bypass_unless_keyed() -> None:
     """A cookie an `APIKeyCookie` reads is a credential, even next to declared cookies."""
     route = RoutePlan("/r", RouteOptions(), cookies=("theme",), credential_cookies=("token",))

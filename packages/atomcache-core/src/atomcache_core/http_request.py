@@ -71,6 +71,10 @@ class RequestInfo:
             without `root_path`, as the server or framework gives it).
         raw_path: The ASGI `raw_path` (the path as sent, before any rewriting),
             decoded as Latin-1; empty when the server gives none.
+        repeated: The lines of each field sent on more than one line, in order (`None`
+            when none was): frameworks read such a field differently from the same
+            values on one line (the first line, or the last cookie), so keys tell them
+            apart.
     """
 
     method: str
@@ -85,14 +89,19 @@ class RequestInfo:
     root_path: str = ""
     routed_path: str = "/"
     raw_path: str = ""
+    repeated: Mapping[str, list[str]] | None = None
 
     @classmethod
     def from_scope(cls, scope: Scope, route: str, path_params: Mapping[str, Any]) -> RequestInfo:
         """Build it from an ASGI HTTP scope."""
         headers: dict[str, str] = {}
+        repeated: dict[str, list[str]] | None = None
         for raw_name, raw_value in scope.get("headers", ()):
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             if name in headers:
+                if repeated is None:
+                    repeated = {}
+                repeated.setdefault(name, [headers[name]]).append(value)
                 value = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
             headers[name] = value
         query_string = scope.get("query_string", b"").decode("latin-1")
@@ -114,6 +123,7 @@ class RequestInfo:
             scope.get("root_path", ""),
             scope.get("path", "/"),
             (scope.get("raw_path") or b"").decode("latin-1"),
+            repeated,
         )
 
 
@@ -234,7 +244,7 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
         parts.append(
             ["f", [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]]
         )
-    values = keyed_values(route, headers)
+    values = keyed_values(route, headers, info.repeated)
     if values is not None:
         parts.append(["v", values])
     if varied:
@@ -244,17 +254,29 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     return f"{key}:{_digest(parts)}"
 
 
-def keyed_values(route: RoutePlan, headers: Mapping[str, str]) -> list[Any] | None:
+def keyed_values(
+    route: RoutePlan,
+    headers: Mapping[str, str],
+    repeated: Mapping[str, list[str]] | None = None,
+) -> list[Any] | None:
     """The values of the fields and cookies `route` keys on, in order; `None` if none.
 
     `vary_on` fields and declared headers (`RoutePlan.key_headers`), then every value
-    of each keyed cookie (`key_cookies`); `headers` have lower-case names.
+    of each keyed cookie (`key_cookies`); `headers` have lower-case names. A field sent
+    on several lines (`repeated`, `RequestInfo.repeated`) enters as its list of lines.
     """
     if not (route.key_headers or route.key_cookies):
         return None
-    values: list[Any] = [headers.get(name) for name in route.key_headers]
+    if repeated is None:
+        values: list[Any] = [headers.get(name) for name in route.key_headers]
+    else:
+        values = [repeated.get(name, headers.get(name)) for name in route.key_headers]
     if route.key_cookies:
-        values.extend(cookie_values(headers.get("cookie", ""), route.key_cookies))
+        lines = repeated.get("cookie") if repeated is not None else None
+        if lines is None:
+            values.extend(cookie_values(headers.get("cookie", ""), route.key_cookies))
+        else:
+            values.append([cookie_values(line, route.key_cookies) for line in lines])
     return values
 
 
@@ -271,7 +293,7 @@ def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
     tags = [f"http-route:{group}"]
     params = sorted((str(name), str(value)) for name, value in info.path_params.items())
     query = sorted(info.query) if info.query else None
-    values = keyed_values(route, info.headers)
+    values = keyed_values(route, info.headers, info.repeated)
     if values is not None:
         tags.append(_caller_tag(route, values))
     for keyed in [None] if values is None else [None, values]:
