@@ -715,7 +715,8 @@ class HttpCache:
                 await self.send_uncached(send, scope, value, value.reason)
             return
         response: StoredResponse = value
-        _note_served(scope, route)
+        if SERVED in scope:  # observed: a middleware outside may set cookies
+            _note_served(scope, route)
         block = self._block(response)
         entry = outcome.entry
         fresh_for = entry.fresh_until - time.time() if entry is not None else 0.0
@@ -747,22 +748,18 @@ class HttpCache:
             (b"cache-control", control),
             (b"cache-status", status),
         ]  # no Age: max-age already counts what is left (HTTP.md 5.1)
-        conditional = None
-        if 200 <= response.status < 300 and not _CONDITIONS.isdisjoint(info.headers):  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
-            conditional = precondition_status(info.headers, response.etag, block.modified)
-        if conditional == 304 and remaining == 0 and outcome.source == "stale":  # noqa: PLR2004
-            # A 304 with max-age=0 refreshes nothing in a cache in front, and nginx then
-            # keeps its old copy as long again: a stale entry is sent whole.
-            conditional = None
-        if conditional == 304:  # noqa: PLR2004
-            headers = [*block.not_modified, *validators]  # the server adds Date, as to all
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if conditional == 412:  # noqa: PLR2004
-            headers = [(b"content-length", b"0"), (b"cache-status", status)]
-            await send({"type": "http.response.start", "status": 412, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+        if (
+            200 <= response.status < 300  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
+            and not _CONDITIONS.isdisjoint(info.headers)
+            and await _answered_conditionally(
+                send,
+                info,
+                response,
+                block,
+                validators,
+                stale=remaining == 0 and outcome.source == "stale",
+            )
+        ):
             return
         await send(
             {
@@ -940,6 +937,34 @@ def replaying(scope: Scope) -> bool:
     """Whether the request is a refresh-ahead replay (not a read of the entry)."""
     state = scope.get("state")
     return state is not None and REFRESH in state
+
+
+async def _answered_conditionally(
+    send: Send,
+    info: RequestInfo,
+    response: StoredResponse,
+    block: _Block,
+    validators: list[tuple[bytes, bytes]],
+    *,
+    stale: bool,
+) -> bool:
+    """Send the 304 or 412 a conditional request gets (RFC 9110 section 13.2.2), if any.
+
+    `validators` are the entry's `ETag`, `Cache-Control` and `Cache-Status` fields.
+    Returns whether it sent one. A `stale` entry (no freshness left) is sent whole
+    instead of a 304: a 304 with `max-age=0` refreshes nothing in a cache in front, and
+    nginx then keeps its old copy as long again.
+    """
+    conditional = precondition_status(info.headers, response.etag, block.modified)
+    if conditional == 304 and not stale:  # noqa: PLR2004
+        headers = [*block.not_modified, *validators]  # the server adds Date, as to all
+    elif conditional == 412:  # noqa: PLR2004
+        headers = [(b"content-length", b"0"), validators[-1]]
+    else:
+        return False
+    await send({"type": "http.response.start", "status": conditional, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+    return True
 
 
 def _visitors_own(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

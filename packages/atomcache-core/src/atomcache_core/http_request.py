@@ -244,9 +244,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
         parts.append(
             ["f", [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]]
         )
-    values = keyed_values(route, headers, info.repeated)
-    if values is not None:
-        parts.append(["v", values])
+    if route.key_headers or route.key_cookies:
+        parts.append(["v", keyed_values(route, headers, info.repeated)])
     if varied:
         parts.append(["s", varied, [headers.get(name) for name in varied]])
     if not parts:
