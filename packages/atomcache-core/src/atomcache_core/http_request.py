@@ -172,9 +172,10 @@ def cookie_values(header: str, names: Iterable[str]) -> list[list[str]]:
     return [found.get(name, []) for name in names]
 
 
-#: Digests of recent targets (`target_digest`): hits ask for the same few again. Only
-#: short targets are kept, and at most this many, so junk URLs cannot grow the memo.
-_DIGESTS: dict[str, str] = {}
+#: Digests of recent targets (`target_digest`), by their parts: hits ask for the same
+#: few again. Only short targets are kept, and at most this many, so junk URLs cannot
+#: grow the memo.
+_DIGESTS: dict[tuple[str, ...], str] = {}
 _DIGESTS_LIMIT = 2048
 _DIGEST_TEXT_LIMIT = 512
 
@@ -190,17 +191,19 @@ def target_digest(  # noqa: PLR0917 - the parts of a target URI, in order
     off `path` and leave `root_path` empty (Litestar's `is_mount`), and a path rewritten
     after it was received is then keyed apart from the one received.
     """
-    text = (  # one f-string: this is on every request's path
-        f"{len(scheme)}:{scheme}{len(host)}:{host}{len(root_path)}:{root_path}"
-        f"{len(path)}:{path}{len(raw_path)}:{raw_path}{len(query)}:{query}"
-    )
-    digest = _DIGESTS.get(text)
-    if digest is None:
-        digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-        if len(text) <= _DIGEST_TEXT_LIMIT:
-            if len(_DIGESTS) >= _DIGESTS_LIMIT:
-                _DIGESTS.clear()
-            _DIGESTS[text] = digest
+    parts = (scheme, host, root_path, path, raw_path, query)
+    digest = _DIGESTS.get(parts)
+    return digest if digest is not None else _digest_of(parts)
+
+
+def _digest_of(parts: tuple[str, ...]) -> str:
+    """`target_digest` of `parts`, computed (and kept, if short)."""
+    text = "".join(f"{len(part)}:{part}" for part in parts)
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    if len(text) <= _DIGEST_TEXT_LIMIT:
+        if len(_DIGESTS) >= _DIGESTS_LIMIT:
+            _DIGESTS.clear()
+        _DIGESTS[parts] = digest
     return digest
 
 
@@ -238,7 +241,8 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     headers = info.headers
     query = sorted_query(info.query_string) if options.sort_query else info.query_string
     target = (info.scheme, info.host, info.root_path, info.routed_path, info.raw_path, query)
-    key = prefix + target_digest(*target)
+    digest = _DIGESTS.get(target)  # target_digest, inlined: this is on every request's path
+    key = prefix + (digest if digest is not None else _digest_of(target))
     parts: list[Any] = []
     if not _FORWARDING.isdisjoint(headers):
         parts.append(
