@@ -128,5 +128,9 @@ async def each_content_coding_has_its_validator(
         if size >= 500:  # the client holds the identity bytes: it gets the gzip ones
             assert crossed.status_code == 200, path
         assert crossed.headers["etag"] == zipped.headers["etag"]
+        head = await client.head(path, headers=gzip)  # the fields of one representation
+        named = zipped if head.headers.get("content-encoding") else plain
+        assert head.headers["etag"] == named.headers["etag"], path
+        assert head.headers["content-length"] == named.headers["content-length"], path
     assert calls["text"] <= 3
     assert calls["small"] <= 3

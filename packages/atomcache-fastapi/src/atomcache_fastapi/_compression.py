@@ -75,7 +75,9 @@ class GZipAround:
     def wrap(self, scope: Scope, send: Send) -> tuple[Scope, Send]:
         """The request as the cache should read it, and the `send` that codes its answer."""
         accept = get_header(scope.get("headers", ()), b"accept-encoding") or b""
-        coded = _CODING.encode() in accept
+        # GZipMiddleware leaves the empty body of a HEAD as it is: a HEAD gets the fields
+        # of the identity representation, its ETag included.
+        coded = _CODING.encode() in accept and scope.get("method") != "HEAD"
         if coded:
             headers = [
                 (name, _mapped_back(value) if name.lower() in _CONDITIONS else value)
