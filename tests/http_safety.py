@@ -16,6 +16,7 @@ in `calls[name]` and put the count in the body.
 - GET /csrf-form: ttl=60 -> "csrf-form", shows the CSRF token that a double-submit
   middleware outside the cache (`DoubleSubmitCsrf`, on paths under /csrf) put in the
   request's state and in a cookie for a new visitor
+- GET /csrf-form/themed: the same, with vary_on_cookies=("theme",)
 - GET /warm: ttl=60, refresh_ahead=True -> "warm"
 - GET /obs-etag: ttl=60 -> "obs-etag", with its own ETag `"café"` sent as ISO-8859-1
   (a byte above 0x7F)
@@ -266,6 +267,11 @@ async def cookies_set_outside_are_never_shared(base_url: str, calls: Counter[str
         assert all(shown == cookie for shown, cookie in visits), visits
         assert len({shown for shown, _ in visits}) == len(visits)
     assert calls["csrf-form"] == 22
+    themed = {"cookie": "theme=dark"}  # another cookie, which the route keys on
+    for _ in range(2):
+        async with httpx.AsyncClient(base_url=base_url, headers=themed) as visitor:
+            page = await visitor.get("/csrf-form/themed")
+            assert page.json()["csrf"] == visitor.cookies["csrftoken"]
 
 
 #: The scenarios above that take a client of the app and its call counts.

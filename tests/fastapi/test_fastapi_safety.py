@@ -74,11 +74,12 @@ def build(cache: Cache, calls: Counter[str], prefix: str = "") -> FastAPI:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
-    @routes.get("/csrf-form")
-    @cached(ttl=60)
     async def csrf_form(request: Request) -> dict[str, Any]:
         calls["csrf-form"] += 1
         return {"csrf": request.state.csrf}
+
+    routes.get("/csrf-form")(cached(ttl=60)(csrf_form))
+    routes.get("/csrf-form/themed")(cached(ttl=60, vary_on_cookies=("theme",))(csrf_form))
 
     @routes.get("/warm")
     @cached(ttl=60, refresh_ahead=True)

@@ -71,11 +71,14 @@ def build(cache: Cache, calls: Counter[str], prefix: str = "") -> Litestar:
         calls["shared"] += 1
         return {"calls": calls["shared"]}
 
-    @get("/csrf-form")
-    @cached(ttl=60)
-    async def csrf_form(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def show_csrf(request: Request[Any, Any, Any]) -> dict[str, Any]:
         calls["csrf-form"] += 1
         return {"csrf": request.scope["state"]["csrf"]}
+
+    csrf_form = get("/csrf-form")(cached(ttl=60)(show_csrf))
+    themed = get("/csrf-form/themed", name="themed")(
+        cached(ttl=60, vary_on_cookies=("theme",))(show_csrf)
+    )
 
     @get("/warm")
     @cached(ttl=60, refresh_ahead=True)
@@ -89,7 +92,7 @@ def build(cache: Cache, calls: Counter[str], prefix: str = "") -> Litestar:
         calls["obs-etag"] += 1
         return Response(b"menu", headers={"etag": '"caf\xe9"'})
 
-    handlers: list[Any] = [hidden, report, plain, keyed, shared, csrf_form, warm, obs_etag]
+    handlers: list[Any] = [hidden, report, plain, keyed, shared, csrf_form, themed, warm, obs_etag]
     return Litestar(
         [Router(prefix, route_handlers=handlers)] if prefix else handlers,
         middleware=[

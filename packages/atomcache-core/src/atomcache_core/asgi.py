@@ -774,15 +774,16 @@ class HttpCache:
     def observe(self, app: ASGIApp) -> ASGIApp:
         """Wrap `app` (the whole application, outside every middleware) to watch for cookies.
 
-        A page of the cache sent to a request that carried no cookie, to which a
-        middleware outside the cache added `Set-Cookie` (a double-submit CSRF token, a
-        new session), may show state of that one visitor: the route's entries are
-        dropped and the route is not cached any more in this process (`Cache-Status`
-        detail `set-cookie`), unless it is `public`. Adapters install it.
+        A page of the cache to which a middleware outside the cache added a cookie the
+        request did not carry (a double-submit CSRF token, a new session: state of that
+        one visitor, which the page may show) makes the route's entries dropped and the
+        route not cached any more in this process (`Cache-Status` detail `set-cookie`),
+        unless it is `public`. A cookie the request carried, set again (a session's
+        renewal), is no new state. Adapters install it.
         """
 
         async def observed(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http" or any(name == b"cookie" for name, _ in scope["headers"]):
+            if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
             served = scope[SERVED] = _Served()
@@ -791,7 +792,7 @@ class HttpCache:
                 if (
                     message["type"] == "http.response.start"
                     and served.route is not None
-                    and any(name.lower() == b"set-cookie" for name, _ in message.get("headers", ()))
+                    and _sets_a_new_cookie(scope, message)
                 ):
                     await self._learn_stateful(served)
                     message = {**message, "headers": _visitors_own(message["headers"])}
@@ -965,6 +966,20 @@ async def _answered_conditionally(
     await send({"type": "http.response.start", "status": conditional, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
     return True
+
+
+def _sets_a_new_cookie(scope: Scope, start: Message) -> bool:
+    """Whether a response sets a cookie that its request did not carry (RFC 6265)."""
+    set_names = {
+        value.split(b"=", 1)[0].strip()
+        for name, value in start.get("headers", ())
+        if name.lower() == b"set-cookie"
+    }
+    if not set_names:
+        return False
+    sent = b"; ".join(value for name, value in scope["headers"] if name.lower() == b"cookie")
+    carried = {chunk.split(b"=", 1)[0].strip() for chunk in sent.split(b";")}
+    return not set_names <= carried
 
 
 def _visitors_own(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
