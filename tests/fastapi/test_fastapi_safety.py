@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import secrets
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.middleware.sessions import SessionMiddleware
 
+from atomcache_core import Cache
+from atomcache_core.asgi import REFRESH
 from atomcache_fastapi import cached, setup_cache
 from http_safety import REFUSAL, DoubleSubmitCsrf, safety_tests
+from support.servers import serve_asgi
 
 if TYPE_CHECKING:
     from collections import Counter
     from collections.abc import Awaitable, Callable
-
-    from atomcache_core import Cache
 
 
 async def staff_only(request: Request) -> None:
@@ -101,3 +104,37 @@ def build(cache: Cache, calls: Counter[str], prefix: str = "") -> FastAPI:
 served, test_safety, test_visitors, test_one_off_urls_are_not_kept_warm = safety_tests(
     build, "FastAPI"
 )
+
+
+async def test_refresh_ahead_replays_carry_no_credentials(namespace: str) -> None:
+    """A public route kept warm behind a login is replayed without the reader's cookie.
+
+    No replay acts as a caller who read the entry: its check refuses it, and the entry is
+    left to expire rather than renewed as someone.
+    """
+    replays: list[str | None] = []
+    replayed = asyncio.Event()
+
+    def logged_in(request: Request) -> None:
+        if request.scope.get("state", {}).get(REFRESH) is not None:
+            replays.append(request.headers.get("cookie"))
+            replayed.set()
+        if request.cookies.get("session") != "bob":
+            raise HTTPException(401)
+
+    app = FastAPI()
+    setup_cache(app, Cache.from_url("memory://", namespace=namespace))
+
+    @app.get("/report", dependencies=[Depends(logged_in)])
+    @cached(ttl=1.2, public=True, refresh_ahead=True)
+    async def report() -> dict[str, str]:
+        return {"figures": "q3"}
+
+    bob = {"cookie": "session=bob"}
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
+        assert (await client.get("/report", headers=bob)).status_code == 200
+        hit = await client.get("/report", headers=bob)
+        assert hit.headers["cache-status"].startswith("atomcache; hit")
+        await asyncio.wait_for(replayed.wait(), 5)
+    assert replays
+    assert all(cookie is None for cookie in replays)

@@ -540,7 +540,7 @@ class HttpCache:
         async def call(replayed: Scope, receive: Receive, send: Send) -> None:
             await self.serve(replayed, receive, send, app, route=route, path_params=path_params)
 
-        return replayer(call, scope)
+        return replayer(call, scope, without=route.credentials)
 
     def _block(self, response: StoredResponse) -> _Block:
         """The parts of a stored response that every answer from it sends, made once.
@@ -907,16 +907,24 @@ async def passing(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> N
         GATE.reset(token)
 
 
-def replayer(app: ASGIApp, scope: Scope) -> Callable[[float], Awaitable[float | None]]:
+def replayer(
+    app: ASGIApp, scope: Scope, without: Iterable[str] = ()
+) -> Callable[[float], Awaitable[float | None]]:
     """Renews the entry of the request `scope` by sending it to `app` again, later.
 
-    The replay is a `GET` with the request's fields and no body, marked with the
-    margin under which its entry counts as expired (`REFRESH` in the scope's state:
-    it takes the entry's lock and recomputes it, or waits for whoever does); its
-    answer goes nowhere: `respond` notes in that state the seconds of freshness the
-    entry has left after (`REFRESHED`), the value returned (`None`: nothing fresh).
+    The replay is a `GET` with the request's fields but those named in `without`
+    (lower-case: the route's credential fields, so that no replay ever acts as the
+    caller who read the entry) and no body, marked with the margin under which its
+    entry counts as expired (`REFRESH` in the scope's state: it takes the entry's lock
+    and recomputes it, or waits for whoever does); its answer goes nowhere: `respond`
+    notes in that state the seconds of freshness the entry has left after
+    (`REFRESHED`), the value returned (`None`: nothing fresh).
     """
-    snapshot = {**scope, "method": "GET"}
+    dropped = frozenset(name.encode("latin-1") for name in without)
+    headers = [
+        (name, value) for name, value in scope.get("headers", ()) if name.lower() not in dropped
+    ]
+    snapshot = {**scope, "method": "GET", "headers": headers}
 
     async def replay(margin: float) -> float | None:
         state: dict[str, Any] = {REFRESH: margin}

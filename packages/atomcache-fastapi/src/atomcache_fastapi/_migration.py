@@ -293,7 +293,8 @@ class ResponseCache:
             return None
         if refresh and not replaying(request.scope):  # replayed through the whole app
             scope = request.scope
-            plan.replay = replayer(request.app, {k: scope[k] for k in _ASGI_FIELDS if k in scope})
+            fields = {k: scope[k] for k in _ASGI_FIELDS if k in scope}
+            plan.replay = replayer(request.app, fields, without=plan.route.credentials)
         return plan
 
     def set(self, response: ResponseT, cache_id: str = "") -> ResponseT:
