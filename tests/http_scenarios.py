@@ -18,6 +18,7 @@ Routes (path: options -> what the handler does, counted under its name):
 - GET /shared: ttl=60 -> "shared"
 - GET /per-user: ttl=60, vary_on=("authorization",) -> "per-user", echoes it as "auth"
 - GET /by-user/{item_id}: ttl=60, vary_on=("authorization",) -> "by-user", the same
+- GET /per-user/lang: ttl=60, vary_on=("authorization", "accept-language") -> "per-user-lang"
 - GET /lang: ttl=60, vary_on=("accept-language",) -> "lang", echoes it as "lang"
 - GET /deps: ttl=60 -> "deps", takes an injected dependency
 - GET /slow: ttl=60 -> "slow", sleeps 0.2 s
@@ -827,6 +828,13 @@ async def helper_drops_one_callers_entries(h: Harness) -> None:
     assert await h.invalidate("/by-user/{item_id}", path_params={"item_id": 1}, headers=bob) == 1
     hit = await h.client.get("/by-user/2", headers=bob)
     assert status_of(hit).startswith("atomcache; hit")
+    for user in ("alice", "bob"):  # keyed on two fields: one of them names the caller
+        for language in ("en", "fr", None):
+            fields = {"authorization": f"Bearer {user}", "accept-language": language or ""}
+            await h.client.get("/per-user/lang", headers={k: v for k, v in fields.items() if v})
+    assert await h.invalidate("/per-user/lang", headers=alice) == 3
+    kept = await h.client.get("/per-user/lang", headers={**bob, "accept-language": "fr"})
+    assert status_of(kept).startswith("atomcache; hit")
 
 
 SCENARIOS: list[Callable[[Harness], Awaitable[None]]] = [

@@ -224,6 +224,11 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
     async def per_user(authorization: Annotated[str, Header()] = "") -> dict[str, Any]:
         return {"calls": count("per-user"), "auth": authorization}
 
+    @app.get("/per-user/lang")
+    @cached(ttl=60, vary_on=("authorization", "accept-language"))
+    async def per_user_lang(accept_language: Annotated[str, Header()] = "") -> dict[str, Any]:
+        return {"calls": count("per-user-lang"), "lang": accept_language}
+
     @app.get("/by-user/{item_id}")
     @cached(ttl=60, vary_on=("authorization",))
     async def by_user(item_id: int, authorization: Annotated[str, Header()] = "") -> dict[str, Any]:

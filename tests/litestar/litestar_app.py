@@ -252,6 +252,13 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     ) -> dict[str, Any]:
         return {"calls": count("per-user"), "auth": authorization}
 
+    @get("/per-user/lang")
+    @cached(ttl=60, vary_on=("authorization", "accept-language"))
+    async def per_user_lang(
+        accept_language: Annotated[str, HeaderParameter(name="accept-language")] = "",
+    ) -> dict[str, Any]:
+        return {"calls": count("per-user-lang"), "lang": accept_language}
+
     @get("/by-user/{item_id:int}")
     @cached(ttl=60, vary_on=("authorization",))
     async def by_user(
@@ -466,7 +473,7 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     checked = Router("/guarded", guards=[require_user], route_handlers=[guarded_router])
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
-        by_user,
+        by_user, per_user_lang,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
         fragile, background, slow_stream, negotiated, negotiated_any, dated, sorted_query,
         members_report, guarded_flaky,

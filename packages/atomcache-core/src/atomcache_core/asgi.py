@@ -416,8 +416,8 @@ class HttpCache:
         dropped, for every host, header variant and (without `query`) query string;
         with neither, all of the route's entries (all of its `namespace`'s, if it
         has one). With `headers`, on a route keyed on request fields (`vary_on`,
-        `vary_on_cookies`, declared headers and cookies), only the entries of a request
-        carrying those values: one caller's. Returns how many entries were dropped.
+        `vary_on_cookies`, declared headers and cookies), one caller's entries only
+        (`invalidation_tag`). Returns how many entries were dropped.
         """
         pairs = list(query.items()) if isinstance(query, Mapping) else list(query or ())
         tag = invalidation_tag(route, path_params, pairs, headers)

@@ -289,8 +289,10 @@ def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
     One for the route (its namespace), one for the route and path parameters (every
     host, query and `Vary` variant of them), one more with the query (sorted by name);
     on a route keyed on request fields (`keyed_values`), the last two again with those
-    values, so one caller's entries can go without the others'. Values enter tag names
-    hashed: a path, a query or a field may carry a credential.
+    values, one with those values alone, and one per keyed field and its value (all of
+    one caller's entries, whatever else they vary on), so one caller's entries can go
+    without the others'. Values enter tag names hashed: a path, a query or a field may
+    carry a credential.
     """
     group = route.options.namespace or route.template
     tags = [f"http-route:{group}"]
@@ -299,6 +301,7 @@ def request_tags(route: RoutePlan, info: RequestInfo) -> tuple[str, ...]:
     values = keyed_values(route, info.headers, info.repeated)
     if values is not None:
         tags.append(_caller_tag(route, values))
+        tags.extend(_field_tag(route, field) for field in _keyed_fields(route, info.headers))
     for keyed in [None] if values is None else [None, values]:
         if params:
             tags.append(_parameters_tag(route, params, None, keyed))
@@ -315,8 +318,10 @@ def invalidation_tag(
 ) -> str:
     """The tag `request_tags` gave the entries of these parameters (and request fields).
 
-    With `headers` (any case), on a route keyed on request fields, the tag of the
-    entries of a request carrying them only.
+    With `headers` (any case), on a route keyed on request fields: naming one keyed
+    field (say `authorization`) and no parameters, every entry of the route with that
+    value of it, whatever else they vary on (one caller's); else the entries of a
+    request carrying exactly these values (fields it does not name absent).
     """
     params = sorted((str(name), str(value)) for name, value in (path_params or {}).items())
     pairs = sorted((str(name), str(value)) for name, value in (query or ()))
@@ -327,8 +332,29 @@ def invalidation_tag(
     if params:
         return _parameters_tag(route, params, None, keyed)
     if keyed is not None:
-        return _caller_tag(route, keyed)
+        named = _keyed_fields(route, fields)
+        return _field_tag(route, named[0]) if len(named) == 1 else _caller_tag(route, keyed)
     return f"http-route:{route.options.namespace or route.template}"
+
+
+def _keyed_fields(route: RoutePlan, headers: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """The keyed fields (`cookie:<name>` for cookies) a request carries, with their values."""
+    fields: list[tuple[str, Any]] = [
+        (name, headers[name]) for name in route.key_headers if name in headers
+    ]
+    if route.key_cookies and "cookie" in headers:
+        found = cookie_values(headers["cookie"], route.key_cookies)
+        fields.extend(
+            (f"cookie:{name}", values)
+            for name, values in zip(route.key_cookies, found, strict=True)
+            if values
+        )
+    return fields
+
+
+def _field_tag(route: RoutePlan, field: tuple[str, Any]) -> str:
+    """`http-field:<template>:<hash>`: every entry of a route with one value of one field."""
+    return f"http-field:{route.template}:{_digest(list(field))}"
 
 
 def _caller_tag(route: RoutePlan, keyed: list[Any]) -> str:

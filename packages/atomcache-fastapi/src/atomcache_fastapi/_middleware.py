@@ -212,9 +212,10 @@ async def invalidate(
     endpoint function. With `path_params` and/or `query`, the entries those select
     are dropped, for every host and `Vary` variant; with neither, every entry of the
     route. With `headers` (`{"authorization": ...}`), on a route keyed on request
-    fields (`vary_on`, `vary_on_cookies`, declared `Header()`/`Cookie()`), only the
-    entries of a request carrying those values: one caller's, not everyone's. Returns
-    how many entries were dropped.
+    fields (`vary_on`, `vary_on_cookies`, declared `Header()`/`Cookie()`), one caller's
+    entries only: naming one keyed field and no parameters, every entry with that value
+    of it; else those of a request carrying exactly those values. Returns how many
+    entries were dropped.
 
     Raises:
         ConfigurationError: no `@cached` route of `app` is `route`.

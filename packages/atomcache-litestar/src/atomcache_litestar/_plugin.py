@@ -100,9 +100,10 @@ class AtomCachePlugin(InitPlugin, ReceiveRoutePlugin):
         With `path_params` and/or `query`, the entries those select are dropped, for
         every host and `Vary` variant; with neither, every entry of the route. With
         `headers` (`{"authorization": ...}`), on a route keyed on request fields
-        (`vary_on`, `vary_on_cookies`, declared header and cookie parameters), only the
-        entries of a request carrying those values: one caller's. Returns how many
-        entries were dropped.
+        (`vary_on`, `vary_on_cookies`, declared header and cookie parameters), one
+        caller's entries only: naming one keyed field and no parameters, every entry
+        with that value of it; else those of a request carrying exactly those values.
+        Returns how many entries were dropped.
         """
         if self._app is None:
             msg = "the app has not started: invalidate after startup (e.g. from a handler)"
