@@ -808,6 +808,8 @@ async def helper_drops_one_entry_or_a_route(h: Harness) -> None:
         "atomcache; fwd=miss"
     )
     assert h.calls["items"] == 3
+    await h.client.get("/items/5")  # the template as declared, its converter included
+    assert await h.invalidate("/items/{item_id:int}", path_params={"item_id": 5}) == 1
 
 
 async def helper_drops_one_callers_entries(h: Harness) -> None:

@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader
 from fastapi_app import build_app, require_user
 
 from atomcache_core import Cache
-from atomcache_fastapi import cached, setup_cache
+from atomcache_fastapi import cached, invalidate, setup_cache
 from atomcache_fastapi._middleware import plans_of
 from support.servers import serve_asgi
 
@@ -62,3 +62,24 @@ async def test_api_key_headers_are_credentials(namespace: str) -> None:
         carrying = await client.get("/v1/data", headers={"x-token": "t1"})
         assert carrying.json()["token"] == "t1"  # noqa: S105 - a test token
         assert carrying.headers["cache-status"] == 'atomcache; fwd=bypass; detail="x-token"'
+
+
+async def test_an_endpoint_on_two_routes_is_invalidated_on_both(namespace: str) -> None:
+    """`invalidate(app, endpoint)` drops the entries of every route serving the endpoint."""
+    app = FastAPI()
+    setup_cache(app, Cache.from_url("memory://", namespace=namespace))
+
+    @cached(ttl=60)
+    async def catalogue() -> dict[str, str]:
+        return {"items": "all"}
+
+    app.get("/catalogue")(catalogue)
+    app.get("/v2/catalogue")(catalogue)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for path in ("/catalogue", "/v2/catalogue"):
+            await client.get(path)
+        assert await invalidate(app, catalogue) == 2
+        for path in ("/catalogue", "/v2/catalogue"):
+            again = await client.get(path)
+            assert again.headers["cache-status"].startswith("atomcache; fwd=miss"), path

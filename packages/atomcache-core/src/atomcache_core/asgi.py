@@ -13,6 +13,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -468,12 +469,17 @@ class HttpCache:
     ) -> int:
         """Invalidate `route`, found by path template or endpoint among an app's routes.
 
-        `routes` are the app's route plans, or `(path template, endpoint)` pairs.
-        Returns how many entries were dropped (see `invalidate`, `headers` included).
+        `routes` are the app's route plans, or `(path template, endpoint)` pairs. A
+        template matches as declared or without its parameters' converters
+        (`/items/{item_id:int}` is `/items/{item_id}`); an endpoint served by several
+        routes is invalidated on each of them. Returns how many entries were dropped
+        (see `invalidate`, `headers` included).
 
         Raises:
             ConfigurationError: no `@cached` route matches `route`.
         """
+        wanted = _bare_template(route) if isinstance(route, str) else None
+        dropped, found = 0, False
         for candidate in routes:
             if isinstance(candidate, RoutePlan):
                 plan, endpoint = candidate, None
@@ -483,12 +489,17 @@ class HttpCache:
                 if options is None:
                     continue
                 plan = RoutePlan(template, options)
-            if route in (plan.template, endpoint) or (
-                endpoint is None and route_options(route) is plan.options
+            if (
+                wanted == _bare_template(plan.template)
+                or (endpoint is not None and route is endpoint)
+                or (wanted is None and endpoint is None and route_options(route) is plan.options)
             ):
-                return await self.invalidate(plan, path_params, query, headers)
-        msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
-        raise ConfigurationError(msg)
+                found = True
+                dropped += await self.invalidate(plan, path_params, query, headers)
+        if not found:
+            msg = f"no @cached route {route!r} in this app; pass its path template or endpoint"
+            raise ConfigurationError(msg)
+        return dropped
 
     async def serve(
         self,
@@ -1009,11 +1020,17 @@ def _note_served(scope: Scope, route: RoutePlan) -> None:
         served.route = route
 
 
+def _bare_template(template: str) -> str:
+    """A path template without its parameters' converters: `{id:int}` is `{id}`."""
+    return _CONVERTER.sub(r"{\1}", template)
+
+
 def _with_cache_status(message: Message, status: bytes) -> Message:
     """A response start with `status` as its `Cache-Status` field."""
     return {**message, "headers": [*message.get("headers", ()), (b"cache-status", status)]}
 
 
+_CONVERTER = re.compile(r"\{([^{}:]+):[^{}]*\}")
 _SET_COOKIE_STATUS = cache_status(hit=False, forward="miss", detail=SET_COOKIE).encode("latin-1")
 _STREAMED_STATUS = cache_status(hit=False, forward="miss", detail="streamed").encode("latin-1")
 _REFUSED_STATUS = cache_status(hit=False, forward="bypass", detail=REFUSED).encode("latin-1")
