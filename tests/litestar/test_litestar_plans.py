@@ -6,7 +6,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from litestar import Controller, Litestar, get
+from litestar import Controller, Litestar, get, head
 from litestar_app import build_app, require_user
 
 from atomcache_core import Cache
@@ -93,3 +93,25 @@ async def test_sync_handlers_are_cached(in_thread: bool, namespace: str) -> None
         responses = [await client.get("/report") for _ in range(3)]
     assert [response.json() for response in responses] == [{"calls": 1}] * 3
     assert responses[2].headers["cache-status"].startswith("atomcache; hit")
+
+
+async def test_an_apps_own_head_handler_answers_head(namespace: str) -> None:
+    """A `@head` handler of the app (and its guard) answers HEAD next to a cached GET."""
+
+    @get("/doc")
+    @cached(ttl=60)
+    async def doc() -> dict[str, str]:
+        return {"doc": "body"}
+
+    @head("/doc", guards=[require_user])
+    async def doc_head() -> None:
+        return None
+
+    cache = Cache.from_url("memory://", namespace=namespace)
+    app = Litestar([doc, doc_head], plugins=[AtomCachePlugin(cache)])
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url) as client:
+        assert (await client.get("/doc")).status_code == 200
+        assert (await client.head("/doc")).status_code == 401
+        allowed = await client.head("/doc", headers={"cookie": "session=valid"})
+        assert allowed.status_code == 200
+        assert "cache-status" not in allowed.headers

@@ -246,7 +246,11 @@ def _varying_on_coding(app: ASGIApp) -> ASGIApp:
 
 
 class _HeadOfGet:
-    """Routes a HEAD request of a cached GET handler to it, marked as HEAD."""
+    """Routes a HEAD request of a cached GET handler to it, marked as HEAD.
+
+    Only where the app has no handler of its own for that HEAD (`@head`): then the
+    app's handler, and its checks, answer as without the cache.
+    """
 
     def __init__(self, app: ASGIApp, litestar: Litestar) -> None:
         self.app = app
@@ -257,16 +261,25 @@ class _HeadOfGet:
             path = scope["path"]
             if root_path := scope.get("root_path", ""):
                 path = path.split(root_path, maxsplit=1)[-1]
-            try:
-                routed = self.litestar.asgi_router.handle_routing(
-                    path=normalize_path(path), method="GET"
-                )
-            except Exception:  # noqa: BLE001 - not routable as GET: Litestar answers as usual
-                routed = None
-            if routed is not None and route_options(_endpoint(routed[1])) is not None:
+            if self._cached_get(normalize_path(path)):
                 # A copy: the server keeps its own scope, and must still see a HEAD.
                 scope = {**scope, "method": "GET", _HEAD_OF_GET: True}
         await self.app(scope, receive, send)
+
+    def _cached_get(self, path: str) -> bool:
+        """Whether a HEAD of `path` has no handler but a cached GET handler."""
+        return not _routable(self.litestar, path, "HEAD") and (
+            (routed := _routable(self.litestar, path, "GET")) is not None
+            and route_options(_endpoint(routed[1])) is not None
+        )
+
+
+def _routable(litestar: Litestar, path: str, method: str) -> Any:
+    """What Litestar's router gives a request of `path` and `method`, else `None`."""
+    try:
+        return litestar.asgi_router.handle_routing(path=path, method=method)
+    except Exception:  # noqa: BLE001 - not routable: Litestar answers as usual
+        return None
 
 
 def with_declared_inputs(
