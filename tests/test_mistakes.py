@@ -115,3 +115,40 @@ def test_cached_websocket_routes_are_refused_at_startup() -> None:
     litestar_app = Litestar([litestar_feed], plugins=[AtomCachePlugin(Cache())])
     with pytest.raises(ConfigurationError, match=r"websocket route '/feed'"):
         list(_plan_routes(litestar_app))
+
+
+async def test_the_route_decorator_on_a_helper_of_a_served_app_warns() -> None:
+    """In an app with the cache, a helper under the adapters' `cached` says so when it runs.
+
+    Called from an uncached route or from a cached route's handler alike; the cached
+    routes themselves, bypasses included, run without a word.
+    """
+    app = FastAPI()
+    setup_cache(app, Cache())
+
+    @cached(ttl=60)
+    async def price(item: int) -> int:
+        return item * 2
+
+    @app.get("/plain")
+    async def plain() -> dict[str, int]:
+        return {"price": await price(2)}
+
+    @app.get("/cached")
+    @cached(ttl=60)
+    async def cached_page() -> dict[str, int]:
+        return {"price": await price(3)}
+
+    @app.get("/quiet")
+    @cached(ttl=60)
+    async def quiet() -> dict[str, str]:
+        return {"figures": "q3"}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for path in ("/plain", "/cached"):
+            with pytest.warns(RuntimeWarning, match=r"atomcache_core\.cached"):
+                assert (await client.get(path)).status_code == 200
+        for headers in ({}, {"cookie": "a=1"}):  # computed, bypassed: no warning (an error)
+            assert (await client.get("/quiet", headers=headers)).status_code == 200
+        assert (await client.post("/quiet")).status_code == 405

@@ -520,11 +520,11 @@ class HttpCache:
         plan = self.plan(scope, route, path_params)
         if isinstance(plan, str):
             if plan == "method":
-                await passing(app, scope, receive, send)
+                await passing(app, scope, receive, send, route)
             else:
                 self.report(route.template, "bypass", plan)
                 personal = plan in route.credentials
-                await self.bypass(scope, receive, send, app, plan, personal=personal)
+                await self.bypass(scope, receive, send, app, plan, route=route, personal=personal)
             return
         for _ in range(2):  # a second time when the entry found varied (RFC 9111 4.1)
             if route.options.refresh_ahead and not route.personal and not replaying(scope):
@@ -541,7 +541,7 @@ class HttpCache:
             if isinstance(plan, str):  # pragma: no cover - the same request, the same answer
                 break
         self.report(route.template, "bypass", "variant")
-        await self.bypass(scope, receive, send, app, "variant")
+        await self.bypass(scope, receive, send, app, "variant", route=route)
 
     def _replayer(
         self, scope: Scope, app: ASGIApp, route: RoutePlan, path_params: Mapping[str, Any]
@@ -626,7 +626,9 @@ class HttpCache:
         ):
             return tuple(name for name, _ in value.selecting)
         if id(plan.route.options) in self._stateful:  # learnt while it was computed
-            await self.bypass(run.scope, run.receive, run.send, run.app, SET_COOKIE)
+            await self.bypass(
+                run.scope, run.receive, run.send, run.app, SET_COOKIE, route=plan.route
+            )
         elif plan.route.checked:
             await self._respond_after_checks(run, outcome)
         else:
@@ -640,7 +642,9 @@ class HttpCache:
         elif run.ran and run.ran[0].status:
             await self.send_uncached(run.send, run.scope, run.ran[0], reason)
         else:
-            await self.bypass(run.scope, run.receive, run.send, run.app, reason)
+            await self.bypass(
+                run.scope, run.receive, run.send, run.app, reason, route=run.plan.route
+            )
 
     async def _respond_after_checks(self, run: _Run, outcome: Outcome | None) -> None:
         """Run the app up to the endpoint; send the entry only if it got there.
@@ -885,14 +889,16 @@ class HttpCache:
         app: ASGIApp,
         reason: str,
         *,
+        route: RoutePlan | None = None,
         personal: bool = False,
     ) -> None:
         """Run the handler untouched but for a `Cache-Status` saying why.
 
-        `personal`: `reason` is the credential field the response was computed for; it
-        goes downstream marked so (`personal_headers`: `private`, `Vary`), as entries
-        that depend on credentials do (HTTP.md 2.2). A `HEAD` runs the `GET` handler and
-        its body is dropped (RFC 9110 section 9.3.2).
+        `route`: the cached route whose endpoint runs (`passing`). `personal`: `reason`
+        is the credential field the response was computed for; it goes downstream
+        marked so (`personal_headers`: `private`, `Vary`), as entries that depend on
+        credentials do (HTTP.md 2.2). A `HEAD` runs the `GET` handler and its body is
+        dropped (RFC 9110 section 9.3.2).
         """
         status = cache_status(hit=False, forward="bypass", detail=reason).encode("latin-1")
 
@@ -906,12 +912,18 @@ class HttpCache:
                 message = _with_cache_status(message, status)
             await send(message)
 
-        await passing(app, _as_get(scope), receive, _dropping_body(scope, tagged))
+        await passing(app, _as_get(scope), receive, _dropping_body(scope, tagged), route)
 
 
-async def passing(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Let a request through to `app` uncached: a `@cached` endpoint runs as it is."""
-    token = GATE.set(PASSING)
+async def passing(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, route: RoutePlan | None = None
+) -> None:
+    """Let a request through to `app` uncached: the endpoint of `route` runs as it is.
+
+    Without `route` (a route that is not cached), any `@cached` function it reaches is
+    not an endpoint the cache serves, and says so (`cached`'s warning).
+    """
+    token = GATE.set(PASSING if route is None else Gate(route.options, None))
     try:
         await app(scope, receive, send)
     finally:

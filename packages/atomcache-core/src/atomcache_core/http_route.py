@@ -405,7 +405,7 @@ def _wrap_endpoint(endpoint: EndpointT, options: RouteOptions) -> EndpointT:
         @functools.wraps(endpoint)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             gate = GATE.get()
-            if gate is None:
+            if gate is None or gate.options is not options:
                 _warn_unserved(endpoint)
             elif (opened := gate.open(options)) is not None:
                 return opened
@@ -416,7 +416,7 @@ def _wrap_endpoint(endpoint: EndpointT, options: RouteOptions) -> EndpointT:
         @functools.wraps(endpoint)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             gate = GATE.get()
-            if gate is None:
+            if gate is None or gate.options is not options:
                 _warn_unserved(endpoint)
             elif (opened := gate.open(options)) is not None:
                 return opened
