@@ -159,7 +159,9 @@ def test_declared_cookies_are_keyed() -> None:
 
 
 def test_fields_sent_on_several_lines_are_keyed_apart_from_one_line() -> None:
-    """Two `X-Tenant` lines are not the same values on one line: frameworks read them apart.
+    """Two `X-Tenant` lines are not their values on one line: frameworks read them apart.
+
+    The same for keyed cookies and forwarding fields.
 
     FastAPI and Litestar read the first line of a repeated field, and the last of a
     cookie repeated on one `Cookie` line: the key tells the forms apart.
@@ -176,6 +178,10 @@ def test_fields_sent_on_several_lines_are_keyed_apart_from_one_line() -> None:
     assert key(route, two) == key(route, lines((b"x-tenant", b"c"), (b"x-tenant", b"d")))
     split = lines((b"cookie", b"theme=light"), (b"cookie", b"theme=dark"))
     assert key(route, split) != key(route, lines((b"cookie", b"theme=light; theme=dark")))
+    forwarded = lines((b"x-forwarded-host", b"evil.test"), (b"x-forwarded-host", b"shop.example"))
+    joined = lines((b"x-forwarded-host", b"evil.test, shop.example"))
+    assert key(route, forwarded) != key(route, joined)
+    assert key(route, lines((b"x-forwarded-host", b"a"))) != key(route, scope())
 
 
 def test_security_scheme_cookies_bypass_unless_keyed() -> None:

@@ -245,9 +245,9 @@ def request_key(route: RoutePlan, info: RequestInfo, varied: tuple[str, ...] = (
     key = prefix + (digest if digest is not None else _digest_of(target))
     parts: list[Any] = []
     if not _FORWARDING.isdisjoint(headers):
-        parts.append(
-            ["f", [[name, headers[name]] for name in FORWARDING_FIELDS if name in headers]]
-        )
+        lines = info.repeated or {}  # a field on several lines: keyed as its lines
+        present = [name for name in FORWARDING_FIELDS if name in headers]
+        parts.append(["f", [[name, lines.get(name, headers[name])] for name in present]])
     if route.key_headers or route.key_cookies:
         parts.append(["v", keyed_values(route, headers, info.repeated)])
     if varied:
