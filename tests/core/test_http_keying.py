@@ -161,10 +161,9 @@ def test_declared_cookies_are_keyed() -> None:
 def test_fields_sent_on_several_lines_are_keyed_apart_from_one_line() -> None:
     """Two `X-Tenant` lines are not their values on one line: frameworks read them apart.
 
-    The same for keyed cookies and forwarding fields.
-
     FastAPI and Litestar read the first line of a repeated field, and the last of a
-    cookie repeated on one `Cookie` line: the key tells the forms apart.
+    cookie repeated on one `Cookie` line: the key tells the forms apart, for keyed
+    fields, keyed cookies and forwarding fields.
     """
     route = RoutePlan("/tenant", RouteOptions(), headers=("x-tenant",), cookies=("theme",))
 
