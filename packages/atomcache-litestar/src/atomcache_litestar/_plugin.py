@@ -163,33 +163,41 @@ def _plan_routes(app: Litestar) -> Iterator[tuple[tuple[int, str], RoutePlan]]:
     its router, controller or own layer, decorators above `@cached`.
     """
     app_middleware = {id(middleware) for middleware in app.middleware}
+    for route, route_handler, kwargs_model in _http_handlers(app):
+        found = find_cached(_endpoint(route_handler))
+        if found is None:
+            refuse_misplaced(_endpoint(route_handler), route.path_format)
+            continue
+        options, decorated = found
+        own_middleware = [
+            middleware
+            for middleware in route_handler.resolve_middleware()
+            if id(middleware) not in app_middleware
+        ]
+        checked = bool(
+            decorated
+            or route_handler.resolve_guards()
+            or route_handler.resolve_before_request()
+            or kwargs_model.dependency_batches
+            or own_middleware
+        )
+        yield (
+            (id(route_handler), route.path_format),
+            RoutePlan(route.path_format, options, checked),
+        )
+
+
+def _http_handlers(app: Litestar) -> Iterator[tuple[HTTPRoute, Any, Any]]:
+    """Each HTTP handler of `app` with its route and signature model.
+
+    A `@cached` websocket handler is refused (`refuse_websocket`).
+    """
     for route in app.routes:
         if isinstance(route, WebSocketRoute):
             refuse_websocket(_endpoint(route.route_handler), route.path_format)
-        if not isinstance(route, HTTPRoute):
-            continue
-        for route_handler, kwargs_model in route.route_handler_map.values():
-            found = find_cached(_endpoint(route_handler))
-            if found is None:
-                refuse_misplaced(_endpoint(route_handler), route.path_format)
-                continue
-            options, decorated = found
-            own_middleware = [
-                middleware
-                for middleware in route_handler.resolve_middleware()
-                if id(middleware) not in app_middleware
-            ]
-            checked = bool(
-                decorated
-                or route_handler.resolve_guards()
-                or route_handler.resolve_before_request()
-                or kwargs_model.dependency_batches
-                or own_middleware
-            )
-            yield (
-                (id(route_handler), route.path_format),
-                RoutePlan(route.path_format, options, checked),
-            )
+        elif isinstance(route, HTTPRoute):
+            for route_handler, kwargs_model in route.route_handler_map.values():
+                yield route, route_handler, kwargs_model
 
 
 def _endpoint(route_handler: Any) -> Any:
@@ -292,18 +300,13 @@ def with_declared_inputs(
     any layer: the headers are keyed and sent in `Vary`, the cookies keyed.
     """
     declared = dict(plans)
-    for route in app.routes:
-        if isinstance(route, WebSocketRoute):
-            refuse_websocket(_endpoint(route.route_handler), route.path_format)
-        if not isinstance(route, HTTPRoute):
+    for route, route_handler, kwargs_model in _http_handlers(app):
+        found = declared.get((id(route_handler), route.path_format))
+        if found is None:
             continue
-        for route_handler, kwargs_model in route.route_handler_map.values():
-            found = declared.get((id(route_handler), route.path_format))
-            if found is None:
-                continue
-            headers = sorted(param.field_alias for param in kwargs_model.expected_header_params)
-            cookies = sorted(param.field_alias for param in kwargs_model.expected_cookie_params)
-            declared[(id(route_handler), route.path_format)] = replace(
-                found, headers=(*found.headers, *headers), cookies=(*found.cookies, *cookies)
-            )
+        headers = sorted(param.field_alias for param in kwargs_model.expected_header_params)
+        cookies = sorted(param.field_alias for param in kwargs_model.expected_cookie_params)
+        declared[(id(route_handler), route.path_format)] = replace(
+            found, headers=(*found.headers, *headers), cookies=(*found.cookies, *cookies)
+        )
     return declared
