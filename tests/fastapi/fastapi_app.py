@@ -287,6 +287,11 @@ def _add_routes(app: APIRouter, calls: Counter[str], flags: dict[str, Any]) -> N
         await asyncio.sleep(0.1)
         return {"calls": count("refresh")}
 
+    @app.get("/refresh/now")
+    @cached(ttl=60, min_refresh_interval=0)
+    async def refresh_now() -> dict[str, Any]:
+        return {"calls": count("refresh-now")}
+
     @app.get("/header")
     @cached(ttl=60)
     async def header(request: Request, response: Response) -> dict[str, Any]:

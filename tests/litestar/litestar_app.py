@@ -322,6 +322,11 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
         await asyncio.sleep(0.1)
         return {"calls": count("refresh")}
 
+    @get("/refresh/now")
+    @cached(ttl=60, min_refresh_interval=0)
+    async def refresh_now() -> dict[str, Any]:
+        return {"calls": count("refresh-now")}
+
     @get("/header")
     @cached(ttl=60)
     async def header() -> Response[dict[str, Any]]:
@@ -473,7 +478,7 @@ def _handlers(calls: Counter[str], flags: dict[str, Any]) -> list[Any]:  # noqa:
     checked = Router("/guarded", guards=[require_user], route_handlers=[guarded_router])
     return [
         items, item, create, status, boom, cookie, directive, stream, big, shared, per_user,
-        by_user, per_user_lang,
+        by_user, per_user_lang, refresh_now,
         lang, deps, slow, stale, flaky, tagged, public, ignore, refresh, header, constant,
         fragile, background, slow_stream, negotiated, negotiated_any, dated, sorted_query,
         members_report, guarded_flaky,
