@@ -254,3 +254,67 @@ async def test_the_local_tier_is_bounded_in_bytes_by_default(redis_url: str) -> 
     """The default bound is finite: 64 MiB."""
     async with Cache.from_url(redis_url, local_ttl=1.0) as cache:
         assert tier(cache).max_bytes == DEFAULT_MAX_BYTES == 64 * 1024 * 1024
+
+
+#: The instance the forked workers of `test_forked_workers_see_each_others_writes` share,
+#: built in the parent before the fork (as under gunicorn --preload).
+PRELOADED: dict[str, Cache] = {}
+
+
+def _forked_worker(role: str, ready: Any, written: Any, results: Any) -> None:
+    """A worker of the preloaded instance: a reader waits for the writer's new value."""
+
+    async def work() -> str:
+        cache = PRELOADED["cache"]
+        if role == "writer":
+            await asyncio.to_thread(ready.wait, 10)
+            await until_serving(cache)
+            await cache.set("k", "new")
+            written.set()
+            return "written"
+        assert await cache.get("k") == "old"
+        await until_serving(cache)
+        assert await cache.get("k") == "old"  # now held in this worker's local tier
+        ready.set()
+        await asyncio.to_thread(written.wait, 10)
+        await until_value(cache, "k", "new", timeout=5)
+        return "seen"
+
+    try:
+        results.put((role, asyncio.run(work())))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        results.put((role, repr(error)))
+
+
+def test_forked_workers_see_each_others_writes(redis_url: str, namespace: str) -> None:
+    """Workers forked from one instance (gunicorn --preload) each get a local tier of their own.
+
+    One worker's write evicts the entry from the other's tier: they no longer take each
+    other's announcements for their own.
+    """
+    import multiprocessing  # noqa: PLC0415 - only this test forks
+
+    async def seed() -> None:
+        async with Cache.from_url(redis_url, namespace=namespace) as writer:
+            await writer.set("k", "old")
+
+    asyncio.run(seed())
+    PRELOADED["cache"] = Cache.from_url(redis_url, namespace=namespace, **LOCAL)
+    context = multiprocessing.get_context("fork")
+    ready, written, results = context.Event(), context.Event(), context.Queue()
+    workers = [
+        context.Process(target=_forked_worker, args=(role, ready, written, results))
+        for role in ("reader", "writer")
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        outcomes = dict(results.get(timeout=30) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        PRELOADED.clear()
+    assert outcomes == {"reader": "seen", "writer": "written"}
