@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from atomcache_core import Cache
 from atomcache_core.http import parse_cache_control
+from support.scopes import http_scope
 from support.servers import serve_asgi
 
 if TYPE_CHECKING:
@@ -81,23 +82,7 @@ async def ask(
     The defaults model hypercorn, whose `path` and `raw_path` leave `root_path` out.
     """
     fields = [(name.encode(), value.encode("latin-1")) for name, value in headers]
-    if not any(name == b"host" for name, _ in fields):
-        fields.insert(0, (b"host", b"shop.example"))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode() if raw_path is None else raw_path,
-        "root_path": root_path,
-        "query_string": query,
-        "headers": fields,
-        "server": ("127.0.0.1", 80),
-        "client": ("127.0.0.1", 50000),
-        "state": {},
-    }
+    scope = http_scope(path, query, headers=fields, raw_path=raw_path, root_path=root_path)
     messages: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

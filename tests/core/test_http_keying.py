@@ -14,6 +14,7 @@ from atomcache_core.http_request import (
     request_tags,
     sorted_query,
 )
+from support.scopes import http_scope
 
 
 def scope(
@@ -25,19 +26,8 @@ def scope(
     **headers: str,
 ) -> dict[str, Any]:
     """An ASGI HTTP scope of a GET to `http://shop.example` unless `host` says otherwise."""
-    headers.setdefault("host", "shop.example")
     fields = [(name.replace("_", "-").encode(), value.encode()) for name, value in headers.items()]
-    return {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode() if raw_path is None else raw_path,
-        "root_path": root_path,
-        "query_string": query,
-        "headers": fields,
-        "server": ("127.0.0.1", 8000),
-    }
+    return http_scope(path, query, headers=fields, raw_path=raw_path, root_path=root_path)
 
 
 def key(route: RoutePlan, request: dict[str, Any], **path_params: str) -> str:
