@@ -449,7 +449,7 @@ def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str,
 
 
 def build_compressed(cache: Cache, calls: Counter[str]) -> FastAPI:
-    """`GET /text` (2,000 bytes) behind gzip added before the cache, and CORS."""
+    """`GET /text` (2,000 bytes) and `GET /small` (10 bytes) behind gzip and CORS."""
     app = FastAPI()
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(CORSMiddleware, allow_origins=["https://a.example", "https://b.example"])
@@ -460,5 +460,11 @@ def build_compressed(cache: Cache, calls: Counter[str]) -> FastAPI:
     async def text() -> PlainTextResponse:
         calls["text"] += 1
         return PlainTextResponse("x" * 2000)
+
+    @app.get("/small")
+    @cached(ttl=60)
+    async def small() -> PlainTextResponse:
+        calls["small"] += 1
+        return PlainTextResponse("y" * 10)
 
     return app

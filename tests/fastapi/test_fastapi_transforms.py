@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
-from starlette.middleware.gzip import GZipMiddleware
-from starlette.responses import PlainTextResponse
+from fastapi_app import build_compressed
 
 from atomcache_core import Cache
 from atomcache_fastapi import cached, setup_cache
@@ -133,27 +132,6 @@ async def test_middleware_added_after_setup_runs_on_hits() -> None:
     calls: Counter[str] = Counter()
     async with client_of(build_later(Cache(), calls)) as client:
         await middleware_added_after_the_cache_runs_on_hits(client, calls)
-
-
-def build_compressed(cache: Cache, calls: Counter[str]) -> FastAPI:
-    """The routes of `each_content_coding_has_its_validator`, behind `GZipMiddleware`."""
-    app = FastAPI()
-    app.add_middleware(GZipMiddleware, minimum_size=500)
-    setup_cache(app, cache)
-
-    @app.get("/text")
-    @cached(ttl=60)
-    async def text() -> PlainTextResponse:
-        calls["text"] += 1
-        return PlainTextResponse("x" * 2000)
-
-    @app.get("/small")
-    @cached(ttl=60)
-    async def small() -> PlainTextResponse:
-        calls["small"] += 1
-        return PlainTextResponse("y" * 10)
-
-    return app
 
 
 async def test_gzip_around_the_cache_gives_each_coding_its_validator() -> None:

@@ -520,7 +520,7 @@ def _counted(name: str, calls: Counter[str]) -> Callable[[], Awaitable[dict[str,
 
 
 def build_compressed(cache: Cache, calls: Counter[str]) -> Litestar:
-    """`GET /text` (2,000 bytes) with Litestar's compression (inside the cache), and CORS."""
+    """`GET /text` (2,000 bytes) and `GET /small` (10) with Litestar's compression, and CORS."""
 
     @get("/text", media_type="text/plain")
     @cached(ttl=60)
@@ -528,8 +528,14 @@ def build_compressed(cache: Cache, calls: Counter[str]) -> Litestar:
         calls["text"] += 1
         return "x" * 2000
 
+    @get("/small", media_type="text/plain")
+    @cached(ttl=60)
+    async def small() -> str:
+        calls["small"] += 1
+        return "y" * 10
+
     return Litestar(
-        [text],
+        [text, small],
         compression_config=CompressionConfig(backend="gzip", minimum_size=500),
         cors_config=CORSConfig(allow_origins=["https://a.example", "https://b.example"]),
         plugins=[AtomCachePlugin(cache)],

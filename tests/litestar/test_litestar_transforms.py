@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from litestar import Controller, Litestar, get
-from litestar.config.compression import CompressionConfig
 from litestar.plugins import InitPlugin
-from litestar_app import require_user
+from litestar_app import build_compressed, require_user
 
 from atomcache_core import Cache
 from atomcache_litestar import AtomCachePlugin, cached
@@ -134,28 +133,6 @@ async def test_plugin_middleware_runs_on_hits_whatever_the_plugin_order() -> Non
         app = build_later(Cache(), calls, plugin_first=plugin_first)
         async with client_of(app) as client:
             await middleware_added_after_the_cache_runs_on_hits(client, calls)
-
-
-def build_compressed(cache: Cache, calls: Counter[str]) -> Litestar:
-    """The routes of `each_content_coding_has_its_validator`, with `compression_config`."""
-
-    @get("/text", media_type="text/plain")
-    @cached(ttl=60)
-    async def text() -> str:
-        calls["text"] += 1
-        return "x" * 2000
-
-    @get("/small", media_type="text/plain")
-    @cached(ttl=60)
-    async def small() -> str:
-        calls["small"] += 1
-        return "y" * 10
-
-    return Litestar(
-        [text, small],
-        compression_config=CompressionConfig(backend="gzip", minimum_size=500),
-        plugins=[AtomCachePlugin(cache)],
-    )
 
 
 async def test_compression_gives_each_coding_its_validator() -> None:
