@@ -809,7 +809,7 @@ class HttpCache:
                     and served.route is not None
                     and _sets_a_new_cookie(scope, message)
                 ):
-                    await self._learn_stateful(served)
+                    await self._learn_stateful(served.route)
                     message = {**message, "headers": _visitors_own(message["headers"])}
                 await send(message)
 
@@ -817,11 +817,8 @@ class HttpCache:
 
         return observed
 
-    async def _learn_stateful(self, served: _Served) -> None:
-        """Stop caching the route of `served`: its pages carry a visitor's new cookie."""
-        route = served.route
-        if route is None:  # pragma: no cover - only called for pages of the cache
-            return
+    async def _learn_stateful(self, route: RoutePlan) -> None:
+        """Stop caching `route`: its pages carry a visitor's new cookie."""
         if id(route.options) not in self._stateful:
             self._stateful.add(id(route.options))
             logger.warning(

@@ -127,16 +127,6 @@ class RequestInfo:
         )
 
 
-def request_path(scope: Scope) -> str:
-    """The path the request was routed on, mount point included (`full_path`).
-
-    Not ASGI `raw_path` alone: a middleware that rewrites the path (`X-Original-URL`
-    support) changes `path`, which routing uses, and not `raw_path`; and some servers
-    (hypercorn) leave `root_path` out of `raw_path`.
-    """
-    return full_path(scope)
-
-
 def full_path(scope: Scope) -> str:
     """The request's path with its mount point: `root_path` + `path` (ASGI spec).
 

@@ -46,7 +46,7 @@ from atomcache_core.asgi import (
     replaying,
 )
 from atomcache_core.exceptions import AtomCacheError
-from atomcache_core.http_request import request_path
+from atomcache_core.http_request import full_path
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -221,7 +221,7 @@ class ResponseCache:
         endpoint = request.scope.get("endpoint")
         if endpoint is not None and not inspect.iscoroutinefunction(endpoint):
             query = request.scope.get("query_string", b"").decode("latin-1")
-            await bound.raise_try(f"{request_path(request.scope)}?{query}")
+            await bound.raise_try(f"{full_path(request.scope)}?{query}")
         return bound
 
     def get_key(self, cache_id: str = "") -> str:
