@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI, WebSocket
 from litestar import Litestar, get, websocket
@@ -16,6 +15,7 @@ from atomcache_fastapi import cached, setup_cache
 from atomcache_fastapi._middleware import plans_of
 from atomcache_litestar import AtomCachePlugin
 from atomcache_litestar._plugin import _plan_routes
+from support.servers import in_process
 
 
 def test_cached_above_a_fastapi_route_fails_at_startup() -> None:
@@ -63,8 +63,7 @@ async def test_a_fastapi_app_without_the_cache_warns() -> None:
     async def report() -> dict[str, str]:
         return {"figures": "q3"}
 
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process(app) as client:
         with pytest.warns(RuntimeWarning, match=r"setup_cache\(app, cache\)"):
             assert (await client.get("/report")).json() == {"figures": "q3"}
 
@@ -77,8 +76,7 @@ async def test_a_litestar_app_without_the_plugin_warns() -> None:
     async def report() -> dict[str, str]:
         return {"figures": "q3"}
 
-    transport = httpx.ASGITransport(app=Litestar([report]))  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process(Litestar([report])) as client:
         with pytest.warns(RuntimeWarning, match="AtomCachePlugin"):
             assert (await client.get("/report")).json() == {"figures": "q3"}
 
@@ -144,8 +142,7 @@ async def test_the_route_decorator_on_a_helper_of_a_served_app_warns() -> None:
     async def quiet() -> dict[str, str]:
         return {"figures": "q3"}
 
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process(app) as client:
         for path in ("/plain", "/cached"):
             with pytest.warns(RuntimeWarning, match=r"atomcache_core\.cached"):
                 assert (await client.get(path)).status_code == 200

@@ -13,7 +13,7 @@ from fastapi_app import build_app, require_user
 from atomcache_core import Cache
 from atomcache_fastapi import cached, invalidate, setup_cache
 from atomcache_fastapi._middleware import plans_of
-from support.servers import serve_asgi
+from support.servers import in_process, serve_asgi
 
 TOKEN = APIKeyHeader(name="X-Token", auto_error=False)
 
@@ -75,8 +75,7 @@ async def test_an_endpoint_on_two_routes_is_invalidated_on_both(namespace: str) 
 
     app.get("/catalogue")(catalogue)
     app.get("/v2/catalogue")(catalogue)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with in_process(app) as client:
         for path in ("/catalogue", "/v2/catalogue"):
             await client.get(path)
         assert await invalidate(app, catalogue) == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi_app import build_compressed
 
@@ -16,14 +15,10 @@ from http_transforms import (
     method_handlers_are_ordinary_routes,
     middleware_added_after_the_cache_runs_on_hits,
 )
+from support.servers import in_process
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-def client_of(app: FastAPI) -> httpx.AsyncClient:
-    """A client calling `app` in process."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 def require_session(request: Request) -> None:
@@ -123,19 +118,19 @@ def build_later(cache: Cache, calls: Counter[str]) -> FastAPI:
 async def test_method_endpoints_are_ordinary_routes() -> None:
     """A bound method endpoint takes the fast path without checks; with one, it runs on hits."""
     calls: Counter[str] = Counter()
-    async with client_of(build_methods(Cache(), calls)) as client:
+    async with in_process(build_methods(Cache(), calls)) as client:
         await method_handlers_are_ordinary_routes(client, calls)
 
 
 async def test_middleware_added_after_setup_runs_on_hits() -> None:
     """Middleware added after `setup_cache` runs on hits."""
     calls: Counter[str] = Counter()
-    async with client_of(build_later(Cache(), calls)) as client:
+    async with in_process(build_later(Cache(), calls)) as client:
         await middleware_added_after_the_cache_runs_on_hits(client, calls)
 
 
 async def test_gzip_around_the_cache_gives_each_coding_its_validator() -> None:
     """Behind `GZipMiddleware`, gzip and identity have their ETags, and 304s their `Vary`."""
     calls: Counter[str] = Counter()
-    async with client_of(build_compressed(Cache(), calls)) as client:
+    async with in_process(build_compressed(Cache(), calls)) as client:
         await each_content_coding_has_its_validator(client, calls)

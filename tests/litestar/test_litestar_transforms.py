@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from litestar import Controller, Litestar, get
 from litestar.plugins import InitPlugin
 from litestar_app import build_compressed, require_user
@@ -17,6 +16,7 @@ from http_transforms import (
     method_handlers_are_ordinary_routes,
     middleware_added_after_the_cache_runs_on_hits,
 )
+from support.servers import in_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from litestar.config.app import AppConfig
 
     from atomcache_core.asgi import ASGIApp, Message, Receive, Scope, Send
-
-
-def client_of(app: Litestar) -> httpx.AsyncClient:
-    """A client calling `app` in process."""
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
 def build_methods(cache: Cache, calls: Counter[str]) -> Litestar:
@@ -122,7 +116,7 @@ def build_later(cache: Cache, calls: Counter[str], *, plugin_first: bool) -> Lit
 async def test_controller_methods_are_ordinary_routes() -> None:
     """A `Controller` method takes the fast path without checks; with a guard, it runs on hits."""
     calls: Counter[str] = Counter()
-    async with client_of(build_methods(Cache(), calls)) as client:
+    async with in_process(build_methods(Cache(), calls)) as client:
         await method_handlers_are_ordinary_routes(client, calls)
 
 
@@ -131,12 +125,12 @@ async def test_plugin_middleware_runs_on_hits_whatever_the_plugin_order() -> Non
     for plugin_first in (True, False):
         calls: Counter[str] = Counter()
         app = build_later(Cache(), calls, plugin_first=plugin_first)
-        async with client_of(app) as client:
+        async with in_process(app) as client:
             await middleware_added_after_the_cache_runs_on_hits(client, calls)
 
 
 async def test_compression_gives_each_coding_its_validator() -> None:
     """With `compression_config`, an identity first request keeps gzip for gzip clients."""
     calls: Counter[str] = Counter()
-    async with client_of(build_compressed(Cache(), calls)) as client:
+    async with in_process(build_compressed(Cache(), calls)) as client:
         await each_content_coding_has_its_validator(client, calls)

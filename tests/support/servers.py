@@ -9,12 +9,18 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import uvicorn
 
 from support.redis_server import free_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+
+def in_process(app: Any) -> httpx.AsyncClient:
+    """A client calling the ASGI `app` in this process, without a server (no lifespan)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
 @contextlib.asynccontextmanager
