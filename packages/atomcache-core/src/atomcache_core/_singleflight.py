@@ -108,8 +108,9 @@ class Outcome:
             ended the wait (`"notification"`, `"recheck"`, or empty: already stored).
         shareable: Whether callers that joined the computation may have the value;
             `False` for an `Uncacheable` result (each of them computes its own).
-        declined: The computation was declined (`Uncacheable.declined`): callers that
-            joined it start over.
+        declined: Callers that joined the computation start over: it was declined
+            (`Uncacheable.declined`), or its value was not stored because the key was
+            invalidated (or its lock taken over) while it ran.
     """
 
     value: Any
@@ -618,14 +619,26 @@ class SingleFlight:
             if found is not None and options.is_fresh(found[0], time.time()):
                 await cache.lock.release(lock_key, token)
                 return Outcome(found[1], "waited", found[0])
+            tags = options.tags() if callable(options.tags) else options.tags
+            if tags:  # from now on, an invalidation of a tag refuses this computation
+                await cache.storage.track_tags(
+                    keys.tags(tags, key), token=token, ttl=options.storage_ttl
+                )
         except AtomCacheError:  # the lock is ours: give it back once Redis answers again
             self.release_later(lock_key, token, keys.channel(key), "failed")
+            raise
+        except BaseException as exc:  # the tags function failed: so does the computation
+            cache.report_error(type(exc).__name__)
+            with contextlib.suppress(AtomCacheError):
+                await cache.lock.release(lock_key, token)
+            channel = keys.channel(key)
+            await notify_waiters(cache, channel, Event(channel, "failed", token))
             raise
         if takeover:
             cache.stats.lock_takeovers += 1
             if cache.observer is not None:
                 cache.observer.add("lock.takeovers", (("namespace", cache.namespace),))
-        return Lease(self, key, token, options)
+        return Lease(self, key, token, options, tuple(tags))
 
     async def _wait(
         self, key: str, lock_key: str, options: FlightOptions
@@ -751,7 +764,12 @@ class SingleFlight:
             if found is not None and found[0].created_at > seen:
                 await cache.lock.release(lock_key, token)
                 return
-            await self._lead(Lease(self, key, token, options), factory, None)
+            tags = options.tags() if callable(options.tags) else options.tags
+            if tags:
+                await cache.storage.track_tags(
+                    keys.tags(tags, key), token=token, ttl=options.storage_ttl
+                )
+            await self._lead(Lease(self, key, token, options, tuple(tags)), factory, None)
         except Exception:
             logger.exception("background refresh of %r failed; the stale value stays", key)
 
@@ -763,11 +781,22 @@ class Lease:
     `fulfil`, `skip` or `fail` must follow: each releases the lock and wakes waiters.
     """
 
-    def __init__(self, flight: SingleFlight, key: str, token: str, options: FlightOptions) -> None:
-        """Hold the lock `token` of `key`; extend it and send heartbeats until resolved."""
+    def __init__(
+        self,
+        flight: SingleFlight,
+        key: str,
+        token: str,
+        options: FlightOptions,
+        tags: tuple[str, ...],
+    ) -> None:
+        """Hold the lock `token` of `key`; extend it and send heartbeats until resolved.
+
+        `tags` are the value's (`options.tags`, called once), tracked since the lock.
+        """
         cache = flight._cache  # noqa: SLF001 - the lease is part of the flight
         self.key = key
         self.options = options
+        self.tags = tags
         self._flight = flight
         self._token = token
         self._keys = flight.keys_of(options)
@@ -788,7 +817,9 @@ class Lease:
         cache = self._flight._cache  # noqa: SLF001
         options = self.options
         try:
-            entry, tags = new_entry(cache, value, options, time.monotonic() - self._started)
+            entry, tags = new_entry(
+                cache, value, options, time.monotonic() - self._started, self.tags
+            )
         except BaseException:
             await self.fail()
             raise
@@ -809,9 +840,16 @@ class Lease:
             return Outcome(value, "uncached", reason=UNAVAILABLE)
         status: EventStatus = "stored" if stored else "failed"
         if not stored:
-            logger.warning("lost the lock of %r while computing it; not stored", self.key)
+            logger.info(
+                "%r was invalidated, or another leader took its lock, while it was computed: "
+                "its value goes to its own caller only and is not stored",
+                self.key,
+            )
         await notify_waiters(cache, self._channel, Event(self._channel, status, self._token))
-        return Outcome(value, "computed", entry) if stored else Outcome(value, "uncached")
+        if stored:
+            return Outcome(value, "computed", entry)
+        # Callers that joined may have asked after the invalidation: they start over.
+        return Outcome(value, "uncached", reason="invalidated", declined=True)
 
     async def skip(self) -> None:
         """Store nothing: the result was not for sharing; waiters compute their own."""
@@ -901,15 +939,20 @@ def warn_failed_open(message: str, *args: object, error: BaseException) -> None:
 
 
 def new_entry(
-    cache: Cache, value: Any, options: FlightOptions, compute_time: float
+    cache: Cache,
+    value: Any,
+    options: FlightOptions,
+    compute_time: float,
+    tags: tuple[str, ...] | None = None,
 ) -> tuple[Entry, tuple[str, ...]]:
-    """The entry that stores `value` now under `options`, and its tags.
+    """The entry that stores `value` now under `options`, and its tags (`tags` if given).
 
     Raises:
         SerializationError: `value` cannot be serialized (or the tags function's error).
     """
     payload = (options.serializer or cache.serializer).dumps(value)
-    tags = options.tags() if callable(options.tags) else options.tags
+    if tags is None:
+        tags = options.tags() if callable(options.tags) else options.tags
     now = time.time()
     entry = Entry(
         payload,

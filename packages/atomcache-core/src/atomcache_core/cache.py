@@ -382,8 +382,14 @@ class Cache:
         return keys.value(key), self._encode(value, seconds, time.time()), seconds, tag_keys
 
     async def delete(self, key: str, *, version: int | None = None) -> bool:
-        """Remove `key`; return whether it was stored."""
-        return await self.storage.delete(self.keys_of(version).value(key))
+        """Remove `key`; return whether it was stored.
+
+        A computation of `key` under way (in any instance) stores nothing: its callers
+        get its result, and the next caller computes again (docs/reliability.md).
+        """
+        keys = self.keys_of(version)
+        await self.lock.revoke([keys.lock(key)])  # first: a write between the two is refused
+        return await self.storage.delete(keys.value(key))
 
     async def exists(self, key: str, *, version: int | None = None) -> bool:
         """Whether a fresh value is stored under `key`."""
@@ -424,8 +430,9 @@ class Cache:
         await self.storage.set_many(items, seconds)
 
     async def delete_many(self, keys: Sequence[str], *, version: int | None = None) -> int:
-        """Remove every key; return how many were stored."""
+        """Remove every key; return how many were stored (computations under way: `delete`)."""
         builder = self.keys_of(version)
+        await self.lock.revoke([builder.lock(key) for key in keys])
         return await self.storage.delete_many([builder.value(key) for key in keys])
 
     async def delete_pattern(self, pattern: str, *, version: int | None = None) -> int:
@@ -438,6 +445,7 @@ class Cache:
         literally. On Redis the keys are found with `SCAN` (every master of a
         cluster), never `KEYS`. Keys longer than 200 UTF-8 bytes are stored under
         their SHA-256 and are never matched: give such entries a tag instead.
+        Computations of matching keys under way store nothing (as for `delete`).
 
         Raises:
             ConfigurationError: `pattern` is not a string.
@@ -445,22 +453,27 @@ class Cache:
         if not isinstance(pattern, str):
             msg = f"pattern must be a str glob such as 'user:*', got {pattern!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
-        prefix = escape_glob(self.keys_of(version).value_prefix)
+        keys = self.keys_of(version)
+        await self.lock.revoke_matching(f"{escape_glob(keys.lock_prefix)}{{???}}={pattern}")
+        prefix = escape_glob(keys.value_prefix)
         return await self.storage.delete_matching(f"{prefix}{{???}}={pattern}")
 
     async def clear(self, *, version: int | None = None) -> int:
         """Remove every entry and tag of this namespace, and no other; return the entries.
 
         Entries of every version go (aiocache's `clear` of a namespace); with `version=`,
-        only that version's.
+        only that version's. Computations under way store nothing (as for `delete`).
         """
         if version is not None:
             builder = self.keys_of(version)
+            await self.lock.revoke_matching(escape_glob(builder.lock_prefix) + "*")
             removed = await self.storage.clear(builder.value_prefix)
             await self.storage.clear(builder.tag_prefix)
             return removed
         first = KeyBuilder(self.namespace)
         others = escape_glob(first.versions_prefix) + "*"
+        await self.lock.revoke_matching(escape_glob(first.lock_prefix) + "*")
+        await self.lock.revoke_matching(f"{others}:l:*")
         removed = await self.storage.clear(first.value_prefix)
         await self.storage.clear(first.tag_prefix)
         removed += await self.storage.delete_matching(f"{others}:v:*")

@@ -23,6 +23,10 @@ The two key forms cannot collide: the first character tells them apart.
 
 A tag's bookkeeping is one set per bucket (``atomcache:<ns>:t:{<bucket>}=<tag>``), next
 to the entries it lists; `KeyBuilder.tag_buckets` names all of them for invalidation.
+Beside each set, its stamp (`stamp_key`: ``atomcache:<ns>:t:{<bucket>}!=<tag>``) holds the
+time the tag was last invalidated in that bucket: an entry computed before it is a
+miss, and so is an entry whose stamp is gone (evicted), so eviction never revives an
+invalidated entry (docs/reliability.md).
 One more channel per namespace, ``atomcache:<ns>:i``, carries the local tier's
 invalidations, for every version.
 """
@@ -48,6 +52,7 @@ __all__ = [
     "escape_glob",
     "glob_matcher",
     "redacted",
+    "stamp_key",
 ]
 
 KEY_PREFIX = "atomcache"
@@ -151,8 +156,23 @@ class KeyBuilder:
 
     @property
     def tag_prefix(self) -> str:
-        """Literal prefix shared by every tag key of the namespace."""
+        """Literal prefix shared by every tag key of the namespace (and their stamps)."""
         return self._base + "t:"
+
+    @property
+    def lock_prefix(self) -> str:
+        """Literal prefix shared by every single-flight lock key of the namespace."""
+        return self._base + "l:"
+
+
+def stamp_key(tag_key: str) -> str:
+    """The key of the stamp of the tag set `tag_key` (a key `KeyBuilder.tags` made).
+
+    It shares the set's bucket (so its cluster slot) and its prefix (so `clear` takes
+    it), and cannot be a set's key: those continue with ``=`` or ``#`` after the bucket.
+    """
+    bucket, brace, tag = tag_key.partition("}")
+    return f"{bucket}{brace}!{tag}"
 
 
 def _checked(key: object) -> str:

@@ -39,7 +39,12 @@ class Storage(Protocol):
     """
 
     async def get(self, key: str) -> bytes | None:
-        """Return the bytes stored under `key`, or `None` when absent or expired."""
+        """Return the bytes stored under `key`, or `None` when absent, expired or invalidated.
+
+        A value stored with tags is invalidated when one of its tags was invalidated
+        after its computation began, and when the bookkeeping of one of its tags is gone
+        (evicted): eviction never revives what `invalidate_tags` removed.
+        """
         ...
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -72,12 +77,24 @@ class Storage(Protocol):
         lock_key: str,
         token: str,
     ) -> bool:
-        """Like `set`, but only while `lock_key` is held by `token`; release it too.
+        """Like `set`, for the computation holding `lock_key` as `token`; release it too.
 
-        This is the single-flight leader's fenced write: a leader whose lock expired
-        and was taken by another process must not overwrite the newer value. The lock
-        is the one kept by the `LockBackend` paired with this storage, checked, written
-        and released in one atomic step. Return whether the value was stored.
+        This is the single-flight leader's fenced write, one atomic step with the lock
+        of the `LockBackend` paired with this storage. It stores nothing (and returns
+        `False`) when another owner holds the lock (the leader was overtaken), when the
+        lock was revoked (`LockBackend.revoke`: the key was invalidated meanwhile), when
+        a value newer than the computation is stored, or when one of `tag_keys` was
+        invalidated after the computation began (the time the token was taken at). A
+        lock that vanished (evicted or expired, and not taken since) is no newer owner:
+        the other checks decide. Return whether the value was stored.
+        """
+        ...
+
+    async def track_tags(self, tag_keys: Sequence[str], *, token: str, ttl: float) -> None:
+        """Start the bookkeeping of `tag_keys` for the computation holding `token`.
+
+        Called before the computation: an `invalidate_tags` of one of them from then on
+        makes its `set_if_locked` store nothing. Kept at least `ttl` seconds.
         """
         ...
 
@@ -124,6 +141,18 @@ class LockBackend(Protocol):
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         """Reset the lock's expiry to `ttl` seconds only if `token` still owns it."""
+        ...
+
+    async def revoke(self, keys: Sequence[str]) -> int:
+        """Revoke the computations holding these locks: their key was invalidated.
+
+        The owner keeps its lock (releases and extends it as before), but its fenced
+        write (`Storage.set_if_locked`) stores nothing. Return how many were revoked.
+        """
+        ...
+
+    async def revoke_matching(self, pattern: str) -> int:
+        """`revoke` every held lock whose key matches the Redis glob `pattern`."""
         ...
 
     async def close(self) -> None:

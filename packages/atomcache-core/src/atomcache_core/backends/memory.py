@@ -32,6 +32,18 @@ class _Item(NamedTuple):
     expires_at: float
     tag_keys: tuple[str, ...]
     size: int
+    since: int  # when its computation began (microseconds, `_now`)
+
+
+def _now() -> int:
+    """Wall-clock microseconds: the time of lock tokens, values and tag stamps."""
+    return time.time_ns() // 1000
+
+
+def _since(token: str) -> int | None:
+    """The time a lock token was taken at (`MemoryLockBackend`), if it says."""
+    _, colon, since = token.rpartition(":")
+    return int(since) if colon and since.isdigit() else None
 
 
 class MemoryStorage:
@@ -60,6 +72,9 @@ class MemoryStorage:
         self._budget = Budget(max_entries, max_bytes)
         self._data: OrderedDict[str, _Item] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
+        #: Per tag key: when the tag was last invalidated (microseconds) and until when
+        #: (monotonic) that is kept: computations begun before it store nothing.
+        self._stamps: dict[str, tuple[int, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._writes_until_sweep = _MIN_SWEEP_INTERVAL
 
@@ -93,20 +108,21 @@ class MemoryStorage:
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """Store `value` for `ttl` seconds, recording it under each tag key."""
-        self._set(key, value, time.monotonic() + ttl, tuple(tag_keys))
+        self._set(key, value, time.monotonic() + ttl, tuple(tag_keys), _now())
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Store every item for `ttl` seconds."""
         expires_at = time.monotonic() + ttl
+        since = _now()
         for key, value in items.items():
-            self._set(key, value, expires_at, ())
+            self._set(key, value, expires_at, (), since)
 
     async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
         """Store `value` only if no live value is under `key`; return whether it was."""
         now = time.monotonic()
         if self._get(key, now) is not None:
             return False
-        self._set(key, value, now + ttl, tuple(tag_keys))
+        self._set(key, value, now + ttl, tuple(tag_keys), _now())
         return True
 
     async def set_if_locked(
@@ -119,13 +135,31 @@ class MemoryStorage:
         lock_key: str,
         token: str,
     ) -> bool:
-        """Store and release the lock only while `token` holds it in the paired lock backend."""
+        """Store and release the lock, as `Storage.set_if_locked` says, with the paired locks."""
         now = time.monotonic()
-        if not _owns(self._locks, lock_key, token, now):
-            return False
-        del self._locks[lock_key]
-        self._set(key, value, now + ttl, tuple(tag_keys))
+        held = self._locks.get(lock_key)
+        if held is not None and held[1] > now and held[0] not in (token, token + "!"):
+            return False  # another owner
+        ours = held is not None and held[1] > now
+        if ours:
+            del self._locks[lock_key]
+        since = _since(token) or _now()
+        current = self._data.get(key)
+        if (
+            (ours and held is not None and held[0].endswith("!"))
+            or (current is not None and current.expires_at > now and current.since >= since)
+            or any(self._stamp(tag_key, now) >= since for tag_key in tag_keys)
+        ):
+            return False  # revoked, a newer value, or a tag invalidated since it began
+        self._set(key, value, now + ttl, tuple(tag_keys), since)
         return True
+
+    async def track_tags(self, tag_keys: Sequence[str], *, token: str, ttl: float) -> None:
+        """Make the stamps of `tag_keys` exist, older than the computation of `token`."""
+        now = time.monotonic()
+        since = _since(token) or _now()
+        for tag_key in tag_keys:
+            self._keep_stamp(tag_key, since - 1, now + ttl)
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; return whether it held a live value."""
@@ -154,16 +188,38 @@ class MemoryStorage:
         tag_keys = [key for key in self._tags if matches(key)]
         for tag_key in tag_keys:
             del self._tags[tag_key]
+        for tag_key in [key for key in self._stamps if matches(key)]:
+            del self._stamps[tag_key]
         return removed + len(tag_keys)
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
-        """Remove every value recorded under these tags; return how many were live."""
+        """Remove every value recorded under these tags; return how many were live.
+
+        The stamps of the tags move to now: a computation begun before stores nothing.
+        """
         now = time.monotonic()
+        stamp = _now()
         removed = 0
         for tag_key in tag_keys:
             for key in self._tags.pop(tag_key, ()):
                 removed += self._pop(key, now)
+            found = self._stamps.get(tag_key)
+            if found is not None:
+                self._stamps[tag_key] = (stamp, found[1])
         return removed
+
+    def _stamp(self, tag_key: str, now: float) -> int:
+        """When `tag_key` was last invalidated (microseconds); -1 when never known."""
+        found = self._stamps.get(tag_key)
+        return found[0] if found is not None and found[1] > now else -1
+
+    def _keep_stamp(self, tag_key: str, stamp: int, until: float) -> None:
+        """Create the stamp of `tag_key` as `stamp` if absent; keep it at least `until`."""
+        found = self._stamps.get(tag_key)
+        if found is None or found[1] <= time.monotonic():
+            self._stamps[tag_key] = (stamp, until)
+        elif found[1] < until:
+            self._stamps[tag_key] = (found[0], until)
 
     async def close(self) -> None:
         """Nothing to release; the data stays usable."""
@@ -178,17 +234,20 @@ class MemoryStorage:
         self._data.move_to_end(key)
         return item.value
 
-    def _set(self, key: str, value: bytes, expires_at: float, tag_keys: tuple[str, ...]) -> None:
+    def _set(
+        self, key: str, value: bytes, expires_at: float, tag_keys: tuple[str, ...], since: int
+    ) -> None:
         now = time.monotonic()
         self._pop(key, now)
         budget = self._budget
         size = budget.size(key, value)
         if not budget.fits(size):
             return
-        self._data[key] = _Item(value, expires_at, tag_keys, size)
+        self._data[key] = _Item(value, expires_at, tag_keys, size, since)
         budget.held += size
         for tag_key in tag_keys:
             self._tags.setdefault(tag_key, set()).add(key)
+            self._keep_stamp(tag_key, since - 1, expires_at)
         while budget.exceeded(len(self._data)):
             self._pop(next(iter(self._data)), now)
         self._writes_until_sweep -= 1
@@ -212,13 +271,15 @@ class MemoryStorage:
     def _sweep(self, now: float) -> None:
         for key in [k for k, item in self._data.items() if item.expires_at <= now]:
             self._pop(key, now)
+        for tag_key in [k for k, (_, until) in self._stamps.items() if until <= now]:
+            del self._stamps[tag_key]
         self._writes_until_sweep = max(_MIN_SWEEP_INTERVAL, len(self._data))
 
 
 def _owns(locks: dict[str, tuple[str, float]], key: str, token: str, now: float) -> bool:
-    """Whether `token` holds the unexpired lock `key`."""
+    """Whether `token` holds the unexpired lock `key` (revoked or not)."""
     held = locks.get(key)
-    return held is not None and held[0] == token and held[1] > now
+    return held is not None and held[0] in (token, token + "!") and held[1] > now
 
 
 class MemoryLockBackend:
@@ -242,7 +303,7 @@ class MemoryLockBackend:
             return None
         if len(self._locks) >= _MIN_SWEEP_INTERVAL and held is None:
             self._sweep(now)
-        token = secrets.token_hex(16)
+        token = f"{secrets.token_hex(16)}:{_now()}"
         self._locks[key] = (token, now + ttl)
         return token
 
@@ -255,10 +316,27 @@ class MemoryLockBackend:
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         """Push the lock's expiry to `ttl` seconds from now if `token` owns it."""
-        if not self._owns(key, token):
+        held = self._locks.get(key)
+        if held is None or not self._owns(key, token):
             return False
-        self._locks[key] = (token, time.monotonic() + ttl)
+        self._locks[key] = (held[0], time.monotonic() + ttl)
         return True
+
+    async def revoke(self, keys: Sequence[str]) -> int:
+        """Revoke the computations holding these locks (see `LockBackend.revoke`)."""
+        now = time.monotonic()
+        revoked = 0
+        for key in keys:
+            held = self._locks.get(key)
+            if held is not None and held[1] > now and not held[0].endswith("!"):
+                self._locks[key] = (held[0] + "!", held[1])
+                revoked += 1
+        return revoked
+
+    async def revoke_matching(self, pattern: str) -> int:
+        """Revoke every lock whose key matches the Redis glob `pattern`."""
+        matches = glob_matcher(pattern)
+        return await self.revoke([key for key in self._locks if matches(key)])
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -13,7 +13,7 @@ import functools
 import inspect
 import secrets
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection
@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks, within
@@ -33,11 +33,11 @@ from atomcache_core.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
 )
-from atomcache_core.keys import escape_glob
+from atomcache_core.keys import escape_glob, stamp_key
 from atomcache_core.protocols import EVENT_STATUSES, Event
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
     from redis.asyncio.client import PubSub
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisClient", "RedisLockBackend", "RedisNotifier", "RedisStorage"]
 
+_T = TypeVar("_T")
+
 RedisClient: TypeAlias = Redis | RedisCluster
 """A redis-py asyncio client: one server (also behind Sentinel) or a Redis Cluster."""
 
@@ -55,31 +57,152 @@ _REDIS_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters) - {"
 
 _CLEAR_BATCH = 500
 
-# KEYS: value key, lock key (or the value key again when unfenced), tag keys...
-# ARGV: value, ttl in milliseconds, lock token ("" when unfenced), "nx" to store only
-# where nothing is (optional). Returns 1 when it stored, else 0.
-_SET = """
+# The stored form of a value (`_WRAP`): a NUL byte, ``S<since>:<n>:`` then, n times,
+# ``<length>:<stamp key>``, then the value's bytes. `since` is when the value's
+# computation began (the lock's time, else the write's), in microseconds of the server's
+# clock; the stamp keys (`keys.stamp_key`) are those of the value's tags. A value is
+# live while every stamp exists and is older than `since`. Values without the prefix
+# (written before stamps existed) are live as they are.
+_WRAP = """
+local function unwrap(value)
+  if string.sub(value, 1, 2) ~= '\\0S' then return nil end
+  local colon = string.find(value, ':', 3, true)
+  local since = tonumber(string.sub(value, 3, colon - 1))
+  local after = string.find(value, ':', colon + 1, true)
+  local count = tonumber(string.sub(value, colon + 1, after - 1))
+  local position, stamps = after + 1, {}
+  for i = 1, count do
+    local stop = string.find(value, ':', position, true)
+    local length = tonumber(string.sub(value, position, stop - 1))
+    stamps[i] = string.sub(value, stop + 1, stop + length)
+    position = stop + 1 + length
+  end
+  return since, stamps, position
+end
+
+local function live(since, stamps)
+  for _, stamp_key in ipairs(stamps) do
+    local stamp = redis.call('GET', stamp_key)
+    if not stamp or tonumber(stamp) >= since then return false end
+  end
+  return true
+end
+
+local function now()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+"""
+
+# KEYS: value keys. Returns each one's bytes, nil where absent or invalidated.
+_GET = (
+    _WRAP
+    + """
+local found = {}
+for i = 1, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  if value then
+    local since, stamps, position = unwrap(value)
+    if since then
+      if live(since, stamps) then value = string.sub(value, position) else value = false end
+    end
+  end
+  found[i] = value
+end
+return found
+"""
+)
+
+# KEYS: value key, lock key (the value key again when unfenced), n tag keys, their n
+# stamp keys. ARGV: value, ttl in milliseconds, lock token ("" when unfenced), "nx" to
+# store only where nothing live is (optional). Returns 1 when it stored; 0 when another
+# owner holds the lock; 2 when it was invalidated or a newer value was stored since the
+# computation began (the lock's time, carried by its token).
+_SET = (
+    _WRAP
+    + """
 local ttl = tonumber(ARGV[2])
-local fenced = ARGV[3] ~= ''
-if fenced and redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
-if ARGV[4] == 'nx' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-for i = 3, #KEYS do
-  local tag_key = KEYS[i]
+local token = ARGV[3]
+local count = (#KEYS - 2) / 2
+local since, holder
+if token ~= '' then
+  holder = redis.call('GET', KEYS[2])
+  if holder and holder ~= token and holder ~= token .. '!' then return 0 end
+  -- a lock that vanished (evicted, expired) is no newer owner: the checks below decide
+  since = tonumber(string.match(token, ':(%d+)$'))
+end
+since = since or now()
+local refused = holder == token .. '!'
+local current = redis.call('GET', KEYS[1])
+if current and not refused then
+  local current_since, stamps = unwrap(current)
+  if ARGV[4] == 'nx' and (not current_since or live(current_since, stamps)) then return 0 end
+  refused = token ~= '' and current_since ~= nil and current_since >= since
+end
+for i = 1, count do
+  if refused then break end
+  local stamp = redis.call('GET', KEYS[2 + count + i])
+  refused = stamp ~= false and tonumber(stamp) >= since
+end
+if refused then
+  if holder then redis.call('DEL', KEYS[2]) end
+  return 2
+end
+local parts = {'\\0S', string.format('%.0f', since), ':', count, ':'}
+for i = 1, count do
+  local stamp_key = KEYS[2 + count + i]
+  parts[#parts + 1] = #stamp_key .. ':' .. stamp_key
+end
+parts[#parts + 1] = ARGV[1]
+redis.call('SET', KEYS[1], table.concat(parts), 'PX', ttl)
+for i = 1, count do
+  local tag_key, stamp_key = KEYS[2 + i], KEYS[2 + count + i]
   -- forget up to two members whose entries are gone, so tag sets stay small
   for _, member in ipairs(redis.call('SRANDMEMBER', tag_key, 2)) do
     if redis.call('EXISTS', member) == 0 then redis.call('SREM', tag_key, member) end
   end
   redis.call('SADD', tag_key, KEYS[1])
   if redis.call('PTTL', tag_key) < ttl then redis.call('PEXPIRE', tag_key, ttl) end
+  if redis.call('EXISTS', stamp_key) == 0 then
+    -- a new stamp, older than this value: only computations begun before it are refused
+    redis.call('SET', stamp_key, string.format('%.0f', since - 1), 'PX', ttl)
+  elseif redis.call('PTTL', stamp_key) < ttl then
+    redis.call('PEXPIRE', stamp_key, ttl)
+  end
 end
-if fenced then redis.call('DEL', KEYS[2]) end
+if holder then redis.call('DEL', KEYS[2]) end
 return 1
 """
+)
 
-_INVALIDATE_TAGS = """
-local removed = 0
+# KEYS: stamp keys. ARGV: lock token, ttl in milliseconds. Makes the stamps a
+# computation begun at the token's time will write, so an invalidation meanwhile finds
+# them (it only moves stamps that exist).
+_TRACK = (
+    _WRAP
+    + """
+local since = tonumber(string.match(ARGV[1], ':(%d+)$')) or now()
+local ttl = tonumber(ARGV[2])
 for i = 1, #KEYS do
+  if not redis.call('SET', KEYS[i], string.format('%.0f', since - 1), 'NX', 'PX', ttl) then
+    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+end
+return #KEYS
+"""
+)
+
+# KEYS: n tag keys, their n stamp keys. Removes the entries of the sets and the sets,
+# then moves every existing stamp to now (entries the sets no longer list, such as
+# those whose set was evicted, and computations under way, are refused by it).
+# Removing first matters under `noeviction` with a full memory: a script that has
+# written may go on writing; a stamp that cannot be moved is deleted instead.
+_INVALIDATE_TAGS = (
+    _WRAP
+    + """
+local count = #KEYS / 2
+local removed = 0
+for i = 1, count do
   local members = redis.call('SMEMBERS', KEYS[i])
   for first = 1, #members, 500 do
     local last = math.min(first + 499, #members)
@@ -87,26 +210,70 @@ for i = 1, #KEYS do
   end
   redis.call('UNLINK', KEYS[i])
 end
+local stamp = string.format('%.0f', now())
+for i = count + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if redis.pcall('SET', KEYS[i], stamp, 'KEEPTTL').err then
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
 return removed
 """
+)
 
-# SET NX, and also success when the lock already holds this very token: the client
-# retried a SET NX whose first attempt took the lock but lost its reply. Redis 7 does
-# the same in one command, `SET ... NX GET`; this script is for Redis 6.
-_ACQUIRE = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
+# Takes the lock unless it is held; the token is ARGV[1] and the server's time in
+# microseconds (when the computation begins, for `_SET`). Also succeeds when the lock
+# already holds a token of ARGV[1]: the client retried a call whose answer was lost.
+_ACQUIRE = (
+    _WRAP
+    + """
+local token = ARGV[1] .. ':' .. string.format('%.0f', now())
+if redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then return token end
+local holder = redis.call('GET', KEYS[1])
+if holder and string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then return holder end
+return false
+"""
+)
+
+# The owner of a lock is its token, revoked (`_REVOKE`: "!" appended) or not. ARGV[2]
+# "prefix": any token that begins with ARGV[1] (a call whose answer was lost).
+_OWNS = """
+local function owns(holder)
+  if not holder then return false end
+  if holder == ARGV[1] or holder == ARGV[1] .. '!' then return true end
+  return ARGV[2] == 'prefix' and string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. ':'
+end
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+_RELEASE = (
+    _OWNS
+    + """
+if owns(redis.call('GET', KEYS[1])) then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+)
 
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+_EXTEND = (
+    _OWNS
+    + """
+if owns(redis.call('GET', KEYS[1])) then return redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 0
+"""
+)
+
+# Marks the computations holding these locks as revoked: they keep the lock, but their
+# fenced write (`_SET`) stores nothing. Returns how many were marked.
+_REVOKE = """
+local revoked = 0
+for i = 1, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
+  if holder and string.sub(holder, -1) ~= '!' then
+    redis.call('SET', KEYS[i], holder .. '!', 'KEEPTTL')
+    revoked = revoked + 1
+  end
+end
+return revoked
 """
 
 
@@ -280,6 +447,8 @@ class RedisStorage:
         self._owns_client = owns_client
         self._breaker = breaker
         self._set = client.register_script(_SET)
+        self._get = client.register_script(_GET)
+        self._track = client.register_script(_TRACK)
         self._invalidate_tags = client.register_script(_INVALIDATE_TAGS)
         # One server: the reads issued in one event-loop turn share one MGET. A
         # cluster's keys live on several nodes: its reads go one by one.
@@ -293,23 +462,21 @@ class RedisStorage:
 
     async def _get_one(self, key: str) -> bytes | None:
         with _translate_errors("GET", _node_breaker(self._cluster, self._breaker, key)):
-            value = await self._client.get(key)
-        return _as_bytes(value)
+            values: list[bytes | None] = await self._get(keys=[key])
+        return values[0]
 
     async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
         with _translate_errors("MGET", self._breaker):
-            values = await self._client.mget(keys)
-        return [_as_bytes(value) for value in values]
+            values: list[bytes | None] = await self._get(keys=list(keys))
+        return values
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return the bytes of each key in one `MGET`."""
+        """Return the bytes of each key in one script (one per key on a cluster)."""
         if not keys:
             return []
         if self._cluster is None:
             return await self._mget(keys)
-        with _translate_errors("MGET", self._breaker):
-            values = await self._cluster.mget_nonatomic(keys)  # one MGET per slot
-        return [_as_bytes(value) for value in values]
+        return await _in_turns([functools.partial(self._get_one, key) for key in keys])
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """Store `value` for `ttl` seconds, recording it in each tag set atomically."""
@@ -322,16 +489,12 @@ class RedisStorage:
     async def _store(
         self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str], *, only_new: bool
     ) -> bool:
-        """`SET` (`SET NX` when `only_new`), through the tagging script if there are tags."""
+        """The writing script, unfenced (`SET NX` when `only_new`)."""
         milliseconds = _milliseconds(ttl)
         breaker = _node_breaker(self._cluster, self._breaker, key)
-        operation = "SET NX" if only_new else "SET"
-        if not tag_keys:
-            with _translate_errors(operation, breaker):
-                return bool(await self._client.set(key, value, px=milliseconds, nx=only_new))
-        with _translate_errors(f"{operation} (with tags)", breaker):
+        with _translate_errors("SET NX" if only_new else "SET", breaker):
             stored: int = await self._set(
-                keys=[key, key, *tag_keys],
+                keys=[key, key, *tag_keys, *map(stamp_key, tag_keys)],
                 args=[value, milliseconds, "", *(["nx"] if only_new else [])],
             )
         return stored == 1
@@ -346,23 +509,41 @@ class RedisStorage:
         lock_key: str,
         token: str,
     ) -> bool:
-        """Store and release the lock in one script, only while `token` holds `lock_key`."""
+        """Store and release the lock in one script (see `Storage.set_if_locked`)."""
         milliseconds = _milliseconds(ttl)
         with _translate_errors("SET (fenced)", _node_breaker(self._cluster, self._breaker, key)):
             stored: int = await self._set(
-                keys=[key, lock_key, *tag_keys], args=[value, milliseconds, token]
+                keys=[key, lock_key, *tag_keys, *map(stamp_key, tag_keys)],
+                args=[value, milliseconds, token],
             )
         return stored == 1
+
+    async def track_tags(self, tag_keys: Sequence[str], *, token: str, ttl: float) -> None:
+        """Make the stamps of `tag_keys` exist, older than the computation of `token`."""
+        if not tag_keys:
+            return
+        milliseconds = _milliseconds(ttl)
+        with _translate_errors(
+            "track tags", _node_breaker(self._cluster, self._breaker, tag_keys[0])
+        ):
+            await self._track(
+                keys=[stamp_key(tag_key) for tag_key in tag_keys], args=[token, milliseconds]
+            )
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Store every item for `ttl` seconds in one pipeline."""
         if not items:
             return
+        if self._cluster is not None:  # a script per key, on the node of its slot
+            store = functools.partial(self._store, ttl=ttl, tag_keys=(), only_new=False)
+            await _in_turns([functools.partial(store, key, value) for key, value in items.items()])
+            return
         milliseconds = _milliseconds(ttl)
         with _translate_errors("SET (pipeline)", self._breaker):
             async with self._client.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(key, value, px=milliseconds)
+                for key, value in items.items():  # queued; redis-py loads the script if needed
+                    args = [value, milliseconds, ""]
+                    await self._set(keys=[key, key], args=args, client=pipe)  # type: ignore[arg-type]
                 await pipe.execute()
 
     async def delete(self, key: str) -> bool:
@@ -403,22 +584,26 @@ class RedisStorage:
             return 0
         with _translate_errors("invalidate tags", self._breaker):
             if self._cluster is None:
-                removed: int = await self._invalidate_tags(keys=list(tag_keys))
+                stamps = [stamp_key(tag_key) for tag_key in tag_keys]
+                removed: int = await self._invalidate_tags(keys=[*tag_keys, *stamps])
                 return removed
             return await self._invalidate_cluster_tags(self._cluster, tag_keys)
 
     async def _invalidate_cluster_tags(self, cluster: RedisCluster, tag_keys: Sequence[str]) -> int:
-        """One script per slot that holds any of the sets (a script cannot span slots)."""
+        """One script per slot that holds any set or stamp (a script cannot span slots)."""
         async with cluster.pipeline(transaction=False) as pipe:
             for tag_key in tag_keys:
-                pipe.exists(tag_key)
+                pipe.exists(tag_key, stamp_key(tag_key))
             found: list[int] = await pipe.execute()
         by_slot: dict[int, list[str]] = {}
         for tag_key, exists in zip(tag_keys, found, strict=True):
             if exists:
                 by_slot.setdefault(key_slot(tag_key.encode()), []).append(tag_key)
         counts = await asyncio.gather(
-            *(self._invalidate_tags(keys=keys) for keys in by_slot.values())
+            *(
+                self._invalidate_tags(keys=[*keys, *map(stamp_key, keys)])
+                for keys in by_slot.values()
+            )
         )
         return sum(counts)
 
@@ -432,7 +617,12 @@ class RedisStorage:
 
 
 class RedisLockBackend:
-    """`LockBackend` on Redis: `SET NX PX` with a random token, Lua compare-and-delete."""
+    """`LockBackend` on Redis: `SET NX PX` with a random token in a script, Lua compare-and-delete.
+
+    A token is 32 random hex digits, a colon, and the server's time when the lock was
+    taken, in microseconds: the time `RedisStorage.set_if_locked` compares with the
+    invalidations that came since.
+    """
 
     def __init__(
         self,
@@ -448,54 +638,71 @@ class RedisLockBackend:
         self._cluster = client if isinstance(client, RedisCluster) else None
         self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
-        self._cleanups = BackgroundTasks()
-        self._set_nx_get: bool | None = None  # whether the server takes SET NX GET (Redis 7)
         self._extend = client.register_script(_EXTEND)
+        self._revoke = client.register_script(_REVOKE)
+        self._cleanups = BackgroundTasks()
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
-        token = secrets.token_hex(16)
+        nonce = secrets.token_hex(16)
         try:
             with _translate_errors("SET NX (lock)", self._breaker_for(key)):
-                taken = await self._take(key, token, _milliseconds(ttl))
+                token = await self._acquire(keys=[key], args=[nonce, _milliseconds(ttl)])
         except BackendUnavailableError:
             # Redis may have taken the lock and lost only its answer: nobody would know
             # the token, and the key would be locked until the lock expires.
-            release = functools.partial(self.release, key, token)  # only this token's lock
+            release = functools.partial(self._release_nonce, key, nonce)  # only this call's lock
             self._cleanups.start(keep_trying(release, ttl), name="atomcache-release")
             raise
-        return token if taken else None
+        return None if token is None else _as_bytes(token).decode()  # type: ignore[union-attr]
 
     def _breaker_for(self, key: str) -> CircuitBreaker | None:
         return _node_breaker(self._cluster, self._breaker, key)
 
-    async def _take(self, key: str, token: str, milliseconds: int) -> bool:
-        """Set the lock unless it exists; also true when it already holds `token`."""
-        if self._set_nx_get is not False:
-            try:
-                old = await self._client.set(key, token, nx=True, px=milliseconds, get=True)
-            except ResponseError as exc:
-                if self._set_nx_get is not None or "syntax" not in str(exc).lower():
-                    raise
-                self._set_nx_get = False  # Redis 6: NX and GET do not go together
-            else:
-                self._set_nx_get = True
-                return old is None or old in (token, token.encode())
-        taken: int = await self._acquire(keys=[key], args=[token, milliseconds])
-        return taken == 1
+    async def _release_nonce(self, key: str, nonce: str) -> bool:
+        """Release the lock if a token of `nonce` holds it (its answer was lost)."""
+        with _translate_errors("release lock", self._breaker_for(key)):
+            released: int = await self._release(keys=[key], args=[nonce, "prefix"])
+        return released == 1
 
     async def release(self, key: str, token: str) -> bool:
-        """Delete the lock only if `token` still owns it."""
+        """Delete the lock only if `token` still owns it (revoked or not)."""
         with _translate_errors("release lock", self._breaker_for(key)):
-            released: int = await self._release(keys=[key], args=[token])
+            released: int = await self._release(keys=[key], args=[token, ""])
         return released == 1
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
-        """Reset the lock's expiry only if `token` still owns it."""
+        """Reset the lock's expiry only if `token` still owns it (revoked or not)."""
         milliseconds = _milliseconds(ttl)
         with _translate_errors("extend lock", self._breaker_for(key)):
-            extended: int = await self._extend(keys=[key], args=[token, milliseconds])
+            extended: int = await self._extend(keys=[key], args=[token, "", milliseconds])
         return extended == 1
+
+    async def revoke(self, keys: Sequence[str]) -> int:
+        """Revoke the computations holding these locks (see `LockBackend.revoke`)."""
+        with _translate_errors("revoke locks", self._breaker):
+            return await self._revoke_keys(keys)
+
+    async def _revoke_keys(self, keys: Sequence[str | bytes]) -> int:
+        if not keys:
+            return 0
+        if self._cluster is None:
+            revoked: int = await self._revoke(keys=list(keys))
+            return revoked
+        counts = await asyncio.gather(*(self._revoke(keys=[key]) for key in keys))
+        return sum(counts)
+
+    async def revoke_matching(self, pattern: str) -> int:
+        """Revoke every lock whose key matches the glob `pattern`, found with `SCAN`."""
+        revoked = 0
+        with _translate_errors("SCAN (locks)", self._breaker):
+            batch: list[bytes] = []
+            async for key in self._client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= _CLEAR_BATCH:
+                    revoked += await self._revoke_keys(batch)
+                    batch.clear()
+            return revoked + await self._revoke_keys(batch)
 
     async def close(self) -> None:
         """Stop the clean-ups; close the client if this object owns it."""
@@ -798,6 +1005,18 @@ class RedisNotifier:
         except (AtomCacheError, RedisError, OSError):
             return False
         return True
+
+
+#: How many calls `_in_turns` has under way at once: a cluster's pools are per node.
+_AT_ONCE = 16
+
+
+async def _in_turns(calls: Sequence[Callable[[], Awaitable[_T]]]) -> list[_T]:
+    """Run the calls concurrently, `_AT_ONCE` at a time; their results in order."""
+    results: list[_T] = []
+    for start in range(0, len(calls), _AT_ONCE):
+        results.extend(await asyncio.gather(*(call() for call in calls[start : start + _AT_ONCE])))
+    return results
 
 
 def _any_primary(cluster: RedisCluster) -> ClusterNode:

@@ -196,6 +196,10 @@ class TieredStorage:
             await self._changed([key])
         return stored
 
+    async def track_tags(self, tag_keys: Sequence[str], *, token: str, ttl: float) -> None:
+        """The shared storage's `track_tags`."""
+        await self.shared.track_tags(tag_keys, token=token, ttl=ttl)
+
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Write every item through, then announce the changes."""
         try:
