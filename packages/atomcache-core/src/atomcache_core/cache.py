@@ -6,6 +6,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
+from atomcache_core._invalidations import (
+    Invalidation,
+    PendingInvalidations,
+    ReadsAfterInvalidation,
+)
 from atomcache_core._refresh import RefreshAhead
 from atomcache_core._seconds import checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
@@ -39,6 +44,7 @@ DEFAULT_TTL = 300.0
 DEFAULT_LOCK_TTL = 10.0
 DEFAULT_RECHECK_INTERVAL = 2.0
 DEFAULT_WAIT_TIMEOUT = 30.0
+DEFAULT_INVALIDATION_TIMEOUT = 1.0
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 _SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -84,6 +90,9 @@ class Cache:
         observers: Where the cache's metrics and spans go (`atomcache_core.observability`):
             `None` (default): OpenTelemetry and Prometheus, each if its library is
             installed; `()`: nowhere.
+        invalidation_timeout: Seconds an invalidation (`delete`, `delete_many`,
+            `delete_pattern`, `clear`, `invalidate_tags`) may wait for Redis before it is
+            kept and replayed when Redis answers again (default 1 s; docs/reliability.md).
 
     `storage`, `lock` and `notifier` go together: give all three (e.g. the Redis
     backends on one client), or only a `MemoryStorage`, or none.
@@ -110,6 +119,7 @@ class Cache:
         local_max_entries: int = DEFAULT_MAX_ENTRIES,
         local_max_bytes: int = DEFAULT_MAX_BYTES,
         observers: Iterable[Observer] | None = None,
+        invalidation_timeout: float = DEFAULT_INVALIDATION_TIMEOUT,
     ) -> None:
         """Assemble a cache from its parts."""
         if storage is None:
@@ -129,8 +139,14 @@ class Cache:
             raise ConfigurationError(msg)
         self.keys = KeyBuilder(namespace, version)
         self._versions: dict[int, KeyBuilder] = {}
+        self._shared = storage
         self.shared_storage: Storage = storage
         self.storage: Storage = storage
+        self._invalidations = PendingInvalidations(
+            self._apply,
+            timeout=_checked_ttl(invalidation_timeout, "invalidation_timeout"),
+            blind=self._blind,
+        )
         if local_ttl is not None:
             if isinstance(storage, MemoryStorage):
                 msg = (
@@ -192,6 +208,7 @@ class Cache:
         local_max_entries: int = DEFAULT_MAX_ENTRIES,
         local_max_bytes: int = DEFAULT_MAX_BYTES,
         observers: Iterable[Observer] | None = None,
+        invalidation_timeout: float = DEFAULT_INVALIDATION_TIMEOUT,
         **redis_options: Any,
     ) -> Cache:
         """Create a cache from a URL.
@@ -238,6 +255,7 @@ class Cache:
             "local_max_entries": local_max_entries,
             "local_max_bytes": local_max_bytes,
             "observers": observers,
+            "invalidation_timeout": invalidation_timeout,
         }
         if scheme == "memory":
             if redis_options or breaker is not None:
@@ -381,15 +399,21 @@ class Cache:
         tag_keys = keys.tags(_checked_tags(tags), key)
         return keys.value(key), self._encode(value, seconds, time.time()), seconds, tag_keys
 
-    async def delete(self, key: str, *, version: int | None = None) -> bool:
+    async def delete(self, key: str, *, version: int | None = None, strict: bool = False) -> bool:
         """Remove `key`; return whether it was stored.
 
         A computation of `key` under way (in any instance) stores nothing: its callers
-        get its result, and the next caller computes again (docs/reliability.md).
+        get its result, and the next caller computes again. If Redis does not take the
+        deletion within `invalidation_timeout`, it is kept and replayed when Redis
+        answers again, and `False` is returned; with `strict`, the error is raised
+        instead (docs/reliability.md).
+
+        Raises:
+            BackendUnavailableError: with `strict`, Redis is away or did not answer in time.
         """
         keys = self.keys_of(version)
-        await self.lock.revoke([keys.lock(key)])  # first: a write between the two is refused
-        return await self.storage.delete(keys.value(key))
+        invalidation = Invalidation("keys", (key,), version, frozenset((keys.value(key),)))
+        return await self._invalidations.run(invalidation, strict=strict) > 0
 
     async def exists(self, key: str, *, version: int | None = None) -> bool:
         """Whether a fresh value is stored under `key`."""
@@ -429,13 +453,18 @@ class Cache:
         }
         await self.storage.set_many(items, seconds)
 
-    async def delete_many(self, keys: Sequence[str], *, version: int | None = None) -> int:
-        """Remove every key; return how many were stored (computations under way: `delete`)."""
+    async def delete_many(
+        self, keys: Sequence[str], *, version: int | None = None, strict: bool = False
+    ) -> int:
+        """Remove every key; return how many were stored (as `delete`: 0 when kept)."""
         builder = self.keys_of(version)
-        await self.lock.revoke([builder.lock(key) for key in keys])
-        return await self.storage.delete_many([builder.value(key) for key in keys])
+        value_keys = frozenset(builder.value(key) for key in keys)
+        invalidation = Invalidation("keys", tuple(keys), version, value_keys)
+        return await self._invalidations.run(invalidation, strict=strict)
 
-    async def delete_pattern(self, pattern: str, *, version: int | None = None) -> int:
+    async def delete_pattern(
+        self, pattern: str, *, version: int | None = None, strict: bool = False
+    ) -> int:
         """Remove every entry whose key matches `pattern`; return how many.
 
         `pattern` is a Redis glob over the keys given to `set` (impcache's
@@ -445,25 +474,77 @@ class Cache:
         literally. On Redis the keys are found with `SCAN` (every master of a
         cluster), never `KEYS`. Keys longer than 200 UTF-8 bytes are stored under
         their SHA-256 and are never matched: give such entries a tag instead.
-        Computations of matching keys under way store nothing (as for `delete`).
+        Computations of matching keys under way, and Redis being away, are as for
+        `delete`.
 
         Raises:
             ConfigurationError: `pattern` is not a string.
+            BackendUnavailableError: with `strict`, Redis is away or did not answer in time.
         """
         if not isinstance(pattern, str):
             msg = f"pattern must be a str glob such as 'user:*', got {pattern!r}"  # type: ignore[unreachable]
             raise ConfigurationError(msg)
-        keys = self.keys_of(version)
-        await self.lock.revoke_matching(f"{escape_glob(keys.lock_prefix)}{{???}}={pattern}")
-        prefix = escape_glob(keys.value_prefix)
-        return await self.storage.delete_matching(f"{prefix}{{???}}={pattern}")
+        self.keys_of(version)  # checked now, not when replayed
+        invalidation = Invalidation("pattern", (pattern,), version)
+        return await self._invalidations.run(invalidation, strict=strict)
 
-    async def clear(self, *, version: int | None = None) -> int:
+    async def clear(self, *, version: int | None = None, strict: bool = False) -> int:
         """Remove every entry and tag of this namespace, and no other; return the entries.
 
         Entries of every version go (aiocache's `clear` of a namespace); with `version=`,
-        only that version's. Computations under way store nothing (as for `delete`).
+        only that version's. Computations under way, and Redis being away, are as for
+        `delete`.
+
+        Raises:
+            BackendUnavailableError: with `strict`, Redis is away or did not answer in time.
         """
+        if version is not None:
+            self.keys_of(version)
+        return await self._invalidations.run(Invalidation("clear", (), version), strict=strict)
+
+    async def invalidate_tags(
+        self, *tags: str, version: int | None = None, strict: bool = False
+    ) -> int:
+        """Remove every entry stored with any of `tags`; return how many.
+
+        Computations under way that store with one of `tags`, and Redis being away, are
+        as for `delete`.
+
+        Raises:
+            BackendUnavailableError: with `strict`, Redis is away or did not answer in time.
+        """
+        self.keys_of(version)
+        invalidation = Invalidation("tags", tuple(_checked_tags(tags)), version)
+        return await self._invalidations.run(invalidation, strict=strict)
+
+    @property
+    def pending_invalidations(self) -> int:
+        """How many invalidations wait for Redis to answer again, to be replayed."""
+        return len(self._invalidations)
+
+    async def _apply(self, invalidation: Invalidation) -> int:
+        """Perform an invalidation on the storage; how many entries it removed.
+
+        Locks first: a computation that writes between the two is refused, one that
+        wrote before has its value removed.
+        """
+        names, version = invalidation.names, invalidation.version
+        if invalidation.kind == "tags":
+            builder = self.keys_of(version)
+            return await self.storage.invalidate_tags(
+                [bucket for tag in names for bucket in builder.tag_buckets(tag)]
+            )
+        if invalidation.kind == "keys":
+            builder = self.keys_of(version)
+            await self.lock.revoke([builder.lock(key) for key in names])
+            if len(names) == 1:
+                return int(await self.storage.delete(builder.value(names[0])))
+            return await self.storage.delete_many([builder.value(key) for key in names])
+        if invalidation.kind == "pattern":
+            builder = self.keys_of(version)
+            await self.lock.revoke_matching(f"{escape_glob(builder.lock_prefix)}{{???}}={names[0]}")
+            prefix = escape_glob(builder.value_prefix)
+            return await self.storage.delete_matching(f"{prefix}{{???}}={names[0]}")
         if version is not None:
             builder = self.keys_of(version)
             await self.lock.revoke_matching(escape_glob(builder.lock_prefix) + "*")
@@ -480,12 +561,16 @@ class Cache:
         await self.storage.delete_matching(f"{others}:t:*")
         return removed
 
-    async def invalidate_tags(self, *tags: str, version: int | None = None) -> int:
-        """Remove every entry stored with any of `tags`; return how many."""
-        builder = self.keys_of(version)
-        return await self.storage.invalidate_tags(
-            [bucket for tag in _checked_tags(tags) for bucket in builder.tag_buckets(tag)]
+    def _blind(self, blind: bool) -> None:  # noqa: FBT001 - the callback of PendingInvalidations
+        """Read the shared storage as if the waiting invalidations were applied, or not."""
+        reader: Storage = (
+            ReadsAfterInvalidation(self._shared, self._invalidations) if blind else self._shared
         )
+        self.shared_storage = reader
+        if isinstance(self.storage, TieredStorage):
+            self.storage.shared = reader
+        else:
+            self.storage = reader
 
     def keys_of(self, version: int | None) -> KeyBuilder:
         """The storage keys of `version` (`None`: the cache's own, `Cache(version=...)`).
@@ -605,6 +690,7 @@ class Cache:
         """Stop background work and close the connections this cache opened."""
         await self.refresher.close()
         await self.single_flight.close()
+        await self._invalidations.close()
         await self.storage.close()  # first: a local tier stops listening before the notifier
         await self.lock.close()
         await self.notifier.close()
