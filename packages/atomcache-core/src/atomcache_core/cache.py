@@ -569,6 +569,8 @@ class Cache:
         self.shared_storage = reader
         if isinstance(self.storage, TieredStorage):
             self.storage.shared = reader
+            if blind:  # what the tier holds may be what the waiting invalidations remove
+                self.storage.drop(self._invalidations.skipped_keys)
         else:
             self.storage = reader
 

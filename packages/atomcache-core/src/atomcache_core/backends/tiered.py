@@ -305,6 +305,13 @@ class TieredStorage:
             if not pending:
                 del self._reads[key]
 
+    def drop(self, keys: Iterable[str] | None) -> None:
+        """Forget `keys` (`None`: everything) here, and spoil the reads of them in flight.
+
+        For a change this instance knows of that has not reached the shared storage yet.
+        """
+        self._drop(keys)
+
     def _drop(self, keys: Iterable[str] | None) -> None:
         """Forget `keys` (`None`: everything) and spoil the reads of them in flight."""
         if keys is None:
