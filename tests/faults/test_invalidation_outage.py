@@ -98,13 +98,12 @@ async def invalidate_while_away(
 async def test_an_invalidation_while_redis_is_frozen_is_replayed(kind: str, namespace: str) -> None:
     """SIGSTOP: the call gives up after its deadline; SIGCONT: the replay lands."""
     with RedisServer() as server:
-        await invalidate_while_away(
-            server.url,
-            namespace,
-            kind,
-            away=server.pause,
-            back=lambda: (server.resume(), server.url)[1],
-        )
+
+        def resume() -> str:
+            server.resume()
+            return server.url
+
+        await invalidate_while_away(server.url, namespace, kind, away=server.pause, back=resume)
 
 
 async def test_an_invalidation_while_redis_is_down_is_replayed(namespace: str) -> None:
