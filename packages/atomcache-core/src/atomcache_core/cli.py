@@ -317,8 +317,10 @@ async def _tags_of(cache: Cache, key: str) -> list[str]:
     pattern = escape_glob(bucket_prefix) + "*"
     found = []
     async for tag_key in client.scan_iter(match=pattern, count=1000):
+        name = _text(tag_key)[len(bucket_prefix) :]
+        if name.startswith("!"):  # a tag's stamp (keys.stamp_key), not its set
+            continue
         if await client.sismember(tag_key, value_key):
-            name = _text(tag_key)[len(bucket_prefix) :]
             found.append(name[1:] if name.startswith("=") else f"(hashed) {name[1:]}")
     return sorted(found)
 
@@ -559,17 +561,17 @@ async def _rights_checks(cache: Cache) -> list[Check]:
             await cache.lock.release(lock_key, token)
 
     async def invalidate() -> None:
-        await cache.invalidate_tags(tag)
+        await cache.invalidate_tags(tag, strict=True)
 
     async def delete() -> None:
-        await cache.delete(key)
+        await cache.delete(key, strict=True)
 
     operations: list[tuple[str, str, Callable[[], Awaitable[None]]]] = [
-        ("write", "SET (in a script, EVALSHA), SADD for tags", store),
-        ("read", "GET", read),
-        ("lock", "SET NX PX, EVALSHA to release", lock),
-        ("invalidate", "SMEMBERS, DEL/UNLINK in a script", invalidate),
-        ("delete", "DEL", delete),
+        ("write", "SET, SADD and TIME in a script (EVALSHA)", store),
+        ("read", "GET in a script (EVALSHA)", read),
+        ("lock", "SET NX PX and TIME in a script (EVALSHA), one to release", lock),
+        ("invalidate", "SMEMBERS, UNLINK and SET in a script (EVALSHA)", invalidate),
+        ("delete", "SET KEEPTTL in a script (EVALSHA), UNLINK", delete),
     ]
     return [await _right(name, commands, operation) for name, commands, operation in operations]
 
