@@ -13,6 +13,7 @@ from atomcache_core import Cache, ConfigurationError, MemoryStorage
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES
 from atomcache_core.backends.tiered import TieredStorage
 from support.cache_process import CacheProcess
+from support.redis_server import SERVER_URLS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -286,7 +287,10 @@ def _forked_worker(role: str, ready: Any, written: Any, results: Any) -> None:
         results.put((role, repr(error)))
 
 
-def test_forked_workers_see_each_others_writes(redis_url: str, namespace: str) -> None:
+@pytest.mark.parametrize("server", ["redis", "valkey"])
+def test_forked_workers_see_each_others_writes(
+    request: pytest.FixtureRequest, server: str, namespace: str
+) -> None:
     """Workers forked from one instance (gunicorn --preload) each get a local tier of their own.
 
     One worker's write evicts the entry from the other's tier: they no longer take each
@@ -294,12 +298,14 @@ def test_forked_workers_see_each_others_writes(redis_url: str, namespace: str) -
     """
     import multiprocessing  # noqa: PLC0415 - only this test forks
 
+    url = request.getfixturevalue(SERVER_URLS[server])
+
     async def seed() -> None:
-        async with Cache.from_url(redis_url, namespace=namespace) as writer:
+        async with Cache.from_url(url, namespace=namespace) as writer:
             await writer.set("k", "old")
 
     asyncio.run(seed())
-    PRELOADED["cache"] = Cache.from_url(redis_url, namespace=namespace, **LOCAL)
+    PRELOADED["cache"] = Cache.from_url(url, namespace=namespace, **LOCAL)
     context = multiprocessing.get_context("fork")
     ready, written, results = context.Event(), context.Event(), context.Queue()
     workers = [
