@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from atomcache_core import Cache
+from atomcache_core.backends.redis import RedisStorage
 from atomcache_core.backends.tiered import TieredStorage
 
 READS = 200  # reads each side makes while the other reads too
@@ -141,3 +142,53 @@ def test_a_child_forked_after_a_warm_up_starts_with_a_working_cache(
         loop.run_until_complete(cache.close())
         loop.close()
     assert outcome == "ok"
+
+
+def _read_alone(results: Any) -> None:
+    """Read "b" in the child, with a deadline."""
+
+    async def work() -> Any:
+        return await asyncio.wait_for(BUSY["cache"].get("b"), 5)
+
+    try:
+        results.put(asyncio.run(work()))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        results.put(repr(error))
+
+
+async def test_a_child_forked_while_a_batch_of_reads_forms_reads_on_its_own(
+    redis_url: str, namespace: str
+) -> None:
+    """Forked in the very turn a pipelined batch forms: the child's reads do not join it.
+
+    The batch is sent by a task of the parent's event loop, which never runs in the
+    child: a read joining it would wait forever.
+    """
+    async with Cache.from_url(redis_url, namespace=namespace, observers=()) as cache:
+        assert isinstance(cache.shared_storage, RedisStorage)
+        batcher = cache.shared_storage._reads
+        assert batcher is not None  # one server: reads are pipelined
+        await cache.set_many({"a": 1, "b": 2})
+        BUSY["cache"] = cache
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_read_alone, args=(results,))
+
+        async def fork() -> None:
+            assert batcher._forming is not None  # "a" is in flight, "b" forms a batch
+            child.start()
+
+        try:
+            assert list(await asyncio.gather(cache.get("a"), cache.get("b"), fork())) == [
+                1,
+                2,
+                None,
+            ]
+            outcome = await asyncio.to_thread(results.get, timeout=30)
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            BUSY.clear()
+    assert outcome == 2
