@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -255,6 +256,28 @@ async def test_the_local_tier_is_bounded_in_bytes_by_default(redis_url: str) -> 
     """The default bound is finite: 64 MiB."""
     async with Cache.from_url(redis_url, local_ttl=1.0) as cache:
         assert tier(cache).max_bytes == DEFAULT_MAX_BYTES == 64 * 1024 * 1024
+
+
+async def test_a_tier_whose_listener_stops_serves_nothing_until_it_listens_again(
+    local: Cache,
+) -> None:
+    """A listener cancelled (as asyncio.run cancels it when its loop ends) empties the tier.
+
+    Changes made while nothing listens would go unheard: the tier neither serves nor
+    keeps anything until a new listener, started by the next read, proves the channel.
+    """
+    await local.set("k", "old")
+    await until_serving(local)
+    assert await local.get("k") == "old"
+    assert len(tier(local)) == 1
+    listener = tier(local)._listener
+    assert listener is not None
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    assert not tier(local).serving
+    assert len(tier(local)) == 0
+    await until_serving(local)
 
 
 #: The instance the forked workers of `test_forked_workers_see_each_others_writes` share,

@@ -351,19 +351,28 @@ class TieredStorage:
             self._listener = asyncio.create_task(self._listen(), name="atomcache-local-tier")
 
     async def _listen(self) -> None:
-        """Apply announcements; after any gap, empty the tier and prove the channel live."""
+        """Apply announcements; after any gap, empty the tier and prove the channel live.
+
+        The tier serves only while this runs: however it ends (`close`, or cancelled with
+        its event loop, as `asyncio.run` does when it returns), the tier empties itself
+        and the next read starts a new listener.
+        """
         backoff = 0.05
-        while not self._closed:
-            try:
-                async with self._notifier.subscribe(self._channel) as subscription:
-                    await self._resume(subscription)
-                    backoff = 0.05
-                    await self._apply(subscription)
-            except (AtomCacheError, _ChannelLostError):
-                logger.debug("local tier suspended: invalidation channel lost", exc_info=True)
+        try:
+            while not self._closed:
+                try:
+                    async with self._notifier.subscribe(self._channel) as subscription:
+                        await self._resume(subscription)
+                        backoff = 0.05
+                        await self._apply(subscription)
+                except (AtomCacheError, _ChannelLostError):
+                    logger.debug("local tier suspended: invalidation channel lost", exc_info=True)
+                self._suspend()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        finally:
             self._suspend()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            self._listener = None
 
     async def _resume(self, subscription: Subscription) -> None:
         """Serve again once a message of ours came back on the channel."""
