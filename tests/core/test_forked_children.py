@@ -192,3 +192,46 @@ async def test_a_child_forked_while_a_batch_of_reads_forms_reads_on_its_own(
                 child.join()
             BUSY.clear()
     assert outcome == 2
+
+
+def _close_in_child(results: Any) -> None:
+    """Use the cache, entry kept warm included, then close it, with a deadline."""
+
+    async def work() -> str:
+        cache: Cache = BUSY["cache"]
+        assert await cache.get_or_set("warm", lambda: "child", ttl=60, refresh_ahead=True)
+        await asyncio.wait_for(cache.close(), 5)
+        return "closed"
+
+    try:
+        results.put(asyncio.run(work()))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        results.put(repr(error))
+
+
+async def test_a_child_forked_while_the_parent_works_in_the_background_closes_its_cache(
+    redis_url: str, namespace: str
+) -> None:
+    """Forked while the parent keeps an entry warm and its tier listens: the child's close returns.
+
+    The parent's background tasks never run in the child: a close waiting for them to
+    end would hang the child's shutdown (a gunicorn worker's, say).
+    """
+    async with Cache.from_url(redis_url, namespace=namespace, local_ttl=30) as cache:
+        assert await cache.get_or_set("warm", lambda: "parent", ttl=60, refresh_ahead=True)
+        await until_serving(cache)
+        assert len(cache.refresher) == 1
+        BUSY["cache"] = cache
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_close_in_child, args=(results,))
+        try:
+            child.start()
+            outcome = await asyncio.to_thread(results.get, timeout=30)
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            BUSY.clear()
+    assert outcome == "closed"
