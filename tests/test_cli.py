@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,13 @@ from click.testing import CliRunner
 from redis import Redis
 
 from atomcache_core import Cache
+from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.cli import main
 from support.redis_server import RedisServer
 from support.secure_redis import add_namespace_user
 
 TOPOLOGIES = ("redis_url", "valkey_url", "cluster_url", "sentinel_url")
+COMMAND = Path(sys.executable).with_name("atomcache")
 
 
 def run(*arguments: str, answer: str | None = None) -> tuple[int, str]:
@@ -56,11 +59,20 @@ def url(request: pytest.FixtureRequest) -> str:
     return found
 
 
+async def run_process(*arguments: str) -> tuple[int, str]:
+    """The installed command run in a process of its own: its exit code and stdout."""
+    process = await asyncio.create_subprocess_exec(
+        str(COMMAND), *arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode() + stderr.decode()
+
+
 def test_the_console_script_is_installed() -> None:
     """`atomcache` is on the environment's PATH and answers `--version`."""
-    script = Path(sys.executable).with_name("atomcache")
     done = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, check=False, timeout=60
+        [str(COMMAND), "--version"], capture_output=True, text=True, check=False, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert "atomcache" in done.stdout
@@ -109,6 +121,53 @@ def test_invalidate_removes_the_tagged_entries_only(url: str) -> None:
     assert json.loads(output)["removed"] == 2
     assert stored(url, namespace, "a") is None
     assert stored(url, namespace, "c") == {"name": "Ada"}
+
+
+@pytest.mark.parametrize(
+    "purge", [("invalidate", "--tag", "users"), ("clear", "--yes")], ids=["invalidate", "clear"]
+)
+async def test_invalidate_and_clear_reach_the_local_tiers_of_running_instances(
+    url: str, purge: tuple[str, ...]
+) -> None:
+    """An instance serving an entry from its local tier stops once the command removed it.
+
+    The command announces the removal on the namespace's invalidation channel, as a
+    cache with a local tier does, so the tier does not keep the old value for local_ttl.
+    """
+    namespace = f"cli-{uuid.uuid4().hex[:8]}"
+    async with Cache.from_url(url, namespace=namespace, local_ttl=60, observers=()) as cache:
+        assert isinstance(cache.storage, TieredStorage)
+        tier = cache.storage
+        await cache.set("user:1", {"name": "Ada"}, ttl=60, tags=["users"])
+        deadline = time.monotonic() + 5
+        hits = tier.hits
+        while tier.hits == hits:  # until a read is answered from the tier
+            assert time.monotonic() < deadline, "the local tier never served the entry"
+            assert await cache.get("user:1") == {"name": "Ada"}
+            await asyncio.sleep(0.005)
+        action, *options = purge
+        code, output = await run_process(action, url, *options, "--namespace", namespace, "--json")
+        assert code == 0, output
+        assert json.loads(output)["local_tiers_told"] is True
+        deadline = time.monotonic() + 1
+        while await cache.get("user:1") is not None:
+            assert time.monotonic() < deadline, "the local tier still serves the removed entry"
+            await asyncio.sleep(0.005)
+
+
+def test_invalidate_says_when_the_local_tiers_could_not_be_told() -> None:
+    """PUBLISH refused: the entries go, and the command warns and exits 1."""
+    namespace = "shop"
+    with RedisServer() as server:
+        user_url = add_namespace_user(server, namespace)
+        with Redis.from_url(server.unix_url) as admin:
+            admin.execute_command("ACL", "SETUSER", "app", "-publish")
+        store(user_url, namespace, "a", tags=("gone",))
+        code, output = run("invalidate", user_url, "--tag", "gone", "--namespace", namespace)
+        assert code == 1, output
+        assert "removed 1 entry" in output
+        assert "could not tell the running instances' local tiers" in output
+        assert stored(user_url, namespace, "a") is None
 
 
 def test_clear_asks_first_and_empties_one_namespace(redis_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from atomcache_core import Cache, ConfigurationError, MemoryStorage
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES
 from atomcache_core.backends.tiered import TieredStorage
 from support.cache_process import CacheProcess
+from support.redis_server import SERVER_URLS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -256,6 +258,28 @@ async def test_the_local_tier_is_bounded_in_bytes_by_default(redis_url: str) -> 
         assert tier(cache).max_bytes == DEFAULT_MAX_BYTES == 64 * 1024 * 1024
 
 
+async def test_a_tier_whose_listener_stops_serves_nothing_until_it_listens_again(
+    local: Cache,
+) -> None:
+    """A listener cancelled (as asyncio.run cancels it when its loop ends) empties the tier.
+
+    Changes made while nothing listens would go unheard: the tier neither serves nor
+    keeps anything until a new listener, started by the next read, proves the channel.
+    """
+    await local.set("k", "old")
+    await until_serving(local)
+    assert await local.get("k") == "old"
+    assert len(tier(local)) == 1
+    listener = tier(local)._listener
+    assert listener is not None
+    listener.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listener
+    assert not tier(local).serving
+    assert len(tier(local)) == 0
+    await until_serving(local)
+
+
 #: The instance the forked workers of `test_forked_workers_see_each_others_writes` share,
 #: built in the parent before the fork (as under gunicorn --preload).
 PRELOADED: dict[str, Cache] = {}
@@ -286,7 +310,10 @@ def _forked_worker(role: str, ready: Any, written: Any, results: Any) -> None:
         results.put((role, repr(error)))
 
 
-def test_forked_workers_see_each_others_writes(redis_url: str, namespace: str) -> None:
+@pytest.mark.parametrize("server", ["redis", "valkey"])
+def test_forked_workers_see_each_others_writes(
+    request: pytest.FixtureRequest, server: str, namespace: str
+) -> None:
     """Workers forked from one instance (gunicorn --preload) each get a local tier of their own.
 
     One worker's write evicts the entry from the other's tier: they no longer take each
@@ -294,12 +321,14 @@ def test_forked_workers_see_each_others_writes(redis_url: str, namespace: str) -
     """
     import multiprocessing  # noqa: PLC0415 - only this test forks
 
+    url = request.getfixturevalue(SERVER_URLS[server])
+
     async def seed() -> None:
-        async with Cache.from_url(redis_url, namespace=namespace) as writer:
+        async with Cache.from_url(url, namespace=namespace) as writer:
             await writer.set("k", "old")
 
     asyncio.run(seed())
-    PRELOADED["cache"] = Cache.from_url(redis_url, namespace=namespace, **LOCAL)
+    PRELOADED["cache"] = Cache.from_url(url, namespace=namespace, **LOCAL)
     context = multiprocessing.get_context("fork")
     ready, written, results = context.Event(), context.Event(), context.Queue()
     workers = [

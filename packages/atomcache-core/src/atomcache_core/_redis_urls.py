@@ -1,9 +1,18 @@
-"""redis-py asyncio clients from `Cache.from_url` URLs: one server, a cluster, Sentinel."""
+"""redis-py asyncio clients from `Cache.from_url` URLs: one server, a cluster, Sentinel.
+
+A process forked from one that used such a client (gunicorn `--preload` after a
+warm-up, `multiprocessing` with fork) must not send commands on its parent's sockets:
+both would read replies meant for the other. redis-py's synchronous pools check the
+process id for this; its asyncio pools do not, so in a forked child every client made
+here forgets its parent's connections and opens its own (`_forget_parents_connections`).
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
+import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -49,11 +58,16 @@ def client_for(url: str, options: dict[str, Any]) -> tuple[RedisClient, list[Red
     kind = "cluster" if scheme.endswith("+cluster") else "server"
     kind = "sentinel" if scheme.endswith("+sentinel") else kind
     check_options(kind, options)
+    client: RedisClient
+    sentinels: list[Redis] = []
     if kind == "cluster":
-        return cluster_client(url, options), []
-    if kind == "sentinel":
-        return sentinel_client(url, options)
-    return server_client(url, options), []
+        client = cluster_client(url, options)
+    elif kind == "sentinel":
+        client, sentinels = sentinel_client(url, options)
+    else:
+        client = server_client(url, options)
+    _CLIENTS.update([client, *sentinels])
+    return client, sentinels
 
 
 def check_options(kind: str, options: dict[str, Any]) -> None:
@@ -148,6 +162,37 @@ class _MultiHostUrl:
         if scheme.lower().startswith("rediss"):
             self.credentials["ssl"] = True
         self.hosts = [_host_and_port(part, url) for part in netloc.split(",")]
+
+
+#: Every client made here, whose connections a forked child forgets.
+_CLIENTS: weakref.WeakSet[Redis | RedisCluster] = weakref.WeakSet()
+#: The connections a forked child inherited, kept as they are: one that was garbage
+#: collected would close its transport through the parent's event loop, whose epoll
+#: instance the child shares, and the parent would stop hearing from that socket.
+_INHERITED: list[object] = []
+
+
+def _forget_parents_connections() -> None:
+    """In a forked child: every client made here opens connections of its own.
+
+    The parent's connections are set aside, never used nor closed here: their sockets
+    and event loop are the parent's, which may go on using them.
+    """
+    for client in list(_CLIENTS):  # redis-py has no public way to take the connections
+        if isinstance(client, RedisCluster):
+            for node in client.get_nodes():
+                _INHERITED.extend(node._connections)  # noqa: SLF001
+                node._connections.clear()  # noqa: SLF001
+                node._free.clear()  # noqa: SLF001
+        else:
+            pool = client.connection_pool
+            _INHERITED.extend(pool._available_connections)  # noqa: SLF001
+            _INHERITED.extend(pool._in_use_connections)  # noqa: SLF001
+            pool.reset()  # type: ignore[no-untyped-call]
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget_parents_connections)
 
 
 def _host_and_port(text: str, url: str) -> tuple[str, int]:

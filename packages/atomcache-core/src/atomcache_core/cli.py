@@ -16,7 +16,8 @@ Exit codes:
 - 0: done (`inspect` found the entry; `doctor` found nothing that stops the cache from
   working; warnings allowed);
 - 1: `inspect` found no entry (with `--http`: none for that URL); `clear` was not
-  confirmed; `doctor` found a problem;
+  confirmed; `invalidate` or `clear` removed the entries but could not tell the
+  running instances' local tiers; `doctor` found a problem;
 - 2: a usage error (a missing argument, an unknown option, a URL that `Cache.from_url`
   does not accept);
 - 3: the server could not be reached, or refused the credentials.
@@ -45,6 +46,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from atomcache_core.backends.tiered import announce_change
 from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
 from atomcache_core.entry import decode_entry
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
@@ -53,7 +55,7 @@ from atomcache_core.keys import escape_glob, redacted
 from atomcache_core.protocols import Event
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     from atomcache_core.backends.redis import RedisClient
 
@@ -346,17 +348,59 @@ async def _invalidate(
     url: str, tags: tuple[str, ...], namespace: str, version: int, *, as_json: bool
 ) -> int:
     async with _open(url, namespace, version) as cache:
-        removed = await cache.invalidate_tags(*tags)
+        removed, unannounced = await _remove(cache, lambda: cache.invalidate_tags(*tags))
     data = {
         "url": redacted(url),
         "namespace": namespace,
         "version": version,
         "tags": list(tags),
         "removed": removed,
+        "local_tiers_told": not unannounced,
     }
     human = [f"removed {_entries(removed)} tagged {', '.join(tags)} in {namespace!r}"]
-    _emit(as_json, data, human)
-    return 0
+    return _report_removal(as_json, data, human, unannounced)
+
+
+async def _remove(cache: Cache, removal: Callable[[], Awaitable[int]]) -> tuple[int, str]:
+    """Run `removal`, then tell the running instances' local tiers, as the application does.
+
+    A cache with a local tier announces its removals on the namespace's invalidation
+    channel (`announce_change`), so that every instance's tier drops what it holds; the
+    command has no tier and announces by itself, "everything" as a tag invalidation or
+    a `clear` does. Announced even when `removal` fails part way (some entries may be
+    gone). Returns the number of entries removed and why the tiers could not be told
+    (`""`: they were).
+    """
+    channel = cache.keys.invalidations
+    try:
+        removed = await removal()
+    except AtomCacheError:
+        with contextlib.suppress(AtomCacheError):
+            await announce_change(cache.notifier, channel, None)
+        raise
+    try:
+        await announce_change(cache.notifier, channel, None)
+    except AtomCacheError as exc:
+        return removed, _plain(exc)
+    return removed, ""
+
+
+def _report_removal(
+    as_json: bool,  # noqa: FBT001 - the --json flag
+    data: dict[str, Any],
+    human: Sequence[str],
+    unannounced: str,
+) -> int:
+    """Print what `invalidate` or `clear` did; exit 1 when the local tiers were not told."""
+    if not unannounced:
+        _emit(as_json, data, [*human, "told the running instances' local tiers"])
+        return 0
+    warning = (
+        f"could not tell the running instances' local tiers ({unannounced}): they may "
+        "serve the removed entries for up to their local_ttl; run the command again"
+    )
+    _emit(as_json, {**data, "warning": warning}, [*human, f"warning: {warning}"])
+    return EXIT_NOT_FOUND
 
 
 def _entries(count: int) -> str:
@@ -390,10 +434,16 @@ def clear(url: str, namespace: str, version: int | None, yes: bool, as_json: boo
 
 async def _clear(url: str, namespace: str, version: int | None, *, as_json: bool) -> int:
     async with _open(url, namespace) as cache:
-        removed = await cache.clear(version=version)
-    data = {"url": redacted(url), "namespace": namespace, "version": version, "removed": removed}
-    _emit(as_json, data, [f"removed {_entries(removed)} from namespace {namespace!r}"])
-    return 0
+        removed, unannounced = await _remove(cache, lambda: cache.clear(version=version))
+    data = {
+        "url": redacted(url),
+        "namespace": namespace,
+        "version": version,
+        "removed": removed,
+        "local_tiers_told": not unannounced,
+    }
+    human = [f"removed {_entries(removed)} from namespace {namespace!r}"]
+    return _report_removal(as_json, data, human, unannounced)
 
 
 @dataclass

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import os
 import secrets
+import weakref
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
@@ -804,6 +806,7 @@ class RedisNotifier:
         self._start_lock = asyncio.Lock()
         self._channels: dict[str, _Channel] = {}
         self._repairs = BackgroundTasks()
+        _NOTIFIERS.add(self)
 
     async def publish(self, key: str, event: Event) -> None:
         """Publish `event` on the channel `key`."""
@@ -1005,6 +1008,37 @@ class RedisNotifier:
         except (AtomCacheError, RedisError, OSError):
             return False
         return True
+
+    def _forked(self) -> None:
+        """Start over in a forked child: no subscriber, no channel, no repair under way.
+
+        The parent's subscriber connections and reader tasks run on its sockets and event
+        loop: reused here, nothing would ever be delivered (no reader runs in the child),
+        and the child's local tier would never serve. The child subscribes again on
+        connections of its own. The parent's are set aside untouched: one garbage
+        collected here would close its transport through the parent's event loop, whose
+        epoll instance the child shares, and the parent would stop hearing from it.
+        """
+        _INHERITED.append((self._subscribers, self._channels, self._repairs))
+        self._subscribers = {}
+        self._channels = {}
+        self._repairs = BackgroundTasks()
+        self._start_lock = asyncio.Lock()
+
+
+#: Every notifier of this process, started over in a forked child (`_forked`).
+_NOTIFIERS: weakref.WeakSet[RedisNotifier] = weakref.WeakSet()
+#: What a forked child's notifiers inherited from the parent, kept as it was.
+_INHERITED: list[object] = []
+
+
+def _start_notifiers_over_after_fork() -> None:
+    for notifier in list(_NOTIFIERS):
+        notifier._forked()  # noqa: SLF001 - the module's own hook
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_start_notifiers_over_after_fork)
 
 
 #: How many calls `_in_turns` has under way at once: a cluster's pools are per node.

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from atomcache_core.protocols import Notifier, Storage, Subscription
 
-__all__ = ["TieredStorage"]
+__all__ = ["TieredStorage", "announce_change"]
 
 logger = logging.getLogger("atomcache")
 
@@ -328,11 +328,10 @@ class TieredStorage:
 
     async def _changed(self, keys: Sequence[str] | None) -> None:
         """Drop `keys` here and announce them to the other instances."""
-        if keys is not None and len(keys) > _ANNOUNCE_LIMIT:
-            keys = None
+        keys = _announced(keys)
         self._drop(keys)
         try:
-            await self._announce(_ALL if keys is None else list(keys))
+            await announce_change(self._notifier, self._channel, keys, origin=self._origin)
         except AtomCacheError:
             logger.warning(
                 "could not announce a change to the other instances' local tiers; "
@@ -363,24 +362,33 @@ class TieredStorage:
             self._listener = asyncio.create_task(self._listen(), name="atomcache-local-tier")
 
     async def _listen(self) -> None:
-        """Apply announcements; after any gap, empty the tier and prove the channel live."""
+        """Apply announcements; after any gap, empty the tier and prove the channel live.
+
+        The tier serves only while this runs: however it ends (`close`, or cancelled with
+        its event loop, as `asyncio.run` does when it returns), the tier empties itself
+        and the next read starts a new listener.
+        """
         backoff = 0.05
-        while not self._closed:
-            try:
-                async with self._notifier.subscribe(self._channel) as subscription:
-                    await self._resume(subscription)
-                    backoff = 0.05
-                    await self._apply(subscription)
-            except (AtomCacheError, _ChannelLostError):
-                logger.debug("local tier suspended: invalidation channel lost", exc_info=True)
+        try:
+            while not self._closed:
+                try:
+                    async with self._notifier.subscribe(self._channel) as subscription:
+                        await self._resume(subscription)
+                        backoff = 0.05
+                        await self._apply(subscription)
+                except (AtomCacheError, _ChannelLostError):
+                    logger.debug("local tier suspended: invalidation channel lost", exc_info=True)
+                self._suspend()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        finally:
             self._suspend()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            self._listener = None
 
     async def _resume(self, subscription: Subscription) -> None:
         """Serve again once a message of ours came back on the channel."""
         ping = {"ping": secrets.token_hex(8)}
-        await self._announce(ping)
+        await _publish(self._notifier, self._channel, self._origin, ping)
         deadline = time.monotonic() + _PING_TIMEOUT
         while (remaining := deadline - time.monotonic()) > 0:
             event = await subscription.wait(remaining)
@@ -401,14 +409,6 @@ class TieredStorage:
             if event.status == "lost":
                 raise _ChannelLostError
             self._on_announcement(event)
-
-    async def _announce(self, payload: list[str] | str | dict[str, str]) -> None:
-        """Tell every tier what changed: these keys, everything, or a ping of ours.
-
-        One message per write, `<origin>:<JSON>`: keys may hold any character.
-        """
-        version = f"{self._origin}:{json.dumps(payload)}"
-        await self._notifier.publish(self._channel, Event(self._channel, "invalidated", version))
 
     def _on_announcement(self, event: Event) -> None:
         parsed = _parse(event)
@@ -435,6 +435,47 @@ def _start_over_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
     os.register_at_fork(after_in_child=_start_over_after_fork)
+
+
+async def announce_change(
+    notifier: Notifier, channel: str, keys: Sequence[str] | None, *, origin: str | None = None
+) -> None:
+    """Tell every local tier listening on `channel` that `keys` changed in the shared storage.
+
+    What a cache with a local tier announces after each of its writes; a program that
+    changes entries without one (the `atomcache` command) calls it so that the running
+    instances' tiers drop them too. Each tier drops `keys` (`None`, or more than 256
+    keys: everything it holds) and spoils its reads of them in flight.
+
+    Args:
+        notifier: The notifier of the instances' server (`Cache.notifier`).
+        channel: The namespace's invalidation channel (`KeyBuilder.invalidations`).
+        keys: The storage keys changed (`KeyBuilder.value`); `None`: everything.
+        origin: The announcing tier's own id, which it skips on receipt; default: a new
+            one, for a process without a tier.
+
+    Raises:
+        BackendError: the announcement could not be published.
+    """
+    keys = _announced(keys)
+    payload = _ALL if keys is None else list(keys)
+    await _publish(notifier, channel, origin or secrets.token_hex(8), payload)
+
+
+def _announced(keys: Sequence[str] | None) -> Sequence[str] | None:
+    """What an announcement of `keys` names: themselves, or everything past `_ANNOUNCE_LIMIT`."""
+    return None if keys is None or len(keys) > _ANNOUNCE_LIMIT else keys
+
+
+async def _publish(
+    notifier: Notifier, channel: str, origin: str, payload: list[str] | str | dict[str, str]
+) -> None:
+    """Publish one announcement: these keys, "everything", or a tier's ping.
+
+    The message is `<origin>:<JSON>` (keys may hold any character); `_parse` reads it.
+    """
+    message = f"{origin}:{json.dumps(payload)}"
+    await notifier.publish(channel, Event(channel, "invalidated", message))
 
 
 def _parse(event: Event) -> tuple[str, object] | None:
