@@ -45,6 +45,7 @@ mpl.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 RESULTS = BENCH / "results"
 DOCS_ASSETS = BENCH.parent / "docs" / "assets" / "benchmarks"
@@ -297,6 +298,9 @@ def plot_propagation(data: dict[str, Any], out: Path) -> None:
     ax.axvline(goal, color="tab:red", linewidth=1.5, label=f"goal: p99 <= {goal:.0f} ms")
     ax.axhline(0.99, color="black", linewidth=0.8, linestyle=":")
     ax.set_xscale("log")
+    ticks = [tick for tick in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if tick <= 2 * goal]
+    ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("ms from the start of the writer's call to the reader's first fresh read")
     ax.set_ylabel("share of the samples")
     ax.legend(loc="lower right", fontsize=8)
