@@ -5,7 +5,8 @@ processes, each with a cache of its own on it, `Cache.from_url(url, namespace=..
 local_ttl=60)`, all in one namespace. Each round, one worker (each in turn) stores a
 key with a tag, and every worker reads it until its local tier answers it (the tier's
 `hits` counter grows). The other workers then poll the key on their local tier, one
-`cache.get` every `--poll` seconds, while the writer invalidates it: `delete`,
+`cache.get` every `--poll` seconds (asyncio's selector rounds a wait up to 1 ms;
+`--poll 0` spins), while the writer invalidates it: `delete`,
 `invalidate_tags` of its tag or `set` of a new value, in turn. A reader's sample is the
 time from the start of the writer's call to the end of its own first read that no
 longer returns the old value, both taken with `time.time()` (one clock: every process
