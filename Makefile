@@ -34,6 +34,7 @@ bench: $(VENV)/.synced
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/hit_path.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/propagation.py
 	$(BIN)/python bench/goals.py
 	$(BIN)/python bench/report.py
 

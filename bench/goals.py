@@ -1,12 +1,14 @@
-"""The hit path's goals, met or not, from the results the other benchmarks wrote.
+"""The benchmarks' goals, met or not, from the results the other benchmarks wrote.
 
 Reads bench/results/http.json (bench/http.py: requests/s and p99 as ratios to other
 variants of the same run, medians over its rounds), core.json (bench/core.py: a `get`
 of an 8 KB value on Redis against redis-py's `GET` + `json.loads`) and hit_path.json
 (bench/hit_path.py: the adapter's own microseconds per hit, and the bytes a local-tier
-entry holds beyond its body), and prints one line per goal: the figure measured, the
-goal, and whether it is met. A missing result file is said, not guessed. Goals are
-reported only: the exit status is 0 whether they are met or not.
+entry holds beyond its body) and propagation.json (bench/propagation.py: how soon an
+invalidation in one process reaches the other processes' local tiers), and prints one
+line per goal: the figure measured, the goal, and whether it is met. A missing result
+file is said, not guessed. Goals are reported only: the exit status is 0 whether they
+are met or not.
 
     python bench/goals.py
 """
@@ -72,10 +74,22 @@ def hit_path_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     return found
 
 
+def propagation_goals(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The local tier's goal: another instance's invalidation seen within the goal, p99."""
+    what = f"local tier: another process's invalidation seen, p99 <= {results['goal_ms']:.0f} ms"
+    measured = f"{results['p99_ms']:.1f} ms ({results['samples']} samples)"
+    return [(what, measured, bool(results["met"]))]
+
+
 def main() -> None:
     """Print every goal with its figure and verdict."""
     goals: list[tuple[str, str, bool]] = []
-    sources = (("http", http_goals), ("core", core_goals), ("hit_path", hit_path_goals))
+    sources = (
+        ("http", http_goals),
+        ("core", core_goals),
+        ("hit_path", hit_path_goals),
+        ("propagation", propagation_goals),
+    )
     missing = []
     for name, read in sources:
         results = load(name)

@@ -1,7 +1,8 @@
 """Plots of the benchmark results: bench/results/*.json to PNGs.
 
 Reads whichever result files exist (written by bench/http.py, bench/stampede.py,
-bench/peers.py and bench/core.py) and writes, next to them:
+bench/peers.py, bench/core.py, bench/metrics.py and bench/propagation.py) and writes,
+next to them:
 
 - `http.png`: requests/s of each variant as a ratio of its framework's bare ASGI
   callable, horizontal bars grouped by framework, with the run's spread (min/max over
@@ -12,7 +13,9 @@ bench/peers.py and bench/core.py) and writes, next to them:
   with the computations and Redis commands of each;
 - `core.png`: time per `get` on a hit against redis-py's GET + json.loads, per value size;
 - `metrics.png`: a stampede as atomcache's Prometheus counters show it over time,
-  summed over the fleet (bench/metrics.py).
+  summed over the fleet (bench/metrics.py);
+- `propagation.png`: how soon an invalidation in one process reached the other
+  processes' local tiers, as a distribution (CDF) per kind of invalidation, with the goal.
 
 With `--docs`, the plots are also copied to docs/assets/benchmarks/, where
 docs/benchmarks.md shows them.
@@ -42,6 +45,7 @@ mpl.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 RESULTS = BENCH / "results"
 DOCS_ASSETS = BENCH.parent / "docs" / "assets" / "benchmarks"
@@ -279,12 +283,45 @@ def plot_core(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_propagation(data: dict[str, Any], out: Path) -> None:
+    """Write the invalidations' delays as a CDF per kind, with the p99 goal, to `out`."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for kind, delays in data["delays_ms"].items():
+        ordered = sorted(float(delay) for delay in delays)
+        shares = [(index + 1) / len(ordered) for index in range(len(ordered))]
+        figures = data["kinds"][kind]
+        label = (
+            f"{kind}: p50 {float(figures['p50_ms']):.1f} ms, p99 {float(figures['p99_ms']):.1f} ms"
+        )
+        ax.step(ordered, shares, where="post", linewidth=1.8, label=label)
+    goal = float(data["goal_ms"])
+    ax.axvline(goal, color="tab:red", linewidth=1.5, label=f"goal: p99 <= {goal:.0f} ms")
+    ax.axhline(0.99, color="black", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ticks = [tick for tick in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if tick <= 2 * goal]
+    ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("ms from the start of the writer's call to the reader's first fresh read")
+    ax.set_ylabel("share of the samples")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(
+        f"Invalidation reaching the local tiers: {data['processes']} processes, "
+        f"{data['rounds']} rounds, {data['samples']} samples; p99 "
+        f"{float(data['p99_ms']):.1f} ms",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 PLOTS: dict[str, Callable[[Any, Path], None]] = {
     "http": plot_http,
     "stampede": plot_stampede,
     "stampede_peers": plot_peers,
     "core": plot_core,
     "metrics": plot_metrics,
+    "propagation": plot_propagation,
 }
 
 
