@@ -235,3 +235,57 @@ async def test_a_child_forked_while_the_parent_works_in_the_background_closes_it
                 child.join()
             BUSY.clear()
     assert outcome == "closed"
+
+
+def _compute_in_child(results: Any) -> None:
+    """Compute the key the parent is computing, then close the cache, with deadlines."""
+
+    async def work() -> str:
+        cache: Cache = BUSY["cache"]
+        value = await asyncio.wait_for(cache.get_or_set("k", lambda: "child", ttl=60), 15)
+        await asyncio.wait_for(cache.close(), 5)
+        return str(value)
+
+    try:
+        results.put(asyncio.run(work()))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        results.put(repr(error))
+
+
+@pytest.mark.parametrize("url", ["memory", "redis_url"])
+async def test_a_child_forked_while_the_parent_computes_computes_on_its_own(
+    request: pytest.FixtureRequest, url: str, namespace: str
+) -> None:
+    """Forked while a `get_or_set` of the key runs in the parent: the child does not join it.
+
+    The parent's computation is a task of its event loop, which never runs in the child.
+    On memory the child computes its own value; on Redis it waits for the parent's lock
+    and reads the parent's value.
+    """
+    target = "memory://" if url == "memory" else request.getfixturevalue(url)
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "parent"
+
+    async with Cache.from_url(target, namespace=namespace, recheck_interval=0.2) as cache:
+        computing = asyncio.create_task(cache.get_or_set("k", slow, ttl=60))
+        await asyncio.sleep(0.05)
+        BUSY["cache"] = cache
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_compute_in_child, args=(results,))
+        try:
+            child.start()
+            await asyncio.sleep(0.3)
+            release.set()
+            assert await computing == "parent"
+            outcome = await asyncio.to_thread(results.get, timeout=30)
+        finally:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+            BUSY.clear()
+    assert outcome == ("child" if url == "memory" else "parent")

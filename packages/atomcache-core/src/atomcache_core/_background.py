@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
-from typing import TYPE_CHECKING, Any, TypeVar
+import weakref
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from atomcache_core.exceptions import AtomCacheError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Iterable
 
-__all__ = ["BackgroundTasks", "keep_trying", "stop_tasks", "within"]
+__all__ = [
+    "BackgroundTasks",
+    "StartsOver",
+    "keep_trying",
+    "start_over_after_fork",
+    "stop_tasks",
+    "within",
+]
 
 T = TypeVar("T")
 
@@ -101,3 +110,37 @@ async def keep_trying(attempt: Callable[[], Awaitable[object]], seconds: float) 
             await attempt()
             return True
     return False
+
+
+class StartsOver(Protocol):
+    """An object with state of its process: tasks, connections, an identity."""
+
+    def start_over(self) -> object:
+        """In a forked child: drop the parent's state; return it, to be set aside."""
+        ...
+
+
+#: Every object that starts over in a forked child (`start_over_after_fork`).
+_STARTING_OVER: weakref.WeakSet[StartsOver] = weakref.WeakSet()
+#: What forked children's objects inherited from the parent, kept as it was.
+_INHERITED: list[object] = []
+
+
+def start_over_after_fork(owner: StartsOver) -> None:
+    """Call `owner.start_over()` in every child forked from this process.
+
+    gunicorn `--preload` and `multiprocessing` with fork copy the parent's objects into
+    each worker: its tasks (which never run there), its connections (shared with the
+    parent), its identity. What `start_over` returns is kept referenced and untouched:
+    a task or connection of the parent finalised in the child would close the parent's
+    transports through its event loop, whose epoll instance the child shares.
+    """
+    _STARTING_OVER.add(owner)
+
+
+def _start_over_in_child() -> None:
+    _INHERITED.extend(owner.start_over() for owner in list(_STARTING_OVER))
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_start_over_in_child)

@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from atomcache_core._background import keep_trying, stop_tasks, within
+from atomcache_core._background import keep_trying, start_over_after_fork, stop_tasks, within
 from atomcache_core.exceptions import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -99,6 +99,14 @@ class PendingInvalidations:
         self._pending: deque[Invalidation] = deque()
         self._size = 0
         self._replay: asyncio.Task[bool] | None = None
+        start_over_after_fork(self)
+
+    def start_over(self) -> object:
+        """Start over in a forked child: the parent replays what waits, not its children."""
+        inherited = (self._pending, self._replay)
+        self._pending, self._size, self._replay = deque(), 0, None
+        self._blind(False)  # noqa: FBT003 - the one argument of the callback
+        return inherited
 
     def __len__(self) -> int:
         """How many invalidations wait for Redis."""

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import weakref
 from typing import TYPE_CHECKING
 
-from atomcache_core._background import BackgroundTasks
+from atomcache_core._background import BackgroundTasks, start_over_after_fork
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -62,7 +60,7 @@ class RefreshAhead:
         """Keep nothing warm yet."""
         self._warm: dict[str, _Warm] = {}
         self._loops = BackgroundTasks()
-        _REFRESHERS.add(self)
+        start_over_after_fork(self)
 
     def __len__(self) -> int:
         """Number of entries kept warm now."""
@@ -100,16 +98,17 @@ class RefreshAhead:
         await self._loops.close()
         self._warm.clear()
 
-    def _forked(self) -> None:
+    def start_over(self) -> object:
         """Start over in a forked child: its reads start loops of its own.
 
         The parent's loops never run here: taken for the child's, they would keep its
         entries from being kept warm, and `close` would wait for them forever. They are
         kept, never run nor finalised.
         """
-        _INHERITED.append((self._warm, self._loops))
+        inherited = (self._warm, self._loops)
         self._warm = {}
         self._loops = BackgroundTasks()
+        return inherited
 
     async def _keep(
         self,
@@ -139,18 +138,3 @@ class RefreshAhead:
         finally:
             if self._warm.get(key) is warm:
                 del self._warm[key]
-
-
-#: Every refresher of this process, started over in a forked child (`_forked`).
-_REFRESHERS: weakref.WeakSet[RefreshAhead] = weakref.WeakSet()
-#: What a forked child's refreshers inherited from the parent, kept as it was.
-_INHERITED: list[object] = []
-
-
-def _start_over_after_fork() -> None:
-    for refresher in list(_REFRESHERS):
-        refresher._forked()  # noqa: SLF001 - the module's own hook
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-    os.register_at_fork(after_in_child=_start_over_after_fork)

@@ -43,7 +43,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks
+from atomcache_core._background import (
+    BackgroundTasks,
+    keep_trying,
+    start_over_after_fork,
+    stop_tasks,
+)
 from atomcache_core.entry import Entry, encode_entry
 from atomcache_core.exceptions import (
     AtomCacheError,
@@ -274,6 +279,17 @@ class SingleFlight:
         self._decoded_bytes = 0
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._releases = BackgroundTasks()
+        start_over_after_fork(self)
+
+    def start_over(self) -> object:
+        """Start over in a forked child: the parent's computations are not the child's.
+
+        Joined in the child, a fill of the parent's event loop would raise, or never end.
+        """
+        inherited = (self._fills, self._renewals, self._reads, self._refreshes, self._releases)
+        self._fills, self._renewals, self._reads, self._refreshes = {}, {}, {}, {}
+        self._releases = BackgroundTasks()
+        return inherited
 
     def keys_of(self, options: FlightOptions) -> KeyBuilder:
         """The storage keys of a call: its version's (`options.keys`), else the cache's."""

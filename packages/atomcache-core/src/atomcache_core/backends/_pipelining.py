@@ -23,9 +23,9 @@ with none: the batch's sender runs in the parent only.
 from __future__ import annotations
 
 import asyncio
-import os
-import weakref
 from typing import TYPE_CHECKING
+
+from atomcache_core._background import start_over_after_fork
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -54,7 +54,7 @@ class ReadBatcher:
         self._forming: Joined | None = None  # the batch of this turn, while it forms
         self._in_flight = 0  # reads and batches sent and not answered yet
         self._handovers: set[asyncio.Task[None]] = set()
-        _BATCHERS.add(self)
+        start_over_after_fork(self)
 
     async def get(self, key: str) -> bytes | None:
         """The value of `key`, read with the other reads issued in this turn."""
@@ -121,31 +121,17 @@ class ReadBatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _forked(self) -> None:
+    def start_over(self) -> object:
         """Start over in a forked child, where the parent's reads in flight never finish.
 
         A batch forming at the fork would otherwise take every read of the child and
         never be sent. The parent's hand-over tasks are kept, never run nor finalised.
         """
-        _INHERITED.append(self._handovers)
+        inherited = self._handovers
         self._forming = None
         self._in_flight = 0
         self._handovers = set()
-
-
-#: Every batcher of this process, started over in a forked child (`_forked`).
-_BATCHERS: weakref.WeakSet[ReadBatcher] = weakref.WeakSet()
-#: What a forked child's batchers inherited from the parent, kept as it was.
-_INHERITED: list[object] = []
-
-
-def _start_over_after_fork() -> None:
-    for batcher in list(_BATCHERS):
-        batcher._forked()  # noqa: SLF001 - the module's own hook
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-    os.register_at_fork(after_in_child=_start_over_after_fork)
+        return inherited
 
 
 def _settle(

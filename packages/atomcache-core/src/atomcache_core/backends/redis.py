@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import os
 import secrets
-import weakref
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
@@ -26,7 +24,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomcache_core._background import BackgroundTasks, keep_trying, stop_tasks, within
+from atomcache_core._background import (
+    BackgroundTasks,
+    keep_trying,
+    start_over_after_fork,
+    stop_tasks,
+    within,
+)
 from atomcache_core.backends._pipelining import ReadBatcher
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.exceptions import (
@@ -643,6 +647,12 @@ class RedisLockBackend:
         self._extend = client.register_script(_EXTEND)
         self._revoke = client.register_script(_REVOKE)
         self._cleanups = BackgroundTasks()
+        start_over_after_fork(self)
+
+    def start_over(self) -> object:
+        """Start over in a forked child: the parent's lock clean-ups are its own."""
+        inherited, self._cleanups = self._cleanups, BackgroundTasks()
+        return inherited
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
@@ -806,7 +816,7 @@ class RedisNotifier:
         self._start_lock = asyncio.Lock()
         self._channels: dict[str, _Channel] = {}
         self._repairs = BackgroundTasks()
-        _NOTIFIERS.add(self)
+        start_over_after_fork(self)
 
     async def publish(self, key: str, event: Event) -> None:
         """Publish `event` on the channel `key`."""
@@ -1009,7 +1019,7 @@ class RedisNotifier:
             return False
         return True
 
-    def _forked(self) -> None:
+    def start_over(self) -> object:
         """Start over in a forked child: no subscriber, no channel, no repair under way.
 
         The parent's subscriber connections and reader tasks run on its sockets and event
@@ -1019,26 +1029,12 @@ class RedisNotifier:
         collected here would close its transport through the parent's event loop, whose
         epoll instance the child shares, and the parent would stop hearing from it.
         """
-        _INHERITED.append((self._subscribers, self._channels, self._repairs))
+        inherited = (self._subscribers, self._channels, self._repairs)
         self._subscribers = {}
         self._channels = {}
         self._repairs = BackgroundTasks()
         self._start_lock = asyncio.Lock()
-
-
-#: Every notifier of this process, started over in a forked child (`_forked`).
-_NOTIFIERS: weakref.WeakSet[RedisNotifier] = weakref.WeakSet()
-#: What a forked child's notifiers inherited from the parent, kept as it was.
-_INHERITED: list[object] = []
-
-
-def _start_notifiers_over_after_fork() -> None:
-    for notifier in list(_NOTIFIERS):
-        notifier._forked()  # noqa: SLF001 - the module's own hook
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-    os.register_at_fork(after_in_child=_start_notifiers_over_after_fork)
+        return inherited
 
 
 #: How many calls `_in_turns` has under way at once: a cluster's pools are per node.

@@ -26,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
-import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from atomcache_core._background import stop_tasks
+from atomcache_core._background import start_over_after_fork, stop_tasks
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Budget
 from atomcache_core.entry import decode_entry
 from atomcache_core.exceptions import AtomCacheError
@@ -108,7 +106,7 @@ class TieredStorage:
         self._serving = False
         self._listener: asyncio.Task[None] | None = None
         self._closed = False
-        _TIERS.add(self)
+        start_over_after_fork(self)
 
     @property
     def serving(self) -> bool:
@@ -340,18 +338,20 @@ class TieredStorage:
                 exc_info=True,
             )
 
-    def _forked(self) -> None:
+    def start_over(self) -> object:
         """Start over in a forked child: an origin of its own, nothing held, no listener.
 
         The parent's origin would make the child skip its siblings' announcements as
         its own (gunicorn `--preload`, `multiprocessing` with fork); its listener and
         entries belong to the parent's event loop and history.
         """
+        inherited = self._listener
         self._origin = secrets.token_hex(8)
         self._serving = False
         self._listener = None
         self._reads.clear()
         self._drop(None)
+        return inherited
 
     def _suspend(self) -> None:
         self._serving = False
@@ -422,19 +422,6 @@ class TieredStorage:
             self._drop(key for key in payload if isinstance(key, str))
         else:
             self._drop(None)
-
-
-#: Every local tier of this process, started over in a forked child (`_forked`).
-_TIERS: weakref.WeakSet[TieredStorage] = weakref.WeakSet()
-
-
-def _start_over_after_fork() -> None:
-    for tier in list(_TIERS):
-        tier._forked()  # noqa: SLF001 - the module's own hook
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-    os.register_at_fork(after_in_child=_start_over_after_fork)
 
 
 async def announce_change(
