@@ -348,7 +348,9 @@ async def _invalidate(
     url: str, tags: tuple[str, ...], namespace: str, version: int, *, as_json: bool
 ) -> int:
     async with _open(url, namespace, version) as cache:
-        removed, unannounced = await _remove(cache, lambda: cache.invalidate_tags(*tags))
+        removed, unannounced = await _remove(
+            cache, lambda: cache.invalidate_tags(*tags, strict=True)
+        )
     data = {
         "url": redacted(url),
         "namespace": namespace,
@@ -434,7 +436,9 @@ def clear(url: str, namespace: str, version: int | None, yes: bool, as_json: boo
 
 async def _clear(url: str, namespace: str, version: int | None, *, as_json: bool) -> int:
     async with _open(url, namespace) as cache:
-        removed, unannounced = await _remove(cache, lambda: cache.clear(version=version))
+        removed, unannounced = await _remove(
+            cache, lambda: cache.clear(version=version, strict=True)
+        )
     data = {
         "url": redacted(url),
         "namespace": namespace,
