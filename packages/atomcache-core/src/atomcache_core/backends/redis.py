@@ -100,25 +100,6 @@ local function now()
 end
 """
 
-# KEYS: value keys. Returns each one's bytes, nil where absent or invalidated.
-_GET = (
-    _WRAP
-    + """
-local found = {}
-for i = 1, #KEYS do
-  local value = redis.call('GET', KEYS[i])
-  if value then
-    local since, stamps, position = unwrap(value)
-    if since then
-      if live(since, stamps) then value = string.sub(value, position) else value = false end
-    end
-  end
-  found[i] = value
-end
-return found
-"""
-)
-
 # KEYS: value key, lock key (the value key again when unfenced), n tag keys, their n
 # stamp keys. ARGV: value, ttl in milliseconds, lock token ("" when unfenced), "nx" to
 # store only where nothing live is (optional). Returns 1 when it stored; 0 when another
@@ -433,6 +414,45 @@ def _check_client(client: RedisClient) -> RedisClient:
     return client
 
 
+#: How many values' tag stamps `RedisStorage` remembers (`_remember`).
+_STAMPS_KEPT = 10_000
+
+
+class _Wrapped:
+    """A stored value's wrapping (`_WRAP`): when its computation began, its tags' stamps."""
+
+    __slots__ = ("body", "since", "stamps")
+
+    def __init__(self, body: bytes, since: int, stamps: tuple[str, ...]) -> None:
+        self.body = body
+        self.since = since
+        self.stamps = stamps
+
+    @classmethod
+    def of(cls, value: bytes | None) -> _Wrapped | None:
+        """The wrapping of `value`; `None` when it has none (absent, or stored before)."""
+        if value is None or value[:2] != b"\0S":
+            return None
+        colon = value.index(b":", 2)
+        after = value.index(b":", colon + 1)
+        position = after + 1
+        stamps = []
+        for _ in range(int(value[colon + 1 : after])):
+            stop = value.index(b":", position)
+            end = stop + 1 + int(value[position:stop])
+            stamps.append(value[stop + 1 : end].decode())
+            position = end
+        return cls(value[position:], int(value[2:colon]), tuple(stamps))
+
+    def live(self, stamps: Mapping[str, bytes | str | None]) -> bool:
+        """Whether every stamp exists and is older than the value's computation."""
+        for name in self.stamps:
+            stamp = stamps.get(name)
+            if stamp is None or int(stamp) >= self.since:
+                return False
+        return True
+
+
 class RedisStorage:
     """`Storage` on Redis: one string key per entry, a set per tag.
 
@@ -453,12 +473,13 @@ class RedisStorage:
         self._owns_client = owns_client
         self._breaker = breaker
         self._set = client.register_script(_SET)
-        self._get = client.register_script(_GET)
         self._track = client.register_script(_TRACK)
         self._invalidate_tags = client.register_script(_INVALIDATE_TAGS)
         # One server: the reads issued in one event-loop turn share one MGET. A
         # cluster's keys live on several nodes: its reads go one by one.
         self._reads = ReadBatcher(self._get_one, self._mget) if self._cluster is None else None
+        #: The tag stamps of the tagged values read lately, read with them next time.
+        self._stamps_of: dict[str, tuple[str, ...]] = {}
 
     async def get(self, key: str) -> bytes | None:
         """Return the bytes under `key`, or `None` (auto-pipelined: `ReadBatcher`)."""
@@ -467,17 +488,69 @@ class RedisStorage:
         return await self._get_one(key)
 
     async def _get_one(self, key: str) -> bytes | None:
-        with _translate_errors("GET", _node_breaker(self._cluster, self._breaker, key)):
-            values: list[bytes | None] = await self._get(keys=[key])
-        return values[0]
+        breaker = _node_breaker(self._cluster, self._breaker, key)
+        stamps = self._stamps_of.get(key)
+        if not stamps:
+            with _translate_errors("GET", breaker):
+                value = _as_bytes(await self._client.get(key))
+            return (await self._checked([key], [value], {}, breaker))[0]
+        with _translate_errors("MGET", breaker):  # the stamps share the value's slot
+            found = await self._client.mget([key, *stamps])
+        known = dict(zip(stamps, found[1:], strict=True))
+        return (await self._checked([key], found[:1], known, breaker))[0]
 
     async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of `keys` and the stamps they were last seen with, in one `MGET`."""
+        stamps = list(dict.fromkeys(s for key in keys for s in self._stamps_of.get(key, ())))
         with _translate_errors("MGET", self._breaker):
-            values: list[bytes | None] = await self._get(keys=list(keys))
-        return values
+            found = await self._client.mget([*keys, *stamps])
+        known = dict(zip(stamps, found[len(keys) :], strict=True))
+        return await self._checked(keys, found[: len(keys)], known, self._breaker)
+
+    async def _checked(
+        self,
+        keys: Sequence[str],
+        values: Sequence[bytes | str | None],
+        known: dict[str, bytes | str | None],
+        breaker: CircuitBreaker | None,
+    ) -> list[bytes | None]:
+        """The stored bytes of each value, `None` for those their tags' stamps invalidate.
+
+        `known` holds the stamps read with the values. A value whose stamps were not
+        among them (its first read here, or its tags changed) has them read now, in a
+        second round trip, and remembered for the next read.
+        """
+        wrapped = [_Wrapped.of(_as_bytes(value)) for value in values]
+        missing = [
+            stamp
+            for found in wrapped
+            if found is not None
+            for stamp in found.stamps
+            if stamp not in known
+        ]
+        if missing:
+            missing = list(dict.fromkeys(missing))
+            with _translate_errors("MGET (tag stamps)", breaker):
+                known.update(zip(missing, await self._client.mget(missing), strict=True))
+        results: list[bytes | None] = []
+        for key, value, found in zip(keys, values, wrapped, strict=True):
+            if found is None:
+                results.append(_as_bytes(value))
+                continue
+            if found.stamps:
+                self._remember(key, found.stamps)
+            results.append(found.body if found.live(known) else None)
+        return results
+
+    def _remember(self, key: str, stamps: tuple[str, ...]) -> None:
+        """Read `key`'s tag stamps with it from now on (a bounded memo)."""
+        if self._stamps_of.get(key) != stamps:
+            if len(self._stamps_of) >= _STAMPS_KEPT:
+                self._stamps_of.clear()
+            self._stamps_of[key] = stamps
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return the bytes of each key in one script (one per key on a cluster)."""
+        """Return the bytes of each key in one `MGET` (one per key on a cluster)."""
         if not keys:
             return []
         if self._cluster is None:
