@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker
-from support.redis_server import RedisServer
+from support.redis_server import RedisServer, valkey_server_binary
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -94,10 +94,15 @@ async def invalidate_while_away(
         await second.close()
 
 
-@pytest.mark.parametrize("kind", list(INVALIDATIONS))
-async def test_an_invalidation_while_redis_is_frozen_is_replayed(kind: str, namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "binary"),
+    [*((kind, "redis") for kind in INVALIDATIONS), ("invalidate_tags", "valkey")],
+)
+async def test_an_invalidation_while_redis_is_frozen_is_replayed(
+    kind: str, binary: str, namespace: str
+) -> None:
     """SIGSTOP: the call gives up after its deadline; SIGCONT: the replay lands."""
-    with RedisServer() as server:
+    with RedisServer(binary=valkey_server_binary() if binary == "valkey" else None) as server:
 
         def resume() -> str:
             server.resume()
