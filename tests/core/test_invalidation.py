@@ -226,3 +226,30 @@ def _url_of(cache: Cache) -> str:
         return f"redis://{kwargs['host']}:{kwargs['port']}/0"
     nodes = client.get_nodes()  # type: ignore[union-attr]
     return "redis+cluster://" + ",".join(f"{node.host}:{node.port}" for node in nodes)
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        b"\0S",
+        b"\0Sabc:",
+        b"\0S1:5:",
+        b"\0S1:1:999:x",
+        b"\0S1:1:3:abcAC",
+        b"\0S9:1:2:\xff\xfeAC",
+        b"\0S9:1:5:{000}AC",  # a stamp of another slot
+    ],
+)
+async def test_planted_bytes_that_look_wrapped_are_a_miss(
+    redis_cache: Cache, planted: bytes
+) -> None:
+    """Bytes under a key that begin like a stored value's prefix: a counted miss, never an error."""
+    client = redis_cache.redis_client
+    assert client is not None
+    await client.set(redis_cache.keys.value("k"), planted)
+    assert await redis_cache.get("k", default="miss") == "miss"
+    assert await redis_cache.get("k", default="miss") == "miss"  # the stamps it names, read with it
+    assert await redis_cache.get_or_set("k", lambda: "computed", tags=["t"]) == "computed"
+    await client.set(redis_cache.keys.value("k"), planted)
+    await redis_cache.set("k", "set", tags=["t"])
+    assert await redis_cache.get("k") == "set"

@@ -73,13 +73,16 @@ _WRAP = """
 local function unwrap(value)
   if string.sub(value, 1, 2) ~= '\\0S' then return nil end
   local colon = string.find(value, ':', 3, true)
+  local after = colon and string.find(value, ':', colon + 1, true)
+  if not after then return nil end  -- not a wrapping: bytes planted under the key
   local since = tonumber(string.sub(value, 3, colon - 1))
-  local after = string.find(value, ':', colon + 1, true)
   local count = tonumber(string.sub(value, colon + 1, after - 1))
+  if not since or not count then return nil end
   local position, stamps = after + 1, {}
   for i = 1, count do
     local stop = string.find(value, ':', position, true)
-    local length = tonumber(string.sub(value, position, stop - 1))
+    local length = stop and tonumber(string.sub(value, position, stop - 1))
+    if not length then return nil end
     stamps[i] = string.sub(value, stop + 1, stop + length)
     position = stop + 1 + length
   end
@@ -88,8 +91,8 @@ end
 
 local function live(since, stamps)
   for _, stamp_key in ipairs(stamps) do
-    local stamp = redis.call('GET', stamp_key)
-    if not stamp or tonumber(stamp) >= since then return false end
+    local stamp = tonumber(redis.call('GET', stamp_key) or nil)
+    if not stamp or stamp >= since then return false end
   end
   return true
 end
@@ -129,7 +132,7 @@ end
 for i = 1, count do
   if refused then break end
   local stamp = redis.call('GET', KEYS[2 + count + i])
-  refused = stamp ~= false and tonumber(stamp) >= since
+  refused = stamp ~= false and (tonumber(stamp) or since) >= since
 end
 if refused then
   if holder then redis.call('DEL', KEYS[2]) end
@@ -418,37 +421,61 @@ def _check_client(client: RedisClient) -> RedisClient:
 _STAMPS_KEPT = 10_000
 
 
+def _hash_tag(key: str) -> str:
+    """The part of `key` Redis Cluster hashes: its first non-empty `{...}`, else all of it."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else key
+
+
 class _Wrapped:
     """A stored value's wrapping (`_WRAP`): when its computation began, its tags' stamps."""
 
-    __slots__ = ("body", "since", "stamps")
+    __slots__ = ("body", "foreign", "since", "stamps")
 
-    def __init__(self, body: bytes, since: int, stamps: tuple[str, ...]) -> None:
+    def __init__(
+        self, body: bytes, since: int, stamps: tuple[str, ...], *, foreign: bool = False
+    ) -> None:
         self.body = body
         self.since = since
         self.stamps = stamps
+        self.foreign = foreign
 
     @classmethod
-    def of(cls, value: bytes | None) -> _Wrapped | None:
-        """The wrapping of `value`; `None` when it has none (absent, or stored before)."""
+    def of(cls, value: bytes | None, key: str) -> _Wrapped | None:
+        """The wrapping of `value`, stored under `key`; `None` when it has none.
+
+        Bytes that begin like a wrapping but are not one (planted under the key) count
+        as having none: the cache then finds no entry in them, a corrupt miss. Stamps
+        outside the key's hash tag (its cluster slot) are no stamps of its tags: such a
+        value is never live.
+        """
         if value is None or value[:2] != b"\0S":
             return None
-        colon = value.index(b":", 2)
-        after = value.index(b":", colon + 1)
-        position = after + 1
-        stamps = []
-        for _ in range(int(value[colon + 1 : after])):
-            stop = value.index(b":", position)
-            end = stop + 1 + int(value[position:stop])
-            stamps.append(value[stop + 1 : end].decode())
-            position = end
+        try:
+            colon = value.index(b":", 2)
+            after = value.index(b":", colon + 1)
+            position = after + 1
+            stamps = []
+            for _ in range(int(value[colon + 1 : after])):
+                stop = value.index(b":", position)
+                end = stop + 1 + int(value[position:stop])
+                stamps.append(value[stop + 1 : end].decode())
+                position = end
+        except ValueError:  # UnicodeDecodeError included
+            return None
+        bucket = _hash_tag(key)
+        if any(_hash_tag(stamp) != bucket for stamp in stamps):
+            return cls(b"", 0, (), foreign=True)  # not ours: never served
         return cls(value[position:], int(value[2:colon]), tuple(stamps))
 
     def live(self, stamps: Mapping[str, bytes | str | None]) -> bool:
         """Whether every stamp exists and is older than the value's computation."""
+        if self.foreign:
+            return False
         for name in self.stamps:
             stamp = stamps.get(name)
-            if stamp is None or int(stamp) >= self.since:
+            if stamp is None or not stamp.isdigit() or int(stamp) >= self.since:
                 return False
         return True
 
@@ -520,7 +547,9 @@ class RedisStorage:
         among them (its first read here, or its tags changed) has them read now, in a
         second round trip, and remembered for the next read.
         """
-        wrapped = [_Wrapped.of(_as_bytes(value)) for value in values]
+        wrapped = [
+            _Wrapped.of(_as_bytes(value), key) for key, value in zip(keys, values, strict=True)
+        ]
         missing = [
             stamp
             for found in wrapped
