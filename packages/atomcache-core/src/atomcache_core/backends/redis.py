@@ -520,6 +520,11 @@ class RedisStorage:
         if not stamps:
             with _translate_errors("GET", breaker):
                 value = _as_bytes(await self._client.get(key))
+            if value is None or value[:2] != b"\0S":
+                return value  # absent, or stored before values had a wrapping
+            wrapped = _Wrapped.of(value, key)
+            if wrapped is not None and not wrapped.stamps and not wrapped.foreign:
+                return wrapped.body  # no tags: nothing to check
             return (await self._checked([key], [value], {}, breaker))[0]
         with _translate_errors("MGET", breaker):  # the stamps share the value's slot
             found = await self._client.mget([key, *stamps])
