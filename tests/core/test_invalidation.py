@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from atomcache_core import Cache
+from atomcache_core.backends.redis import RedisLockBackend
 from support.redis_server import SERVER_URLS
 
 if TYPE_CHECKING:
@@ -253,3 +254,38 @@ async def test_planted_bytes_that_look_wrapped_are_a_miss(
     await client.set(redis_cache.keys.value("k"), planted)
     await redis_cache.set("k", "set", tags=["t"])
     assert await redis_cache.get("k") == "set"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_computation_longer_than_its_ttl_still_loses_to_an_invalidation(
+    request: pytest.FixtureRequest, backend: str, namespace: str
+) -> None:
+    """The tags' tracking lives as long as the lock, not as long as the value's TTL."""
+    url = "memory://" if backend == "memory" else request.getfixturevalue("redis_url")
+    async with Cache.from_url(url, namespace=namespace, lock_ttl=0.3) as cache:
+        db = {"x": 1}
+        load = Load(db)
+        task = asyncio.create_task(cache.get_or_set("x", load, tags=["t"], ttl=0.2))
+        await load.started.wait()
+        await asyncio.sleep(0.6)  # past the TTL and the first lock: heartbeats extend
+        db["x"] = 2
+        await cache.invalidate_tags("t")
+        load.release.set()
+        assert await task == 1
+        assert await cache.get("x") is None
+
+
+async def test_a_retried_acquisition_of_a_revoked_lock_still_refuses(redis_cache: Cache) -> None:
+    """The lock script run twice for one caller (a lost answer) after a `delete`: refused."""
+    lock = redis_cache.lock
+    assert isinstance(lock, RedisLockBackend)
+    key = redis_cache.keys.lock("k")
+    first = await lock._acquire(keys=[key], args=["nonce", 10_000])
+    assert first is not None
+    await redis_cache.delete("k")  # revokes the lock
+    again = (await lock._acquire(keys=[key], args=["nonce", 10_000])).decode()
+    assert not again.endswith("!")
+    stored = await redis_cache.storage.set_if_locked(
+        redis_cache.keys.value("k"), b"old", 10, (), lock_key=key, token=again
+    )
+    assert not stored

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker
+from atomcache_core._invalidations import MAX_PENDING, Invalidation, PendingInvalidations
 from support.redis_server import RedisServer, valkey_server_binary
 
 if TYPE_CHECKING:
@@ -145,3 +146,63 @@ async def test_a_strict_invalidation_raises_and_keeps_nothing(namespace: str) ->
             assert await cache.get("x") == "old"
         finally:
             await cache.close()
+
+
+async def test_a_clear_that_walks_a_large_keyspace_is_not_cut_by_the_deadline(
+    namespace: str,
+) -> None:
+    """The deadline is for Redis to answer; a `clear` walking 200,000 keys then finishes."""
+    with RedisServer("--enable-debug-command", "yes") as server:
+        async with Cache.from_url(
+            server.url, namespace=namespace, invalidation_timeout=0.05
+        ) as cache:
+            client = cache.redis_client
+            assert client is not None
+            await client.execute_command("DEBUG", "POPULATE", 200_000, "other-app")
+            await cache.set("x", "old", tags=[f"t{number}" for number in range(40)])
+            started = time.monotonic()
+            assert await cache.clear(strict=True) == 1
+            assert time.monotonic() - started > 0.05  # longer than the deadline
+            assert cache.pending_invalidations == 0
+            await cache.set("x", "old", tags=[f"t{number}" for number in range(40)])
+            tags = [f"t{number}" for number in range(40)]
+            assert await cache.invalidate_tags(*tags, strict=True) == 1  # 3 scripts
+            assert await cache.get("x") is None
+
+
+async def test_invalidations_kept_while_a_replay_runs_are_all_replayed() -> None:
+    """Past the bound while a replay is under way: the `clear` that replaces them still runs."""
+    applied: list[str] = []
+    answering, entered, gate, replayed = (asyncio.Event() for _ in range(4))
+
+    async def apply(invalidation: Invalidation) -> int:
+        if invalidation.names == ("a",) and answering.is_set():
+            entered.set()
+            await gate.wait()  # the replay of "a" is under way meanwhile
+        elif not answering.is_set() or (entered.is_set() and not gate.is_set()):
+            raise BackendUnavailableError("away")
+        applied.append(invalidation.kind)
+        if invalidation.kind == "clear":
+            replayed.set()
+        return 0
+
+    async def probe() -> None:
+        pass
+
+    pending = PendingInvalidations(apply, probe=probe, timeout=5.0, blind=lambda _: None)
+    await pending.run(Invalidation("keys", ("a",), None, frozenset({"a"})), strict=False)
+    answering.set()
+    await asyncio.wait_for(entered.wait(), 5)
+    many = tuple(f"k{number}" for number in range(MAX_PENDING))
+    await pending.run(Invalidation("keys", many, None, frozenset(many)), strict=False)
+    assert pending.skips("k1")
+    gate.set()
+    await asyncio.wait_for(replayed.wait(), 10)
+    for _ in range(100):  # the replay takes the clear off once it returned
+        if not len(pending):
+            break
+        await asyncio.sleep(0.01)
+    assert applied == ["keys", "clear"]
+    assert len(pending) == 0
+    assert not pending.skips("a")
+    await pending.close()

@@ -62,9 +62,15 @@ async def within(work: Awaitable[T], timeout: float) -> tuple[bool, T | None]:
     finally:
         if not task.done():
             task.cancel()
+            task.add_done_callback(_retrieve)  # what it raises as it ends is not news
     if not done:
         return False, None
     return True, task.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class BackgroundTasks:

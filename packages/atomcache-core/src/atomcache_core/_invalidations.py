@@ -37,7 +37,13 @@ if TYPE_CHECKING:
 
     from atomcache_core.protocols import Storage
 
-__all__ = ["MAX_PENDING", "Invalidation", "PendingInvalidations", "ReadsAfterInvalidation"]
+__all__ = [
+    "MAX_PENDING",
+    "TAGS_AT_ONCE",
+    "Invalidation",
+    "PendingInvalidations",
+    "ReadsAfterInvalidation",
+]
 
 logger = logging.getLogger("atomcache")
 
@@ -45,6 +51,9 @@ logger = logging.getLogger("atomcache")
 MAX_PENDING = 10_000
 #: Seconds the last replay may take when the cache closes.
 CLOSING_REPLAY_TIMEOUT = 1.0
+#: The most tags invalidated in one storage call (each is one set and one stamp per
+#: bucket: 2,048 keys).
+TAGS_AT_ONCE = 16
 
 InvalidationKind = Literal["keys", "pattern", "clear", "tags"]
 
@@ -73,6 +82,16 @@ class Invalidation:
         """What it counts towards `MAX_PENDING`."""
         return max(1, len(self.names))
 
+    @property
+    def quick(self) -> bool:
+        """Whether it is a few commands, held to the deadline as a whole.
+
+        The others walk the keyspace (`clear`, `delete_pattern`: as long as the server
+        holds keys) or many tags: the deadline is for Redis to answer at all; then
+        each command has the client's own timeout.
+        """
+        return self.kind == "keys" or (self.kind == "tags" and len(self.names) <= TAGS_AT_ONCE)
+
 
 class PendingInvalidations:
     """Runs invalidations with a deadline; keeps and replays those Redis did not take.
@@ -80,7 +99,9 @@ class PendingInvalidations:
     Args:
         apply: Performs an invalidation on the shared storage; returns how many entries
             it removed.
-        timeout: Seconds an invalidation may take before it is kept for replay.
+        probe: One read of the shared storage: whether Redis answers at all.
+        timeout: Seconds a quick invalidation may take (a long one: its probe) before
+            it is kept for replay.
         blind: Called with `True` when invalidations start waiting (reads of what they
             concern must find nothing) and `False` once all are replayed.
     """
@@ -89,15 +110,20 @@ class PendingInvalidations:
         self,
         apply: Callable[[Invalidation], Awaitable[int]],
         *,
+        probe: Callable[[], Awaitable[object]],
         timeout: float,
         blind: Callable[[bool], None],
     ) -> None:
         """Run invalidations with `apply`, at most `timeout` seconds each before keeping them."""
         self._apply = apply
+        self._probe = probe
         self.timeout = timeout
         self._blind = blind
         self._pending: deque[Invalidation] = deque()
         self._size = 0
+        #: The storage keys the waiting invalidations name; how many name everything.
+        self._skipped: set[str] = set()
+        self._everything = 0
         self._replay: asyncio.Task[bool] | None = None
         start_over_after_fork(self)
 
@@ -105,6 +131,7 @@ class PendingInvalidations:
         """Start over in a forked child: the parent replays what waits, not its children."""
         inherited = (self._pending, self._replay)
         self._pending, self._size, self._replay = deque(), 0, None
+        self._skipped, self._everything = set(), 0
         self._blind(False)  # noqa: FBT003 - the one argument of the callback
         return inherited
 
@@ -112,12 +139,14 @@ class PendingInvalidations:
         """How many invalidations wait for Redis."""
         return len(self._pending)
 
+    def skips(self, key: str) -> bool:
+        """Whether a read of the storage key `key` must find nothing now."""
+        return self._everything > 0 or key in self._skipped
+
     @property
     def skipped_keys(self) -> frozenset[str] | None:
         """The storage keys reads must not find now; `None`: every key."""
-        if any(waiting.kind != "keys" for waiting in self._pending):
-            return None
-        return frozenset().union(*(waiting.value_keys for waiting in self._pending))
+        return None if self._everything else frozenset(self._skipped)
 
     async def run(self, invalidation: Invalidation, *, strict: bool) -> int:
         """Apply `invalidation` now; if Redis does not take it in time, keep it.
@@ -139,7 +168,12 @@ class PendingInvalidations:
             return 0
 
     async def _attempt(self, invalidation: Invalidation) -> int:
-        done, removed = await within(self._apply(invalidation), self.timeout)
+        """Apply `invalidation`, a quick one within the deadline, a long one once Redis answers."""
+        if invalidation.quick:
+            done, removed = await within(self._apply(invalidation), self.timeout)
+        else:
+            done, _ = await within(self._probe(), self.timeout)
+            removed = await self._apply(invalidation) if done else 0
         if not done:
             msg = (
                 f"Redis did not take the invalidation ({invalidation.kind}) within "
@@ -149,16 +183,22 @@ class PendingInvalidations:
         return removed or 0
 
     def _keep(self, invalidation: Invalidation, error: BackendUnavailableError) -> None:
-        self._pending.append(invalidation)
-        self._size += invalidation.size
-        if self._size > MAX_PENDING:
+        if self._size + invalidation.size > MAX_PENDING:
             logger.warning(
                 "more than %d keys' invalidations wait for Redis: they become one clear "
                 "of the namespace, replayed when Redis answers again",
                 MAX_PENDING,
             )
-            self._pending = deque([Invalidation("clear")])
-            self._size = 1
+            self._pending.clear()  # the same deque: a replay under way sees the change
+            self._skipped.clear()
+            self._size, self._everything = 0, 0
+            invalidation = Invalidation("clear")
+        self._pending.append(invalidation)
+        self._size += invalidation.size
+        if invalidation.kind == "keys":
+            self._skipped.update(invalidation.value_keys)
+        else:
+            self._everything += 1
         logger.warning(
             "invalidation (%s) kept for replay: %s; until it is replayed, this instance "
             "reads nothing it concerns from Redis",
@@ -176,10 +216,16 @@ class PendingInvalidations:
         while self._pending:
             invalidation = self._pending[0]
             await self._attempt(invalidation)
-            self._pending.popleft()
-            self._size -= invalidation.size
+            if self._pending and self._pending[0] is invalidation:  # not folded meanwhile
+                self._pending.popleft()
+                self._size -= invalidation.size
+                if invalidation.kind == "keys":
+                    self._skipped.difference_update(invalidation.value_keys)
+                else:
+                    self._everything -= 1
             logger.info("invalidation (%s) replayed", invalidation.kind)
-        self._size = 0
+        self._size, self._everything = 0, 0
+        self._skipped.clear()
         self._blind(False)  # noqa: FBT003 - the one argument of the callback
 
     async def close(self) -> None:
@@ -209,18 +255,15 @@ class ReadsAfterInvalidation:
         self.storage = storage
         self._pending = pending
 
-    def _skips(self, key: str) -> bool:
-        skipped = self._pending.skipped_keys
-        return skipped is None or key in skipped
-
     async def get(self, key: str) -> bytes | None:
         """Nothing for a key a waiting invalidation concerns, else the storage's bytes."""
-        return None if self._skips(key) else await self.storage.get(key)
+        return None if self._pending.skips(key) else await self.storage.get(key)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """`get` of each key."""
         found = await self.storage.get_many(keys)
-        return [None if self._skips(key) else data for key, data in zip(keys, found, strict=True)]
+        skips = self._pending.skips
+        return [None if skips(key) else data for key, data in zip(keys, found, strict=True)]
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """The storage's `set`."""

@@ -635,11 +635,7 @@ class SingleFlight:
             if found is not None and options.is_fresh(found[0], time.time()):
                 await cache.lock.release(lock_key, token)
                 return Outcome(found[1], "waited", found[0])
-            tags = options.tags() if callable(options.tags) else options.tags
-            if tags:  # from now on, an invalidation of a tag refuses this computation
-                await cache.storage.track_tags(
-                    keys.tags(tags, key), token=token, ttl=options.storage_ttl
-                )
+            tags = await self._track(key, token, options)
         except AtomCacheError:  # the lock is ours: give it back once Redis answers again
             self.release_later(lock_key, token, keys.channel(key), "failed")
             raise
@@ -654,7 +650,7 @@ class SingleFlight:
             cache.stats.lock_takeovers += 1
             if cache.observer is not None:
                 cache.observer.add("lock.takeovers", (("namespace", cache.namespace),))
-        return Lease(self, key, token, options, tuple(tags))
+        return Lease(self, key, token, options, tags)
 
     async def _wait(
         self, key: str, lock_key: str, options: FlightOptions
@@ -720,6 +716,21 @@ class SingleFlight:
         token = await cache.lock.acquire(lock_key, self.lock_ttl)
         return _Lead(token, takeover=silent) if token is not None else None
 
+    async def _track(self, key: str, token: str, options: FlightOptions) -> tuple[str, ...]:
+        """The tags of the computation `token` leads (calling `options.tags` once), tracked.
+
+        From now on, an invalidation of one of them refuses its write; the lease keeps
+        the tracking alive with the lock (`Lease._keep_alive`).
+
+        Raises:
+            AtomCacheError: the storage failed.
+        """
+        tags = tuple(options.tags() if callable(options.tags) else options.tags)
+        if tags:
+            tag_keys = self.keys_of(options).tags(tags, key)
+            await self._cache.storage.track_tags(tag_keys, token=token, ttl=self.lock_ttl)
+        return tags
+
     def _check_wait_policy(self, key: str) -> None:
         if self.on_wait_timeout == "raise":
             msg = (
@@ -780,12 +791,8 @@ class SingleFlight:
             if found is not None and found[0].created_at > seen:
                 await cache.lock.release(lock_key, token)
                 return
-            tags = options.tags() if callable(options.tags) else options.tags
-            if tags:
-                await cache.storage.track_tags(
-                    keys.tags(tags, key), token=token, ttl=options.storage_ttl
-                )
-            await self._lead(Lease(self, key, token, options, tuple(tags)), factory, None)
+            tags = await self._track(key, token, options)
+            await self._lead(Lease(self, key, token, options, tags), factory, None)
         except Exception:
             logger.exception("background refresh of %r failed; the stale value stays", key)
 
@@ -894,6 +901,9 @@ class Lease:
             try:
                 if not await cache.lock.extend(self._lock_key, self._token, flight.lock_ttl):
                     return
+                if self.tags:  # the tags' tracking lives as long as the lock
+                    tag_keys = self._keys.tags(self.tags, self.key)
+                    await cache.storage.track_tags(tag_keys, token=self._token, ttl=flight.lock_ttl)
                 event = Event(self._channel, "computing", self._token)
                 await cache.notifier.publish(self._channel, event)
             except AtomCacheError as exc:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from atomcache_core._decorator import cached_function
 from atomcache_core._invalidations import (
+    TAGS_AT_ONCE,
     Invalidation,
     PendingInvalidations,
     ReadsAfterInvalidation,
@@ -144,6 +145,7 @@ class Cache:
         self.storage: Storage = storage
         self._invalidations = PendingInvalidations(
             self._apply,
+            probe=lambda: storage.get(self.keys.value("")),  # does Redis answer at all?
             timeout=_checked_ttl(invalidation_timeout, "invalidation_timeout"),
             blind=self._blind,
         )
@@ -531,9 +533,13 @@ class Cache:
         names, version = invalidation.names, invalidation.version
         if invalidation.kind == "tags":
             builder = self.keys_of(version)
-            return await self.storage.invalidate_tags(
-                [bucket for tag in names for bucket in builder.tag_buckets(tag)]
-            )
+            removed = 0
+            for start in range(0, len(names), TAGS_AT_ONCE):  # short scripts, one at a time
+                chunk = names[start : start + TAGS_AT_ONCE]
+                removed += await self.storage.invalidate_tags(
+                    [bucket for tag in chunk for bucket in builder.tag_buckets(tag)]
+                )
+            return removed
         if invalidation.kind == "keys":
             builder = self.keys_of(version)
             await self.lock.revoke([builder.lock(key) for key in names])

@@ -622,7 +622,7 @@ async def _rights_checks(cache: Cache) -> list[Check]:
 
     operations: list[tuple[str, str, Callable[[], Awaitable[None]]]] = [
         ("write", "SET, SADD and TIME in a script (EVALSHA)", store),
-        ("read", "GET in a script (EVALSHA)", read),
+        ("read", "GET, MGET", read),
         ("lock", "SET NX PX and TIME in a script (EVALSHA), one to release", lock),
         ("invalidate", "SMEMBERS, UNLINK and SET in a script (EVALSHA)", invalidate),
         ("delete", "SET KEEPTTL in a script (EVALSHA), UNLINK", delete),

@@ -35,9 +35,18 @@ class _Item(NamedTuple):
     since: int  # when its computation began (microseconds, `_now`)
 
 
+_last_now = 0
+
+
 def _now() -> int:
-    """Wall-clock microseconds: the time of lock tokens, values and tag stamps."""
-    return time.time_ns() // 1000
+    """Wall-clock microseconds, never less than the last: lock tokens', values', stamps'.
+
+    Never going back, a clock stepped back (NTP, a VM resumed) cannot make every
+    computation look older than the stamps and values written before the step.
+    """
+    global _last_now  # noqa: PLW0603 - the one clock of the process
+    _last_now = max(time.time_ns() // 1000, _last_now + 1)
+    return _last_now
 
 
 def _since(token: str) -> int | None:
@@ -72,8 +81,9 @@ class MemoryStorage:
         self._budget = Budget(max_entries, max_bytes)
         self._data: OrderedDict[str, _Item] = OrderedDict()
         self._tags: dict[str, set[str]] = {}
-        #: Per tag key: when the tag was last invalidated (microseconds) and until when
-        #: (monotonic) that is kept: computations begun before it store nothing.
+        #: Per tag key of a computation under way (`track_tags`): when the tag was last
+        #: invalidated (microseconds) and until when (monotonic) that is kept, as long
+        #: as the computation's lock: computations begun before it store nothing.
         self._stamps: dict[str, tuple[int, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._writes_until_sweep = _MIN_SWEEP_INTERVAL
@@ -247,7 +257,6 @@ class MemoryStorage:
         budget.held += size
         for tag_key in tag_keys:
             self._tags.setdefault(tag_key, set()).add(key)
-            self._keep_stamp(tag_key, since - 1, expires_at)
         while budget.exceeded(len(self._data)):
             self._pop(next(iter(self._data)), now)
         self._writes_until_sweep -= 1

@@ -91,8 +91,10 @@ end
 
 local function live(since, stamps)
   for _, stamp_key in ipairs(stamps) do
-    local stamp = tonumber(redis.call('GET', stamp_key) or nil)
-    if not stamp or stamp >= since then return false end
+    local stamp = redis.call('GET', stamp_key)
+    if not stamp or not string.match(stamp, '^%d+$') or tonumber(stamp) >= since then
+      return false
+    end
   end
   return true
 end
@@ -115,6 +117,9 @@ local ttl = tonumber(ARGV[2])
 local token = ARGV[3]
 local count = (#KEYS - 2) / 2
 local since, holder
+if string.sub(token, -1) == '!' then  -- a revoked token (never handed out, but refused)
+  token = string.sub(token, 1, -2)
+end
 if token ~= '' then
   holder = redis.call('GET', KEYS[2])
   if holder and holder ~= token and holder ~= token .. '!' then return 0 end
@@ -132,7 +137,7 @@ end
 for i = 1, count do
   if refused then break end
   local stamp = redis.call('GET', KEYS[2 + count + i])
-  refused = stamp ~= false and (tonumber(stamp) or since) >= since
+  refused = stamp ~= false and (not string.match(stamp, '^%d+$') or tonumber(stamp) >= since)
 end
 if refused then
   if holder then redis.call('DEL', KEYS[2]) end
@@ -221,7 +226,9 @@ _ACQUIRE = (
 local token = ARGV[1] .. ':' .. string.format('%.0f', now())
 if redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then return token end
 local holder = redis.call('GET', KEYS[1])
-if holder and string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then return holder end
+if holder and string.sub(holder, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+  return (string.gsub(holder, '!$', ''))  -- revoked meanwhile: the fenced write refuses
+end
 return false
 """
 )
@@ -579,8 +586,8 @@ class RedisStorage:
     def _remember(self, key: str, stamps: tuple[str, ...]) -> None:
         """Read `key`'s tag stamps with it from now on (a bounded memo)."""
         if self._stamps_of.get(key) != stamps:
-            if len(self._stamps_of) >= _STAMPS_KEPT:
-                self._stamps_of.clear()
+            if len(self._stamps_of) >= _STAMPS_KEPT:  # the oldest goes
+                del self._stamps_of[next(iter(self._stamps_of))]
             self._stamps_of[key] = stamps
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
