@@ -534,7 +534,7 @@ class RedisStorage:
                 return wrapped.body  # no tags: nothing to check
             return (await self._checked([key], [value], {}, breaker))[0]
         with _translate_errors("MGET", breaker):  # the stamps share the value's slot
-            found = await self._client.mget([key, *stamps])
+            found = await self._read_many([key, *stamps])
         known = dict(zip(stamps, found[1:], strict=True))
         return (await self._checked([key], found[:1], known, breaker))[0]
 
@@ -542,7 +542,7 @@ class RedisStorage:
         """The values of `keys` and the stamps they were last seen with, in one `MGET`."""
         stamps = list(dict.fromkeys(s for key in keys for s in self._stamps_of.get(key, ())))
         with _translate_errors("MGET", self._breaker):
-            found = await self._client.mget([*keys, *stamps])
+            found = await self._read_many([*keys, *stamps])
         known = dict(zip(stamps, found[len(keys) :], strict=True))
         return await self._checked(keys, found[: len(keys)], known, self._breaker)
 
@@ -550,7 +550,7 @@ class RedisStorage:
         self,
         keys: Sequence[str],
         values: Sequence[bytes | str | None],
-        known: dict[str, bytes | str | None],
+        known: dict[str, bytes | None],
         breaker: CircuitBreaker | None,
     ) -> list[bytes | None]:
         """The stored bytes of each value, `None` for those their tags' stamps invalidate.
@@ -572,7 +572,7 @@ class RedisStorage:
         if missing:
             missing = list(dict.fromkeys(missing))
             with _translate_errors("MGET (tag stamps)", breaker):
-                known.update(zip(missing, await self._client.mget(missing), strict=True))
+                known.update(zip(missing, await self._read_many(missing), strict=True))
         results: list[bytes | None] = []
         for key, value, found in zip(keys, values, wrapped, strict=True):
             if found is None:
@@ -591,12 +591,15 @@ class RedisStorage:
             self._stamps_of[key] = stamps
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return the bytes of each key in one `MGET` (one per key on a cluster)."""
-        if not keys:
-            return []
-        if self._cluster is None:
-            return await self._mget(keys)
-        return await _in_turns([functools.partial(self._get_one, key) for key in keys])
+        """Return the bytes of each key in one `MGET` (one per slot on a cluster)."""
+        return await self._mget(keys) if keys else []
+
+    async def _read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """`MGET` of `keys`; on a cluster, one per slot (redis-py's `mget_nonatomic`)."""
+        found = await (
+            self._client.mget(keys) if self._cluster is None else self._cluster.mget_nonatomic(keys)
+        )
+        return [_as_bytes(value) for value in found]
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """Store `value` for `ttl` seconds, recording it in each tag set atomically."""
