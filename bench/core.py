@@ -10,7 +10,8 @@ baseline reads it through a client with the pool `Cache.from_url` uses (a
 rather than opening more): the difference between the two baselines is that pool's
 cost, the difference to the second is atomcache's own. The same `get` is also timed with
 `OrjsonSerializer` and `MsgspecSerializer` (`ratio_to_default_serializer`: against
-`JsonSerializer`'s). Then 50 reads of different 8 KB values issued at once, atomcache's
+`JsonSerializer`'s), and on a value stored with two tags, whose read checks the tags'
+stamps in the same `MGET`. Then 50 reads of different 8 KB values issued at once, atomcache's
 (auto-pipelined) against redis-py's GETs, in reads per second (core_concurrent.json).
 Two values: a small dict
 and a ~8 KB list of 100 items. Each round times `--calls` sequential awaits of each
@@ -69,6 +70,9 @@ SAME_POOL = "the same, blocking pool"
 ATOMCACHE = "atomcache get (hit)"
 ORJSON = "atomcache get, OrjsonSerializer"
 MSGSPEC = "atomcache get, MsgspecSerializer"
+#: A value stored with tags: its read checks the tags' stamps, in the same MGET
+#: (docs/reliability.md, "Invalidation is final").
+TAGGED = "atomcache get, 2 tags"
 POOL = {
     "max_connections": 100,
     "timeout": 2.0,
@@ -108,8 +112,8 @@ async def measure_payload(
     """Every variant's rows for one value."""
     data = JsonSerializer().dumps(value)
     raw_key = f"bench-core-raw:{name}"
-    for cache in caches.values():
-        await cache.set(name, value, ttl=3600)
+    for variant, cache in caches.items():
+        await cache.set(name, value, ttl=3600, tags=("red", "large") if variant == TAGGED else ())
     await redis.set(raw_key, data, ex=3600)
 
     async def baseline() -> Any:
@@ -214,6 +218,7 @@ async def main() -> None:
             ATOMCACHE: Cache.from_url(url, namespace="bench-core"),
             ORJSON: Cache.from_url(url, namespace="bench-core-o", serializer=OrjsonSerializer()),
             MSGSPEC: Cache.from_url(url, namespace="bench-core-m", serializer=MsgspecSerializer()),
+            TAGGED: Cache.from_url(url, namespace="bench-core-t"),
         }
         for name, value in PAYLOADS.items():
             rows += await measure_payload(

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
+from atomcache_core._background import start_over_after_fork
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Budget
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.keys import glob_matcher
@@ -87,6 +88,18 @@ class MemoryStorage:
         self._stamps: dict[str, tuple[int, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._writes_until_sweep = _MIN_SWEEP_INTERVAL
+        start_over_after_fork(self)
+
+    def start_over(self) -> object:
+        """In a forked child: the parent's locks and stamps are of its computations.
+
+        They never end in the child, which would wait for them until they expire. The
+        values stay: a child starts with a copy of what its parent held.
+        """
+        inherited = (dict(self._locks), self._stamps)
+        self._locks.clear()  # the same table: the paired lock backend holds it too
+        self._stamps = {}
+        return inherited
 
     def __len__(self) -> int:
         """Number of values held, expired ones not yet swept included."""
