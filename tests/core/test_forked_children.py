@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,11 +13,30 @@ from atomcache_core import Cache
 from atomcache_core.backends.redis import RedisStorage
 from atomcache_core.backends.tiered import TieredStorage
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
 READS = 200  # reads each side makes while the other reads too
 PAUSE = 0.002  # seconds between two of them, so that the two sides interleave
 
 #: The parent's cache, in use when the child is forked, and the bytes it stored.
 BUSY: dict[str, Any] = {}
+
+
+def report(results: Any, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    """In the child: put what `work` returned on `results`, or the error it raised."""
+    try:
+        results.put(asyncio.run(work()))
+    except BaseException as error:  # noqa: BLE001 - reported to the parent
+        results.put(repr(error))
+
+
+def end(child: Any) -> None:
+    """Wait for a child to exit; kill it if it does not within 10 s."""
+    child.join(timeout=10)
+    if child.is_alive():
+        child.kill()
+        child.join()
 
 
 async def until_serving(cache: Cache, timeout: float = 5.0) -> None:
@@ -55,10 +74,7 @@ def _child(held: Any, results: Any) -> None:
             await asyncio.sleep(0.005)
         return "ok"
 
-    try:
-        results.put(asyncio.run(work()))
-    except BaseException as error:  # noqa: BLE001 - reported to the parent
-        results.put(repr(error))
+    report(results, work)
 
 
 @pytest.mark.parametrize("server", ["redis_url", "valkey_url", "cluster_url"])
@@ -92,10 +108,7 @@ async def test_a_child_forked_from_a_busy_instance_has_connections_of_its_own(
         await cache.set("shared", "new")
         outcome = await asyncio.to_thread(results.get, timeout=30)
     finally:
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
-            child.join()
+        end(child)
         await cache.close()
         BUSY.clear()
     assert outcome == "ok"
@@ -134,10 +147,7 @@ def test_a_child_forked_after_a_warm_up_starts_with_a_working_cache(
         loop.run_until_complete(write_elsewhere())
         outcome = results.get(timeout=30)
     finally:
-        child.join(timeout=10)
-        if child.is_alive():
-            child.kill()
-            child.join()
+        end(child)
         BUSY.clear()
         loop.run_until_complete(cache.close())
         loop.close()
@@ -150,10 +160,7 @@ def _read_alone(results: Any) -> None:
     async def work() -> Any:
         return await asyncio.wait_for(BUSY["cache"].get("b"), 5)
 
-    try:
-        results.put(asyncio.run(work()))
-    except BaseException as error:  # noqa: BLE001 - reported to the parent
-        results.put(repr(error))
+    report(results, work)
 
 
 async def test_a_child_forked_while_a_batch_of_reads_forms_reads_on_its_own(
@@ -186,10 +193,7 @@ async def test_a_child_forked_while_a_batch_of_reads_forms_reads_on_its_own(
             ]
             outcome = await asyncio.to_thread(results.get, timeout=30)
         finally:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-                child.join()
+            end(child)
             BUSY.clear()
     assert outcome == 2
 
@@ -203,10 +207,7 @@ def _close_in_child(results: Any) -> None:
         await asyncio.wait_for(cache.close(), 5)
         return "closed"
 
-    try:
-        results.put(asyncio.run(work()))
-    except BaseException as error:  # noqa: BLE001 - reported to the parent
-        results.put(repr(error))
+    report(results, work)
 
 
 async def test_a_child_forked_while_the_parent_works_in_the_background_closes_its_cache(
@@ -229,10 +230,7 @@ async def test_a_child_forked_while_the_parent_works_in_the_background_closes_it
             child.start()
             outcome = await asyncio.to_thread(results.get, timeout=30)
         finally:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-                child.join()
+            end(child)
             BUSY.clear()
     assert outcome == "closed"
 
@@ -246,10 +244,7 @@ def _compute_in_child(results: Any) -> None:
         await asyncio.wait_for(cache.close(), 5)
         return str(value)
 
-    try:
-        results.put(asyncio.run(work()))
-    except BaseException as error:  # noqa: BLE001 - reported to the parent
-        results.put(repr(error))
+    report(results, work)
 
 
 @pytest.mark.parametrize("url", ["memory", "redis_url"])
@@ -283,9 +278,6 @@ async def test_a_child_forked_while_the_parent_computes_computes_on_its_own(
             assert await computing == "parent"
             outcome = await asyncio.to_thread(results.get, timeout=30)
         finally:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-                child.join()
+            end(child)
             BUSY.clear()
     assert outcome == ("child" if url == "memory" else "parent")

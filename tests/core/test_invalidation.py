@@ -66,13 +66,13 @@ async def two_instances(
 class Load:
     """A factory that reads the database, then waits until released to return."""
 
-    def __init__(self, db: dict[str, int]) -> None:
+    def __init__(self, db: dict[str, Any]) -> None:
         """Read `db["x"]` when called."""
         self.db = db
         self.started = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def __call__(self) -> int:
+    async def __call__(self) -> Any:
         """The value read before the wait."""
         value = self.db["x"]
         self.started.set()
@@ -176,18 +176,11 @@ async def test_an_evicted_lock_is_not_a_newer_owner(
     redis_cache: Cache, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A leader whose lock vanished mid-computation still stores its result."""
-    release = asyncio.Event()
-    started = asyncio.Event()
-
-    async def slow() -> str:
-        started.set()
-        await release.wait()
-        return "value"
-
+    slow = Load({"x": "value"})
     task = asyncio.create_task(redis_cache.get_or_set("k", slow))
-    await started.wait()
+    await slow.started.wait()
     assert await evict(redis_cache, redis_cache.keys.lock("k")) == 1
-    release.set()
+    slow.release.set()
     with caplog.at_level(logging.WARNING, logger="atomcache"):
         assert await task == "value"
     assert "not stored" not in caplog.text
@@ -199,20 +192,13 @@ async def test_an_overtaken_leader_is_still_refused_after_the_newer_one_finished
     redis_cache: Cache,
 ) -> None:
     """Its lock gone and a newer value stored, the older computation does not overwrite it."""
-    release = asyncio.Event()
-    started = asyncio.Event()
-
-    async def old() -> str:
-        started.set()
-        await release.wait()
-        return "old"
-
+    old = Load({"x": "old"})
     task = asyncio.create_task(redis_cache.get_or_set("k", old))
-    await started.wait()
+    await old.started.wait()
     await evict(redis_cache, redis_cache.keys.lock("k"))
     async with Cache.from_url(_url_of(redis_cache), namespace=redis_cache.namespace) as other:
         assert await other.get_or_set("k", lambda: "new") == "new"
-    release.set()
+    old.release.set()
     assert await task == "old"
     assert await redis_cache.get("k") == "new"
 
