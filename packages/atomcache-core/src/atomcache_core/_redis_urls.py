@@ -20,7 +20,8 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from atomcache_core.exceptions import ConfigurationError
 
@@ -93,8 +94,21 @@ def check_options(kind: str, options: dict[str, Any]) -> None:
 
 def server_client(url: str, options: dict[str, Any]) -> Redis:
     """One server, through a blocking pool: callers wait for a free connection."""
-    pool = BlockingConnectionPool.from_url(url, **{**_POOL_DEFAULTS, **options})
+    pool = BlockingConnectionPool.from_url(url, **{**_POOL_DEFAULTS, **_retried(options)})
     return Redis.from_pool(pool)
+
+
+def _retried(options: dict[str, Any]) -> dict[str, Any]:
+    """`options`, with a command retried once on a new connection when its own was closed.
+
+    Redis's `timeout`, a load balancer, a NAT or a restart close idle connections; the
+    pool learns of it only when a command fails on one. One retry, at once, on a fresh
+    connection turns that into a hit; a timeout is not retried (a frozen server would
+    cost every call twice the `socket_timeout`). An explicit `retry=` wins.
+    """
+    if "retry" in options:
+        return options
+    return {**options, "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))}
 
 
 def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
@@ -136,6 +150,7 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
         connection_pool_class=BlockingSentinelConnectionPool,
         db=int(database or 0),
         **pool,
+        **_retried({}) if "retry" not in connections else {},
     )
     return master, list(sentinel.sentinels)
 
