@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+import atomcache_fastapi
+import atomcache_litestar
 from atomcache_core import ConfigurationError
 from atomcache_core.asgi import RequestInfo, ResponseCapture, RouteOptions, RoutePlan, cached
 from atomcache_core.http import StoredResponse
@@ -108,12 +110,22 @@ def test_full_path_includes_the_mount_point(path: str, root_path: str, full: str
     assert full_path({"path": path, "root_path": root_path}) == full
 
 
-@pytest.mark.parametrize("option", ["vary_on", "vary_on_cookies"])
-def test_a_single_name_must_be_a_list(option: str) -> None:
-    """`vary_on="session"` would key on the letters: refused, saying how to write it."""
+@pytest.mark.parametrize("option", ["vary_on", "vary_on_cookies", "tags"])
+@pytest.mark.parametrize("adapter", ["core", "fastapi", "litestar"])
+def test_a_single_name_must_be_a_list(option: str, adapter: str) -> None:
+    """`vary_on="session"` would key on the letters: refused, saying how to write it.
+
+    `tags="products"` would tag each entry with one tag per letter, and
+    `invalidate_tags("products")` would remove nothing: refused the same way.
+    """
+    decorator = {
+        "core": cached,
+        "fastapi": atomcache_fastapi.cached,
+        "litestar": atomcache_litestar.cached,
+    }[adapter]
     options: dict[str, Any] = {option: "session"}
     with pytest.raises(ConfigurationError, match=r"\['session'\]"):
-        cached(**options)
+        decorator(**options)
 
 
 def test_cookies_are_read_as_the_frameworks_read_them() -> None:

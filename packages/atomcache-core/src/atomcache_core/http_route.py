@@ -359,8 +359,8 @@ def cached(
     Raises:
         ConfigurationError: an option is out of range.
     """
-    for name, names in (("vary_on", vary_on), ("vary_on_cookies", vary_on_cookies)):
-        if isinstance(names, (str, bytes)):
+    for name, names in (("vary_on", vary_on), ("vary_on_cookies", vary_on_cookies), ("tags", tags)):
+        if isinstance(names, (str, bytes)):  # it would be one name per character
             msg = f"{name} takes a list of names, e.g. {name}=[{names!r}], not a string"
             raise ConfigurationError(msg)
     options = RouteOptions(
