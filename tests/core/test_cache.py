@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from redis.asyncio.connection import SSLConnection
 
 from atomcache_core import MAX_TTL, Cache, ConfigurationError, MemoryStorage, SerializationError
 from atomcache_core.entry import FORMAT_VERSION, Entry, encode_entry
-from atomcache_core.http_route import cached
+from atomcache_core.http_route import cached, route_options
 from support.redis_server import RedisServer
 
 HOSTILE_KEYS = ["*", "a*", "?", "[ab]", "\\", "{x}", "}", "a\nb", "a\x00b", "\ud800", "k" * 65536]
@@ -353,3 +354,32 @@ async def test_a_second_close_closes_what_a_use_after_close_reopened(redis_url: 
     pool = cache.storage._client.connection_pool  # type: ignore[attr-defined]
     connections = [*pool._in_use_connections, *pool._available_connections]
     assert not [connection for connection in connections if connection.is_connected]
+
+
+async def test_durations_may_be_timedeltas(cache: Cache) -> None:
+    """`ttl=timedelta(minutes=5)` is 300 seconds, wherever a duration is taken."""
+    await cache.set("k", 1, ttl=timedelta(minutes=5))
+    remaining = await cache.ttl("k")
+    assert remaining is not None
+    assert 299 < remaining <= 300
+    value = await cache.get_or_set(
+        "g", lambda: 2, ttl=timedelta(seconds=60), stale_ttl=timedelta(seconds=30)
+    )
+    assert value == 2
+    left = await cache.ttl("g")
+    assert left is not None
+    assert 59 < left <= 60
+    with pytest.raises(ConfigurationError, match="ttl must be"):
+        await cache.set("k", 1, ttl=timedelta(0))
+
+
+def test_a_route_takes_timedeltas() -> None:
+    """The HTTP decorator takes them too: its options hold seconds."""
+
+    async def endpoint() -> None:
+        """Nothing."""
+
+    wrapped = cached(ttl=timedelta(minutes=1), stale_ttl=timedelta(seconds=30))(endpoint)
+    options = route_options(wrapped)
+    assert options is not None
+    assert (options.ttl, options.stale_ttl) == (60.0, 30.0)

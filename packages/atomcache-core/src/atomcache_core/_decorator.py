@@ -14,6 +14,7 @@ from atomcache_core.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from atomcache_core._seconds import Seconds
     from atomcache_core.cache import Cache
 
 __all__ = ["ParamsT", "ResultT", "cached_function", "call_key"]
@@ -128,7 +129,7 @@ class _UnkeyableArgumentError(Exception):
 def cached_function(
     cache: Cache,
     *,
-    ttl: float | None,
+    ttl: Seconds | None,
     key: Callable[..., str] | None,
     exclude: tuple[str, ...],
     tags: tuple[str, ...],

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
     from atomcache_core._decorator import ParamsT, ResultT
+    from atomcache_core._seconds import Seconds
 
 __all__ = ["cached", "configure_default", "default_cache"]
 
@@ -50,13 +51,13 @@ def configure_default(cache: Cache) -> Cache:
 
 
 def cached(
-    ttl: float | None = None,
+    ttl: Seconds | None = None,
     *,
     key: Callable[..., str] | None = None,
     exclude: Iterable[str] = (),
     tags: Iterable[str] = (),
-    stale_ttl: float = 0.0,
-    stale_if_error: float = 0.0,
+    stale_ttl: Seconds = 0.0,
+    stale_if_error: Seconds = 0.0,
     beta: float = 0.0,
     refresh_ahead: bool = False,
     refresh_idle: float | None = None,

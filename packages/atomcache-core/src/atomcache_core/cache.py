@@ -13,7 +13,7 @@ from atomcache_core._invalidations import (
     ReadsAfterInvalidation,
 )
 from atomcache_core._refresh import RefreshAhead
-from atomcache_core._seconds import checked_seconds
+from atomcache_core._seconds import Seconds, checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
@@ -111,12 +111,12 @@ class Cache:
         serializer: Serializer | None = None,
         namespace: str = DEFAULT_NAMESPACE,
         version: int = 1,
-        ttl: float = DEFAULT_TTL,
+        ttl: Seconds = DEFAULT_TTL,
         lock_ttl: float = DEFAULT_LOCK_TTL,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_wait_timeout: WaitTimeoutPolicy = "compute",
-        local_ttl: float | None = None,
+        local_ttl: Seconds | None = None,
         local_max_entries: int = DEFAULT_MAX_ENTRIES,
         local_max_bytes: int = DEFAULT_MAX_BYTES,
         observers: Iterable[Observer] | None = None,
@@ -197,7 +197,7 @@ class Cache:
         *,
         namespace: str = DEFAULT_NAMESPACE,
         version: int = 1,
-        ttl: float = DEFAULT_TTL,
+        ttl: Seconds = DEFAULT_TTL,
         serializer: Serializer | None = None,
         max_entries: int | None = None,
         max_bytes: int | None = None,
@@ -206,7 +206,7 @@ class Cache:
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         on_wait_timeout: WaitTimeoutPolicy = "compute",
-        local_ttl: float | None = None,
+        local_ttl: Seconds | None = None,
         local_max_entries: int = DEFAULT_MAX_ENTRIES,
         local_max_bytes: int = DEFAULT_MAX_BYTES,
         observers: Iterable[Observer] | None = None,
@@ -353,7 +353,7 @@ class Cache:
         self,
         key: str,
         value: Any,
-        ttl: float | None = None,
+        ttl: Seconds | None = None,
         tags: Iterable[str] = (),
         *,
         version: int | None = None,
@@ -369,7 +369,7 @@ class Cache:
         self,
         key: str,
         value: Any,
-        ttl: float | None = None,
+        ttl: Seconds | None = None,
         tags: Iterable[str] = (),
         *,
         version: int | None = None,
@@ -391,7 +391,7 @@ class Cache:
         self,
         key: str,
         value: Any,
-        ttl: float | None,
+        ttl: Seconds | None,
         tags: Iterable[str],
         version: int | None,
     ) -> tuple[str, bytes, float, tuple[str, ...]]:
@@ -440,7 +440,7 @@ class Cache:
         return [self._read(data, now, default) for data in datas]
 
     async def set_many(
-        self, mapping: Mapping[str, Any], ttl: float | None = None, *, version: int | None = None
+        self, mapping: Mapping[str, Any], ttl: Seconds | None = None, *, version: int | None = None
     ) -> None:
         """Store every key and value of `mapping` for `ttl` seconds.
 
@@ -600,11 +600,11 @@ class Cache:
         self,
         key: str,
         factory: Callable[[], Any],
-        ttl: float | None = None,
+        ttl: Seconds | None = None,
         tags: Iterable[str] = (),
         *,
-        stale_ttl: float = 0.0,
-        stale_if_error: float = 0.0,
+        stale_ttl: Seconds = 0.0,
+        stale_if_error: Seconds = 0.0,
         beta: float = 0.0,
         refresh_ahead: bool = False,
         refresh_idle: float | None = None,
@@ -660,13 +660,13 @@ class Cache:
 
     def cached(
         self,
-        ttl: float | None = None,
+        ttl: Seconds | None = None,
         *,
         key: Callable[..., str] | None = None,
         exclude: Iterable[str] = (),
         tags: Iterable[str] = (),
-        stale_ttl: float = 0.0,
-        stale_if_error: float = 0.0,
+        stale_ttl: Seconds = 0.0,
+        stale_if_error: Seconds = 0.0,
         beta: float = 0.0,
         refresh_ahead: bool = False,
         refresh_idle: float | None = None,
@@ -785,15 +785,15 @@ class Cache:
         payload = self.serializer.dumps(value)
         return encode_entry(Entry(payload, now, now + ttl, now + ttl))
 
-    def _ttl(self, ttl: float | None) -> float:
+    def _ttl(self, ttl: Seconds | None) -> float:
         return self.default_ttl if ttl is None else _checked_ttl(ttl)
 
 
-def _checked_ttl(ttl: float, name: str = "ttl") -> float:
+def _checked_ttl(ttl: Seconds, name: str = "ttl") -> float:
     return checked_seconds(ttl, name)
 
 
-def _checked_window(seconds: float, name: str) -> float:
+def _checked_window(seconds: Seconds, name: str) -> float:
     return checked_seconds(seconds, name, zero=True)
 
 

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from atomcache_core._seconds import checked_seconds
+from atomcache_core._seconds import Seconds, as_seconds, checked_seconds
 from atomcache_core.exceptions import ConfigurationError
 from atomcache_core.http import PER_REQUEST_HEADERS, field_title
 from atomcache_core.http_request import cookie_values
@@ -328,7 +328,7 @@ _UNDERNEATH: weakref.WeakKeyDictionary[Any, RouteOptions] = weakref.WeakKeyDicti
 
 
 def cached(
-    ttl: float | None = None,
+    ttl: Seconds | None = None,
     *,
     namespace: str | None = None,
     vary_on: Iterable[str] = (),
@@ -336,17 +336,17 @@ def cached(
     public: bool = False,
     sort_query: bool = False,
     tags: Iterable[str] | Callable[[RequestInfo], Iterable[str]] = (),
-    stale_ttl: float = 0.0,
-    stale_if_error: float = 0.0,
+    stale_ttl: Seconds = 0.0,
+    stale_if_error: Seconds = 0.0,
     no_cache: Literal["honour", "ignore"] = "honour",
-    min_refresh_interval: float = 1.0,
+    min_refresh_interval: Seconds = 1.0,
     cache_control: str | None = None,
     statuses: Iterable[int] = (200,),
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     per_request_headers: Iterable[str] | None = None,
     key: Callable[[RequestInfo], str] | None = None,
     refresh_ahead: bool = False,
-    refresh_idle: float | None = None,
+    refresh_idle: Seconds | None = None,
 ) -> Callable[[EndpointT], EndpointT]:
     """Cache a route's responses; place it directly under the route decorator.
 
@@ -364,24 +364,24 @@ def cached(
             msg = f"{name} takes a list of names, e.g. {name}=[{names!r}], not a string"
             raise ConfigurationError(msg)
     options = RouteOptions(
-        ttl=ttl,
+        ttl=None if ttl is None else as_seconds(ttl),
         namespace=namespace,
         vary_on=tuple(vary_on),
         vary_on_cookies=tuple(vary_on_cookies),
         public=public,
         sort_query=sort_query,
         tags=tags if callable(tags) else tuple(tags),
-        stale_ttl=stale_ttl,
-        stale_if_error=stale_if_error,
+        stale_ttl=as_seconds(stale_ttl),
+        stale_if_error=as_seconds(stale_if_error),
         no_cache=no_cache,
-        min_refresh_interval=min_refresh_interval,
+        min_refresh_interval=as_seconds(min_refresh_interval),
         cache_control=cache_control,
         statuses=frozenset(statuses),
         max_body_size=max_body_size,
         per_request_headers=None if per_request_headers is None else tuple(per_request_headers),
         key=key,
         refresh_ahead=refresh_ahead,
-        refresh_idle=refresh_idle,
+        refresh_idle=None if refresh_idle is None else as_seconds(refresh_idle),
     )
 
     def wrap(endpoint: EndpointT) -> EndpointT:
