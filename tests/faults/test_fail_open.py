@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker, _singleflight
 from atomcache_core._singleflight import FAILED_OPEN_LOG_INTERVAL
@@ -238,3 +240,26 @@ async def test_an_outage_logs_a_warning_per_second_not_per_call(
     assert any(re.search(r"\(\d+ more like this in the last \d+ s\)", line) for line in later), (
         later
     )
+
+
+async def test_a_full_server_under_noeviction_logs_per_second_not_per_call(
+    namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes refused for want of memory fail open with a warning per second, not per call."""
+    monkeypatch.setattr(_singleflight, "_failed_open_logged", {})
+    with RedisServer("--maxmemory", "2mb", "--maxmemory-policy", "noeviction") as server:
+        filler = Redis.from_url(server.url)
+        try:
+            with contextlib.suppress(ResponseError):
+                for number in range(1000):  # until the server is full
+                    await filler.set(f"filler:{number}", os.urandom(10_000))
+        finally:
+            await filler.aclose()
+        async with Cache.from_url(server.url, namespace=namespace) as cache:
+            with caplog.at_level(logging.WARNING, logger="atomcache"):
+                for number in range(120):
+                    assert await cache.get_or_set(f"k{number}", lambda: "computed") == "computed"
+    lines = [record for record in caplog.records if record.name == "atomcache"]
+    assert 1 <= len(lines) <= 4, [record.getMessage() for record in lines]
+    assert all(record.exc_info is None for record in lines)  # the message says it all
+    assert "OOM" in lines[0].getMessage() or "memory" in lines[0].getMessage()

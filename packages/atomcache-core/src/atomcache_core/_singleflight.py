@@ -52,7 +52,7 @@ from atomcache_core._background import (
 from atomcache_core.entry import Entry, encode_entry
 from atomcache_core.exceptions import (
     AtomCacheError,
-    BackendUnavailableError,
+    BackendError,
     ConfigurationError,
     LockTimeoutError,
 )
@@ -945,13 +945,14 @@ _failed_open_logged: dict[str, tuple[float, int]] = {}
 def warn_failed_open(message: str, *args: object, error: BaseException) -> None:
     """Log a warning that the cache went on without its backend.
 
-    A `BackendUnavailableError` says in its message what failed and what to do: it is
-    logged without a traceback, and at most once per `FAILED_OPEN_LOG_INTERVAL` seconds
-    for each `message` (an outage would otherwise log a line per call, thousands a
-    second); the next one logged says how many were left out. Any other error is logged
-    every time, with its traceback.
+    A `BackendError` (Redis away, or refusing: a full memory under `noeviction`, a
+    permission) says in its message what failed and what to do: it is logged without a
+    traceback, and at most once per `FAILED_OPEN_LOG_INTERVAL` seconds for each
+    `message` (an outage would otherwise log a line per call, thousands a second); the
+    next one logged says how many were left out. Any other error is logged every time,
+    with its traceback.
     """
-    if not isinstance(error, BackendUnavailableError):
+    if not isinstance(error, BackendError):
         logger.warning(message, *args, exc_info=error)
         return
     now = time.monotonic()
