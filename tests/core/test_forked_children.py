@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from atomcache_core.backends.redis import RedisStorage
 from atomcache_core.backends.tiered import TieredStorage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Iterator
 
 READS = 200  # reads each side makes while the other reads too
 PAUSE = 0.002  # seconds between two of them, so that the two sides interleave
@@ -31,12 +32,27 @@ def report(results: Any, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         results.put(repr(error))
 
 
-def end(child: Any) -> None:
-    """Wait for a child to exit; kill it if it does not within 10 s."""
-    child.join(timeout=10)
-    if child.is_alive():
-        child.kill()
-        child.join()
+#: Children are forked, as gunicorn `--preload` and `multiprocessing`'s default on Linux do.
+FORK = multiprocessing.get_context("fork")
+
+
+@contextlib.contextmanager
+def forked(target: Callable[..., None], *args: Any) -> Iterator[tuple[Any, Any]]:
+    """A child (not started yet) to run `target(*args, results)`, and that results queue.
+
+    On exit the child is waited for (killed if it has not exited within 10 s) and
+    `BUSY` is emptied.
+    """
+    results = FORK.Queue()
+    child = FORK.Process(target=target, args=(*args, results))
+    try:
+        yield child, results
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        BUSY.clear()
 
 
 async def until_serving(cache: Cache, timeout: float = 5.0) -> None:
@@ -90,27 +106,24 @@ async def test_a_child_forked_from_a_busy_instance_has_connections_of_its_own(
     url = request.getfixturevalue(server)
     cache = Cache.from_url(url, namespace=namespace, local_ttl=30)
     BUSY["cache"] = cache
-    context = multiprocessing.get_context("fork")
-    held, results = context.Event(), context.Queue()
-    child = context.Process(target=_child, args=(held, results))
+    held = FORK.Event()
     try:
-        for key in ("parent", "child", "shared"):
-            await cache.set(key, key if key != "shared" else "old")
-        await until_serving(cache)
-        BUSY["parent"], BUSY["child"] = [
-            await cache.shared_storage.get(cache.keys.value(key)) for key in ("parent", "child")
-        ]
-        child.start()
-        await read_repeatedly(cache, "parent", BUSY["parent"])
-        assert await asyncio.to_thread(held.wait, 10), await asyncio.to_thread(
-            results.get, timeout=5
-        )
-        await cache.set("shared", "new")
-        outcome = await asyncio.to_thread(results.get, timeout=30)
+        with forked(_child, held) as (child, results):
+            for key in ("parent", "child", "shared"):
+                await cache.set(key, key if key != "shared" else "old")
+            await until_serving(cache)
+            BUSY["parent"], BUSY["child"] = [
+                await cache.shared_storage.get(cache.keys.value(key)) for key in ("parent", "child")
+            ]
+            child.start()
+            await read_repeatedly(cache, "parent", BUSY["parent"])
+            assert await asyncio.to_thread(held.wait, 10), await asyncio.to_thread(
+                results.get, timeout=5
+            )
+            await cache.set("shared", "new")
+            outcome = await asyncio.to_thread(results.get, timeout=30)
     finally:
-        end(child)
         await cache.close()
-        BUSY.clear()
     assert outcome == "ok"
 
 
@@ -138,17 +151,14 @@ def test_a_child_forked_after_a_warm_up_starts_with_a_working_cache(
 
     loop.run_until_complete(warm_up())
     BUSY["cache"] = cache
-    context = multiprocessing.get_context("fork")
-    held, results = context.Event(), context.Queue()
-    child = context.Process(target=_child, args=(held, results))
+    held = FORK.Event()
     try:
-        child.start()
-        assert held.wait(10), results.get(timeout=5)
-        loop.run_until_complete(write_elsewhere())
-        outcome = results.get(timeout=30)
+        with forked(_child, held) as (child, results):
+            child.start()
+            assert held.wait(10), results.get(timeout=5)
+            loop.run_until_complete(write_elsewhere())
+            outcome = results.get(timeout=30)
     finally:
-        end(child)
-        BUSY.clear()
         loop.run_until_complete(cache.close())
         loop.close()
     assert outcome == "ok"
@@ -177,24 +187,18 @@ async def test_a_child_forked_while_a_batch_of_reads_forms_reads_on_its_own(
         assert batcher is not None  # one server: reads are pipelined
         await cache.set_many({"a": 1, "b": 2})
         BUSY["cache"] = cache
-        context = multiprocessing.get_context("fork")
-        results = context.Queue()
-        child = context.Process(target=_read_alone, args=(results,))
+        with forked(_read_alone) as (child, results):
 
-        async def fork() -> None:
-            assert batcher._forming is not None  # "a" is in flight, "b" forms a batch
-            child.start()
+            async def fork() -> None:
+                assert batcher._forming is not None  # "a" is in flight, "b" forms a batch
+                child.start()
 
-        try:
             assert list(await asyncio.gather(cache.get("a"), cache.get("b"), fork())) == [
                 1,
                 2,
                 None,
             ]
             outcome = await asyncio.to_thread(results.get, timeout=30)
-        finally:
-            end(child)
-            BUSY.clear()
     assert outcome == 2
 
 
@@ -223,15 +227,9 @@ async def test_a_child_forked_while_the_parent_works_in_the_background_closes_it
         await until_serving(cache)
         assert len(cache.refresher) == 1
         BUSY["cache"] = cache
-        context = multiprocessing.get_context("fork")
-        results = context.Queue()
-        child = context.Process(target=_close_in_child, args=(results,))
-        try:
+        with forked(_close_in_child) as (child, results):
             child.start()
             outcome = await asyncio.to_thread(results.get, timeout=30)
-        finally:
-            end(child)
-            BUSY.clear()
     assert outcome == "closed"
 
 
@@ -268,16 +266,10 @@ async def test_a_child_forked_while_the_parent_computes_computes_on_its_own(
         computing = asyncio.create_task(cache.get_or_set("k", slow, ttl=60))
         await asyncio.sleep(0.05)
         BUSY["cache"] = cache
-        context = multiprocessing.get_context("fork")
-        results = context.Queue()
-        child = context.Process(target=_compute_in_child, args=(results,))
-        try:
+        with forked(_compute_in_child) as (child, results):
             child.start()
             await asyncio.sleep(0.3)
             release.set()
             assert await computing == "parent"
             outcome = await asyncio.to_thread(results.get, timeout=30)
-        finally:
-            end(child)
-            BUSY.clear()
     assert outcome == ("child" if url == "memory" else "parent")
