@@ -533,18 +533,21 @@ class RedisStorage:
             if wrapped is not None and not wrapped.stamps and not wrapped.foreign:
                 return wrapped.body  # no tags: nothing to check
             return (await self._checked([key], [value], {}, breaker))[0]
-        with _translate_errors("MGET", breaker):  # the stamps share the value's slot
-            found = await self._read_many([key, *stamps])
-        known = dict(zip(stamps, found[1:], strict=True))
-        return (await self._checked([key], found[:1], known, breaker))[0]
+        return (await self._mget([key], breaker))[0]  # its stamps share its slot
 
-    async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The values of `keys` and the stamps they were last seen with, in one `MGET`."""
+    async def _mget(
+        self, keys: Sequence[str], breaker: CircuitBreaker | None = None
+    ) -> list[bytes | None]:
+        """The values of `keys` and the stamps they were last seen with, in one `MGET`.
+
+        `breaker`: that of the node of `keys` on a cluster; the storage's by default.
+        """
+        breaker = self._breaker if breaker is None else breaker
         stamps = list(dict.fromkeys(s for key in keys for s in self._stamps_of.get(key, ())))
-        with _translate_errors("MGET", self._breaker):
+        with _translate_errors("MGET", breaker):
             found = await self._read_many([*keys, *stamps])
         known = dict(zip(stamps, found[len(keys) :], strict=True))
-        return await self._checked(keys, found[: len(keys)], known, self._breaker)
+        return await self._checked(keys, found[: len(keys)], known, breaker)
 
     async def _checked(
         self,
@@ -689,17 +692,13 @@ class RedisStorage:
 
     async def delete_matching(self, pattern: str) -> int:
         """Remove every key matching the glob `pattern`, walking with `SCAN` (every master)."""
-        removed = 0
+
+        async def unlink(keys: list[bytes]) -> int:
+            removed: int = await self._client.unlink(*keys)
+            return removed
+
         with _translate_errors("SCAN/UNLINK", self._breaker):
-            batch: list[bytes] = []
-            async for key in self._client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= _CLEAR_BATCH:
-                    removed += await self._client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                removed += await self._client.unlink(*batch)
-        return removed
+            return await _in_batches(self._client, pattern, unlink)
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         """Remove every key recorded in these tag sets, and the sets."""
@@ -823,15 +822,8 @@ class RedisLockBackend:
 
     async def revoke_matching(self, pattern: str) -> int:
         """Revoke every lock whose key matches the glob `pattern`, found with `SCAN`."""
-        revoked = 0
         with _translate_errors("SCAN (locks)", self._breaker):
-            batch: list[bytes] = []
-            async for key in self._client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= _CLEAR_BATCH:
-                    revoked += await self._revoke_keys(batch)
-                    batch.clear()
-            return revoked + await self._revoke_keys(batch)
+            return await _in_batches(self._client, pattern, self._revoke_keys)
 
     async def close(self) -> None:
         """Stop the clean-ups; close the client if this object owns it."""
@@ -1152,6 +1144,23 @@ class RedisNotifier:
         self._repairs = BackgroundTasks()
         self._start_lock = asyncio.Lock()
         return inherited
+
+
+async def _in_batches(
+    client: RedisClient, pattern: str, act: Callable[[list[bytes]], Awaitable[int]]
+) -> int:
+    """`act` on the keys matching the glob `pattern`, `_CLEAR_BATCH` at a time; the sum.
+
+    The keys are found with `SCAN` (on every master of a cluster), never `KEYS`.
+    """
+    done = 0
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= _CLEAR_BATCH:
+            done += await act(batch)
+            batch = []
+    return done + (await act(batch) if batch else 0)
 
 
 #: How many calls `_in_turns` has under way at once: a cluster's pools are per node.
