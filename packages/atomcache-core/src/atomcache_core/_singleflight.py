@@ -823,6 +823,7 @@ class Lease:
         self._flight = flight
         self._token = token
         self._keys = flight.keys_of(options)
+        self._tag_keys = self._keys.tags(tags, key)
         self._lock_key = self._keys.lock(key)
         self._channel = self._keys.channel(key)
         self._started = time.monotonic()
@@ -840,9 +841,7 @@ class Lease:
         cache = self._flight._cache  # noqa: SLF001
         options = self.options
         try:
-            entry, tags = new_entry(
-                cache, value, options, time.monotonic() - self._started, self.tags
-            )
+            entry, _ = new_entry(cache, value, options, time.monotonic() - self._started, self.tags)
         except BaseException:
             await self.fail()
             raise
@@ -852,7 +851,7 @@ class Lease:
                 self._keys.value(self.key),
                 encode_entry(entry),
                 options.storage_ttl,
-                self._keys.tags(tags, self.key),
+                self._tag_keys,
                 lock_key=self._lock_key,
                 token=self._token,
             )
@@ -901,9 +900,10 @@ class Lease:
             try:
                 if not await cache.lock.extend(self._lock_key, self._token, flight.lock_ttl):
                     return
-                if self.tags:  # the tags' tracking lives as long as the lock
-                    tag_keys = self._keys.tags(self.tags, self.key)
-                    await cache.storage.track_tags(tag_keys, token=self._token, ttl=flight.lock_ttl)
+                if self._tag_keys:  # the tags' tracking lives as long as the lock
+                    await cache.storage.track_tags(
+                        self._tag_keys, token=self._token, ttl=flight.lock_ttl
+                    )
                 event = Event(self._channel, "computing", self._token)
                 await cache.notifier.publish(self._channel, event)
             except AtomCacheError as exc:

@@ -160,16 +160,15 @@ class MemoryStorage:
     ) -> bool:
         """Store and release the lock, as `Storage.set_if_locked` says, with the paired locks."""
         now = time.monotonic()
-        held = self._locks.get(lock_key)
-        if held is not None and held[1] > now and held[0] not in (token, token + "!"):
-            return False  # another owner
-        ours = held is not None and held[1] > now
-        if ours:
-            del self._locks[lock_key]
+        revoked = False
+        if _owns(self._locks, lock_key, token, now):
+            revoked = self._locks.pop(lock_key)[0] != token  # released either way
+        elif lock_key in self._locks and self._locks[lock_key][1] > now:
+            return False  # another owner; a lock gone or expired is no newer owner
         since = _since(token) or _now()
         current = self._data.get(key)
         if (
-            (ours and held is not None and held[0].endswith("!"))
+            revoked
             or (current is not None and current.expires_at > now and current.since >= since)
             or any(self._stamp(tag_key, now) >= since for tag_key in tag_keys)
         ):
