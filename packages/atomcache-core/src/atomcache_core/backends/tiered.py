@@ -304,14 +304,11 @@ class TieredStorage:
                 del self._reads[key]
 
     def drop(self, keys: Iterable[str] | None) -> None:
-        """Forget `keys` (`None`: everything) here, and spoil the reads of them in flight.
+        """Forget `keys` (`None`: everything) and spoil the reads of them in flight.
 
-        For a change this instance knows of that has not reached the shared storage yet.
+        The tier's own changes and announcements come here; so does a change this
+        instance knows of that has not reached the shared storage yet.
         """
-        self._drop(keys)
-
-    def _drop(self, keys: Iterable[str] | None) -> None:
-        """Forget `keys` (`None`: everything) and spoil the reads of them in flight."""
         if keys is None:
             self._entries.clear()
             self._budget.held = 0
@@ -327,7 +324,7 @@ class TieredStorage:
     async def _changed(self, keys: Sequence[str] | None) -> None:
         """Drop `keys` here and announce them to the other instances."""
         keys = _announced(keys)
-        self._drop(keys)
+        self.drop(keys)
         try:
             await announce_change(self._notifier, self._channel, keys, origin=self._origin)
         except AtomCacheError:
@@ -350,12 +347,12 @@ class TieredStorage:
         self._serving = False
         self._listener = None
         self._reads.clear()
-        self._drop(None)
+        self.drop(None)
         return inherited
 
     def _suspend(self) -> None:
         self._serving = False
-        self._drop(None)
+        self.drop(None)
 
     def _start(self) -> None:
         if not self._closed:
@@ -395,7 +392,7 @@ class TieredStorage:
             if event is None or event.status == "lost":
                 break
             if _parse(event) == (self._origin, ping):
-                self._drop(None)
+                self.drop(None)
                 self._serving = True
                 return
             self._on_announcement(event)
@@ -413,15 +410,15 @@ class TieredStorage:
     def _on_announcement(self, event: Event) -> None:
         parsed = _parse(event)
         if parsed is None:  # not an announcement this version can read: be safe
-            self._drop(None)
+            self.drop(None)
             return
         origin, payload = parsed
         if origin == self._origin or isinstance(payload, dict):  # ours, or a ping
             return
         if isinstance(payload, list):
-            self._drop(key for key in payload if isinstance(key, str))
+            self.drop(key for key in payload if isinstance(key, str))
         else:
-            self._drop(None)
+            self.drop(None)
 
 
 async def announce_change(
