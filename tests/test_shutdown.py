@@ -95,7 +95,8 @@ async def main() -> None:
 BODY
 
 asyncio.run(main())
-print("closed", flush=True)
+sys.stdout.write("closed\\n")  # one write: log lines from other threads share the pipe
+sys.stdout.flush()
 """
 
 SCENARIOS = {"core": CORE, "fastapi": FASTAPI, "litestar": LITESTAR}

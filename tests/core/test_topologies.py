@@ -349,11 +349,12 @@ async def test_a_slot_moved_mid_wait(namespace: str) -> None:
                 looked = attempts.count
                 await asyncio.to_thread(move_slot, cluster, leader.keys.value("k"))
                 await until_subscribed(control, waiter.keys.channel("k"))  # on the new owner
-            # The lost subscription makes the waiter look once more (a notification may
-            # have gone out while it was away). Let that look end before the value is
-            # stored: else it finds the value (counted as re-checked), or the lock just
-            # released (and reads the value then, counted as neither).
-            await asyncio.wait_for(attempts.beyond(looked), 5.0)
+            # The lost subscription makes the waiter look twice (a notification may have
+            # gone out while it was away): when the server drops it, and when it is back on
+            # the new owner. Let both looks end before the value is stored: else one finds
+            # the value (counted as re-checked), or the lock just released (and reads the
+            # value then, counted as neither).
+            await asyncio.wait_for(attempts.beyond(looked + 1), 5.0)
             slow.release.set()
             assert await asyncio.wait_for(waiting, 5.0) == "computed"  # before the re-check
             assert await leading == "computed"
