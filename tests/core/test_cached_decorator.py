@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import Enum
+from typing import TYPE_CHECKING
 
+import attrs
 import pytest
+from pydantic import BaseModel, Field
 
 from atomcache_core import Cache, ConfigurationError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 
 class Color(Enum):
@@ -83,7 +89,7 @@ async def test_a_key_function_chooses_the_key(cache: Cache) -> None:
 
 
 async def test_arguments_with_a_stable_repr_and_sets_work(cache: Cache) -> None:
-    """Dataclasses key by repr; sets key by sorted members, whatever their order."""
+    """Dataclasses key by their fields; sets by sorted members, whatever their order."""
     calls = 0
 
     @cache.cached()
@@ -235,3 +241,97 @@ async def test_a_self_containing_argument_is_refused(cache: Cache) -> None:
     loop.append(loop)
     with pytest.raises(ConfigurationError, match="contains itself"):
         await echo_of(cache, loop)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A dataclass with a field its repr leaves out."""
+
+    text: str
+    tenant: str = field(repr=False)
+
+
+class ModelQuery(BaseModel):
+    """A pydantic model with a field its repr leaves out."""
+
+    text: str
+    tenant: str = Field(repr=False)
+
+
+@attrs.frozen
+class AttrsQuery:
+    """An attrs class with a field its repr leaves out."""
+
+    text: str
+    tenant: str = attrs.field(repr=False)
+
+
+@pytest.mark.parametrize("kind", [Query, ModelQuery, AttrsQuery], ids=lambda kind: kind.__name__)
+async def test_objects_are_keyed_by_every_field_not_by_their_repr(
+    cache: Cache, kind: Callable[..., Query | ModelQuery | AttrsQuery]
+) -> None:
+    """Two queries that differ only in a `repr=False` field never share an entry."""
+
+    @cache.cached(ttl=60)
+    async def rows(query: Query | ModelQuery | AttrsQuery) -> str:
+        return f"rows of {query.tenant}"
+
+    guest, admin = kind(text="x", tenant="guest"), kind(text="x", tenant="admin")
+    assert repr(guest) == repr(admin)
+    assert await rows(admin) == "rows of admin"
+    assert await rows(guest) == "rows of guest"
+
+
+async def test_closures_of_one_factory_are_keyed_by_what_they_captured(cache: Cache) -> None:
+    """`make_fetcher("users")` and `make_fetcher("orders")` share a name, never an entry."""
+    tables = {"users": {1: "ada"}, "orders": {1: "order 1"}}
+    calls: list[str] = []
+
+    def make_fetcher(table: str) -> Callable[[int], Awaitable[str]]:
+        @cache.cached(ttl=60)
+        async def fetch(row_id: int) -> str:
+            calls.append(table)
+            return tables[table][row_id]
+
+        return fetch
+
+    users, orders, users_again = (
+        make_fetcher("users"),
+        make_fetcher("orders"),
+        make_fetcher("users"),
+    )
+    assert await users(1) == "ada"
+    assert await orders(1) == "order 1"
+    assert await users_again(1) == "ada"  # the same captures: the same entry
+    assert calls == ["users", "orders"]
+
+
+async def test_a_closure_over_state_without_a_key_form_is_refused_when_decorated(
+    cache: Cache,
+) -> None:
+    """A captured client cannot be told apart from another: refused at once, with the fixes."""
+
+    def make_loader(client: object) -> Callable[[int], Awaitable[int]]:
+        @cache.cached(ttl=60)
+        async def load(item_id: int) -> int:
+            return hash(client) + item_id
+
+        return load
+
+    with pytest.raises(ConfigurationError, match=r"'client'.*exclude=\('client',\).*key="):
+        make_loader(object())
+
+
+async def test_a_captured_variable_can_be_left_out_of_the_key(cache: Cache) -> None:
+    """`exclude=` names captured variables as it names parameters."""
+
+    def make_loader(client: object) -> Callable[[int], Awaitable[str]]:
+        @cache.cached(ttl=60, exclude=("client",))
+        async def load(item_id: int) -> str:
+            return f"{item_id} through {type(client).__name__}"
+
+        return load
+
+    assert await make_loader(object())(1) == "1 through object"
+    assert await make_loader(object())(1) == "1 through object"
+    assert cache.stats.computations == 1  # one entry: the client is left out
