@@ -20,6 +20,7 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/pyright tests/core/types_of_the_api.py  # the public API's types, as applications see them
 
 fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder, serializers and glob, longer
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/core/test_http.py \

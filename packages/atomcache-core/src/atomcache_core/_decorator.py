@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import inspect
 import json
 import types
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from atomcache_core._seconds import Seconds
     from atomcache_core.cache import Cache
 
-__all__ = ["ParamsT", "ResultT", "cached_function", "call_key"]
+__all__ = ["CachingDecorator", "ParamsT", "ResultT", "cached_function", "call_key"]
 
 ParamsT = ParamSpec("ParamsT")
 ResultT = TypeVar("ResultT")
+
+
+class CachingDecorator(Protocol):
+    """What `Cache.cached(...)` and `atomcache_core.cached(...)` return.
+
+    The decorated function keeps its parameters and becomes a coroutine function
+    whatever it was: `async def f(...) -> T` and `def f(...) -> T` (run in a worker
+    thread) both give `f(...)` a `Coroutine[Any, Any, T]`, which `asyncio.run`,
+    `asyncio.create_task` and `TaskGroup.create_task` take.
+    """
+
+    @overload
+    def __call__(
+        self, func: Callable[ParamsT, Awaitable[ResultT]], /
+    ) -> Callable[ParamsT, Coroutine[Any, Any, ResultT]]: ...
+
+    @overload
+    def __call__(
+        self, func: Callable[ParamsT, ResultT], /
+    ) -> Callable[ParamsT, Coroutine[Any, Any, ResultT]]: ...
 
 
 def call_key(
@@ -242,12 +263,10 @@ def cached_function(
     exclude: tuple[str, ...],
     tags: tuple[str, ...],
     **settings: Any,
-) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
+) -> CachingDecorator:
     """The decorator behind `Cache.cached`; `settings` go to `get_or_set` as they are."""
 
-    def decorate(
-        func: Callable[ParamsT, Awaitable[ResultT]],
-    ) -> Callable[ParamsT, Awaitable[ResultT]]:
+    def decorate(func: Callable[ParamsT, Any]) -> Callable[ParamsT, Coroutine[Any, Any, Any]]:
         signature = inspect.signature(func)
         code = getattr(func, "__code__", None)
         free = set(code.co_freevars) if code is not None else set()
@@ -261,21 +280,27 @@ def cached_function(
         name = f"{func.__module__}.{func.__qualname__}"
         if key is None:
             name += captured_form(func, exclude)
+        # A plain `def` is declared blocking: it runs in a worker thread, so it cannot
+        # stall the event loop (nor, with it, the lock's extension).
+        call: Callable[..., Any] = (
+            func
+            if inspect.iscoroutinefunction(func)
+            else functools.partial(asyncio.to_thread, func)
+        )
 
         @functools.wraps(func)
-        async def wrapper(*args: ParamsT.args, **kwargs: ParamsT.kwargs) -> ResultT:
+        async def wrapper(*args: ParamsT.args, **kwargs: ParamsT.kwargs) -> Any:
             if key is not None:
                 cache_key = key(*args, **kwargs)
             else:
                 cache_key = call_key(name, signature, args, kwargs, exclude)
-            result: ResultT = await cache.get_or_set(
+            return await cache.get_or_set(
                 cache_key,
-                functools.partial(func, *args, **kwargs),
+                functools.partial(call, *args, **kwargs),
                 ttl,
                 tags,
                 **settings,
             )
-            return result
 
         return wrapper
 

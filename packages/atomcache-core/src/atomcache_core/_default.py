@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from atomcache_core.cache import Cache
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Callable, Coroutine, Iterable
 
-    from atomcache_core._decorator import ParamsT, ResultT
+    from atomcache_core._decorator import CachingDecorator, ParamsT
     from atomcache_core._seconds import Seconds
 
 __all__ = ["cached", "configure_default", "default_cache"]
@@ -62,7 +62,7 @@ def cached(
     refresh_ahead: bool = False,
     refresh_idle: float | None = None,
     version: int | None = None,
-) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
+) -> CachingDecorator:
     """`Cache.cached` on the default cache (`default_cache`), found at each call.
 
     The arguments are `Cache.cached`'s; they are checked when the function is
@@ -84,16 +84,14 @@ def cached(
         "version": version,
     }
 
-    def decorate(
-        func: Callable[ParamsT, Awaitable[ResultT]],
-    ) -> Callable[ParamsT, Awaitable[ResultT]]:
-        def on(cache: Cache) -> tuple[Cache, Callable[ParamsT, Awaitable[ResultT]]]:
+    def decorate(func: Callable[ParamsT, Any]) -> Callable[ParamsT, Coroutine[Any, Any, Any]]:
+        def on(cache: Cache) -> tuple[Cache, Callable[ParamsT, Coroutine[Any, Any, Any]]]:
             return cache, cache.cached(ttl, **settings)(func)
 
         current = [on(default_cache())]  # checks the arguments now
 
         @functools.wraps(func)
-        async def wrapper(*args: ParamsT.args, **kwargs: ParamsT.kwargs) -> ResultT:
+        async def wrapper(*args: ParamsT.args, **kwargs: ParamsT.kwargs) -> Any:
             cache = default_cache()
             if current[0][0] is not cache:
                 current[0] = on(cache)

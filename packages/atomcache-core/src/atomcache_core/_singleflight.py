@@ -41,7 +41,7 @@ import random
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from atomcache_core._background import (
     BackgroundTasks,
@@ -55,6 +55,7 @@ from atomcache_core.exceptions import (
     BackendError,
     ConfigurationError,
     LockTimeoutError,
+    SerializationError,
 )
 from atomcache_core.protocols import Event, EventStatus
 
@@ -83,8 +84,12 @@ REUSE_HELD_BYTES = 8 * 1024 * 1024
 OutcomeSource = Literal["hit", "stale", "computed", "waited", "uncached"]
 
 
+#: The type of the value an `Uncacheable` carries.
+ValueT = TypeVar("ValueT")
+
+
 @dataclass(frozen=True, slots=True)
-class Uncacheable:
+class Uncacheable(Generic[ValueT]):
     """Wrap a factory's result to hand it to its own caller without storing it.
 
     Concurrent callers of the same key do not share it: each computes its own value,
@@ -94,7 +99,7 @@ class Uncacheable:
     been computed, one of them taking the lock to compute and store the value.
     """
 
-    value: Any
+    value: ValueT
     declined: bool = False
 
 
@@ -116,6 +121,8 @@ class Outcome:
         declined: Callers that joined the computation start over: it was declined
             (`Uncacheable.declined`), or its value was not stored because the key was
             invalidated (or its lock taken over) while it ran.
+        payload: The serialized value of a computation that was not stored (the
+            backend failed, or the key was invalidated meanwhile).
     """
 
     value: Any
@@ -124,6 +131,14 @@ class Outcome:
     reason: str = ""
     shareable: bool = True
     declined: bool = False
+    payload: bytes | None = None
+
+    @property
+    def encoded(self) -> bytes | None:
+        """The value as the serializer wrote it (`payload`, else the entry's); `None` if never."""
+        if self.payload is not None:
+            return self.payload
+        return self.entry.payload if self.entry is not None else None
 
 
 @dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
@@ -197,31 +212,21 @@ _COMPUTING: ContextVar[frozenset[str]] = ContextVar("atomcache_computing", defau
 
 
 async def call_factory(factory: Callable[[], Any], value_key: str = "") -> Any:
-    """Run a zero-argument factory: coroutine functions in the loop, others in a thread.
+    """Call a zero-argument factory in the event loop; await what it returns, if awaitable.
 
-    A plain function runs in a worker thread so a blocking call cannot stall the event
-    loop (and with it the leader's lock extension); if it returns an awaitable (a
-    lambda around a coroutine function), that is awaited in the loop. While it runs,
-    `value_key` counts as being computed in its context (`check_not_computing`).
+    Nothing goes to a thread here: a factory that blocks says so, with
+    `lambda: asyncio.to_thread(load)` (a plain `def` under `@cached` does that). While
+    it runs, `value_key` counts as being computed in its context (`check_not_computing`).
     """
     token = _COMPUTING.set(_COMPUTING.get() | {value_key}) if value_key else None
     try:
-        if _is_async(factory):
-            return await factory()
-        result = await asyncio.to_thread(factory)
-        if inspect.isawaitable(result):
-            return await result
+        result = factory()
+        while inspect.isawaitable(result):
+            result = await result
         return result
     finally:
         if token is not None:
             _COMPUTING.reset(token)
-
-
-def _is_async(factory: Callable[[], Any]) -> bool:
-    """Whether calling `factory` gives a coroutine: an async function or `__call__`."""
-    return inspect.iscoroutinefunction(factory) or inspect.iscoroutinefunction(
-        type(factory).__call__
-    )
 
 
 def _wakeup_of(waited: Outcome | _Lead | _Skip | None) -> str:
@@ -353,7 +358,28 @@ class SingleFlight:
         running = self._renewals if options.background else self._fills
         running[value_key] = fill
         fill.add_done_callback(lambda done: self._forget(running, value_key, done))
-        return await asyncio.shield(fill)
+        return self._own(await asyncio.shield(fill), options)
+
+    def _own(self, outcome: Outcome, options: FlightOptions) -> Outcome:
+        """A shared computation's outcome, with a value of this caller's own.
+
+        Every caller of a computation, the first included, gets what a hit would
+        return: the value decoded from its serialized form (a tuple comes back as a
+        list from JSON), one object per caller, so none sees another's changes. Not for
+        immutable values (`options.reuse_decoded`) nor for one computed only for its
+        caller (`Uncacheable`).
+        """
+        if options.reuse_decoded or not outcome.shareable:
+            return outcome
+        serializer = options.serializer or self._cache.serializer
+        try:
+            encoded = outcome.encoded
+            if encoded is None:  # computed without storing: the backend away, a wait over
+                encoded = serializer.dumps(outcome.value)
+            value = serializer.loads(encoded)
+        except SerializationError:
+            return outcome  # a serializer that cannot read what it wrote: the value as is
+        return dataclasses.replace(outcome, value=value)
 
     def _running_fill(self, value_key: str, options: FlightOptions) -> asyncio.Task[Any] | None:
         """The computation of `value_key` under way here that this caller may share.
@@ -466,7 +492,7 @@ class SingleFlight:
             return await self._get_or_set(key, factory, options)
         if not outcome.shareable:
             return await self._compute_unstored(factory, self.keys_of(options).value(key))
-        return outcome
+        return self._own(outcome, options)
 
     async def _compute_unstored(
         self, factory: Callable[[], Any], value_key: str, reason: str = ""
@@ -859,7 +885,7 @@ class Lease:
             warn_failed_open("could not store %r; returning it unstored", self.key, error=exc)
             cache.report_error(type(exc).__name__)
             self._flight.release_later(self._lock_key, self._token, self._channel, "failed")
-            return Outcome(value, "uncached", reason=UNAVAILABLE)
+            return Outcome(value, "uncached", reason=UNAVAILABLE, payload=entry.payload)
         status: EventStatus = "stored" if stored else "failed"
         if not stored:
             logger.info(
@@ -871,7 +897,9 @@ class Lease:
         if stored:
             return Outcome(value, "computed", entry)
         # Callers that joined may have asked after the invalidation: they start over.
-        return Outcome(value, "uncached", reason="invalidated", declined=True)
+        return Outcome(
+            value, "uncached", reason="invalidated", declined=True, payload=entry.payload
+        )
 
     async def skip(self) -> None:
         """Store nothing: the result was not for sharing; waiters compute their own."""

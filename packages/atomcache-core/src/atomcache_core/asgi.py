@@ -185,7 +185,7 @@ class ResponseCapture:
 
     def result(
         self, route: RoutePlan, request_headers: Mapping[str, str]
-    ) -> StoredResponse | Uncacheable:
+    ) -> StoredResponse | Uncacheable[ResponseCapture]:
         """What to store, or `Uncacheable(self)` with the reason it is not stored.
 
         `request_headers` are the fields of the request it answers (lower-case names):
@@ -294,7 +294,7 @@ class _Run:
         self.produced: list[object] = []
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def __call__(self) -> StoredResponse | Uncacheable:
+    async def __call__(self) -> StoredResponse | Uncacheable[ResponseCapture]:
         """Run the handler; raise `_ServerError` on 5xx, else what to store.
 
         Stored is only what the endpoint answered (a check that refused the request
@@ -326,7 +326,9 @@ class _Run:
             task.result()  # the app failed (or ended) before answering: its exception
         if self.endpoint and not witness.passed:
             capture.reason = REFUSED
-            result: StoredResponse | Uncacheable = Uncacheable(capture, declined=True)
+            result: StoredResponse | Uncacheable[ResponseCapture] = Uncacheable(
+                capture, declined=True
+            )
         elif capture.status >= _SERVER_ERROR and not capture.streamed:
             raise _ServerError(capture)  # a failure, for stale_if_error and waiters
         elif _session_state(scope) != session:

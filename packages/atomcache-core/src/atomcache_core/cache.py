@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from atomcache_core._decorator import cached_function
 from atomcache_core._invalidations import (
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
-    from atomcache_core._decorator import ParamsT, ResultT
+    from atomcache_core._decorator import CachingDecorator, ResultT
+    from atomcache_core._singleflight import Uncacheable
     from atomcache_core.backends.redis import RedisClient
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
 
@@ -596,6 +597,70 @@ class Cache:
             self._versions[version] = found
         return found
 
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[Uncacheable[ResultT]]],
+        ttl: Seconds | None = None,
+        tags: Iterable[str] = (),
+        *,
+        stale_ttl: Seconds = 0.0,
+        stale_if_error: Seconds = 0.0,
+        beta: float = 0.0,
+        refresh_ahead: bool = False,
+        refresh_idle: float | None = None,
+        version: int | None = None,
+    ) -> ResultT: ...
+
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[ResultT | Uncacheable[ResultT]]],
+        ttl: Seconds | None = None,
+        tags: Iterable[str] = (),
+        *,
+        stale_ttl: Seconds = 0.0,
+        stale_if_error: Seconds = 0.0,
+        beta: float = 0.0,
+        refresh_ahead: bool = False,
+        refresh_idle: float | None = None,
+        version: int | None = None,
+    ) -> ResultT: ...
+
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Uncacheable[ResultT]],
+        ttl: Seconds | None = None,
+        tags: Iterable[str] = (),
+        *,
+        stale_ttl: Seconds = 0.0,
+        stale_if_error: Seconds = 0.0,
+        beta: float = 0.0,
+        refresh_ahead: bool = False,
+        refresh_idle: float | None = None,
+        version: int | None = None,
+    ) -> ResultT: ...
+
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], ResultT | Uncacheable[ResultT]],
+        ttl: Seconds | None = None,
+        tags: Iterable[str] = (),
+        *,
+        stale_ttl: Seconds = 0.0,
+        stale_if_error: Seconds = 0.0,
+        beta: float = 0.0,
+        refresh_ahead: bool = False,
+        refresh_idle: float | None = None,
+        version: int | None = None,
+    ) -> ResultT: ...
+
     async def get_or_set(
         self,
         key: str,
@@ -614,8 +679,9 @@ class Cache:
 
         Args:
             key: The cache key.
-            factory: A zero-argument callable returning the value or an awaitable of it.
-                Coroutine functions run in the event loop, plain functions in a thread.
+            factory: A zero-argument callable returning the value or an awaitable of it,
+                called in the event loop; for blocking work, pass
+                `lambda: asyncio.to_thread(load)`.
             ttl: Seconds the computed value stays fresh (default: the cache's TTL).
             tags: Tags to store the value with, for `invalidate_tags`.
             stale_ttl: Stale-while-revalidate window (RFC 5861): for this many seconds
@@ -636,6 +702,10 @@ class Cache:
                 `ttl`.
             version: The key version (default: the cache's, `Cache(version=...)`);
                 another version is another entry, with its own single flight.
+
+        Returns:
+            What a hit returns, to every caller (the one that computed included): the
+            value as the serializer reads it back, an object of the caller's own.
 
         Raises:
             LockTimeoutError: the wait for another process exceeded `wait_timeout`
@@ -671,8 +741,12 @@ class Cache:
         refresh_ahead: bool = False,
         refresh_idle: float | None = None,
         version: int | None = None,
-    ) -> Callable[[Callable[ParamsT, Awaitable[ResultT]]], Callable[ParamsT, Awaitable[ResultT]]]:
-        """Decorate an async function so its results are cached with `get_or_set`.
+    ) -> CachingDecorator:
+        """Decorate a function so its results are cached with `get_or_set`.
+
+        An `async def` runs in the event loop; a plain `def` is taken as blocking and
+        runs in a worker thread. Either way the decorated function is a coroutine
+        function with the same parameters (`CachingDecorator`).
 
         The key is the function's module and qualified name plus its arguments (bound
         to the signature, defaults applied, JSON-encoded with sorted names), so
