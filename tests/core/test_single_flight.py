@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import pytest
 
@@ -23,8 +23,9 @@ from atomcache_core import (
     SerializationError,
     Uncacheable,
 )
-from atomcache_core._singleflight import FlightOptions
+from atomcache_core._singleflight import WAITER_REACTIONS, FlightOptions
 from atomcache_core.backends.memory import MemoryStorage
+from atomcache_core.protocols import EventStatus
 from support.redis_server import SERVER_URLS
 
 if TYPE_CHECKING:
@@ -590,3 +591,10 @@ async def test_a_factory_asking_for_its_own_key_fails_fast(cache: Cache) -> None
             assert token is not None, f"the lock of {key!r} is still held"
             await cache.lock.release(cache.keys.lock(key), token)
     assert await cache.get_or_set("a", Counter()) == "value"
+
+
+def test_a_waiter_knows_what_to_do_on_every_event() -> None:
+    """Every event status has a row in the waiter's table: a new status cannot go unhandled."""
+    assert set(WAITER_REACTIONS) == set(get_args(EventStatus))
+    assert [status for status, reaction in WAITER_REACTIONS.items() if reaction.skip] == ["skipped"]
+    assert not WAITER_REACTIONS["computing"].look  # a heartbeat: wait on, no command

@@ -229,6 +229,41 @@ async def call_factory(factory: Callable[[], Any], value_key: str = "") -> Any:
             _COMPUTING.reset(token)
 
 
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """What a waiter does next on one event of the key it waits for.
+
+    Attributes:
+        look: Re-read the value, then try the lock if it is free.
+        woken_by: What a value found by that look counts as (`stats.wakeups_notified`
+            for `"notification"`, `stats.wakeups_rechecked` for `"recheck"`).
+        skip: Stop waiting and compute without the lock: the leader's result was not
+            for sharing.
+    """
+
+    look: bool
+    woken_by: str = ""
+    skip: bool = False
+
+
+_NOTIFIED = Reaction(look=True, woken_by="notification")
+
+#: What a waiter does on each event status: every status of `EventStatus` has its row
+#: (`tests/core/test_single_flight.py` checks it). A "failed" computation may leave the
+#: lock to this waiter; a "lost" subscription may have missed an event, so it looks as
+#: after silence.
+WAITER_REACTIONS: dict[EventStatus, Reaction] = {
+    "stored": _NOTIFIED,
+    "failed": _NOTIFIED,
+    "invalidated": _NOTIFIED,
+    "computing": Reaction(look=False),
+    "skipped": Reaction(look=False, skip=True),
+    "lost": Reaction(look=True, woken_by="recheck"),
+}
+#: What a waiter does after `recheck_interval` without any event.
+ON_SILENCE = Reaction(look=True, woken_by="recheck")
+
+
 def _wakeup_of(waited: Outcome | _Lead | _Skip | None) -> str:
     """How a wait ended, as the `wakeup` attribute of its duration says it."""
     if waited is None:
@@ -699,27 +734,24 @@ class SingleFlight:
         keys = self.keys_of(options)
         value_key, channel = keys.value(key), keys.channel(key)
         deadline = time.monotonic() + self.wait_timeout
-        check, woken_by, silent = True, "", False
+        reaction, silent = Reaction(look=True), False
         async with cache.notifier.subscribe(channel) as subscription:
             while True:
-                if check:
-                    found = await self._check(value_key, lock_key, options, woken_by, silent=silent)
+                if reaction.skip:
+                    return _Skip()
+                if reaction.look:
+                    found = await self._check(
+                        value_key, lock_key, options, reaction.woken_by, silent=silent
+                    )
                     if found is not None:
                         return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 event = await subscription.wait(min(self.recheck_interval, remaining))
-                if event is None:
-                    check, woken_by, silent = True, "recheck", remaining > self.recheck_interval
-                elif event.status == "computing":
-                    check = False
-                elif event.status == "skipped":
-                    return _Skip()
-                elif event.status == "lost":
-                    check, woken_by, silent = True, "recheck", False
-                else:
-                    check, woken_by, silent = True, "notification", False
+                # Silence for a whole interval: a lock taken now is a takeover.
+                silent = event is None and remaining > self.recheck_interval
+                reaction = ON_SILENCE if event is None else WAITER_REACTIONS[event.status]
 
     async def _check(
         self,
