@@ -230,6 +230,15 @@ async def call_factory(factory: Callable[[], Any], value_key: str = "") -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitPolicy:
+    """How a waiter waits: seconds in all, between looks, and for a lock it takes."""
+
+    timeout: float
+    recheck_interval: float
+    lock_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class Reaction:
     """What a waiter does next on one event of the key it waits for.
 
@@ -713,27 +722,50 @@ class SingleFlight:
                 cache.observer.add("lock.takeovers", (("namespace", cache.namespace),))
         return Lease(self, key, token, options, tags)
 
+    async def wait_or_take(
+        self, key: str, lock_key: str, options: FlightOptions, policy: WaitPolicy
+    ) -> Outcome | str | None:
+        """Wait for `key`'s value, or take a lock of the caller's choosing once it is free.
+
+        For callers that compute in their own frame under a lock of their own (one lock
+        for several keys, held `policy.lock_ttl` seconds without heartbeats). Woken by
+        `key`'s notifications, looking again every `policy.recheck_interval` seconds.
+
+        Returns:
+            The value's outcome once stored, the token of `lock_key` once this caller
+            took it (it computes, stores and releases), or `None` after
+            `policy.timeout` seconds (or when the leader's result was not for sharing).
+
+        Raises:
+            AtomCacheError: the storage or the lock backend failed.
+        """
+        waited = await self._wait(key, lock_key, options, policy)
+        if isinstance(waited, _Lead):
+            return waited.token
+        return waited if isinstance(waited, Outcome) else None
+
     async def _wait(
-        self, key: str, lock_key: str, options: FlightOptions
+        self, key: str, lock_key: str, options: FlightOptions, policy: WaitPolicy | None = None
     ) -> Outcome | _Lead | _Skip | None:
         """Wait for another process's computation; `None` when the deadline passed.
 
         Reported (`atomcache_core.observability`) as a span and a duration, by how the
         wait ended.
         """
+        policy = policy or WaitPolicy(self.wait_timeout, self.recheck_interval, self.lock_ttl)
         async with self._observed("wait", "wait.duration", "wakeup") as ended:
-            waited = await self._wait_for(key, lock_key, options)
+            waited = await self._wait_for(key, lock_key, options, policy)
             ended[0] = _wakeup_of(waited)
         return waited
 
     async def _wait_for(
-        self, key: str, lock_key: str, options: FlightOptions
+        self, key: str, lock_key: str, options: FlightOptions, policy: WaitPolicy
     ) -> Outcome | _Lead | _Skip | None:
         cache = self._cache
         cache.stats.waits += 1
         keys = self.keys_of(options)
         value_key, channel = keys.value(key), keys.channel(key)
-        deadline = time.monotonic() + self.wait_timeout
+        deadline = time.monotonic() + policy.timeout
         reaction, silent = Reaction(look=True), False
         async with cache.notifier.subscribe(channel) as subscription:
             while True:
@@ -741,16 +773,16 @@ class SingleFlight:
                     return _Skip()
                 if reaction.look:
                     found = await self._check(
-                        value_key, lock_key, options, reaction.woken_by, silent=silent
+                        value_key, lock_key, options, reaction.woken_by, policy, silent=silent
                     )
                     if found is not None:
                         return found
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                event = await subscription.wait(min(self.recheck_interval, remaining))
+                event = await subscription.wait(min(policy.recheck_interval, remaining))
                 # Silence for a whole interval: a lock taken now is a takeover.
-                silent = event is None and remaining > self.recheck_interval
+                silent = event is None and remaining > policy.recheck_interval
                 reaction = ON_SILENCE if event is None else WAITER_REACTIONS[event.status]
 
     async def _check(
@@ -759,6 +791,7 @@ class SingleFlight:
         lock_key: str,
         options: FlightOptions,
         woken_by: str,
+        policy: WaitPolicy,
         *,
         silent: bool,
     ) -> Outcome | _Lead | None:
@@ -771,7 +804,7 @@ class SingleFlight:
             elif woken_by == "recheck":
                 cache.stats.wakeups_rechecked += 1
             return Outcome(found[1], "waited", found[0], reason=woken_by)
-        token = await cache.lock.acquire(lock_key, self.lock_ttl)
+        token = await cache.lock.acquire(lock_key, policy.lock_ttl)
         return _Lead(token, takeover=silent) if token is not None else None
 
     async def _track(self, key: str, token: str, options: FlightOptions) -> tuple[str, ...]:

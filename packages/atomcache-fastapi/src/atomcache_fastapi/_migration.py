@@ -25,7 +25,6 @@ import copy
 import inspect
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -36,7 +35,7 @@ from starlette.responses import Response
 from atomcache_core import MAX_TTL, Cache, ConfigurationError, Outcome
 from atomcache_core._background import BackgroundTasks
 from atomcache_core._seconds import checked_seconds
-from atomcache_core._singleflight import FlightOptions, Lease
+from atomcache_core._singleflight import FlightOptions, Lease, WaitPolicy
 from atomcache_core.asgi import (
     HttpCache,
     RequestPlan,
@@ -407,19 +406,9 @@ class ResponseCache:
         if found is not None:  # a hit: no subscription
             return found
         lock_key = cache.keys.lock(lock_name)
-        deadline = time.monotonic() + self.lock_timeout
-        async with cache.notifier.subscribe(cache.keys.channel(key)) as subscription:
-            while True:
-                found = await cache.single_flight.peek(key, flight)
-                if found is not None:
-                    return found
-                token = await cache.lock.acquire(lock_key, self.lock_timeout)
-                if token is not None:
-                    return _Held(cache, lock_key, token)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                await subscription.wait(min(_POLL, remaining))
+        policy = WaitPolicy(self.lock_timeout, _POLL, self.lock_timeout)
+        waited = await cache.single_flight.wait_or_take(key, lock_key, flight, policy)
+        return _Held(cache, lock_key, waited) if isinstance(waited, str) else waited
 
     async def _write(self, values: dict[str, Any], *held: _Held) -> None:
         """Store `values` as JSON (logged if it fails), wake their waiters, free locks."""
