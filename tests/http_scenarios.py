@@ -66,6 +66,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import pytest
+import time_machine
 
 from atomcache_core import Cache
 from atomcache_core.http import make_etag, parse_cache_control
@@ -135,6 +136,16 @@ class Harness:
     calls: Counter[str] = field(default_factory=Counter)
     flags: dict[str, Any] = field(default_factory=dict)
     guarded: tuple[str, ...] = ()
+    clock: time_machine.Traveller | None = None
+
+    def pass_time(self, seconds: float) -> None:
+        """Move the wall clock `seconds` on at once, instead of sleeping.
+
+        Freshness, stale windows and refresh intervals are decided by the wall clock
+        (the entries' own times), which `time-machine` moves for the whole process.
+        """
+        assert self.clock is not None
+        self.clock.shift(seconds)
 
 
 def status_of(response: httpx.Response) -> str:
@@ -464,7 +475,7 @@ async def a_failing_check_is_not_a_failing_handler(h: Harness) -> None:
     """A check answering 503 gets its 503, never the stale entry of stale_if_error."""
     valid = {"cookie": "session=valid"}
     assert (await h.client.get("/guarded/flaky", headers=valid)).status_code == 200
-    await asyncio.sleep(1.1)
+    h.pass_time(1.1)
     for headers in ({}, {"cookie": "session=forged"}):
         refused = await h.client.get("/guarded/flaky", headers=headers)
         assert refused.status_code == 503
@@ -488,7 +499,7 @@ async def the_host_is_part_of_the_key(h: Harness) -> None:
     evil = await h.client.get("/link", headers={"host": "evil.test"})
     assert "evil.test" in evil.text
     assert "evil.test" not in (await h.client.get("/link")).text
-    await asyncio.sleep(1.1)  # past min_refresh_interval: no-cache refills
+    h.pass_time(1.1)  # past min_refresh_interval: no-cache refills
     await h.client.get("/link", headers={"host": "evil.test", "cache-control": "no-cache"})
     assert "evil.test" not in (await h.client.get("/link")).text
     assert h.calls["link"] == 3
@@ -656,7 +667,7 @@ async def hits_carry_remaining_max_age_and_no_age(h: Harness) -> None:
     the entry's age twice.
     """
     await h.client.get("/items/8")
-    await asyncio.sleep(1.1)
+    h.pass_time(1.1)
     hit = await h.client.get("/items/8")
     max_age = int(parse_cache_control(hit.headers["cache-control"])["max-age"] or 0)
     assert 57 <= max_age <= 58
@@ -678,7 +689,7 @@ async def cache_status_says_what_happened(h: Harness) -> None:
     assert status_of(await h.client.get("/items/9")).startswith("atomcache; fwd=miss; stored")
     hit = status_of(await h.client.get("/items/9"))
     assert hit.startswith("atomcache; hit; ttl=")
-    await asyncio.sleep(1.1)  # past min_refresh_interval
+    h.pass_time(1.1)  # past min_refresh_interval
     forced = await h.client.get("/items/9", headers={"cache-control": "no-cache"})
     assert status_of(forced).startswith("atomcache; fwd=request; stored")
 
@@ -703,7 +714,7 @@ async def no_cache_recomputes_and_stores(h: Harness) -> None:
 async def no_cache_is_coalesced(h: Harness) -> None:
     """Concurrent no-cache requests share one computation; within the interval, none."""
     await h.client.get("/refresh")
-    await asyncio.sleep(0.6)
+    h.pass_time(0.6)
     responses = await asyncio.gather(
         *(h.client.get("/refresh", headers={"cache-control": "no-cache"}) for _ in range(10))
     )
@@ -758,7 +769,7 @@ async def concurrent_requests_run_the_handler_once(h: Harness) -> None:
 async def stale_is_served_while_one_refresh_runs(h: Harness) -> None:
     """An expired entry inside stale_ttl is served at once; one refresh follows."""
     await h.client.get("/stale")
-    await asyncio.sleep(1.1)
+    h.pass_time(1.1)
     started = time.monotonic()
     responses = await asyncio.gather(*(h.client.get("/stale") for _ in range(5)))
     assert time.monotonic() - started < 0.8  # nobody waited for the 1 s refresh
@@ -777,11 +788,11 @@ async def stale_if_error_serves_the_old_entry(h: Harness) -> None:
     """A failing refresh inside stale_if_error serves stale; outside, the error, nothing stored."""
     good = await h.client.get("/flaky")
     h.flags["fail"] = True
-    await asyncio.sleep(1.1)
+    h.pass_time(1.1)
     served = await h.client.get("/flaky")
     assert served.status_code == 200
     assert served.content == good.content
-    await asyncio.sleep(1.0)
+    h.pass_time(1.0)
     failed = await h.client.get("/flaky")
     assert failed.status_code == 500
     h.flags["fail"] = False
@@ -1002,7 +1013,8 @@ def adapter_tests(
             serve_asgi(app) as base_url,
             httpx.AsyncClient(base_url=base_url + prefix, timeout=30) as client,
         ):
-            yield Harness(client, cache, prefixed, calls, flags, guarded)
+            with time_machine.travel(time.time(), tick=True) as clock:
+                yield Harness(client, cache, prefixed, calls, flags, guarded, clock)
 
     @pytest.fixture(params=list(LAYOUTS))
     async def harness(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Harness]:
