@@ -36,6 +36,7 @@ bench: $(VENV)/.synced
 	$(BIN)/python bench/hit_path.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/propagation.py
+	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/goals.py
 	$(BIN)/python bench/report.py
 
