@@ -75,19 +75,34 @@ def check_options(kind: str, options: dict[str, Any]) -> None:
     """Refuse keyword arguments redis-py would not take for this kind of URL.
 
     redis-py accepts unknown pool options when the client is made and fails on every
-    connection afterwards, which looks like Redis being away: a typo is caught here.
+    connection afterwards, which looks like Redis being away: a typo is caught here,
+    in `sentinel_kwargs` too.
 
     Raises:
-        ConfigurationError: an option is unknown; the message suggests the closest one.
+        ConfigurationError: an option is unknown, or `sentinel_kwargs` is not a dict;
+            the message suggests the closest option.
     """
-    accepted = _ACCEPTED[kind] - {"self", "host", "port", "startup_nodes"}
+    _refuse_unknown(options, _ACCEPTED[kind] - {"self", "host", "port", "startup_nodes"}, "")
+    given = options.get("sentinel_kwargs")
+    if kind != "sentinel" or given is None:
+        return
+    if not isinstance(given, dict):
+        msg = (
+            f"sentinel_kwargs must be a dict of the Sentinels' connection options, such as "
+            f"{{'password': '...'}}, got {type(given).__name__}"
+        )
+        raise ConfigurationError(msg)
+    _refuse_unknown(given, _CLIENT_OPTIONS - {"host", "port"}, " in sentinel_kwargs")
+
+
+def _refuse_unknown(options: dict[str, Any], accepted: frozenset[str], where: str) -> None:
     for name in options:
         if name not in accepted:
             close = difflib.get_close_matches(name, sorted(accepted), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             msg = (
-                f"unknown option {name!r} for a Redis URL{hint}: Cache.from_url passes its "
-                "extra keyword arguments to redis-py (see docs/configuration.md)"
+                f"unknown option {name!r}{where} for a Redis URL{hint}: Cache.from_url passes "
+                "its extra keyword arguments to redis-py (see docs/configuration.md)"
             )
             raise ConfigurationError(msg)
 
@@ -129,7 +144,11 @@ def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
 
 
 def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redis]]:
-    """The client of the master the URL's Sentinels monitor, and the Sentinels' clients."""
+    """The client of the master the URL's Sentinels monitor, and the Sentinels' clients.
+
+    The URL's user and password log in to the master and its replicas and, unless
+    `sentinel_kwargs` says otherwise, to the Sentinels (`_sentinel_options`).
+    """
     parsed = _MultiHostUrl(url)
     service, _, database = parsed.path.partition("/")
     if not service or (database and not database.isdigit()):
@@ -138,11 +157,16 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
             "redis+sentinel://host1:26379,host2:26379/service_name or .../service_name/0"
         )
         raise ConfigurationError(msg)
-    timeouts = {name: options[name] for name in _TIMEOUTS if name in options}
+    given = options.get("sentinel_kwargs") or {}
     pool = {name: options.get(name, default) for name, default in _POOL_DEFAULTS.items()}
-    connections = {name: value for name, value in options.items() if name not in pool}
+    connections = {
+        name: value for name, value in options.items() if name not in (*pool, "sentinel_kwargs")
+    }
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        parsed.hosts, sentinel_kwargs=timeouts, **parsed.credentials, **connections
+        parsed.hosts,
+        sentinel_kwargs=_sentinel_options(parsed.credentials, options, given),
+        **parsed.credentials,
+        **connections,
     )
     master = sentinel.master_for(
         service,
@@ -153,6 +177,24 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
         **_retried({}) if "retry" not in connections else {},
     )
     return master, list(sentinel.sentinels)
+
+
+def _sentinel_options(
+    credentials: dict[str, Any], options: dict[str, Any], given: dict[str, Any]
+) -> dict[str, Any]:
+    """The options of each Sentinel's client: `given` (`sentinel_kwargs`) over ours.
+
+    Ours are the URL's user and password (Sentinels protected with the data nodes'
+    password, as Celery/Kombu and django-redis assume too), the connections' socket
+    timeouts, and one quick retry (redis-py's default tries each Sentinel ten times,
+    backing off for seconds, before it asks the next). TLS (`rediss+sentinel://`) is the
+    master's only: `sentinel_kwargs={"ssl": True}` gives it to the Sentinels.
+    """
+    login: dict[str, Any] = {
+        name: credentials[name] for name in ("username", "password") if name in credentials
+    }
+    timeouts = {name: options[name] for name in _TIMEOUTS if name in options}
+    return _retried({**login, **timeouts, **given})
 
 
 class _MultiHostUrl:
