@@ -9,6 +9,7 @@ here forgets its parent's connections and opens its own (`_forget_parents_connec
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import inspect
 import os
@@ -18,9 +19,11 @@ from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from atomcache_core.exceptions import ConfigurationError
@@ -28,7 +31,7 @@ from atomcache_core.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from atomcache_core.backends.redis import RedisClient
 
-__all__ = ["client_for"]
+__all__ = ["client_for", "url_of"]
 
 _POOL_DEFAULTS = {"max_connections": 100, "timeout": 2.0}
 #: The keyword arguments redis-py accepts for each kind of URL: the client's (which
@@ -51,6 +54,37 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
     connection instead, as `BlockingConnectionPool` does; connections still follow the
     master that the Sentinels name.
     """
+
+
+class ExplainedSentinel(Sentinel):
+    """redis-py's `Sentinel`, whose "no master found" has a Sentinel's refusal as its cause.
+
+    redis-py names each Sentinel's error in that message only, and since redis-py 6
+    by its class alone (`auth:AuthenticationError`): a password the Sentinels refuse
+    would read as Sentinel knowing no master. When the message says a Sentinel refused
+    the credentials, the Sentinels are asked again (they answer at once) for their
+    words, chained as the `__cause__` the error translation reads.
+    """
+
+    async def discover_master(self, service_name: str) -> Any:
+        """The master's `(host, port)`, as redis-py finds it.
+
+        Raises:
+            MasterNotFoundError: no Sentinel named a master; caused by a Sentinel's
+                `AuthenticationError` when one refused the credentials.
+        """
+        try:
+            return await super().discover_master(service_name)
+        except MasterNotFoundError as not_found:
+            if "AuthenticationError" not in str(not_found):
+                raise
+            answers = await asyncio.gather(
+                *(sentinel.ping() for sentinel in self.sentinels), return_exceptions=True
+            )
+            refusal = next((a for a in answers if isinstance(a, AuthenticationError)), None)
+            if refusal is None:
+                raise
+            raise not_found from refusal
 
 
 def client_for(url: str, options: dict[str, Any]) -> tuple[RedisClient, list[Redis]]:
@@ -162,7 +196,7 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
     connections = {
         name: value for name, value in options.items() if name not in (*pool, "sentinel_kwargs")
     }
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = ExplainedSentinel(  # type: ignore[no-untyped-call]
         parsed.hosts,
         sentinel_kwargs=_sentinel_options(parsed.credentials, options, given),
         **parsed.credentials,
@@ -219,6 +253,49 @@ class _MultiHostUrl:
         if scheme.lower().startswith("rediss"):
             self.credentials["ssl"] = True
         self.hosts = [_host_and_port(part, url) for part in netloc.split(",")]
+
+
+def url_of(client: RedisClient) -> str:
+    """A URL of the server(s) `client` connects to, for messages: its password is `***`.
+
+    Made from the client, so it serves for clients made elsewhere too; for one made
+    from a URL, it is that URL without its options.
+    """
+    if isinstance(client, RedisCluster):
+        nodes = client.startup_nodes
+        tls = any(issubclass(node.connection_class, SSLConnection) for node in nodes)
+        login = _login(nodes[0].connection_kwargs) if nodes else ""
+        hosts = ",".join(_address(node.connection_kwargs) for node in nodes)
+        return f"{'rediss' if tls else 'redis'}+cluster://{login}{hosts}"
+    pool = client.connection_pool
+    settings = pool.connection_kwargs
+    login = _login(settings)
+    scheme = "rediss" if issubclass(pool.connection_class, SSLConnection) else "redis"
+    database = settings.get("db", 0)
+    if isinstance(pool, SentinelConnectionPool):
+        sentinels = pool.sentinel_manager.sentinels
+        hosts = ",".join(
+            _address(sentinel.connection_pool.connection_kwargs) for sentinel in sentinels
+        )
+        path = f"/{pool.service_name}" + (f"/{database}" if database else "")
+        return f"{scheme}+sentinel://{login}{hosts}{path}"
+    if "path" in settings:  # a unix socket
+        return f"unix://{login}{settings['path']}?db={database}"
+    return f"{scheme}://{login}{_address(settings)}/{database}"
+
+
+def _login(settings: dict[str, Any]) -> str:
+    """`user:***@`, `:***@`, `user@` or nothing: who logs in, and whether with a password."""
+    user = settings.get("username") or ""
+    password = ":***" if settings.get("password") else ""
+    return f"{user}{password}@" if user or password else ""
+
+
+def _address(settings: dict[str, Any]) -> str:
+    """`host:port` of a connection's settings (`[host]:port` for an IPv6 address)."""
+    host = str(settings.get("host", "localhost"))
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{settings.get('port', 6379)}"
 
 
 #: Every client made here, whose connections a forked child forgets.
