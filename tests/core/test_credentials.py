@@ -128,6 +128,9 @@ class Refusal(NamedTuple):
 REFUSALS = {
     "one server, wrong password": Refusal("password_url", f":{WRONG}", {}),
     "one server, no password": Refusal("password_url", "", {}),
+    "one server, a password where none is set (RESP2 AUTH)": Refusal(
+        "redis_url", f":{WRONG}", {"protocol": 2}
+    ),
     "one server, unknown user": Refusal("redis_url", f"nobody:{WRONG}", {}, ("nobody",)),
     "cluster, unknown user": Refusal("cluster_url", f"nobody:{WRONG}", {}, ("nobody",)),
     "Sentinels, wrong password": Refusal(

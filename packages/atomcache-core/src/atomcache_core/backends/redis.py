@@ -324,10 +324,10 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
             if breaker is not None:
                 breaker.release_probe()
             return  # already ours, or a cancellation
-        kind = _kind_of(exc)
+        refusal = _refusal_of(exc)
+        kind: _ErrorKind = "refused credentials" if refusal is not None else _kind_of(exc)
         error_type, template = _ERRORS[kind]
         fields = {"operation": self._operation, "cause": _describe(exc)}
-        refusal = _refusal_of(exc)
         if refusal is not None:
             said, by_sentinel = refusal
             fields.update(
@@ -409,11 +409,9 @@ _ERRORS: dict[_ErrorKind, tuple[type[BackendError], str]] = {
 
 
 def _kind_of(exc: Exception) -> _ErrorKind:
-    """What a redis-py or socket exception says about Redis."""
+    """What a redis-py or socket exception says about Redis, credentials aside."""
     if _pool_exhausted(exc):
         return "no connection"
-    if _refusal_of(exc) is not None:
-        return "refused credentials"
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
         return "unreachable"
     # Anything else but a Redis error reply comes from inside redis-py, typically a
