@@ -285,16 +285,7 @@ class AtomCacheMiddleware:
             await self._storing_claims(scope, receive, send)
             return
         if scope["type"] == "lifespan":
-            if self.check:
-                startup = await receive()
-                try:
-                    await self.cache.check()
-                except AtomCacheError as error:
-                    await self.cache.close()
-                    await send({"type": "lifespan.startup.failed", "message": str(error)})
-                    return
-                receive = _replaying(startup, receive)
-            await self.app(scope, receive, self._lifespan(send))
+            await self._serve_lifespan(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -389,6 +380,24 @@ class AtomCacheMiddleware:
             await self.http_cache.send_uncached(send, scope, capture, "backend unavailable")
             return
         await self.http_cache.respond(send, scope, claim.plan, outcome)
+
+    async def _serve_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app's lifespan; with `check`, fail its startup if the cache cannot work.
+
+        The check runs when the server asks for the startup, before the app's own
+        startup: on failure the cache is closed, the server told why, and the app's
+        lifespan never starts.
+        """
+        if self.check:
+            startup = await receive()
+            try:
+                await self.cache.check()
+            except AtomCacheError as error:
+                await self.cache.close()
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
+            receive = _replaying(startup, receive)
+        await self.app(scope, receive, self._lifespan(send))
 
     def _lifespan(self, send: Send) -> Send:
         """Plan the routes once the app has started; close the cache when it stops."""
