@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,13 @@ def redis_url() -> Iterator[str]:
         yield override
         return
     with RedisServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def password_url() -> Iterator[str]:
+    """URL, password included, of a throwaway Redis that requires a password."""
+    with RedisServer(password=secrets.token_hex(8)) as server:
         yield server.url
 
 

@@ -303,10 +303,14 @@ def test_bad_urls_are_usage_errors_and_never_show_a_password(redis_url: str) -> 
     assert code == 2
     assert "socket_timeout" in json.loads(output)["error"]
     host = redis_url.split("://", 1)[1]
-    code, output = run("inspect", f"redis://nobody:wrong@{host}", "k")
-    assert code == 3
-    assert "refused the credentials" in output
-    assert "wrong" not in output
+    for command in (
+        ["inspect", f"redis://nobody:wrong@{host}", "k"],
+        ["doctor", f"redis://nobody:wrong@{host}"],
+    ):
+        code, output = run(*command)
+        assert code == 3
+        assert f"rejected the credentials of redis://nobody:***@{host}" in output
+        assert "wrong" not in output
 
 
 def test_an_unreachable_cluster_exits_with_3() -> None:

@@ -326,6 +326,12 @@ async def test_cluster_and_sentinel_urls_carry_credentials_and_tls() -> None:
         ("redis://127.0.0.1:1/0", {"max_conections": 1}, "'max_conections'.*'max_connections'"),
         ("redis+cluster://127.0.0.1:1", {"socket_timout": 1}, "'socket_timout'.*'socket_timeout'"),
         ("redis+sentinel://127.0.0.1:1/mymaster", {"pasword": "x"}, "'pasword'.*'password'"),
+        (
+            "redis+sentinel://127.0.0.1:1/mymaster",
+            {"sentinel_kwargs": {"pasword": "x"}},
+            "'pasword' in sentinel_kwargs.*'password'",
+        ),
+        ("redis+sentinel://127.0.0.1:1/mymaster", {"sentinel_kwargs": "x"}, "must be a dict"),
         ("redis://127.0.0.1:1/0", {"qqqq": 1}, r"^unknown option 'qqqq' for a Redis URL: Cache"),
         ("memory://", {"max_connections": 1}, "memory:// takes no Redis options"),
         ("redis://127.0.0.1:1/0", {"max_bytes": 1000}, "local_max_bytes"),

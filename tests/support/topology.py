@@ -96,7 +96,12 @@ class RedisClusterNode(RedisServer):
 
 
 class RedisSentinelServer(RedisServer):
-    """A `RedisServer` in Sentinel mode, monitoring one master under the name `service`."""
+    """A `RedisServer` in Sentinel mode, monitoring one master under the name `service`.
+
+    It logs in to the master and its replicas with the master's password, if it has
+    one (`sentinel auth-pass`); its own `password`, if any, is required of its clients
+    and of the other Sentinels, which must share it.
+    """
 
     ready_line = SENTINEL_READY_LINE
 
@@ -108,8 +113,10 @@ class RedisSentinelServer(RedisServer):
         down_after_ms: int,
         failover_timeout_ms: int,
         binary: str | None = None,
+        password: str | None = None,
     ) -> None:
         """Start the Sentinel with a config file of its own, which it rewrites as it learns."""
+        auth_pass = [f"sentinel auth-pass {service} {master.password}"] if master.password else []
         super().__init__(
             "--sentinel",
             config="\n".join(
@@ -118,9 +125,11 @@ class RedisSentinelServer(RedisServer):
                     f"sentinel down-after-milliseconds {service} {down_after_ms}",
                     f"sentinel failover-timeout {service} {failover_timeout_ms}",
                     f"sentinel parallel-syncs {service} 1",
+                    *auth_pass,
                 ]
             ),
             binary=binary,
+            password=password,
         )
 
 
@@ -326,6 +335,8 @@ class RedisSentinelTopology(_RedisTopology):
 
     Once started, every Sentinel sees the master, the replica and the two other
     Sentinels. A crashed master is replaced by the replica within a few seconds.
+    With `password`, the master and the replica require it (and use it with each
+    other); with `sentinel_password`, the Sentinels require theirs.
     """
 
     def __init__(
@@ -335,9 +346,13 @@ class RedisSentinelTopology(_RedisTopology):
         down_after_ms: int = 500,
         failover_timeout_ms: int = 3000,
         binary: str | None = None,
+        password: str | None = None,
+        sentinel_password: str | None = None,
     ) -> None:
         """Start the data servers, then the Sentinels; `binary` replaces `redis-server`."""
         self.service = service
+        self.password = password
+        self.sentinel_password = sentinel_password
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
         self.data_servers: list[RedisServer] = []
@@ -352,9 +367,10 @@ class RedisSentinelTopology(_RedisTopology):
 
     @property
     def url(self) -> str:
-        """`redis+sentinel://` URL naming the Sentinels and the service."""
+        """`redis+sentinel://` URL naming the Sentinels and the service (and the password)."""
         hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.service}"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis+sentinel://{credentials}{hosts}/{self.service}"
 
     @property
     def master(self) -> RedisServer:
@@ -371,7 +387,11 @@ class RedisSentinelTopology(_RedisTopology):
         return next(server for server in self.data_servers if server is not master)
 
     def _start(self) -> None:
-        start_data_server = functools.partial(RedisServer, *REPLICATION_ARGS, binary=self.binary)
+        # Either server may be the replica of the other (after a failover): both log in.
+        masterauth = ("--masterauth", self.password) if self.password else ()
+        start_data_server = functools.partial(
+            RedisServer, *REPLICATION_ARGS, *masterauth, binary=self.binary, password=self.password
+        )
         self.data_servers = self._start_concurrently(start_data_server, start_data_server)
         master, replica = self.data_servers
         command(replica, "REPLICAOF", HOST, master.port)
@@ -385,6 +405,7 @@ class RedisSentinelTopology(_RedisTopology):
             down_after_ms=self.down_after_ms,
             failover_timeout_ms=self.failover_timeout_ms,
             binary=self.binary,
+            password=self.sentinel_password,
         )
         self.sentinel_servers = self._start_concurrently(*[start_sentinel] * SENTINELS)
         wait_until(

@@ -14,6 +14,7 @@ from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.cache import Cache
 from atomcache_core.exceptions import (
     AtomCacheError,
+    BackendAuthenticationError,
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MAX_TTL",
     "AtomCacheError",
+    "BackendAuthenticationError",
     "BackendError",
     "BackendUnavailableError",
     "Cache",

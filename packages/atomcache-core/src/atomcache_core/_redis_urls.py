@@ -9,6 +9,7 @@ here forgets its parent's connections and opens its own (`_forget_parents_connec
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import inspect
 import os
@@ -18,9 +19,11 @@ from urllib.parse import unquote
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from atomcache_core.exceptions import ConfigurationError
@@ -28,7 +31,7 @@ from atomcache_core.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from atomcache_core.backends.redis import RedisClient
 
-__all__ = ["client_for"]
+__all__ = ["client_for", "url_of"]
 
 _POOL_DEFAULTS = {"max_connections": 100, "timeout": 2.0}
 #: The keyword arguments redis-py accepts for each kind of URL: the client's (which
@@ -53,6 +56,37 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
     """
 
 
+class ExplainedSentinel(Sentinel):
+    """redis-py's `Sentinel`, whose "no master found" has a Sentinel's refusal as its cause.
+
+    redis-py names each Sentinel's error in that message only, and since redis-py 6
+    by its class alone (`auth:AuthenticationError`): a password the Sentinels refuse
+    would read as Sentinel knowing no master. When the message says a Sentinel refused
+    the credentials, the Sentinels are asked again (they answer at once) for their
+    words, chained as the `__cause__` the error translation reads.
+    """
+
+    async def discover_master(self, service_name: str) -> Any:
+        """The master's `(host, port)`, as redis-py finds it.
+
+        Raises:
+            MasterNotFoundError: no Sentinel named a master; caused by a Sentinel's
+                `AuthenticationError` when one refused the credentials.
+        """
+        try:
+            return await super().discover_master(service_name)
+        except MasterNotFoundError as not_found:
+            if "AuthenticationError" not in str(not_found):
+                raise
+            answers = await asyncio.gather(
+                *(sentinel.ping() for sentinel in self.sentinels), return_exceptions=True
+            )
+            refusal = next((a for a in answers if isinstance(a, AuthenticationError)), None)
+            if refusal is None:
+                raise
+            raise not_found from refusal
+
+
 def client_for(url: str, options: dict[str, Any]) -> tuple[RedisClient, list[Redis]]:
     """The client for `url`, and the Sentinels' clients to close with it (if any)."""
     scheme = url.partition("://")[0].lower()
@@ -75,19 +109,34 @@ def check_options(kind: str, options: dict[str, Any]) -> None:
     """Refuse keyword arguments redis-py would not take for this kind of URL.
 
     redis-py accepts unknown pool options when the client is made and fails on every
-    connection afterwards, which looks like Redis being away: a typo is caught here.
+    connection afterwards, which looks like Redis being away: a typo is caught here,
+    in `sentinel_kwargs` too.
 
     Raises:
-        ConfigurationError: an option is unknown; the message suggests the closest one.
+        ConfigurationError: an option is unknown, or `sentinel_kwargs` is not a dict;
+            the message suggests the closest option.
     """
-    accepted = _ACCEPTED[kind] - {"self", "host", "port", "startup_nodes"}
+    _refuse_unknown(options, _ACCEPTED[kind] - {"self", "host", "port", "startup_nodes"}, "")
+    given = options.get("sentinel_kwargs")
+    if kind != "sentinel" or given is None:
+        return
+    if not isinstance(given, dict):
+        msg = (
+            f"sentinel_kwargs must be a dict of the Sentinels' connection options, such as "
+            f"{{'password': '...'}}, got {type(given).__name__}"
+        )
+        raise ConfigurationError(msg)
+    _refuse_unknown(given, _CLIENT_OPTIONS - {"host", "port"}, " in sentinel_kwargs")
+
+
+def _refuse_unknown(options: dict[str, Any], accepted: frozenset[str], where: str) -> None:
     for name in options:
         if name not in accepted:
             close = difflib.get_close_matches(name, sorted(accepted), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             msg = (
-                f"unknown option {name!r} for a Redis URL{hint}: Cache.from_url passes its "
-                "extra keyword arguments to redis-py (see docs/configuration.md)"
+                f"unknown option {name!r}{where} for a Redis URL{hint}: Cache.from_url passes "
+                "its extra keyword arguments to redis-py (see docs/configuration.md)"
             )
             raise ConfigurationError(msg)
 
@@ -129,7 +178,11 @@ def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
 
 
 def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redis]]:
-    """The client of the master the URL's Sentinels monitor, and the Sentinels' clients."""
+    """The client of the master the URL's Sentinels monitor, and the Sentinels' clients.
+
+    The URL's user and password log in to the master and its replicas and, unless
+    `sentinel_kwargs` says otherwise, to the Sentinels (`_sentinel_options`).
+    """
     parsed = _MultiHostUrl(url)
     service, _, database = parsed.path.partition("/")
     if not service or (database and not database.isdigit()):
@@ -138,11 +191,16 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
             "redis+sentinel://host1:26379,host2:26379/service_name or .../service_name/0"
         )
         raise ConfigurationError(msg)
-    timeouts = {name: options[name] for name in _TIMEOUTS if name in options}
+    given = options.get("sentinel_kwargs") or {}
     pool = {name: options.get(name, default) for name, default in _POOL_DEFAULTS.items()}
-    connections = {name: value for name, value in options.items() if name not in pool}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
-        parsed.hosts, sentinel_kwargs=timeouts, **parsed.credentials, **connections
+    connections = {
+        name: value for name, value in options.items() if name not in (*pool, "sentinel_kwargs")
+    }
+    sentinel = ExplainedSentinel(  # type: ignore[no-untyped-call]
+        parsed.hosts,
+        sentinel_kwargs=_sentinel_options(parsed.credentials, options, given),
+        **parsed.credentials,
+        **connections,
     )
     master = sentinel.master_for(
         service,
@@ -153,6 +211,24 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
         **_retried({}) if "retry" not in connections else {},
     )
     return master, list(sentinel.sentinels)
+
+
+def _sentinel_options(
+    credentials: dict[str, Any], options: dict[str, Any], given: dict[str, Any]
+) -> dict[str, Any]:
+    """The options of each Sentinel's client: `given` (`sentinel_kwargs`) over ours.
+
+    Ours are the URL's user and password (Sentinels protected with the data nodes'
+    password, as Celery/Kombu and django-redis assume too), the connections' socket
+    timeouts, and one quick retry (redis-py's default tries each Sentinel ten times,
+    backing off for seconds, before it asks the next). TLS (`rediss+sentinel://`) is the
+    master's only: `sentinel_kwargs={"ssl": True}` gives it to the Sentinels.
+    """
+    login: dict[str, Any] = {
+        name: credentials[name] for name in ("username", "password") if name in credentials
+    }
+    timeouts = {name: options[name] for name in _TIMEOUTS if name in options}
+    return _retried({**login, **timeouts, **given})
 
 
 class _MultiHostUrl:
@@ -177,6 +253,49 @@ class _MultiHostUrl:
         if scheme.lower().startswith("rediss"):
             self.credentials["ssl"] = True
         self.hosts = [_host_and_port(part, url) for part in netloc.split(",")]
+
+
+def url_of(client: RedisClient) -> str:
+    """A URL of the server(s) `client` connects to, for messages: its password is `***`.
+
+    Made from the client, so it serves for clients made elsewhere too; for one made
+    from a URL, it is that URL without its options.
+    """
+    if isinstance(client, RedisCluster):
+        nodes = client.startup_nodes
+        tls = any(issubclass(node.connection_class, SSLConnection) for node in nodes)
+        login = _login(nodes[0].connection_kwargs) if nodes else ""
+        hosts = ",".join(_address(node.connection_kwargs) for node in nodes)
+        return f"{'rediss' if tls else 'redis'}+cluster://{login}{hosts}"
+    pool = client.connection_pool
+    settings = pool.connection_kwargs
+    login = _login(settings)
+    scheme = "rediss" if issubclass(pool.connection_class, SSLConnection) else "redis"
+    database = settings.get("db", 0)
+    if isinstance(pool, SentinelConnectionPool):
+        sentinels = pool.sentinel_manager.sentinels
+        hosts = ",".join(
+            _address(sentinel.connection_pool.connection_kwargs) for sentinel in sentinels
+        )
+        path = f"/{pool.service_name}" + (f"/{database}" if database else "")
+        return f"{scheme}+sentinel://{login}{hosts}{path}"
+    if "path" in settings:  # a unix socket
+        return f"unix://{login}{settings['path']}?db={database}"
+    return f"{scheme}://{login}{_address(settings)}/{database}"
+
+
+def _login(settings: dict[str, Any]) -> str:
+    """`user:***@`, `:***@`, `user@` or nothing: who logs in, and whether with a password."""
+    user = settings.get("username") or ""
+    password = ":***" if settings.get("password") else ""
+    return f"{user}{password}@" if user or password else ""
+
+
+def _address(settings: dict[str, Any]) -> str:
+    """`host:port` of a connection's settings (`[host]:port` for an IPv6 address)."""
+    host = str(settings.get("host", "localhost"))
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{settings.get('port', 6379)}"
 
 
 #: Every client made here, whose connections a forked child forgets.

@@ -37,6 +37,9 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
         self._nodes: dict[str, CircuitBreaker] = {}
+        #: The last failure's error, when its caller gave one (`record_failure`), until a
+        #: success: calls refused while the breaker is open say what it was.
+        self.last_error: Exception | None = None
         #: Called with `"open"` or `"closed"` when the breaker changes state (metrics).
         self.on_change: Callable[[str], None] | None = None
 
@@ -77,6 +80,7 @@ class CircuitBreaker:
         """The backend answered: close."""
         was_open = self._opened_at is not None
         self.failures = 0
+        self.last_error = None
         self._opened_at = None
         self._probing = False
         if was_open and self.on_change is not None:
@@ -91,9 +95,10 @@ class CircuitBreaker:
         """
         self._probing = False
 
-    def record_failure(self) -> None:
-        """The backend could not be reached: count, and open at the threshold."""
+    def record_failure(self, error: Exception | None = None) -> None:
+        """The backend could not be used (`error` says why): count, and open at the threshold."""
         self.failures += 1
+        self.last_error = error
         if self._probing or self.failures >= self.failure_threshold:
             opens = self._opened_at is None
             self._opened_at = time.monotonic()

@@ -146,7 +146,7 @@ class Cache:
         self.storage: Storage = storage
         self._invalidations = PendingInvalidations(
             self._apply,
-            probe=lambda: storage.get(self.keys.value("")),  # does Redis answer at all?
+            probe=self.check,  # does Redis answer at all?
             timeout=_checked_ttl(invalidation_timeout, "invalidation_timeout"),
             blind=self._blind,
         )
@@ -344,6 +344,24 @@ class Cache:
     def stats(self) -> CacheStats:
         """Live counters of hits, misses, computations and errors."""
         return self._stats
+
+    async def check(self) -> None:
+        """Raise now if the storage cannot be used, rather than failing open at each call.
+
+        One read of a key no entry uses, from the shared storage (not the local tier): on
+        Redis it connects (through the Sentinels, or to the cluster's nodes), logs in with
+        the URL's credentials and sends a `GET` the namespace's ACL rules must allow. The
+        adapters run it at startup with `check=True`; call it in your own startup or a
+        readiness probe. In memory it always passes.
+
+        Raises:
+            BackendAuthenticationError: Redis (or a Sentinel) refused the credentials;
+                the message names the URL, password redacted, and the server's words.
+            BackendUnavailableError: Redis could not be reached in time (or the circuit
+                breaker is open after such failures).
+            BackendError: Redis answered with an error (e.g. an ACL denial, NOPERM).
+        """
+        await self._shared.get(self.keys.value(""))
 
     async def get(self, key: str, default: Any = None, *, version: int | None = None) -> Any:
         """Return the fresh value stored under `key` (of `version`), or `default`."""

@@ -43,13 +43,17 @@ from redis.exceptions import (
     RedisClusterException,
     RedisError,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core.backends.tiered import announce_change
 from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
 from atomcache_core.entry import decode_entry
-from atomcache_core.exceptions import AtomCacheError, ConfigurationError
+from atomcache_core.exceptions import (
+    AtomCacheError,
+    BackendAuthenticationError,
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+)
 from atomcache_core.http_request import sorted_query, target_digest
 from atomcache_core.keys import escape_glob, redacted
 from atomcache_core.protocols import Event
@@ -96,11 +100,14 @@ def _fail(as_json: bool, message: str, code: int) -> NoReturn:  # noqa: FBT001 -
 
 
 def _plain(exc: BaseException) -> str:
-    """What went wrong, in words for a one-shot command."""
-    refusal = exc if isinstance(exc, AuthenticationError) else exc.__cause__
-    if isinstance(refusal, AuthenticationError):
+    """What went wrong, in words for a one-shot command.
+
+    The cache's errors say it already (`BackendAuthenticationError` names the refused
+    credentials); a command the client sent itself may meet a bare refusal.
+    """
+    if isinstance(exc, AuthenticationError):
         return (
-            f"the server refused the credentials ({str(refusal).rstrip('.')}): check the "
+            f"the server refused the credentials ({str(exc).rstrip('.')}): check the "
             "user name and password in the URL, or the ACL user's"
         )
     return str(exc).replace("; the next call reconnects by itself", "")
@@ -499,8 +506,8 @@ async def _doctor(url: str, namespace: str, *, as_json: bool) -> int:
             checks.append(
                 Check("server", "ok", "memory://: in this process only; nothing to check")
             )
-        elif reason := await _unreachable(client):
-            checks.append(Check("connection", "error", f"could not reach the server: {reason}"))
+        elif reason := await _unusable(cache):
+            checks.append(Check("connection", "error", reason))
             unreachable = True
         else:
             checks += await _server_checks(client, url)
@@ -525,16 +532,19 @@ async def _doctor(url: str, namespace: str, *, as_json: bool) -> int:
     return EXIT_NOT_FOUND if failed else 0
 
 
-async def _unreachable(client: RedisClient) -> str:
-    """Why the server cannot be reached (a refused `PING` is an answer), else `""`."""
+async def _unusable(cache: Cache) -> str:
+    """Why the cache cannot use the server at all (`Cache.check`), else `""`.
+
+    A command refused by an ACL rule is an answer: the rights checks say what is refused.
+    """
     try:
-        await client.ping()
-    except AuthenticationError as exc:
-        return _plain(exc)
-    except (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError) as exc:
+        await cache.check()
+    except BackendAuthenticationError as exc:
         return str(exc)
-    except RedisError:
-        return ""  # an answer, if a refusal: the checks say what is refused
+    except BackendUnavailableError as exc:
+        return f"could not reach the server: {_plain(exc)}"
+    except BackendError:
+        return ""
     return ""
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 __all__ = [
     "AtomCacheError",
+    "BackendAuthenticationError",
     "BackendError",
     "BackendUnavailableError",
     "ConfigurationError",
@@ -33,6 +34,16 @@ class BackendError(AtomCacheError):
 
 class BackendUnavailableError(BackendError):
     """The storage server could not be reached in time (refused, reset, timed out)."""
+
+
+class BackendAuthenticationError(BackendUnavailableError):
+    """The storage server refused the credentials: wrong password or user, or none given.
+
+    A kind of `BackendUnavailableError`: the server cannot be used until the
+    credentials are fixed, so the cache fails open and keeps invalidations to replay
+    as when it is away. The message names the server's URL (password redacted) and
+    what the server said, never the password.
+    """
 
 
 class LockError(AtomCacheError):

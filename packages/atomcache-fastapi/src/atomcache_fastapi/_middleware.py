@@ -72,7 +72,7 @@ _DEPTH_LIMIT = 64
 RouteEntry = tuple[Any, RoutePlan | None, "list[RouteEntry] | None"]
 
 
-def setup_cache(app: FastAPI, cache: Cache) -> None:
+def setup_cache(app: FastAPI, cache: Cache, *, check: bool = False) -> None:
     """Serve `app`'s `@cached` routes from `cache`; the cache closes with the app.
 
     Adds `AtomCacheMiddleware` innermost, whatever the order in which the app adds its
@@ -81,22 +81,28 @@ def setup_cache(app: FastAPI, cache: Cache) -> None:
     before they transform it (HTTP.md 0.3). Keeps the cache in `app.state.atomcache`,
     where `get_cache` (a dependency) finds it.
 
+    With `check`, the app's startup (its lifespan) first runs `cache.check()`: if Redis
+    cannot be used (unreachable, credentials refused, ACL denial) the startup fails
+    with that error, before the app's own startup runs, instead of the app serving
+    every request uncached. Off by default: the cache fails open.
+
     Raises:
         RuntimeError: the app has already started (Starlette's own rule).
     """
     if app.middleware_stack is not None:
         msg = "call setup_cache(app, cache) before the app starts serving"
         raise RuntimeError(msg)
-    install(app, cache)
+    install(app, cache, check=check)
 
 
-def install(app: FastAPI, cache: Cache, *, refresh: bool = True) -> None:
+def install(app: FastAPI, cache: Cache, *, refresh: bool = True, check: bool = False) -> None:
     """What `setup_cache` and `ResponseCache.init` put in place, once per app.
 
     When the app has already built its middleware stack (`ResponseCache.init` called
     from a startup handler, as the original documented), the stack is dropped so
     Starlette builds it again, with the cache, before the next request. `refresh`:
-    keep the routes of `ResponseCache(auto_refresh=True)` warm.
+    keep the routes of `ResponseCache(auto_refresh=True)` warm; `check`: see
+    `setup_cache`.
     """
     if isinstance(getattr(app.state, "atomcache", None), Cache):
         return
@@ -104,7 +110,9 @@ def install(app: FastAPI, cache: Cache, *, refresh: bool = True) -> None:
     app.state.atomcache_refresh = refresh
     http_cache = HttpCache(cache, placeholder=_placeholder)
     app.user_middleware.append(
-        Middleware(AtomCacheMiddleware, cache=cache, routes_of=app, http_cache=http_cache)
+        Middleware(
+            AtomCacheMiddleware, cache=cache, routes_of=app, http_cache=http_cache, check=check
+        )
     )
     build = app.build_middleware_stack
 
@@ -238,15 +246,23 @@ class AtomCacheMiddleware:
     through, unless
     their handler claimed an entry through `ResponseCache.raise_try`: then their final
     response is stored (and sent the way `@cached` routes send it). On lifespan
-    shutdown it closes the cache.
+    startup it checks the cache first if `check` (`setup_cache`); on shutdown it closes
+    the cache.
     """
 
     def __init__(
-        self, app: ASGIApp, *, cache: Cache, routes_of: FastAPI, http_cache: HttpCache | None = None
+        self,
+        app: ASGIApp,
+        *,
+        cache: Cache,
+        routes_of: FastAPI,
+        http_cache: HttpCache | None = None,
+        check: bool = False,
     ) -> None:
         """Wrap `app`; look routes up in `routes_of`; serve through `http_cache` if given."""
         self.app = app
         self.cache = cache
+        self.check = check
         self.http_cache = http_cache or HttpCache(cache, placeholder=_placeholder)
         self._routes_of = routes_of
         self._compression = GZipAround.of(routes_of)  # the stack is built: the list is final
@@ -269,7 +285,7 @@ class AtomCacheMiddleware:
             await self._storing_claims(scope, receive, send)
             return
         if scope["type"] == "lifespan":
-            await self.app(scope, receive, self._lifespan(send))
+            await self._serve_lifespan(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -365,6 +381,24 @@ class AtomCacheMiddleware:
             return
         await self.http_cache.respond(send, scope, claim.plan, outcome)
 
+    async def _serve_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app's lifespan; with `check`, fail its startup if the cache cannot work.
+
+        The check runs when the server asks for the startup, before the app's own
+        startup: on failure the cache is closed, the server told why, and the app's
+        lifespan never starts.
+        """
+        if self.check:
+            startup = await receive()
+            try:
+                await self.cache.check()
+            except AtomCacheError as error:
+                await self.cache.close()
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
+            receive = _replaying(startup, receive)
+        await self.app(scope, receive, self._lifespan(send))
+
     def _lifespan(self, send: Send) -> Send:
         """Plan the routes once the app has started; close the cache when it stops."""
 
@@ -376,6 +410,16 @@ class AtomCacheMiddleware:
             await send(message)
 
         return watching
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """`receive`, giving `first` (already received) once before the messages to come."""
+    pending = [first]
+
+    async def replaying() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replaying
 
 
 def _match(

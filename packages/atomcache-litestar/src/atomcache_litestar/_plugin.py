@@ -53,12 +53,17 @@ class AtomCachePlugin(InitPlugin, ReceiveRoutePlugin):
         cache: The cache; opened with the app and closed on shutdown.
         dependency_key: Name under which handlers receive the cache by dependency
             injection (`async def handler(cache: Cache) -> ...`).
+        check: Run `cache.check()` first thing at startup (before the app's other
+            `on_startup` hooks): if Redis cannot be used (unreachable, credentials
+            refused, ACL denial) the startup fails with that error instead of the app
+            serving every request uncached. Off by default: the cache fails open.
     """
 
-    def __init__(self, cache: Cache, *, dependency_key: str = "cache") -> None:
+    def __init__(self, cache: Cache, *, dependency_key: str = "cache", check: bool = False) -> None:
         """Use `cache` for the app's cached routes."""
         self.cache = cache
         self.dependency_key = dependency_key
+        self.check = check
         self.http_cache = HttpCache(cache, placeholder=_placeholder)
         self._app: Litestar | None = None
         self._plans: dict[tuple[int, str], RoutePlan] = {}
@@ -68,6 +73,8 @@ class AtomCachePlugin(InitPlugin, ReceiveRoutePlugin):
         """Add the route middleware, the dependency and the lifespan hooks."""
         app_config.middleware.append(self._middleware)
         app_config.dependencies[self.dependency_key] = Provide(self._provide, sync_to_thread=False)
+        if self.check:
+            app_config.on_startup.insert(0, self.cache.check)
         app_config.on_startup.append(self._started)
         app_config.on_shutdown.append(self._stopping)
         return app_config

@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import (
+    AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
+    MaxConnectionsError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from atomcache_core._background import (
@@ -31,10 +39,12 @@ from atomcache_core._background import (
     stop_tasks,
     within,
 )
+from atomcache_core._redis_urls import url_of
 from atomcache_core.backends._pipelining import ReadBatcher
 from atomcache_core.backends._subscription import QueueSubscription
 from atomcache_core.exceptions import (
     AtomCacheError,
+    BackendAuthenticationError,
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
@@ -274,30 +284,30 @@ return revoked
 """
 
 
-class _translate_errors:  # noqa: N801 - used like a function: `with _translate_errors("GET", self._breaker):`
+class _translate_errors:  # noqa: N801 - used like a function: `with _translate_errors("GET", ...):`
     """Turn redis-py and socket exceptions into `BackendError` subclasses.
 
-    With a `CircuitBreaker`, a call is refused at once while it is open, and every
-    outcome is recorded: unreachable counts as a failure, any answer (even an error
-    reply) as a success. A call that tells neither (cancelled, or refused for want of a
-    free pooled connection) records nothing, but gives up the half-open probe.
+    `client` is the client the call uses: a message about its credentials names its
+    URL (password redacted, `url_of`). With a `CircuitBreaker`, a call is refused at
+    once while it is open, and every outcome is recorded: unreachable, or credentials
+    refused, counts as a failure, any other answer (even an error reply) as a success.
+    A call that tells neither (cancelled, or refused for want of a free pooled
+    connection) records nothing, but gives up the half-open probe.
     """
 
-    __slots__ = ("_breaker", "_operation")
+    __slots__ = ("_breaker", "_client", "_operation")
 
-    def __init__(self, operation: str, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self, operation: str, client: RedisClient, breaker: CircuitBreaker | None = None
+    ) -> None:
         self._operation = operation
+        self._client = client
         self._breaker = breaker
 
     def __enter__(self) -> None:
         breaker = self._breaker
         if breaker is not None and not breaker.allow():
-            msg = (
-                f"Redis {self._operation} skipped: {breaker.failures} calls in a row could "
-                f"not reach Redis, so the circuit is open; the next try is in "
-                f"{breaker.retry_in:.1f} s. Check that Redis is running and reachable"
-            )
-            raise BackendUnavailableError(msg)
+            raise _skipped(self._operation, breaker)
 
     def __exit__(
         self,
@@ -314,54 +324,92 @@ class _translate_errors:  # noqa: N801 - used like a function: `with _translate_
             if breaker is not None:
                 breaker.release_probe()
             return  # already ours, or a cancellation
-        kind = _kind_of(exc)
+        refusal = _refusal_of(exc)
+        kind: _ErrorKind = "refused credentials" if refusal is not None else _kind_of(exc)
+        error_type, template = _ERRORS[kind]
+        fields = {"operation": self._operation, "cause": _describe(exc)}
+        if refusal is not None:
+            said, by_sentinel = refusal
+            fields.update(
+                said=said,
+                url=url_of(self._client),
+                who="Redis Sentinel" if by_sentinel else "Redis",
+                where=", or the Sentinels' own in sentinel_kwargs" if by_sentinel else "",
+            )
+        error = error_type(template.format(**fields))
         if breaker is not None:
             if kind == "no connection":  # the client's limit, not Redis being away
                 breaker.release_probe()
             elif kind == "rejected":  # Redis answered
                 breaker.record_success()
-            else:
-                breaker.record_failure()
-        raise _ERRORS[kind][0](_ERRORS[kind][1].format(self._operation, _describe(exc))) from exc
+            else:  # kept while the breaker is open: a twin without the traceback
+                breaker.record_failure(error_type(str(error)))
+        raise error from exc
 
 
-_ErrorKind: TypeAlias = Literal["no connection", "unreachable", "client fault", "rejected"]
-#: For each kind of failure, the exception raised and its message (operation, cause).
+def _skipped(operation: str, breaker: CircuitBreaker) -> BackendUnavailableError:
+    """The error of a call an open `breaker` refuses, of the kind of the last failure."""
+    last = breaker.last_error
+    if isinstance(last, BackendAuthenticationError):
+        return BackendAuthenticationError(
+            f"Redis {operation} skipped: the circuit is open after {breaker.failures} failures "
+            f"in a row; the next try is in {breaker.retry_in:.1f} s. The last: {last}"
+        )
+    return BackendUnavailableError(
+        f"Redis {operation} skipped: {breaker.failures} calls in a row could not reach Redis, "
+        f"so the circuit is open; the next try is in {breaker.retry_in:.1f} s. Check that "
+        "Redis is running and reachable"
+    )
+
+
+_ErrorKind: TypeAlias = Literal[
+    "no connection", "refused credentials", "unreachable", "client fault", "rejected"
+]
+#: For each kind of failure, the exception raised and its message (`operation`, `cause`;
+#: for credentials, `who` refused those of `url`, what it `said`, `where` else to look).
 _ERRORS: dict[_ErrorKind, tuple[type[BackendError], str]] = {
     "no connection": (
         BackendUnavailableError,
         (
-            "Redis {0} skipped: every connection of the client's pool was in use (for the "
-            "whole of its timeout, where it waits). Pass a larger max_connections or timeout "
-            "to Cache.from_url (a cluster has one pool per node) or send fewer commands at once"
+            "Redis {operation} skipped: every connection of the client's pool was in use (for "
+            "the whole of its timeout, where it waits). Pass a larger max_connections or "
+            "timeout to Cache.from_url (a cluster has one pool per node) or send fewer "
+            "commands at once"
+        ),
+    ),
+    "refused credentials": (
+        BackendAuthenticationError,
+        (
+            "{who} rejected the credentials of {url}: check the password/username in the "
+            "URL{where} (AUTH failed: {said})"
         ),
     ),
     "unreachable": (
         BackendUnavailableError,
         (
-            "Redis {0} failed: {1}. Check that Redis is running and reachable at the "
-            "configured URL; the next call reconnects by itself"
+            "Redis {operation} failed: {cause}. Check that Redis is running and reachable at "
+            "the configured URL; the next call reconnects by itself"
         ),
     ),
     "client fault": (
         BackendUnavailableError,
         (
-            "Redis {0} failed inside the client (redis-py): {1}. This happens while "
+            "Redis {operation} failed inside the client (redis-py): {cause}. This happens while "
             "connections are re-established (e.g. during a failover); the next call tries again"
         ),
     ),
     "rejected": (
         BackendError,
         (
-            "Redis rejected {0}: {1}. If it names a permission (NOPERM), grant the user access "
-            "to the namespace's keys and channels"
+            "Redis rejected {operation}: {cause}. If it names a permission (NOPERM), grant the "
+            "user access to the namespace's keys and channels"
         ),
     ),
 }
 
 
 def _kind_of(exc: Exception) -> _ErrorKind:
-    """What a redis-py or socket exception says about Redis."""
+    """What a redis-py or socket exception says about Redis, credentials aside."""
     if _pool_exhausted(exc):
         return "no connection"
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
@@ -369,6 +417,27 @@ def _kind_of(exc: Exception) -> _ErrorKind:
     # Anything else but a Redis error reply comes from inside redis-py, typically a
     # connection torn down by a concurrent reconnection during a failover.
     return "rejected" if isinstance(exc, RedisError) else "client fault"
+
+
+def _refusal_of(exc: BaseException) -> tuple[str, bool] | None:
+    """What a server said refusing the credentials, if `exc` is or comes of that.
+
+    With whether it was a Sentinel. redis-py raises `AuthenticationError` for `WRONGPASS`,
+    `NOAUTH` and an `AUTH` the server cannot take; a cluster client wraps it in a
+    `RedisClusterException`, a Sentinel-managed one in `MasterNotFoundError`
+    (`ExplainedSentinel`), each with the refusal as its `__cause__`.
+    """
+    by_sentinel = False
+    cause: BaseException | None = exc
+    while cause is not None:
+        text = str(cause).rstrip(".")
+        if isinstance(cause, (AuthenticationError, AuthenticationWrongNumberOfArgsError)) or (
+            isinstance(cause, ResponseError) and text.startswith(("NOAUTH", "WRONGPASS"))
+        ):
+            return text, by_sentinel
+        by_sentinel = by_sentinel or isinstance(cause, MasterNotFoundError)
+        cause = cause.__cause__
+    return None
 
 
 def _pool_exhausted(exc: BaseException) -> bool:
@@ -525,7 +594,7 @@ class RedisStorage:
         breaker = _node_breaker(self._cluster, self._breaker, key)
         stamps = self._stamps_of.get(key)
         if not stamps:
-            with _translate_errors("GET", breaker):
+            with _translate_errors("GET", self._client, breaker):
                 value = _as_bytes(await self._client.get(key))
             if value is None or value[:2] != b"\0S":
                 return value  # absent, or stored before values had a wrapping
@@ -544,7 +613,7 @@ class RedisStorage:
         """
         breaker = self._breaker if breaker is None else breaker
         stamps = list(dict.fromkeys(s for key in keys for s in self._stamps_of.get(key, ())))
-        with _translate_errors("MGET", breaker):
+        with _translate_errors("MGET", self._client, breaker):
             found = await self._read_many([*keys, *stamps])
         known = dict(zip(stamps, found[len(keys) :], strict=True))
         return await self._checked(keys, found[: len(keys)], known, breaker)
@@ -574,7 +643,7 @@ class RedisStorage:
         ]
         if missing:
             missing = list(dict.fromkeys(missing))
-            with _translate_errors("MGET (tag stamps)", breaker):
+            with _translate_errors("MGET (tag stamps)", self._client, breaker):
                 known.update(zip(missing, await self._read_many(missing), strict=True))
         results: list[bytes | None] = []
         for key, value, found in zip(keys, values, wrapped, strict=True):
@@ -618,7 +687,7 @@ class RedisStorage:
         """The writing script, unfenced (`SET NX` when `only_new`)."""
         milliseconds = _milliseconds(ttl)
         breaker = _node_breaker(self._cluster, self._breaker, key)
-        with _translate_errors("SET NX" if only_new else "SET", breaker):
+        with _translate_errors("SET NX" if only_new else "SET", self._client, breaker):
             stored: int = await self._set(
                 keys=[key, key, *tag_keys, *map(stamp_key, tag_keys)],
                 args=[value, milliseconds, "", *(["nx"] if only_new else [])],
@@ -637,7 +706,9 @@ class RedisStorage:
     ) -> bool:
         """Store and release the lock in one script (see `Storage.set_if_locked`)."""
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("SET (fenced)", _node_breaker(self._cluster, self._breaker, key)):
+        with _translate_errors(
+            "SET (fenced)", self._client, _node_breaker(self._cluster, self._breaker, key)
+        ):
             stored: int = await self._set(
                 keys=[key, lock_key, *tag_keys, *map(stamp_key, tag_keys)],
                 args=[value, milliseconds, token],
@@ -650,7 +721,7 @@ class RedisStorage:
             return
         milliseconds = _milliseconds(ttl)
         with _translate_errors(
-            "track tags", _node_breaker(self._cluster, self._breaker, tag_keys[0])
+            "track tags", self._client, _node_breaker(self._cluster, self._breaker, tag_keys[0])
         ):
             await self._track(
                 keys=[stamp_key(tag_key) for tag_key in tag_keys], args=[token, milliseconds]
@@ -665,7 +736,7 @@ class RedisStorage:
             await _in_turns([functools.partial(store, key, value) for key, value in items.items()])
             return
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("SET (pipeline)", self._breaker):
+        with _translate_errors("SET (pipeline)", self._client, self._breaker):
             async with self._client.pipeline(transaction=False) as pipe:
                 for key, value in items.items():  # queued; redis-py loads the script if needed
                     args = [value, milliseconds, ""]
@@ -674,7 +745,9 @@ class RedisStorage:
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; return whether it existed."""
-        with _translate_errors("UNLINK", _node_breaker(self._cluster, self._breaker, key)):
+        with _translate_errors(
+            "UNLINK", self._client, _node_breaker(self._cluster, self._breaker, key)
+        ):
             removed: int = await self._client.unlink(key)
         return removed > 0
 
@@ -682,7 +755,7 @@ class RedisStorage:
         """Remove every key; return how many existed."""
         if not keys:
             return 0
-        with _translate_errors("UNLINK", self._breaker):
+        with _translate_errors("UNLINK", self._client, self._breaker):
             removed: int = await self._client.unlink(*keys)
         return removed
 
@@ -697,14 +770,14 @@ class RedisStorage:
             removed: int = await self._client.unlink(*keys)
             return removed
 
-        with _translate_errors("SCAN/UNLINK", self._breaker):
+        with _translate_errors("SCAN/UNLINK", self._client, self._breaker):
             return await _in_batches(self._client, pattern, unlink)
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         """Remove every key recorded in these tag sets, and the sets."""
         if not tag_keys:
             return 0
-        with _translate_errors("invalidate tags", self._breaker):
+        with _translate_errors("invalidate tags", self._client, self._breaker):
             if self._cluster is None:
                 stamps = [stamp_key(tag_key) for tag_key in tag_keys]
                 removed: int = await self._invalidate_tags(keys=[*tag_keys, *stamps])
@@ -734,7 +807,7 @@ class RedisStorage:
         if self._reads is not None:
             await self._reads.close()
         if self._owns_client:
-            with _translate_errors("close"):
+            with _translate_errors("close", self._client):
                 await self._client.aclose()
 
 
@@ -774,7 +847,7 @@ class RedisLockBackend:
         """Take the lock for `ttl` seconds; `None` if another owner holds it."""
         nonce = secrets.token_hex(16)
         try:
-            with _translate_errors("SET NX (lock)", self._breaker_for(key)):
+            with _translate_errors("SET NX (lock)", self._client, self._breaker_for(key)):
                 token = await self._acquire(keys=[key], args=[nonce, _milliseconds(ttl)])
         except BackendUnavailableError:
             # Redis may have taken the lock and lost only its answer: nobody would know
@@ -789,26 +862,26 @@ class RedisLockBackend:
 
     async def _release_nonce(self, key: str, nonce: str) -> bool:
         """Release the lock if a token of `nonce` holds it (its answer was lost)."""
-        with _translate_errors("release lock", self._breaker_for(key)):
+        with _translate_errors("release lock", self._client, self._breaker_for(key)):
             released: int = await self._release(keys=[key], args=[nonce, "prefix"])
         return released == 1
 
     async def release(self, key: str, token: str) -> bool:
         """Delete the lock only if `token` still owns it (revoked or not)."""
-        with _translate_errors("release lock", self._breaker_for(key)):
+        with _translate_errors("release lock", self._client, self._breaker_for(key)):
             released: int = await self._release(keys=[key], args=[token, ""])
         return released == 1
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         """Reset the lock's expiry only if `token` still owns it (revoked or not)."""
         milliseconds = _milliseconds(ttl)
-        with _translate_errors("extend lock", self._breaker_for(key)):
+        with _translate_errors("extend lock", self._client, self._breaker_for(key)):
             extended: int = await self._extend(keys=[key], args=[token, "", milliseconds])
         return extended == 1
 
     async def revoke(self, keys: Sequence[str]) -> int:
         """Revoke the computations holding these locks (see `LockBackend.revoke`)."""
-        with _translate_errors("revoke locks", self._breaker):
+        with _translate_errors("revoke locks", self._client, self._breaker):
             return await self._revoke_keys(keys)
 
     async def _revoke_keys(self, keys: Sequence[str | bytes]) -> int:
@@ -822,14 +895,14 @@ class RedisLockBackend:
 
     async def revoke_matching(self, pattern: str) -> int:
         """Revoke every lock whose key matches the glob `pattern`, found with `SCAN`."""
-        with _translate_errors("SCAN (locks)", self._breaker):
+        with _translate_errors("SCAN (locks)", self._client, self._breaker):
             return await _in_batches(self._client, pattern, self._revoke_keys)
 
     async def close(self) -> None:
         """Stop the clean-ups; close the client if this object owns it."""
         await self._cleanups.close()
         if self._owns_client:
-            with _translate_errors("close"):
+            with _translate_errors("close", self._client):
                 await self._client.aclose()
 
 
@@ -931,10 +1004,12 @@ class RedisNotifier:
         """Publish `event` on the channel `key`."""
         payload = f"{event.status}:{event.version}"
         if self._cluster is not None and await self._is_sharded():
-            with _translate_errors("SPUBLISH", _node_breaker(self._cluster, self._breaker, key)):
+            with _translate_errors(
+                "SPUBLISH", self._client, _node_breaker(self._cluster, self._breaker, key)
+            ):
                 await self._cluster.spublish(key, payload)
             return
-        with _translate_errors("PUBLISH", self._breaker):
+        with _translate_errors("PUBLISH", self._client, self._breaker):
             await self._client.publish(key, payload)
 
     @asynccontextmanager
@@ -965,7 +1040,7 @@ class RedisNotifier:
             await subscriber.close()
         self._channels.clear()
         if self._owns_client:
-            with _translate_errors("close"):
+            with _translate_errors("close", self._client):
                 await self._client.aclose()
 
     @property
@@ -976,7 +1051,7 @@ class RedisNotifier:
     async def _is_sharded(self) -> bool:
         """Whether events use sharded pub/sub: asked of the server once."""
         if self._sharded is None:
-            with _translate_errors("INFO server", self._breaker):
+            with _translate_errors("INFO server", self._client, self._breaker):
                 info = await self._client.info("server")
             self._sharded = _version(info.get("redis_version")) >= (7, 0)
         return self._sharded
@@ -994,7 +1069,7 @@ class RedisNotifier:
         subscriber.channels.add(key)
         sharded = self._cluster is not None and await self._is_sharded()
         breaker = self._connection_breaker(subscriber.name)
-        with _translate_errors("SSUBSCRIBE" if sharded else "SUBSCRIBE", breaker):
+        with _translate_errors("SSUBSCRIBE" if sharded else "SUBSCRIBE", self._client, breaker):
             if sharded:
                 await subscriber.pubsub.ssubscribe(key)
             else:
@@ -1034,7 +1109,9 @@ class RedisNotifier:
         pubsub = client.pubsub()
         subscriber = _Subscriber(name, pubsub, client, self._lose)
         try:
-            with _translate_errors("connect (pub/sub)", self._connection_breaker(name)):
+            with _translate_errors(
+                "connect (pub/sub)", self._client, self._connection_breaker(name)
+            ):
                 await pubsub.connect()  # type: ignore[no-untyped-call]
         except BaseException:
             await subscriber.close()
@@ -1115,7 +1192,7 @@ class RedisNotifier:
         cluster = self._cluster
         try:
             if cluster is not None:
-                with _translate_errors("refresh cluster slots", self._breaker):
+                with _translate_errors("refresh cluster slots", self._client, self._breaker):
                     await cluster.nodes_manager.initialize()
             while keys:
                 channel = self._channels.get(keys[-1])
