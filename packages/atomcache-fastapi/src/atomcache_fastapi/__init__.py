@@ -15,6 +15,7 @@ async def items(offset: int = 0, limit: int = 10) -> list[dict[str, int]]:
 ```
 """
 
+from atomcache_fastapi._claims import CachedResponse
 from atomcache_fastapi._middleware import (
     AtomCacheMiddleware,
     cached,
@@ -22,7 +23,7 @@ from atomcache_fastapi._middleware import (
     invalidate,
     setup_cache,
 )
-from atomcache_fastapi._migration import CachedResponse, ResponseCache
+from atomcache_fastapi._migration import ResponseCache
 
 __all__ = [
     "AtomCacheMiddleware",

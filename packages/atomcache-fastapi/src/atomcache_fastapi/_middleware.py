@@ -30,14 +30,14 @@ from atomcache_core.asgi import (
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http import cache_status
 from atomcache_core.http_route import CREDENTIAL_FIELDS
-from atomcache_fastapi._compression import GZipAround
-from atomcache_fastapi._migration import (
+from atomcache_fastapi._claims import (
     BYPASS,
     CLAIM,
     CachedResponse,
     Claim,
     serve_cached_response,
 )
+from atomcache_fastapi._compression import GZipAround
 
 try:  # FastAPI >= 0.165 keeps included routers apart and resolves their routes lazily
     from fastapi.routing import iter_route_contexts as _route_contexts

@@ -25,7 +25,6 @@ import copy
 import inspect
 import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from fastapi.encoders import jsonable_encoder
@@ -46,27 +45,17 @@ from atomcache_core.asgi import (
 )
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http_request import full_path
+from atomcache_fastapi._claims import BYPASS, CLAIM, CachedResponse, Claim, HeldLock
+from atomcache_fastapi._middleware import install
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from starlette.types import Receive, Scope, Send
 
-__all__ = [
-    "BYPASS",
-    "CLAIM",
-    "DEFAULT_LOCK_TIMEOUT",
-    "CachedResponse",
-    "Claim",
-    "ResponseCache",
-    "serve_cached_response",
-]
+__all__ = ["DEFAULT_LOCK_TIMEOUT", "ResponseCache"]
 
 logger = logging.getLogger("atomcache")
 
 ResponseT = TypeVar("ResponseT")
-CLAIM = "atomcache_claim"
-#: Where a handler's `raise_try` says why the cache was not used (`Cache-Status`).
-BYPASS = "atomcache_bypass"
 #: The original's default `lock_timeout`, in seconds.
 DEFAULT_LOCK_TIMEOUT = 5.0
 _POLL = 0.25  # seconds between a lockspace waiter's re-reads, between notifications
@@ -75,49 +64,6 @@ _ASGI_FIELDS = (
     "type", "asgi", "http_version", "server", "client", "scheme", "method",
     "root_path", "path", "raw_path", "query_string", "headers",
 )  # fmt: skip
-
-
-@dataclass(slots=True)
-class Claim:
-    """A request whose handler may store its response: the middleware settles it.
-
-    Attributes:
-        plan: The request's plan (key, freshness).
-        lease: The single-flight lock this request holds, or `None` (no lock taken:
-            `with_lock=False`, or a lockspace's lock, released by `release`).
-        requested: `set` was called: the response is stored.
-        release: Gives back a lockspace's lock once the response is settled.
-    """
-
-    plan: RequestPlan
-    lease: Lease | None
-    requested: bool = False
-    release: _Held | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Held:
-    """A plain lock taken for `lock_timeout` seconds (a lockspace, or direct use)."""
-
-    cache: Cache
-    lock_key: str
-    token: str
-
-    async def release(self) -> None:
-        try:
-            await self.cache.lock.release(self.lock_key, self.token)
-        except AtomCacheError:
-            logger.warning("could not release %r; it expires by itself", self.lock_key)
-
-
-class CachedResponse(Exception):  # noqa: N818 - the original name, kept for migration
-    """Raised by `raise_try` to answer from the cache; `init`/`setup_cache` handle it."""
-
-    def __init__(self, plan: RequestPlan, outcome: Outcome | None) -> None:
-        """Carry what to send: the outcome, or `None` for a 504 (only-if-cached)."""
-        super().__init__(plan.key)
-        self.plan = plan
-        self.outcome = outcome
 
 
 class ResponseCache:
@@ -169,7 +115,7 @@ class ResponseCache:
         self._no_cache = False
         self._claim: Claim | None = None
         self._tried = False
-        self._held: dict[str, _Held] = {}
+        self._held: dict[str, HeldLock] = {}
 
     @classmethod
     async def init(cls, app: FastAPI, cache_client: Any, autorefresh: bool = True) -> None:  # noqa: FBT001, FBT002 - the original's signature
@@ -184,8 +130,6 @@ class ResponseCache:
         Raises:
             TypeError: `cache_client` is neither (the original's error).
         """
-        from atomcache_fastapi._middleware import install  # noqa: PLC0415 - import cycle
-
         if isinstance(cache_client, Cache):
             backend = cache_client
         elif _is_redis_client(cache_client):
@@ -256,20 +200,20 @@ class ResponseCache:
             if plan.only_if_cached or not with_lock:
                 outcome = await cache.single_flight.peek(plan.key, plan.flight)
                 if outcome is not None or plan.only_if_cached:
-                    raise CachedResponse(plan, outcome)
+                    raise CachedResponse(plan, outcome, cache)
                 self._keep_claim(request, Claim(plan, None))
                 return
             if lockspace is not None:
                 found = await self._in_lockspace(cache, plan.key, plan.flight, lockspace)
                 if isinstance(found, Outcome):
-                    raise CachedResponse(plan, found)
+                    raise CachedResponse(plan, found, cache)
                 self._keep_claim(request, Claim(plan, None, release=found))
                 return
             claimed = await cache.single_flight.claim(plan.key, plan.flight)
         except AtomCacheError:
             return  # fail open: the handler answers
         if isinstance(claimed, Outcome):
-            raise CachedResponse(plan, claimed)
+            raise CachedResponse(plan, claimed, cache)
         self._keep_claim(request, Claim(plan, claimed if isinstance(claimed, Lease) else None))
 
     def _plan(self, request: Request, cache: Cache, cache_id: str) -> RequestPlan | None:
@@ -354,7 +298,7 @@ class ResponseCache:
         cache = self._direct_cache()
         key = self.get_key(cache_id)
         flight = self._flight()
-        found: Outcome | _Held | None
+        found: Outcome | HeldLock | None
         try:
             if not with_lock:
                 found = await cache.single_flight.peek(key, flight)
@@ -363,7 +307,7 @@ class ResponseCache:
         except AtomCacheError:
             logger.warning("cache read of %r failed; answering None", key, exc_info=True)
             return None
-        if isinstance(found, _Held):  # this caller computes, then calls set
+        if isinstance(found, HeldLock):  # this caller computes, then calls set
             self._held[key] = found
             return None
         if found is None:
@@ -394,7 +338,7 @@ class ResponseCache:
 
     async def _in_lockspace(
         self, cache: Cache, key: str, flight: FlightOptions, lock_name: str
-    ) -> Outcome | _Held | None:
+    ) -> Outcome | HeldLock | None:
         """The stored value; else the lock `lock_name` for `lock_timeout` s (to compute).
 
         When another caller holds that lock, wait for the value, woken by its
@@ -408,9 +352,9 @@ class ResponseCache:
         lock_key = cache.keys.lock(lock_name)
         policy = WaitPolicy(self.lock_timeout, _POLL, self.lock_timeout)
         waited = await cache.single_flight.wait_or_take(key, lock_key, flight, policy)
-        return _Held(cache, lock_key, waited) if isinstance(waited, str) else waited
+        return HeldLock(cache, lock_key, waited) if isinstance(waited, str) else waited
 
-    async def _write(self, values: dict[str, Any], *held: _Held) -> None:
+    async def _write(self, values: dict[str, Any], *held: HeldLock) -> None:
         """Store `values` as JSON (logged if it fails), wake their waiters, free locks."""
         cache = self._direct_cache()
         flight = self._flight()
@@ -495,25 +439,3 @@ def _is_redis_client(client: object) -> bool:
     from redis.asyncio import Redis, RedisCluster  # noqa: PLC0415 - only to check the type
 
     return isinstance(client, (Redis, RedisCluster))
-
-
-class _PlannedResponse(Response):
-    """Sends an outcome the way `@cached` routes do (ETag, 304, Cache-Status)."""
-
-    def __init__(self, http_cache: HttpCache, exc: CachedResponse) -> None:
-        super().__init__()
-        self._http_cache = http_cache
-        self._exc = exc
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002 - ASGI signature
-        if self._exc.outcome is None:
-            await self._http_cache.gateway_timeout(send)
-        else:
-            await self._http_cache.respond(send, scope, self._exc.plan, self._exc.outcome)
-
-
-async def serve_cached_response(request: Request, exc: Exception) -> Response:
-    """Exception handler for `CachedResponse`, installed by `setup_cache` and `init`."""
-    if not isinstance(exc, CachedResponse):  # pragma: no cover - registered for it only
-        raise exc
-    return _PlannedResponse(HttpCache(_cache_of(request)), exc)
