@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Mapping
 
     from atomcache_core._seconds import Seconds
-    from atomcache_core.cache import Cache
 
 __all__ = ["CachingDecorator", "ParamsT", "ResultT", "cached_function", "call_key"]
 
@@ -256,7 +255,7 @@ class _UnkeyableArgumentError(Exception):
 
 
 def cached_function(
-    cache: Cache,
+    get_or_set: Callable[..., Awaitable[Any]],
     *,
     ttl: Seconds | None,
     key: Callable[..., str] | None,
@@ -264,7 +263,10 @@ def cached_function(
     tags: tuple[str, ...],
     **settings: Any,
 ) -> CachingDecorator:
-    """The decorator behind `Cache.cached`; `settings` go to `get_or_set` as they are."""
+    """The decorator behind `Cache.cached`; `settings` go to `get_or_set` as they are.
+
+    `get_or_set` is the cache's (`Cache.get_or_set`): this module knows nothing else of it.
+    """
 
     def decorate(func: Callable[ParamsT, Any]) -> Callable[ParamsT, Coroutine[Any, Any, Any]]:
         signature = inspect.signature(func)
@@ -294,7 +296,7 @@ def cached_function(
                 cache_key = key(*args, **kwargs)
             else:
                 cache_key = call_key(name, signature, args, kwargs, exclude)
-            return await cache.get_or_set(
+            return await get_or_set(
                 cache_key,
                 functools.partial(call, *args, **kwargs),
                 ttl,

@@ -773,7 +773,7 @@ class Cache:
         `key=lambda *args, **kwargs: "..."`. The other arguments are `get_or_set`'s.
         """
         return cached_function(
-            self,
+            self.get_or_set,
             ttl=ttl,
             key=key,
             exclude=tuple(exclude),
