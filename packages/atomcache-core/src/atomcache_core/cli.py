@@ -50,7 +50,7 @@ from atomcache_core.backends.tiered import announce_change
 from atomcache_core.cache import DEFAULT_NAMESPACE, Cache
 from atomcache_core.entry import decode_entry
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError
-from atomcache_core.http_request import sorted_query, target_digest
+from atomcache_core.http.keying import sorted_query, target_digest
 from atomcache_core.keys import escape_glob, redacted
 from atomcache_core.protocols import Event
 
