@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._singleflight import (
@@ -192,7 +192,7 @@ class RequestPlan(HttpPlan):
             route keeps its entries warm; `None` otherwise, and for the replays.
     """
 
-    flight: FlightOptions
+    flight: FlightOptions = field(init=False)
     replay: Callable[[float], Awaitable[float | None]] | None = None
 
 
@@ -385,11 +385,10 @@ class HttpCache:
         """
         info = RequestInfo.from_scope(scope, route.template, path_params)
         stateful = id(route.options) in self._stateful
-        decided = plan_request(route, info, varied, stateful=stateful)
-        if isinstance(decided, str):
-            return decided
-        flight = self._flight_options(decided, scope)
-        return RequestPlan(info, route, decided.key, decided.directives, decided.forced, flight)
+        plan = plan_request(route, info, varied, stateful=stateful, kind=RequestPlan)
+        if not isinstance(plan, str):
+            plan.flight = self._flight_options(plan, scope)
+        return plan
 
     async def invalidate_route(
         self,
@@ -654,7 +653,10 @@ class HttpCache:
         if entry is not None and (plan.replay is not None or replaying(scope)):
             self._keep_warm(scope, plan, outcome, entry.fresh_until - now)
         answer = answer_for(plan, outcome, now=now, block=self._block(value), fields=fields)
-        await _send(send, answer)
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
 
     def _keep_warm(
         self, scope: Scope, plan: RequestPlan, outcome: Outcome, fresh_for: float

@@ -149,10 +149,18 @@ def answer_for(
         block = Block.of(response)
     entry = outcome.entry
     remaining = max(0, int(entry.fresh_until - now)) if entry is not None else 0
-    source = outcome.source
+    source, route = outcome.source, plan.route
+    if (
+        route.options.cache_control is None
+        and block.control is None
+        and not (route.personal or route.checked)
+    ):
+        control = b"max-age=%d" % remaining  # `cache_control_for`, without parsing anything
+    else:
+        control = cache_control_for(route, remaining, block.control)
     validators = [
         (b"etag", block.etag),
-        (b"cache-control", cache_control_for(plan.route, remaining, block.control)),
+        (b"cache-control", control),
         (b"cache-status", status_of(source, remaining, forced=plan.forced, reason=outcome.reason)),
     ]
     if 200 <= response.status < 300 and not CONDITION_FIELDS.isdisjoint(plan.info.headers):  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
@@ -200,8 +208,6 @@ def cache_control_for(route: RoutePlan, remaining: int, own: bytes | None = None
     checks), unless the route's `cache_control` says `public` or `s-maxage`.
     """
     configured = route.options.cache_control
-    if configured is None and own is None and not (route.personal or route.checked):
-        return b"max-age=%d" % remaining  # the usual case, without parsing anything
     policy = configured if configured is not None else own
     directives: dict[str, str | int | None] = dict(parse_cache_control(policy))
     directives.setdefault("max-age", remaining)

@@ -8,7 +8,7 @@ directives (RFC 9111 section 5.2.1) and what they ask for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from atomcache_core.http.conditional import revalidates
 from atomcache_core.http.directives import parse_cache_control
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from atomcache_core.http.request import RequestInfo
     from atomcache_core.http.route import RoutePlan
+
+PlanT = TypeVar("PlanT", bound="HttpPlan")
 
 __all__ = ["CACHEABLE_METHODS", "REVALIDATION_MARGIN", "HttpPlan", "plan_request"]
 
@@ -41,6 +43,9 @@ class HttpPlan:
         key: The entry's cache key.
         directives: The request's `Cache-Control` directives.
         forced: Whether the request asked for a refresh (`no-cache`, honoured).
+        store: Whether what is computed for it may be stored (no `no-store`).
+        fresh_margin: Seconds of freshness under which an entry counts as expired for
+            it: `REVALIDATION_MARGIN` for a conditional request, else none.
     """
 
     info: RequestInfo
@@ -48,32 +53,34 @@ class HttpPlan:
     key: str
     directives: Mapping[str, str | None]
     forced: bool
+    store: bool = True
+    fresh_margin: float = 0.0
 
     @property
     def only_if_cached(self) -> bool:
         """Whether the request may only be answered from the cache."""
         return "only-if-cached" in self.directives
 
-    @property
-    def store(self) -> bool:
-        """Whether what is computed for the request may be stored (no `no-store`)."""
-        return "no-store" not in self.directives
 
-    @property
-    def fresh_margin(self) -> float:
-        """Seconds of freshness under which an entry counts as expired for this request.
-
-        `REVALIDATION_MARGIN` for a conditional request, else none.
-        """
-        return REVALIDATION_MARGIN if revalidates(self.info.headers) else 0.0
+@overload
+def plan_request(
+    route: RoutePlan,
+    info: RequestInfo,
+    varied: tuple[str, ...] = (),
+    *,
+    stateful: bool = False,
+) -> HttpPlan | str: ...
 
 
-def request_directives(headers: Mapping[str, str]) -> dict[str, str | None]:
-    """The request's `Cache-Control` directives; `Pragma: no-cache` without one (RFC 9111 5.4)."""
-    directives = parse_cache_control(headers.get("cache-control"))
-    if not directives and "no-cache" in headers.get("pragma", "").lower():
-        directives = {"no-cache": None}
-    return directives
+@overload
+def plan_request(
+    route: RoutePlan,
+    info: RequestInfo,
+    varied: tuple[str, ...] = (),
+    *,
+    stateful: bool = False,
+    kind: type[PlanT],
+) -> PlanT | str: ...
 
 
 def plan_request(
@@ -82,6 +89,7 @@ def plan_request(
     varied: tuple[str, ...] = (),
     *,
     stateful: bool = False,
+    kind: type[HttpPlan] = HttpPlan,
 ) -> HttpPlan | str:
     """Decide how a request of `route` uses the cache; a string says why it bypasses it.
 
@@ -89,7 +97,9 @@ def plan_request(
     body (`RoutePlan.bypass_reason`), `SET_COOKIE` (`stateful`: the route's pages were
     seen to give new visitors a cookie). `varied`: the fields a stored entry of the
     same target varies on, whose values in this request key its own variant (RFC 9111
-    section 4.1).
+    section 4.1). The request's `Cache-Control` directives are read as RFC 9111 section
+    5.2.1 says, `Pragma: no-cache` standing for `no-cache` without them (section 5.4).
+    `kind`: the plan made, `HttpPlan` or a subclass of it that carries more.
     """
     if info.method not in CACHEABLE_METHODS:
         return "method"
@@ -98,8 +108,19 @@ def plan_request(
         return reason
     if stateful:
         return SET_COOKIE
-    directives = request_directives(info.headers)
+    headers = info.headers
+    directives = parse_cache_control(headers.get("cache-control"))
+    if not directives and "no-cache" in headers.get("pragma", "").lower():
+        directives = {"no-cache": None}
     forced = route.options.no_cache == "honour" and (
         "no-cache" in directives or directives.get("max-age") == "0"
     )
-    return HttpPlan(info, route, request_key(route, info, varied), directives, forced)
+    return kind(
+        info,
+        route,
+        request_key(route, info, varied),
+        directives,
+        forced,
+        "no-store" not in directives,
+        REVALIDATION_MARGIN if revalidates(headers) else 0.0,
+    )
