@@ -26,6 +26,7 @@ from atomcache_core.http.status import (
     SET_COOKIE,
     SET_COOKIE_STATUS,
     encoded_status,
+    hit_status,
     status_of,
 )
 
@@ -158,11 +159,11 @@ def answer_for(
         control = b"max-age=%d" % remaining  # `cache_control_for`, without parsing anything
     else:
         control = cache_control_for(route, remaining, block.control)
-    validators = [
-        (b"etag", block.etag),
-        (b"cache-control", control),
-        (b"cache-status", status_of(source, remaining, forced=plan.forced, reason=outcome.reason)),
-    ]
+    if source == "hit":  # `status_of`, one call fewer on the path every hit takes
+        status = hit_status(remaining)
+    else:
+        status = status_of(source, remaining, forced=plan.forced, reason=outcome.reason)
+    validators = [(b"etag", block.etag), (b"cache-control", control), (b"cache-status", status)]
     if 200 <= response.status < 300 and not CONDITION_FIELDS.isdisjoint(plan.info.headers):  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
         stale = remaining == 0 and source == "stale"
         conditional = conditional_answer(plan, response, block, validators, stale=stale)
