@@ -49,7 +49,7 @@ from atomcache_core.http.endpoint import (
     route_options,
 )
 from atomcache_core.http.keying import request_key
-from atomcache_core.http.plan import HttpPlan, plan_request
+from atomcache_core.http.plan import HttpPlan
 from atomcache_core.http.request import RequestInfo
 from atomcache_core.http.route import DEFAULT_MAX_BODY_SIZE, RouteOptions, RoutePlan
 from atomcache_core.http.status import REFUSED, REFUSED_STATUS, SET_COOKIE, STREAMED_STATUS
@@ -385,7 +385,7 @@ class HttpCache:
         """
         info = RequestInfo.from_scope(scope, route.template, path_params)
         stateful = id(route.options) in self._stateful
-        plan = plan_request(route, info, varied, stateful=stateful, kind=RequestPlan)
+        plan = RequestPlan.of(route, info, varied, stateful=stateful)
         if not isinstance(plan, str):
             plan.flight = self._flight_options(plan, scope)
         return plan

@@ -8,7 +8,7 @@ directives (RFC 9111 section 5.2.1) and what they ask for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING
 
 from atomcache_core.http.conditional import revalidates
 from atomcache_core.http.directives import parse_cache_control
@@ -18,10 +18,10 @@ from atomcache_core.http.status import SET_COOKIE
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from typing_extensions import Self
+
     from atomcache_core.http.request import RequestInfo
     from atomcache_core.http.route import RoutePlan
-
-PlanT = TypeVar("PlanT", bound="HttpPlan")
 
 __all__ = ["CACHEABLE_METHODS", "REVALIDATION_MARGIN", "HttpPlan", "plan_request"]
 
@@ -61,66 +61,49 @@ class HttpPlan:
         """Whether the request may only be answered from the cache."""
         return "only-if-cached" in self.directives
 
+    @classmethod
+    def of(
+        cls,
+        route: RoutePlan,
+        info: RequestInfo,
+        varied: tuple[str, ...] = (),
+        *,
+        stateful: bool = False,
+    ) -> Self | str:
+        """Decide how a request of `route` uses the cache; a string says why it bypasses it.
 
-@overload
-def plan_request(
-    route: RoutePlan,
-    info: RequestInfo,
-    varied: tuple[str, ...] = (),
-    *,
-    stateful: bool = False,
-) -> HttpPlan | str: ...
+        The reasons, in order: `"method"` (not `GET`/`HEAD`), a credential or request
+        body (`RoutePlan.bypass_reason`), `SET_COOKIE` (`stateful`: the route's pages
+        were seen to give new visitors a cookie). `varied`: the fields a stored entry of
+        the same target varies on, whose values in this request key its own variant
+        (RFC 9111 section 4.1). The request's `Cache-Control` directives are read as RFC
+        9111 section 5.2.1 says, `Pragma: no-cache` standing for `no-cache` without them
+        (section 5.4). A subclass (`atomcache_core.asgi.RequestPlan`) makes its own kind.
+        """
+        if info.method not in CACHEABLE_METHODS:
+            return "method"
+        reason = route.bypass_reason(info.headers)
+        if reason is not None:
+            return reason
+        if stateful:
+            return SET_COOKIE
+        headers = info.headers
+        directives = parse_cache_control(headers.get("cache-control"))
+        if not directives and "no-cache" in headers.get("pragma", "").lower():
+            directives = {"no-cache": None}
+        forced = route.options.no_cache == "honour" and (
+            "no-cache" in directives or directives.get("max-age") == "0"
+        )
+        return cls(
+            info,
+            route,
+            request_key(route, info, varied),
+            directives,
+            forced,
+            "no-store" not in directives,
+            REVALIDATION_MARGIN if revalidates(headers) else 0.0,
+        )
 
 
-@overload
-def plan_request(
-    route: RoutePlan,
-    info: RequestInfo,
-    varied: tuple[str, ...] = (),
-    *,
-    stateful: bool = False,
-    kind: type[PlanT],
-) -> PlanT | str: ...
-
-
-def plan_request(
-    route: RoutePlan,
-    info: RequestInfo,
-    varied: tuple[str, ...] = (),
-    *,
-    stateful: bool = False,
-    kind: type[HttpPlan] = HttpPlan,
-) -> HttpPlan | str:
-    """Decide how a request of `route` uses the cache; a string says why it bypasses it.
-
-    The reasons, in order: `"method"` (not `GET`/`HEAD`), a credential or request
-    body (`RoutePlan.bypass_reason`), `SET_COOKIE` (`stateful`: the route's pages were
-    seen to give new visitors a cookie). `varied`: the fields a stored entry of the
-    same target varies on, whose values in this request key its own variant (RFC 9111
-    section 4.1). The request's `Cache-Control` directives are read as RFC 9111 section
-    5.2.1 says, `Pragma: no-cache` standing for `no-cache` without them (section 5.4).
-    `kind`: the plan made, `HttpPlan` or a subclass of it that carries more.
-    """
-    if info.method not in CACHEABLE_METHODS:
-        return "method"
-    reason = route.bypass_reason(info.headers)
-    if reason is not None:
-        return reason
-    if stateful:
-        return SET_COOKIE
-    headers = info.headers
-    directives = parse_cache_control(headers.get("cache-control"))
-    if not directives and "no-cache" in headers.get("pragma", "").lower():
-        directives = {"no-cache": None}
-    forced = route.options.no_cache == "honour" and (
-        "no-cache" in directives or directives.get("max-age") == "0"
-    )
-    return kind(
-        info,
-        route,
-        request_key(route, info, varied),
-        directives,
-        forced,
-        "no-store" not in directives,
-        REVALIDATION_MARGIN if revalidates(headers) else 0.0,
-    )
+#: Decide how a request uses the cache: `HttpPlan.of`, as a function.
+plan_request = HttpPlan.of
