@@ -650,7 +650,8 @@ class HttpCache:
             _note_served(scope, plan.route)
         now = time.time()
         entry = outcome.entry
-        if entry is not None and (plan.replay is not None or replaying(scope)):
+        # `flight.background`: a replay (`_flight_options`), read without a call per hit
+        if entry is not None and (plan.replay is not None or plan.flight.background):
             self._keep_warm(scope, plan, outcome, entry.fresh_until - now)
         answer = answer_for(plan, outcome, now=now, block=self._block(value), fields=fields)
         await send(
