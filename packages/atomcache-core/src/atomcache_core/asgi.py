@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._singleflight import (
@@ -28,43 +28,35 @@ from atomcache_core._singleflight import (
     warn_failed_open,
 )
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError, SerializationError
-from atomcache_core.http import (
-    ResponseSerializer,
-    StoredResponse,
-    cache_status,
-    get_header,
-    make_etag,
-    not_modified_headers,
-    parse_cache_control,
-    parse_vary,
-    personal_headers,
-    precondition_status,
-    private_unless_set,
-    render_cache_control,
-    response_storable,
-    selecting_fields,
-    storable_headers,
-    varies,
+from atomcache_core.http.answer import (
+    Answer,
+    answer_for,
+    bypass_headers,
+    gateway_timeout_answer,
+    sets_a_new_cookie,
+    uncached_answer,
+    visitors_own,
 )
-from atomcache_core.http_request import (
-    RequestInfo,
-    invalidation_tag,
-    request_key,
-    request_tags,
-)
-from atomcache_core.http_route import (
-    DEFAULT_MAX_BODY_SIZE,
+from atomcache_core.http.answer import Block as _Block
+from atomcache_core.http.endpoint import (
     GATE,
     PASSING,
     Gate,
-    RouteOptions,
-    RoutePlan,
     cached,
     find_cached,
     refuse_misplaced,
     refuse_websocket,
     route_options,
 )
+from atomcache_core.http.keying import request_key
+from atomcache_core.http.plan import HttpPlan
+from atomcache_core.http.request import RequestInfo
+from atomcache_core.http.route import DEFAULT_MAX_BODY_SIZE, RouteOptions, RoutePlan
+from atomcache_core.http.status import REFUSED, REFUSED_STATUS, SET_COOKIE, STREAMED_STATUS
+from atomcache_core.http.stored import ResponseSerializer, StoredResponse
+from atomcache_core.http.storing import stored_response, unstored_reason
+from atomcache_core.http.tags import entry_tags, invalidation_tag
+from atomcache_core.http.vary import varies
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -99,27 +91,14 @@ __all__ = [
 logger = logging.getLogger("atomcache")
 
 _SERIALIZER = ResponseSerializer()
-_CACHEABLE_METHODS = frozenset(("GET", "HEAD"))
-_REPLACED_ON_SERVE = frozenset((b"cache-control", b"age", b"cache-status", b"etag"))
 _SERVER_ERROR = 500
-#: A revalidation (a conditional request) of an entry with less than this many seconds
-#: left renews the entry: its 304 would carry `max-age=0`, which refreshes nothing in a
-#: cache in front (nginx then keeps its old copy for as long again).
-_REVALIDATION_MARGIN = 1.0
-_CONDITIONS = frozenset(("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
 _BLOCK_LIMIT = 512
 #: The `outcome` of an HTTP response in metrics, by the single-flight outcome it sent.
 _REPORTED_SOURCES = {"hit": "hit", "stale": "stale", "computed": "computed", "waited": "coalesced"}
-#: The `Cache-Status` detail of a response that the app made before the route's endpoint
-#: (a check refused the request): the same whatever the cache holds (HTTP.md 0.1).
-REFUSED = "refused"
 #: The field that marks the placeholder response of a `@cached` endpoint whose checks
 #: have passed (its value is drawn per process): only that response is replaced by the
 #: stored one, never another that the app made after reaching the endpoint.
 PLACEHOLDER_FIELD = (b"x-atomcache-placeholder", secrets.token_hex(16).encode())
-#: The `Cache-Status` detail of requests of a route whose pages a middleware outside the
-#: cache gives new visitors a cookie with (`HttpCache.observe`).
-SET_COOKIE = "set-cookie"
 #: The scope key through which the outermost layer (`HttpCache.observe`) learns what the
 #: cache sent for a request.
 SERVED = "atomcache.served"
@@ -174,7 +153,7 @@ class ResponseCapture:
                 start = {
                     "type": "http.response.start",
                     "status": self.status,
-                    "headers": [*self.headers, (b"cache-status", _STREAMED_STATUS)],
+                    "headers": [*self.headers, (b"cache-status", STREAMED_STATUS)],
                 }
                 await self._send(start)
                 self.decided.set()
@@ -191,64 +170,30 @@ class ResponseCapture:
         `request_headers` are the fields of the request it answers (lower-case names):
         the response's own `Vary` selects among them its secondary key.
         """
-        options = route.options
-        if self.streamed:
-            self.reason = "streamed"
-        elif not response_storable(self.status, self.headers, options.statuses):
-            self.reason = "not storable"
-        elif len(self.body) > options.max_body_size:
-            self.reason = "too large"
-        else:
-            return _stored_response(self, route, request_headers)
+        reason = unstored_reason(
+            route, self.status, self.headers, self.body, streamed=self.streamed
+        )
+        if reason is None:
+            return stored_response(route, self.status, self.headers, self.body, request_headers)
+        self.reason = reason
         return Uncacheable(self)
 
 
 @dataclass(slots=True)  # not frozen: made on every request, and frozen costs per field
-class RequestPlan:
+class RequestPlan(HttpPlan):
     """What the cache will do for one request of a cached route.
 
+    The `HttpPlan` (the request, its route, key and directives, decided by
+    `plan_request`), and how single flight carries it out.
+
     Attributes:
-        info: The request, as keys see it.
-        route: The route's plan.
-        key: The entry's cache key.
         flight: The single-flight options (TTL, tags, freshness, store or not).
-        directives: The request's `Cache-Control` directives.
-        forced: Whether the request asked for a refresh (`no-cache`, honoured).
         replay: Renews the entry by replaying the request (refresh ahead), when the
             route keeps its entries warm; `None` otherwise, and for the replays.
     """
 
-    info: RequestInfo
-    route: RoutePlan
-    key: str
-    flight: FlightOptions
-    directives: Mapping[str, str | None]
-    forced: bool
+    flight: FlightOptions = field(init=False)
     replay: Callable[[float], Awaitable[float | None]] | None = None
-
-    @property
-    def only_if_cached(self) -> bool:
-        """Whether the request may only be answered from the cache."""
-        return "only-if-cached" in self.directives
-
-
-@dataclass(frozen=True, slots=True)
-class _Block:
-    """What every answer from one stored response sends: its fields, validators, policy.
-
-    Attributes:
-        headers: The stored fields a 200 sends (those replaced per answer left out).
-        not_modified: Those of them a 304 sends (RFC 9110 section 15.4.5).
-        control: The handler's own `Cache-Control`, if any.
-        modified: Its `Last-Modified`, if any.
-        etag: The entry's `ETag`.
-    """
-
-    headers: list[tuple[bytes, bytes]]
-    not_modified: list[tuple[bytes, bytes]]
-    control: bytes | None
-    modified: bytes | None
-    etag: bytes
 
 
 class _Served:
@@ -438,27 +383,12 @@ class HttpCache:
         `varied`: the fields a stored entry of the same target varies on, whose values
         in this request key its own variant (RFC 9111 section 4.1).
         """
-        if scope["method"] not in _CACHEABLE_METHODS:
-            return "method"
         info = RequestInfo.from_scope(scope, route.template, path_params)
-        reason = route.bypass_reason(info.headers)  # type: ignore[arg-type]
-        if reason is not None:
-            return reason
-        if id(route.options) in self._stateful:
-            return SET_COOKIE
-        options = route.options
-        directives = parse_cache_control(info.headers.get("cache-control"))
-        if not directives and "no-cache" in info.headers.get("pragma", "").lower():
-            directives = {"no-cache": None}  # RFC 9111 section 5.4
-        forced = options.no_cache == "honour" and (
-            "no-cache" in directives or directives.get("max-age") == "0"
-        )
-        flight = self._flight_options(route, info, directives, forced=forced)
-        margin = scope.get("state", {}).get(REFRESH)
-        if margin is not None:  # a refresh-ahead replay: renew an entry about to expire
-            flight.fresh_margin = max(flight.fresh_margin, float(margin))
-            flight.background = True
-        return RequestPlan(info, route, self.key(route, info, varied), flight, directives, forced)
+        stateful = id(route.options) in self._stateful
+        plan = RequestPlan.of(route, info, varied, stateful=stateful)
+        if not isinstance(plan, str):
+            plan.flight = self._flight_options(plan, scope)
+        return plan
 
     async def invalidate_route(
         self,
@@ -564,14 +494,7 @@ class HttpCache:
         found = self._blocks.get(id(response.headers))
         if found is not None and found[0] is response.headers and found[1] == response.etag:
             return found[2]
-        headers = [(name, val) for name, val in response.headers if name not in _REPLACED_ON_SERVE]
-        block = _Block(
-            headers,
-            not_modified_headers(headers),
-            get_header(response.headers, b"cache-control"),
-            get_header(response.headers, b"last-modified"),
-            response.etag.encode("latin-1"),
-        )
+        block = _Block.of(response)
         if len(self._blocks) >= _BLOCK_LIMIT:
             self._blocks.clear()
         self._blocks[id(response.headers)] = (response.headers, response.etag, block)
@@ -610,7 +533,7 @@ class HttpCache:
             if plan.route.checked:
                 await self._respond_after_checks(run, None)
             else:
-                await self.gateway_timeout(send)
+                await _send(send, gateway_timeout_answer())
             return None
         if run.answered(outcome):  # its own per-request fields, which the entry does not keep
             fields = [f for f in run.ran[-1].headers if f[0].lower() in plan.route.per_request]
@@ -640,7 +563,7 @@ class HttpCache:
     async def _answer_without_cache(self, run: _Run, reason: str = UNAVAILABLE) -> None:
         """Fail open: the handler's own answer, marked; never for `only-if-cached`."""
         if run.plan.only_if_cached:  # nothing stored can be shown: the handler must not run
-            await self.gateway_timeout(run.send)
+            await _send(run.send, gateway_timeout_answer())
         elif run.ran and run.ran[0].status:
             await self.send_uncached(run.send, run.scope, run.ran[0], reason)
         else:
@@ -667,12 +590,13 @@ class HttpCache:
                 replacing = gate.passed and PLACEHOLDER_FIELD in message.get("headers", ())
                 if replacing:
                     if outcome is None:
-                        await self.gateway_timeout(send)
+                        await _send(send, gateway_timeout_answer())
                     else:
                         await self.respond(send, scope, plan, outcome)
                     return
                 self.report(plan.route.template, "bypass", REFUSED)
-                message = _with_cache_status(message, _REFUSED_STATUS)
+                headers = [*message.get("headers", ()), (b"cache-status", REFUSED_STATUS)]
+                message = {**message, "headers": headers}
             if not replacing:
                 await send(message)
 
@@ -682,35 +606,27 @@ class HttpCache:
         finally:
             GATE.reset(token)
 
-    def _flight_options(
-        self,
-        route: RoutePlan,
-        info: RequestInfo,
-        directives: Mapping[str, str | None],
-        *,
-        forced: bool,
-    ) -> FlightOptions:
-        options = route.options
-
-        def tags() -> tuple[str, ...]:
-            own = request_tags(route, info)
-            if not options.tags:
-                return own
-            extra = options.tags(info) if callable(options.tags) else options.tags
-            return (*own, *extra)
-
-        return FlightOptions(
+    def _flight_options(self, plan: HttpPlan, scope: Scope) -> FlightOptions:
+        """How single flight carries out `plan`; a refresh-ahead replay renews early."""
+        options = plan.route.options
+        forced = plan.forced
+        flight = FlightOptions(
             ttl=options.ttl if options.ttl is not None else self.cache.default_ttl,
-            tags=tags,
+            tags=functools.partial(entry_tags, plan.route, plan.info),
             stale_ttl=0.0 if forced else options.stale_ttl,
             stale_if_error=options.stale_if_error,
             fresh_after=time.time() - options.min_refresh_interval if forced else 0.0,
-            fresh_margin=_REVALIDATION_MARGIN if _revalidates(info.headers) else 0.0,
-            store="no-store" not in directives,
+            fresh_margin=plan.fresh_margin,
+            store=plan.store,
             serializer=_SERIALIZER,
             etag=_etag_of,
             reuse_decoded=True,
         )
+        margin = scope.get("state", {}).get(REFRESH)
+        if margin is not None:  # a refresh-ahead replay: renew an entry about to expire
+            flight.fresh_margin = max(flight.fresh_margin, float(margin))
+            flight.background = True
+        return flight
 
     async def respond(
         self,
@@ -724,23 +640,35 @@ class HttpCache:
 
         `fields` are added to a 200 (the computing request's per-request fields).
         """
-        info, route = plan.info, plan.route
         value = outcome.value
-        self._report_outcome(route, outcome)
+        self._report_outcome(plan.route, outcome)
         if isinstance(value, ResponseCapture):
             if not value.streamed:
                 await self.send_uncached(send, scope, value, value.reason)
             return
-        response: StoredResponse = value
         if SERVED in scope:  # observed: a middleware outside may set cookies
-            _note_served(scope, route)
-        block = self._block(response)
+            _note_served(scope, plan.route)
+        now = time.time()
         entry = outcome.entry
-        fresh_for = entry.fresh_until - time.time() if entry is not None else 0.0
-        remaining = max(0, int(fresh_for))
-        if entry is not None and replaying(scope):  # tell the replay what it renewed
+        # `flight.background`: a replay (`_flight_options`), read without a call per hit
+        if entry is not None and (plan.replay is not None or plan.flight.background):
+            self._keep_warm(scope, plan, outcome, entry.fresh_until - now)
+        answer = answer_for(plan, outcome, now=now, block=self._block(value), fields=fields)
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
+    def _keep_warm(
+        self, scope: Scope, plan: RequestPlan, outcome: Outcome, fresh_for: float
+    ) -> None:
+        """Tell a replay what it renewed; else keep an entry read again warm (refresh ahead)."""
+        entry = outcome.entry
+        if entry is None:
+            return
+        if replaying(scope):
             scope["state"][REFRESHED] = fresh_for
-        elif plan.replay is not None and entry is not None and outcome.source != "computed":
+        elif plan.replay is not None and outcome.source != "computed":
             # Read again after the request that computed it: kept warm from now on (a
             # URL asked once, junk included, is left to expire).
             self.cache.refresher.touch(
@@ -751,42 +679,6 @@ class HttpCache:
                 idle=plan.route.options.refresh_idle,
                 compute_time=entry.compute_time,
             )
-        if (
-            route.options.cache_control is None
-            and block.control is None
-            and not (route.personal or route.checked)
-        ):
-            control = b"max-age=%d" % remaining
-        else:
-            control = _cache_control(route, remaining, block.control).encode("latin-1")
-        status = _status_of(outcome, remaining, forced=plan.forced)
-        validators = [
-            (b"etag", block.etag),
-            (b"cache-control", control),
-            (b"cache-status", status),
-        ]  # no Age: max-age already counts what is left (HTTP.md 5.1)
-        if (
-            200 <= response.status < 300  # noqa: PLR2004 - the status wins (HTTP.md 4.3)
-            and not _CONDITIONS.isdisjoint(info.headers)
-            and await _answered_conditionally(
-                send,
-                info,
-                response,
-                block,
-                validators,
-                stale=remaining == 0 and outcome.source == "stale",
-            )
-        ):
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [*block.headers, *validators, *fields],
-            }
-        )
-        body = b"" if scope["method"] == "HEAD" else response.body
-        await send({"type": "http.response.body", "body": body})
 
     def observe(self, app: ASGIApp) -> ASGIApp:
         """Wrap `app` (the whole application, outside every middleware) to watch for cookies.
@@ -809,10 +701,10 @@ class HttpCache:
                 if (
                     message["type"] == "http.response.start"
                     and served.route is not None
-                    and _sets_a_new_cookie(scope, message)
+                    and sets_a_new_cookie(scope["headers"], message.get("headers", ()))
                 ):
                     await self._learn_stateful(served.route)
-                    message = {**message, "headers": _visitors_own(message["headers"])}
+                    message = {**message, "headers": visitors_own(message["headers"])}
                 await send(message)
 
             await app(scope, receive, watch)
@@ -869,16 +761,15 @@ class HttpCache:
 
         A refusal by the app's checks says the same as on a hit (`REFUSED`).
         """
-        forward = "bypass" if reason == REFUSED else "miss"
-        status = cache_status(hit=False, forward=forward, detail=reason)
-        headers = [*captured.headers, (b"cache-status", status.encode("latin-1"))]
-        await send({"type": "http.response.start", "status": captured.status, "headers": headers})
-        body = b"" if scope["method"] == "HEAD" else captured.body
-        await send({"type": "http.response.body", "body": body})
+        head = scope["method"] == "HEAD"
+        answer = uncached_answer(
+            captured.status, captured.headers, captured.body, reason, head=head
+        )
+        await _send(send, answer)
 
     async def gateway_timeout(self, send: Send) -> None:
         """Answer 504: `only-if-cached` and nothing stored (RFC 9111 section 5.2.1.7)."""
-        await _send_gateway_timeout(send)
+        await _send(send, gateway_timeout_answer())
 
     async def bypass(
         self,
@@ -899,16 +790,11 @@ class HttpCache:
         credentials do (HTTP.md 2.2). A `HEAD` runs the `GET` handler and its body is
         dropped (RFC 9110 section 9.3.2).
         """
-        status = cache_status(hit=False, forward="bypass", detail=reason).encode("latin-1")
 
         async def tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                if personal:
-                    message = {**message, "headers": personal_headers(headers, reason)}
-                elif reason == SET_COOKIE:  # a page with a new visitor's cookie: theirs
-                    message = {**message, "headers": private_unless_set(headers)}
-                message = _with_cache_status(message, status)
+                headers = bypass_headers(message.get("headers", ()), reason, personal=personal)
+                message = {**message, "headers": headers}
             await send(message)
 
         await passing(app, _as_get(scope), receive, _dropping_body(scope, tagged), route)
@@ -970,58 +856,6 @@ def replaying(scope: Scope) -> bool:
     return state is not None and REFRESH in state
 
 
-async def _answered_conditionally(
-    send: Send,
-    info: RequestInfo,
-    response: StoredResponse,
-    block: _Block,
-    validators: list[tuple[bytes, bytes]],
-    *,
-    stale: bool,
-) -> bool:
-    """Send the 304 or 412 a conditional request gets (RFC 9110 section 13.2.2), if any.
-
-    `validators` are the entry's `ETag`, `Cache-Control` and `Cache-Status` fields.
-    Returns whether it sent one. A `stale` entry (no freshness left) is sent whole
-    instead of a 304: a 304 with `max-age=0` refreshes nothing in a cache in front, and
-    nginx then keeps its old copy as long again.
-    """
-    conditional = precondition_status(info.headers, response.etag, block.modified)
-    if conditional == 304 and not stale:  # noqa: PLR2004
-        headers = [*block.not_modified, *validators]  # the server adds Date, as to all
-    elif conditional == 412:  # noqa: PLR2004
-        headers = [(b"content-length", b"0"), validators[-1]]
-    else:
-        return False
-    await send({"type": "http.response.start", "status": conditional, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
-    return True
-
-
-def _sets_a_new_cookie(scope: Scope, start: Message) -> bool:
-    """Whether a response sets a cookie that its request did not carry (RFC 6265)."""
-    set_names = {
-        value.split(b"=", 1)[0].strip()
-        for name, value in start.get("headers", ())
-        if name.lower() == b"set-cookie"
-    }
-    if not set_names:
-        return False
-    sent = b"; ".join(value for name, value in scope["headers"] if name.lower() == b"cookie")
-    carried = {chunk.split(b"=", 1)[0].strip() for chunk in sent.split(b";")}
-    return not set_names <= carried
-
-
-def _visitors_own(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The fields of a page that carries a new visitor's cookie: `private`, not stored."""
-    fields = [
-        (name, value)
-        for name, value in headers
-        if name.lower() not in (b"cache-control", b"cache-status")
-    ]
-    return [*fields, (b"cache-control", b"private"), (b"cache-status", _SET_COOKIE_STATUS)]
-
-
 def _note_served(scope: Scope, route: RoutePlan) -> None:
     """Tell `HttpCache.observe` that a request is answered from an entry of `route`.
 
@@ -1036,20 +870,7 @@ def _bare_template(template: str) -> str:
     return _CONVERTER.sub(r"{\1}", template)
 
 
-def _with_cache_status(message: Message, status: bytes) -> Message:
-    """A response start with `status` as its `Cache-Status` field."""
-    return {**message, "headers": [*message.get("headers", ()), (b"cache-status", status)]}
-
-
 _CONVERTER = re.compile(r"\{([^{}:]+):[^{}]*\}")
-_SET_COOKIE_STATUS = cache_status(hit=False, forward="miss", detail=SET_COOKIE).encode("latin-1")
-_STREAMED_STATUS = cache_status(hit=False, forward="miss", detail="streamed").encode("latin-1")
-_REFUSED_STATUS = cache_status(hit=False, forward="bypass", detail=REFUSED).encode("latin-1")
-
-
-def _revalidates(headers: Mapping[str, str]) -> bool:
-    """Whether a request asks to validate a copy it holds (RFC 9110 section 13.1)."""
-    return "if-none-match" in headers or "if-modified-since" in headers
 
 
 def _as_get(scope: Scope) -> Scope:
@@ -1075,92 +896,7 @@ def _etag_of(response: StoredResponse) -> str:
     return response.etag
 
 
-def _stored_response(
-    captured: ResponseCapture, route: RoutePlan, request_headers: Mapping[str, str]
-) -> StoredResponse:
-    """The entry to store: final body, storable fields, Content-Length, Vary, ETag.
-
-    The handler's own `Vary` names its secondary key (RFC 9111 section 4.1); the
-    route's `vary_on` fields, and `Cookie, Authorization` unless it is public, are
-    added to what is sent.
-    """
-    own_etag = get_header(captured.headers, b"etag")
-    headers = [
-        (name, value)
-        for name, value in storable_headers(captured.headers, route.per_request)
-        if name not in (b"content-length", b"etag")
-    ]
-    headers.append((b"content-length", str(len(captured.body)).encode()))
-    written = get_header(headers, b"vary")
-    own = parse_vary(written)
-    if route.vary:
-        spelled = [part.strip() for part in (written or b"").split(b",") if part.strip()]
-        spelled += [part.strip() for part in route.vary.split(b",")]
-        merged = {part.lower(): part for part in reversed(spelled)}  # first spelling wins
-        headers = [(name, value) for name, value in headers if name != b"vary"]
-        headers.append((b"vary", b", ".join(reversed(merged.values()))))
-    selecting = selecting_fields(own, request_headers)
-    # The handler's own validator is kept (HTTP.md 4.1); else one from the body.
-    etag = own_etag.decode("latin-1") if own_etag else make_etag(captured.body)
-    return StoredResponse(captured.status, tuple(headers), captured.body, etag, selecting)
-
-
-def _cache_control(route: RoutePlan, remaining: int, own: bytes | None = None) -> str:
-    """The `Cache-Control` to send: never more freshness than the entry has left.
-
-    The downstream policy is the route's `cache_control`, else the handler's own
-    `Cache-Control` (`own`), else `max-age` alone (HTTP.md 5.2): `max-age`/`s-maxage`
-    are capped at the whole seconds left.
-
-    Entries that depend on credentials go out `private` (HTTP.md 2.2, RFC 9111 section
-    5.2.2.7): no shared cache in front may keep them, whatever `cache_control` says. So
-    do entries of routes with checks (a cache in front would serve them without the
-    checks), unless the route's `cache_control` says `public` or `s-maxage`.
-    """
-    configured = route.options.cache_control
-    policy = configured if configured is not None else own
-    directives: dict[str, str | int | None] = dict(parse_cache_control(policy))
-    directives.setdefault("max-age", remaining)
-    for name in ("max-age", "s-maxage"):
-        argument = directives.get(name)
-        if isinstance(argument, str):
-            directives[name] = min(int(argument), remaining) if argument.isdigit() else remaining
-    shared = "public" in directives or "s-maxage" in directives
-    if route.personal or (route.checked and not shared):
-        for name in ("public", "s-maxage", "private"):
-            directives.pop(name, None)
-        directives = {"private": None, **directives}
-    return render_cache_control(directives)
-
-
-def _status_of(outcome: Outcome, remaining: int, *, forced: bool) -> bytes:
-    """The `Cache-Status` of a served entry (RFC 9211)."""
-    if outcome.source == "hit":
-        return _hit_status(remaining)
-    forward = "request" if forced else "miss"
-    if outcome.source == "stale":
-        status = cache_status(hit=True, forward="stale", ttl=0)
-    elif outcome.source == "computed":
-        status = cache_status(hit=False, forward=forward, stored=True, ttl=remaining)
-    elif outcome.source == "waited":
-        status = cache_status(hit=False, forward=forward, ttl=remaining, detail="coalesced")
-    else:
-        status = cache_status(hit=False, forward=forward, detail=outcome.reason or "not stored")
-    return status.encode("latin-1")
-
-
-@functools.lru_cache(maxsize=4096)
-def _hit_status(remaining: int) -> bytes:
-    """The `Cache-Status` of a hit with `remaining` seconds of freshness, made once."""
-    return cache_status(hit=True, ttl=remaining).encode("latin-1")
-
-
-async def _send_gateway_timeout(send: Send) -> None:
-    status = cache_status(hit=False, forward="miss", detail="only-if-cached")
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", b"0"),
-        (b"cache-status", status.encode("latin-1")),
-    ]
-    await send({"type": "http.response.start", "status": 504, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
+async def _send(send: Send, answer: Answer) -> None:
+    """Send `answer`: its start, then its whole body."""
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body})

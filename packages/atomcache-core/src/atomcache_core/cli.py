@@ -54,7 +54,7 @@ from atomcache_core.exceptions import (
     BackendUnavailableError,
     ConfigurationError,
 )
-from atomcache_core.http_request import sorted_query, target_digest
+from atomcache_core.http.keying import sorted_query, target_digest
 from atomcache_core.keys import escape_glob, redacted
 from atomcache_core.protocols import Event
 
