@@ -21,6 +21,7 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pyright tests/core/types_of_the_api.py  # the public API's types, as applications see them
+	$(BIN)/lint-imports  # the layers and boundaries of [tool.importlinter] in pyproject.toml
 
 fuzz: $(VENV)/.synced  # the property tests of parsers, entry decoder, serializers and glob, longer
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/core/test_http.py \

@@ -7,6 +7,7 @@ Redis across a fleet of processes.
 from atomcache_core._default import cached, configure_default, default_cache
 from atomcache_core._seconds import MAX_TTL
 from atomcache_core._singleflight import Outcome, Uncacheable
+from atomcache_core._version import __version__
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage
 from atomcache_core.backends.tiered import TieredStorage
@@ -30,8 +31,6 @@ from atomcache_core.serializers import (
     PickleSerializer,
 )
 from atomcache_core.stats import CacheStats
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MAX_TTL",

@@ -20,11 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from atomcache_core._background import BackgroundTasks
+from atomcache_core._seconds import checked_seconds
 from atomcache_core._singleflight import (
     UNAVAILABLE,
     FlightOptions,
+    Lease,
     Outcome,
     Uncacheable,
+    WaitPolicy,
     warn_failed_open,
 )
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError, SerializationError
@@ -74,13 +78,19 @@ __all__ = [
     "PLACEHOLDER_FIELD",
     "REFUSED",
     "SET_COOKIE",
+    "BackgroundTasks",
+    "FlightOptions",
     "HttpCache",
+    "Lease",
     "RequestInfo",
     "RequestPlan",
     "ResponseCapture",
     "RouteOptions",
     "RoutePlan",
+    "Uncacheable",
+    "WaitPolicy",
     "cached",
+    "checked_seconds",
     "find_cached",
     "passing",
     "refuse_misplaced",

@@ -44,6 +44,8 @@ import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from atomcache_core._version import __version__
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -134,7 +136,6 @@ class OpenTelemetryObserver:
         except ImportError as exc:  # pragma: no cover - the extra is installed in tests
             msg = "OpenTelemetryObserver needs opentelemetry-api: pip install atomcache-core[otel]"
             raise ImportError(msg) from exc
-        from atomcache_core import __version__  # noqa: PLC0415 - avoids an import cycle
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         made = OpenTelemetryObserver._made.get(id(provider))

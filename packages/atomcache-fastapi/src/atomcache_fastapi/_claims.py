@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from atomcache_core import Cache, Outcome
-    from atomcache_core._singleflight import Lease
-    from atomcache_core.asgi import RequestPlan
+    from atomcache_core.asgi import Lease, RequestPlan
 
 __all__ = ["BYPASS", "CLAIM", "CachedResponse", "Claim", "HeldLock", "serve_cached_response"]
 

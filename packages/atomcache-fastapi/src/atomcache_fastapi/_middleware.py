@@ -15,12 +15,12 @@ from starlette.responses import Response
 from starlette.routing import Host, Match, Mount, Router, WebSocketRoute
 
 from atomcache_core import Cache
-from atomcache_core._singleflight import Uncacheable
 from atomcache_core.asgi import (
     PLACEHOLDER_FIELD,
     HttpCache,
     ResponseCapture,
     RoutePlan,
+    Uncacheable,
     cached,
     find_cached,
     passing,

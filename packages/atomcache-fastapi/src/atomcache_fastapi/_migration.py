@@ -32,14 +32,16 @@ from starlette.requests import Request  # noqa: TC002 - FastAPI reads the annota
 from starlette.responses import Response
 
 from atomcache_core import MAX_TTL, Cache, ConfigurationError, Outcome
-from atomcache_core._background import BackgroundTasks
-from atomcache_core._seconds import checked_seconds
-from atomcache_core._singleflight import FlightOptions, Lease, WaitPolicy
 from atomcache_core.asgi import (
+    BackgroundTasks,
+    FlightOptions,
     HttpCache,
+    Lease,
     RequestPlan,
     RouteOptions,
     RoutePlan,
+    WaitPolicy,
+    checked_seconds,
     replayer,
     replaying,
 )
