@@ -6,9 +6,13 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from atomcache_core.backends.tiered import TieredStorage
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from redis.asyncio import Redis
     from redis.asyncio.client import Monitor
 
@@ -28,6 +32,15 @@ def tier(cache: Cache) -> TieredStorage:
     """The cache's local tier."""
     assert isinstance(cache.storage, TieredStorage)
     return cache.storage
+
+
+async def until(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
+    """Wait until `condition()` holds, at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {seconds} s")
+        await asyncio.sleep(0.02)
 
 
 async def until_value(cache: Cache, key: str, expected: Any, timeout: float) -> float:
