@@ -257,9 +257,8 @@ async def test_from_url_unix_socket(namespace: str) -> None:
 async def test_from_url_rediss_uses_tls(namespace: str) -> None:
     """rediss:// configures TLS connections."""
     cache = Cache.from_url("rediss://127.0.0.1:6380/0", namespace=namespace)
-    assert cache._client is not None
-    assert isinstance(cache._client, Redis)
-    assert cache._client.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert isinstance(cache.redis_client, Redis)
+    assert cache.redis_client.connection_pool.connection_class.__name__ == "SSLConnection"
     await cache.close()
 
 
@@ -297,7 +296,7 @@ def test_malformed_cluster_and_sentinel_urls_are_refused(url: str, message: str)
 async def test_cluster_and_sentinel_urls_carry_credentials_and_tls() -> None:
     """User, password and the `rediss+` schemes reach the clients; nothing connects yet."""
     cluster = Cache.from_url("rediss+cluster://app:s%40cret@127.0.0.1:7000,[::1]:7001")
-    client = cluster._client
+    client = cluster.redis_client
     assert isinstance(client, RedisCluster)
     nodes = [
         (
@@ -312,7 +311,7 @@ async def test_cluster_and_sentinel_urls_carry_credentials_and_tls() -> None:
     assert all(issubclass(node.connection_class, SSLConnection) for node in client.startup_nodes)
     await cluster.close()
     sentinel = Cache.from_url("redis+sentinel://app:pw@127.0.0.1:26379/cache/2")
-    master = sentinel._client
+    master = sentinel.redis_client
     assert isinstance(master, Redis)
     pool = master.connection_pool
     assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (2, "pw")
@@ -356,8 +355,10 @@ async def test_a_second_close_closes_what_a_use_after_close_reopened(redis_url: 
     await cache.set("k", 1)
     await cache.close()
     assert await cache.get("k") == 1
+    client = cache.redis_client
+    assert isinstance(client, Redis)
     await cache.close()
-    pool = cache.storage._client.connection_pool  # type: ignore[attr-defined]
+    pool = client.connection_pool
     connections = [*pool._in_use_connections, *pool._available_connections]
     assert not [connection for connection in connections if connection.is_connected]
 

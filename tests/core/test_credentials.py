@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
+from redis.asyncio import Redis
 
 from atomcache_core import BackendAuthenticationError, Cache, Event
 from support.redis_server import with_credentials
@@ -108,11 +109,14 @@ def test_sentinel_kwargs_are_merged_with_the_urls_credentials_and_the_timeouts()
     ]
     for sentinel_kwargs, expected in cases:
         cache = Cache.from_url(url, sentinel_kwargs=sentinel_kwargs)
-        made = [client.connection_pool.connection_kwargs for client in cache._closing[1:]]
+        client = cache.redis_client
+        assert isinstance(client, Redis)
+        sentinels = client.connection_pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+        made = [sentinel.connection_pool.connection_kwargs for sentinel in sentinels]
         assert len(made) == 2
         for kwargs in made:
             assert {name: kwargs.get(name) for name in expected} == expected, sentinel_kwargs
-        master = cache._closing[0].connection_pool.connection_kwargs
+        master = client.connection_pool.connection_kwargs
         assert (master["username"], master["password"]) == ("app", "pw")
 
 

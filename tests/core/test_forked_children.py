@@ -12,7 +12,7 @@ import pytest
 
 from atomcache_core import Cache
 from atomcache_core.backends.redis import RedisStorage
-from atomcache_core.backends.tiered import TieredStorage
+from support.waiting import until_serving
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
@@ -53,16 +53,6 @@ def forked(target: Callable[..., None], *args: Any) -> Iterator[tuple[Any, Any]]
             child.kill()
             child.join()
         BUSY.clear()
-
-
-async def until_serving(cache: Cache, timeout: float = 5.0) -> None:
-    """Return once the cache's local tier answers hits (its invalidation channel is live)."""
-    assert isinstance(cache.storage, TieredStorage)
-    await cache.exists("start the tier")
-    deadline = time.monotonic() + timeout
-    while not cache.storage.serving:
-        assert time.monotonic() < deadline, "the local tier never started serving"
-        await asyncio.sleep(0.005)
 
 
 async def read_repeatedly(cache: Cache, key: str, expected: bytes) -> None:

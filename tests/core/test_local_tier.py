@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 
 from atomcache_core import Cache, ConfigurationError, MemoryStorage
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES
-from atomcache_core.backends.tiered import TieredStorage
 from support.cache_process import CacheProcess
 from support.redis_server import SERVER_URLS
+from support.waiting import tier, until_serving, until_value
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -37,30 +37,6 @@ async def local(redis_url: str, namespace: str) -> AsyncIterator[Cache]:
     """An instance with a local tier, in this process."""
     async with Cache.from_url(redis_url, namespace=namespace, **LOCAL) as cache:
         yield cache
-
-
-def tier(cache: Cache) -> TieredStorage:
-    """The cache's local tier."""
-    assert isinstance(cache.storage, TieredStorage)
-    return cache.storage
-
-
-async def until_serving(cache: Cache, timeout: float = 5.0) -> None:
-    """Return once the local tier answers hits (its invalidation channel is live)."""
-    await cache.exists("start the tier")
-    deadline = time.monotonic() + timeout
-    while not tier(cache).serving:
-        assert time.monotonic() < deadline, "the local tier never started serving"
-        await asyncio.sleep(0.005)
-
-
-async def until_value(cache: Cache, key: str, expected: Any, timeout: float) -> float:
-    """Seconds until `cache.get(key)` returns `expected`; fails after `timeout`."""
-    started = time.monotonic()
-    while await cache.get(key) != expected:
-        assert time.monotonic() - started < timeout, f"{key!r} never became {expected!r}"
-        await asyncio.sleep(0.001)
-    return time.monotonic() - started
 
 
 async def redis_gets(control: Redis) -> int:

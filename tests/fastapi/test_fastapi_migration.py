@@ -155,5 +155,5 @@ async def test_the_app_closes_the_cache(redis_url: str, namespace: str) -> None:
     """The cache given to setup_cache is closed with the app's lifespan."""
     cache = Cache.from_url(redis_url, namespace=namespace)
     async with serve_asgi(build_app(cache, Counter())):
-        assert cache._client is not None
-    assert cache._client is None
+        assert cache.redis_client is not None
+    assert cache.redis_client is None

@@ -8,7 +8,6 @@ the server then shows whether atomcache ever sent a command it was refused.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,11 +24,11 @@ from support.secure_redis import (
     add_namespace_user,
     tls_unsupported_reason,
 )
+from support.waiting import compute_with_a_notified_waiter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
-    from redis.asyncio.client import Monitor
 
 NAMESPACE = "app"
 
@@ -88,50 +87,6 @@ async def commands_sent(admin: Redis) -> set[str]:
     """Names of the commands the server has run since it started (Redis 7: or refused)."""
     stats = await admin.info("commandstats")
     return {name.removeprefix("cmdstat_").partition("|")[0] for name in stats}
-
-
-async def until_waiting(monitor: Monitor, waiter: Cache, key: str) -> None:
-    """Return once the server has run `waiter`'s first look at `key` after subscribing.
-
-    A waiter subscribes to the key's channel, then reads the value and tries the lock
-    (`SET ... NX`); once that `SET` has run, a value stored later reaches the waiter
-    only as a notification. Redis tells no one else when it happens, so this follows
-    the server's MONITOR stream of commands.
-    """
-    channel, lock = waiter.keys.channel(key), waiter.keys.lock(key)
-    subscribed = False
-    async for command in monitor.listen():
-        name, *arguments = command["command"].split(" ")
-        if name.upper() == "SUBSCRIBE" and channel in arguments:
-            subscribed = True
-        elif subscribed and name.upper() == "SET" and arguments[:1] == [lock]:
-            return
-
-
-async def compute_with_a_notified_waiter(leader: Cache, waiter: Cache, admin: Redis) -> None:
-    """`leader` computes a key; `waiter` asks meanwhile, waits and is woken by "stored"."""
-    calls = 0
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def compute() -> str:
-        nonlocal calls
-        calls += 1
-        started.set()
-        await release.wait()
-        return "computed"
-
-    leading = asyncio.create_task(leader.get_or_set("flight", compute))
-    await started.wait()
-    async with admin.monitor() as monitor:
-        waiting = asyncio.create_task(waiter.get_or_set("flight", compute))
-        await asyncio.wait_for(until_waiting(monitor, waiter, "flight"), timeout=10)
-    release.set()
-    assert await leading == "computed"
-    assert await waiting == "computed"
-    assert calls == 1
-    assert waiter.stats.waits == 1
-    assert waiter.stats.wakeups_notified == 1
-    assert waiter.stats.wakeups_rechecked == 0
 
 
 async def test_a_namespace_user_can_run_every_cache_operation(user_url: str, admin: Redis) -> None:

@@ -18,6 +18,7 @@ import pytest
 from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker
 from atomcache_core._invalidations import MAX_PENDING, Invalidation, PendingInvalidations
 from support.redis_server import RedisServer, valkey_server_binary
+from support.waiting import until
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -49,15 +50,6 @@ async def held_locally(cache: Cache, key: str, value: object) -> None:
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"{key!r} never served by the local tier")
-
-
-async def until(condition: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
-    """Wait until `condition()` holds, at most `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {seconds} s")
-        await asyncio.sleep(0.02)
 
 
 async def invalidate_while_away(

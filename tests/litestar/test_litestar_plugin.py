@@ -26,8 +26,8 @@ async def test_handlers_receive_the_cache_and_the_app_closes_it(
     app = Litestar([namespace_of], plugins=[AtomCachePlugin(cache)])
     async with serve_asgi(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
         assert (await client.get("/namespace")).json() == {"namespace": namespace}
-        assert cache._client is not None
-    assert cache._client is None
+        assert cache.redis_client is not None
+    assert cache.redis_client is None
 
 
 async def test_invalidating_before_startup_or_an_unknown_route_is_refused() -> None:

@@ -38,15 +38,29 @@ async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
     cancelled again every `RECANCEL_INTERVAL` seconds until it ends. Waiting never
     swallows the caller's own cancellation. What the tasks raised is retrieved (not
     logged as "never retrieved"), not re-raised.
+
+    A task of another event loop cannot be waited for here: one of a loop still open
+    is cancelled in that loop (as soon as it runs), one of a closed loop, which never
+    runs again, is left as it is.
     """
+    here = asyncio.get_running_loop()
     tasks = list(tasks)
-    pending = {task for task in tasks if not task.done()}
+    pending = set()
+    for task in tasks:
+        if task.done():
+            continue
+        loop = task.get_loop()
+        if loop is here:
+            pending.add(task)
+        elif not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                loop.call_soon_threadsafe(task.cancel)
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=RECANCEL_INTERVAL)
     for task in tasks:
-        if not task.cancelled():
+        if task.done() and not task.cancelled():
             task.exception()
 
 

@@ -206,10 +206,22 @@ class PendingInvalidations:
             error,
         )
         self._blind(True)  # noqa: FBT003 - the one argument of the callback
-        if self._replay is None or self._replay.done():
-            self._replay = asyncio.create_task(
-                keep_trying(self._replay_all, math.inf), name="atomcache-replay"
-            )
+        self.resume()
+
+    def resume(self) -> None:
+        """Replay what waits in the running loop, unless a replay runs in a live loop.
+
+        The replay of a loop that shut down (the end of an `asyncio.run`) was cancelled
+        with it: the next loop to use the cache takes over.
+        """
+        replay = self._replay
+        if not self._pending or (
+            replay is not None and not replay.done() and not replay.get_loop().is_closed()
+        ):
+            return
+        self._replay = asyncio.create_task(
+            keep_trying(self._replay_all, math.inf), name="atomcache-replay"
+        )
 
     async def _replay_all(self) -> None:
         """Apply the pending invalidations in order; raise at the first that fails."""

@@ -62,10 +62,11 @@ from atomcache_core.protocols import Event, EventStatus
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
+    from atomcache_core._parts import Parts
     from atomcache_core.cache import Cache
     from atomcache_core.keys import KeyBuilder
     from atomcache_core.observability import Attributes
-    from atomcache_core.protocols import Serializer
+    from atomcache_core.protocols import Notifier, Serializer
 
 __all__ = ["FlightOptions", "Lease", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
 
@@ -302,11 +303,16 @@ def check_not_computing(key: str, value_key: str) -> None:
 
 
 class SingleFlight:
-    """The coordination behind `Cache.get_or_set`; one per `Cache`."""
+    """The coordination behind `Cache.get_or_set`: one per `Cache` and event loop.
+
+    It reads and writes through `parts`, those of its loop; its computations, shared
+    reads and retries are tasks and futures of that loop.
+    """
 
     def __init__(
         self,
         cache: Cache,
+        parts: Parts,
         *,
         lock_ttl: float,
         recheck_interval: float,
@@ -314,8 +320,9 @@ class SingleFlight:
         on_wait_timeout: WaitTimeoutPolicy,
         heartbeat_interval: float | None = None,
     ) -> None:
-        """Coordinate fills for `cache` with these timings (seconds)."""
+        """Coordinate fills for `cache` through `parts`, with these timings (seconds)."""
         self._cache = cache
+        self.parts = parts
         self.lock_ttl = lock_ttl
         self.recheck_interval = recheck_interval
         self.wait_timeout = wait_timeout
@@ -363,7 +370,7 @@ class SingleFlight:
             renewed = (await self._get_or_set(key, factory, renewing)).entry
             return renewed.fresh_until - time.time() if renewed is not None else None
 
-        self._cache.refresher.touch(
+        self.parts.refresher.touch(
             self.keys_of(options).value(key),  # one loop per key and version
             renew,
             fresh_for=entry.fresh_until - time.time(),
@@ -449,11 +456,11 @@ class SingleFlight:
         cache = self._cache
         entry, tags = new_entry(cache, value, options, 0.0)
         keys = self.keys_of(options)
-        await cache.storage.set(
+        await self.parts.storage.set(
             keys.value(key), encode_entry(entry), options.storage_ttl, keys.tags(tags, key)
         )
         channel = keys.channel(key)
-        await notify_waiters(cache, channel, Event(channel, "stored", ""))
+        await notify_waiters(self.parts.notifier, channel, Event(channel, "stored", ""))
         return Outcome(value, "computed", entry)
 
     async def peek(self, key: str, options: FlightOptions) -> Outcome | None:
@@ -555,9 +562,10 @@ class SingleFlight:
             data = await asyncio.shield(pending)
             if data is not _RETRY:
                 return data  # type: ignore[no-any-return]
-        future = self._reads[value_key] = asyncio.get_running_loop().create_future()
+        loop = self.parts.loop or asyncio.get_running_loop()  # known: no second look
+        future = self._reads[value_key] = loop.create_future()
         try:
-            data = await self._cache.storage.get(value_key)
+            data = await self.parts.storage.get(value_key)
         except asyncio.CancelledError:
             future.set_result(_RETRY)  # the others read for themselves
             raise
@@ -623,11 +631,10 @@ class SingleFlight:
         lock there: released as soon as Redis answers again, waiters take over at once
         instead of waiting for the lock to expire. Gives up once the lock has expired.
         """
-        cache = self._cache
 
         async def release() -> None:
-            if await cache.lock.release(lock_key, token):
-                await cache.notifier.publish(channel, Event(channel, status, token))
+            if await self.parts.lock.release(lock_key, token):
+                await self.parts.notifier.publish(channel, Event(channel, status, token))
 
         self._releases.start(keep_trying(release, self.lock_ttl), name="atomcache-release")
 
@@ -690,7 +697,7 @@ class SingleFlight:
         cache = self._cache
         keys = self.keys_of(options)
         lock_key = keys.lock(key)
-        token = await cache.lock.acquire(lock_key, self.lock_ttl)
+        token = await self.parts.lock.acquire(lock_key, self.lock_ttl)
         takeover = False
         if token is None:
             waited = await self._wait(key, lock_key, options)
@@ -700,10 +707,10 @@ class SingleFlight:
         # A leader may have stored and released between our last read and our lock:
         # read again before computing, so the value is never computed twice.
         try:
-            data = await cache.shared_storage.get(keys.value(key))
+            data = await self.parts.shared_storage.get(keys.value(key))
             found = cache.decode(data, options.serializer)
             if found is not None and options.is_fresh(found[0], time.time()):
-                await cache.lock.release(lock_key, token)
+                await self.parts.lock.release(lock_key, token)
                 return Outcome(found[1], "waited", found[0])
             tags = await self._track(key, token, options)
         except AtomCacheError:  # the lock is ours: give it back once Redis answers again
@@ -712,9 +719,9 @@ class SingleFlight:
         except BaseException as exc:  # the tags function failed: so does the computation
             cache.report_error(type(exc).__name__)
             with contextlib.suppress(AtomCacheError):
-                await cache.lock.release(lock_key, token)
+                await self.parts.lock.release(lock_key, token)
             channel = keys.channel(key)
-            await notify_waiters(cache, channel, Event(channel, "failed", token))
+            await notify_waiters(self.parts.notifier, channel, Event(channel, "failed", token))
             raise
         if takeover:
             cache.stats.lock_takeovers += 1
@@ -767,7 +774,7 @@ class SingleFlight:
         value_key, channel = keys.value(key), keys.channel(key)
         deadline = time.monotonic() + policy.timeout
         reaction, silent = Reaction(look=True), False
-        async with cache.notifier.subscribe(channel) as subscription:
+        async with self.parts.notifier.subscribe(channel) as subscription:
             while True:
                 if reaction.skip:
                     return _Skip()
@@ -797,14 +804,14 @@ class SingleFlight:
     ) -> Outcome | _Lead | None:
         """A waiter's look: the stored value, else the lock if it is free, else `None`."""
         cache = self._cache
-        found = cache.decode(await cache.shared_storage.get(value_key), options.serializer)
+        found = cache.decode(await self.parts.shared_storage.get(value_key), options.serializer)
         if found is not None and options.is_fresh(found[0], time.time()):
             if woken_by == "notification":
                 cache.stats.wakeups_notified += 1
             elif woken_by == "recheck":
                 cache.stats.wakeups_rechecked += 1
             return Outcome(found[1], "waited", found[0], reason=woken_by)
-        token = await cache.lock.acquire(lock_key, policy.lock_ttl)
+        token = await self.parts.lock.acquire(lock_key, policy.lock_ttl)
         return _Lead(token, takeover=silent) if token is not None else None
 
     async def _track(self, key: str, token: str, options: FlightOptions) -> tuple[str, ...]:
@@ -819,7 +826,7 @@ class SingleFlight:
         tags = tuple(options.tags() if callable(options.tags) else options.tags)
         if tags:
             tag_keys = self.keys_of(options).tags(tags, key)
-            await self._cache.storage.track_tags(tag_keys, token=token, ttl=self.lock_ttl)
+            await self.parts.storage.track_tags(tag_keys, token=token, ttl=self.lock_ttl)
         return tags
 
     def _check_wait_policy(self, key: str) -> None:
@@ -873,14 +880,14 @@ class SingleFlight:
         keys = self.keys_of(options)
         lock_key = keys.lock(key)
         try:
-            token = await cache.lock.acquire(lock_key, self.lock_ttl)
+            token = await self.parts.lock.acquire(lock_key, self.lock_ttl)
             if token is None:
                 return
             found = cache.decode(
-                await cache.shared_storage.get(keys.value(key)), options.serializer
+                await self.parts.shared_storage.get(keys.value(key)), options.serializer
             )
             if found is not None and found[0].created_at > seen:
-                await cache.lock.release(lock_key, token)
+                await self.parts.lock.release(lock_key, token)
                 return
             tags = await self._track(key, token, options)
             await self._lead(Lease(self, key, token, options, tags), factory, None)
@@ -912,6 +919,7 @@ class Lease:
         self.options = options
         self.tags = tags
         self._flight = flight
+        self._parts = flight.parts
         self._token = token
         self._keys = flight.keys_of(options)
         self._tag_keys = self._keys.tags(tags, key)
@@ -938,7 +946,7 @@ class Lease:
             raise
         self._resolve()
         try:
-            stored = await cache.storage.set_if_locked(
+            stored = await self._parts.storage.set_if_locked(
                 self._keys.value(self.key),
                 encode_entry(entry),
                 options.storage_ttl,
@@ -958,7 +966,9 @@ class Lease:
                 "its value goes to its own caller only and is not stored",
                 self.key,
             )
-        await notify_waiters(cache, self._channel, Event(self._channel, status, self._token))
+        await notify_waiters(
+            self._parts.notifier, self._channel, Event(self._channel, status, self._token)
+        )
         if stored:
             return Outcome(value, "computed", entry)
         # Callers that joined may have asked after the invalidation: they start over.
@@ -987,18 +997,17 @@ class Lease:
     async def _keep_alive(self) -> None:
         """Extend the lock and tell waiters the leader is alive, until resolved."""
         flight = self._flight
-        cache = flight._cache  # noqa: SLF001
         while True:
             await asyncio.sleep(flight.heartbeat_interval)
             try:
-                if not await cache.lock.extend(self._lock_key, self._token, flight.lock_ttl):
+                if not await self._parts.lock.extend(self._lock_key, self._token, flight.lock_ttl):
                     return
                 if self._tag_keys:  # the tags' tracking lives as long as the lock
-                    await cache.storage.track_tags(
+                    await self._parts.storage.track_tags(
                         self._tag_keys, token=self._token, ttl=flight.lock_ttl
                     )
                 event = Event(self._channel, "computing", self._token)
-                await cache.notifier.publish(self._channel, event)
+                await self._parts.notifier.publish(self._channel, event)
             except AtomCacheError as exc:
                 warn_failed_open(
                     "could not extend the lock %r; retrying", self._lock_key, error=exc
@@ -1007,23 +1016,24 @@ class Lease:
     async def _abandon(self, status: EventStatus) -> None:
         """Release the lock and wake the waiters."""
         self._resolve()
-        cache = self._flight._cache  # noqa: SLF001
         try:
-            await cache.lock.release(self._lock_key, self._token)
+            await self._parts.lock.release(self._lock_key, self._token)
         except AtomCacheError as exc:
             warn_failed_open("could not release %r; trying again", self._lock_key, error=exc)
             self._flight.release_later(self._lock_key, self._token, self._channel, status)
             return
-        await notify_waiters(cache, self._channel, Event(self._channel, status, self._token))
+        await notify_waiters(
+            self._parts.notifier, self._channel, Event(self._channel, status, self._token)
+        )
 
 
-async def notify_waiters(cache: Cache, channel: str, event: Event) -> None:
+async def notify_waiters(notifier: Notifier, channel: str, event: Event) -> None:
     """Publish `event` to the waiters of `channel`; a failure is logged, not raised.
 
     Waiters that miss it find the value (or the free lock) at their next re-check.
     """
     try:
-        await cache.notifier.publish(channel, event)
+        await notifier.publish(channel, event)
     except AtomCacheError as exc:
         warn_failed_open("could not notify the waiters on %r", channel, error=exc)
 

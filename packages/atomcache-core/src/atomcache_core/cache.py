@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from atomcache_core._decorator import cached_function
 from atomcache_core._invalidations import (
@@ -12,6 +13,8 @@ from atomcache_core._invalidations import (
     PendingInvalidations,
     ReadsAfterInvalidation,
 )
+from atomcache_core._loops import PerLoop
+from atomcache_core._parts import Parts
 from atomcache_core._refresh import RefreshAhead
 from atomcache_core._seconds import Seconds, checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
@@ -27,15 +30,20 @@ from atomcache_core.serializers import JsonSerializer
 from atomcache_core.stats import CacheStats
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
+    from redis.asyncio import Redis
     from typing_extensions import Self
 
     from atomcache_core._decorator import CachingDecorator, ResultT
     from atomcache_core._singleflight import Uncacheable
     from atomcache_core.backends.redis import RedisClient
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
+
+    #: What `Cache.from_url` opens for each event loop: the backends, and their clients.
+    _Connection: TypeAlias = tuple[tuple[Storage, LockBackend, Notifier], tuple[RedisClient, ...]]
 
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TTL", "Cache"]
 
@@ -56,6 +64,31 @@ _URL_HELP = (
     "redis+sentinel://host1:26379,host2:26379/service_name"
 )
 _MISSING: Any = object()
+
+
+PartT = TypeVar("PartT")
+
+
+class _OfTheLoop(Generic[PartT]):
+    """A `Cache` attribute that is the running event loop's (the `Parts` of that name).
+
+    Outside any loop, that of the loop that used the cache last.
+    """
+
+    def __set_name__(self, owner: type[Cache], name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, cache: None, owner: type[Cache]) -> _OfTheLoop[PartT]: ...
+
+    @overload
+    def __get__(self, cache: Cache, owner: type[Cache]) -> PartT: ...
+
+    def __get__(self, cache: Cache | None, owner: type[Cache]) -> PartT | _OfTheLoop[PartT]:
+        if cache is None:
+            return self
+        part: PartT = getattr(cache._here(), self._name)  # noqa: SLF001 - the cache's own
+        return part
 
 
 class Cache:
@@ -99,9 +132,29 @@ class Cache:
     `storage`, `lock` and `notifier` go together: give all three (e.g. the Redis
     backends on one client), or only a `MemoryStorage`, or none.
 
+    A cache serves every event loop that uses it, one after another or at once (in
+    threads): the attributes `storage`, `shared_storage`, `lock`, `notifier`,
+    `single_flight` and `refresher` are those of the running loop, which has its own
+    (docs/core.md, "Event loops and threads").
+
     Raises:
         ConfigurationError: an argument is invalid.
     """
+
+    storage: _OfTheLoop[Storage] = _OfTheLoop()
+    """What the cache reads and writes through: the local tier (`local_ttl`), else the
+    shared storage as reads see it (`shared_storage`)."""
+    shared_storage: _OfTheLoop[Storage] = _OfTheLoop()
+    """The storage every instance shares, as this cache reads it: while invalidations
+    wait for Redis (`pending_invalidations`), reads of what they concern find nothing."""
+    lock: _OfTheLoop[LockBackend] = _OfTheLoop()
+    """The single-flight locks."""
+    notifier: _OfTheLoop[Notifier] = _OfTheLoop()
+    """The single-flight notifications, and the local tiers' announcements."""
+    single_flight: _OfTheLoop[SingleFlight] = _OfTheLoop()
+    """The coordination of `get_or_set`."""
+    refresher: _OfTheLoop[RefreshAhead] = _OfTheLoop()
+    """The refresh-ahead loops (stopped by `close`)."""
 
     def __init__(
         self,
@@ -141,32 +194,23 @@ class Cache:
             raise ConfigurationError(msg)
         self.keys = KeyBuilder(namespace, version)
         self._versions: dict[int, KeyBuilder] = {}
-        self._shared = storage
-        self.shared_storage: Storage = storage
-        self.storage: Storage = storage
         self._invalidations = PendingInvalidations(
             self._apply,
             probe=self.check,  # does Redis answer at all?
             timeout=_checked_ttl(invalidation_timeout, "invalidation_timeout"),
             blind=self._blind,
         )
-        if local_ttl is not None:
-            if isinstance(storage, MemoryStorage):
-                msg = (
-                    "local_ttl adds an in-process tier in front of a shared storage, but "
-                    "MemoryStorage is already in process: drop local_ttl, or use Redis"
-                )
-                raise ConfigurationError(msg)
-            self.storage = TieredStorage(
-                storage,
-                notifier,
-                self.keys.invalidations,
-                ttl=_checked_ttl(local_ttl, "local_ttl"),
-                max_entries=local_max_entries,
-                max_bytes=local_max_bytes,
+        if local_ttl is not None and isinstance(storage, MemoryStorage):
+            msg = (
+                "local_ttl adds an in-process tier in front of a shared storage, but "
+                "MemoryStorage is already in process: drop local_ttl, or use Redis"
             )
-        self.lock: LockBackend = lock
-        self.notifier: Notifier = notifier
+            raise ConfigurationError(msg)
+        self._local = (
+            None
+            if local_ttl is None
+            else (_checked_ttl(local_ttl, "local_ttl"), local_max_entries, local_max_bytes)
+        )
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.default_ttl = _checked_ttl(ttl)
         self._stats = CacheStats()
@@ -179,16 +223,27 @@ class Cache:
             outcome: (("namespace", namespace), ("outcome", outcome))
             for outcome in ("hit", "stale", "miss")
         }
-        #: The refresh-ahead loops of this cache's entries (stopped by `close`).
-        self.refresher = RefreshAhead()
-        self._client: RedisClient | None = None
-        self._closing: list[Any] = []
-        self.single_flight = SingleFlight(
+        #: Makes the single flight of one event loop's parts.
+        self._new_flight = functools.partial(
+            SingleFlight,
             self,
             lock_ttl=_checked_ttl(lock_ttl, "lock_ttl"),
             recheck_interval=_checked_ttl(recheck_interval, "recheck_interval"),
             wait_timeout=_checked_ttl(wait_timeout, "wait_timeout"),
             on_wait_timeout=on_wait_timeout,
+        )
+        self._client: RedisClient | None = None
+        self._closing: list[Any] = []
+        #: The backends of every event loop, unless `_connect` makes each loop its own.
+        self._backends: tuple[Storage, LockBackend, Notifier] = (storage, lock, notifier)
+        self._connect: Callable[[], _Connection] | None = None
+        #: The parts of the first event loop to use the cache (made now: plain code may
+        #: look at them before), and that loop once it did.
+        self._first = self._assemble(storage, lock, notifier)
+        self._first_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False  # by `close`, until the next use
+        self._loops: PerLoop[Parts] = PerLoop(
+            self._enter_loop, Parts.close, holds_connections=lambda parts: parts.own
         )
 
     @classmethod
@@ -283,9 +338,12 @@ class Cache:
 
         options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
         options.update(redis_options)
-        client, sentinels = _redis_urls.client_for(url, options)
-        cache = cls.from_client(client, owns_client=True, breaker=breaker, **settings)
-        cache._closing.extend(sentinels)  # noqa: SLF001 - closed with the cache, as the client
+        connect = functools.partial(_redis_urls.client_for, url, options)
+        client, sentinels = connect()  # the URL and the options are checked now
+        breaker = breaker if breaker is not None else CircuitBreaker()
+        cache = cls.from_client(client, breaker=breaker, **settings)
+        each_loop = functools.partial(_connected, connect, breaker)
+        cache._open_per_loop(each_loop, (client, *sentinels))  # noqa: SLF001 - part of making it
         return cache
 
     @classmethod
@@ -304,19 +362,9 @@ class Cache:
         must return bytes (`decode_responses=False`, the default). `close()` closes it
         only if `owns_client`.
         """
-        from atomcache_core.backends.redis import (  # noqa: PLC0415 - Redis only
-            RedisLockBackend,
-            RedisNotifier,
-            RedisStorage,
-        )
-
         breaker = breaker if breaker is not None else CircuitBreaker()
-        cache = cls(
-            storage=RedisStorage(client, breaker=breaker),
-            lock=RedisLockBackend(client, breaker=breaker),
-            notifier=RedisNotifier(client, breaker=breaker),
-            **settings,
-        )
+        storage, lock, notifier = _redis_backends(client, breaker)
+        cache = cls(storage=storage, lock=lock, notifier=notifier, **settings)
         if cache.observer is not None:
             breaker.on_change = cache.report_breaker
         if owns_client:
@@ -330,10 +378,108 @@ class Cache:
             attributes = (("namespace", self.namespace), ("state", state))
             self.observer.add("circuit_breaker.transitions", attributes)
 
+    def _open_per_loop(
+        self, connect: Callable[[], _Connection], clients: tuple[RedisClient, ...]
+    ) -> None:
+        """Give each event loop backends of its own from `connect`; the first, `clients`'.
+
+        The backends and clients of a loop close with it (`Parts.close`).
+        """
+        self._connect = connect
+        self._first.own = True
+        self._first.clients = clients
+
     @property
     def redis_client(self) -> RedisClient | None:
-        """The redis-py client `from_url` made and closes with the cache, else `None`."""
-        return self._client
+        """The redis-py client the cache made or was given to close; `None` once closed.
+
+        `from_url` makes one for each event loop: this is the running loop's once the
+        cache was used in it (before any use, the one the first loop takes), and
+        `None` after `close` until the next use. `from_client(owns_client=True)`'s is
+        the client it was given, until `close`.
+        """
+        parts = self._loops.running()
+        if parts is None:
+            if self._closed or self._first_loop is not None:
+                return None
+            parts = self._first
+        return parts.clients[0] if parts.clients else self._client
+
+    def _here(self) -> Parts:
+        """The parts of the running event loop; outside any loop, the last loop's."""
+        try:
+            return self._loops.get()
+        except RuntimeError:  # no loop runs: plain code looking at the cache
+            return self._loops.latest or self._first
+
+    def _enter_loop(self, loop: asyncio.AbstractEventLoop) -> Parts:
+        """The parts of an event loop that has none yet (made by `PerLoop`, in `loop`).
+
+        The first loop takes the parts made with the cache; every other gets new ones:
+        backends of its own from `_connect` (`from_url`), else the same backends.
+
+        Raises:
+            ConfigurationError: the backends are Redis backends on a client the caller
+                made, which belongs to the first loop, and `loop` is another.
+        """
+        self._closed = False
+        if self._first_loop is None:
+            self._first_loop = loop
+            parts = self._first
+        elif self._connect is not None:
+            backends, clients = self._connect()
+            parts = self._assemble(*backends)
+            parts.own, parts.clients = True, clients
+        else:
+            self._check_shared(loop)
+            parts = self._assemble(*self._backends)
+        parts.loop = loop
+        if self.pending_invalidations:  # reads of what they concern find nothing
+            self._read_after_invalidations(parts)
+            self._drop_skipped(parts)
+        self._invalidations.resume()
+        return parts
+
+    def _check_shared(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Refuse Redis backends on a client the caller made in a loop but the first.
+
+        Raises:
+            ConfigurationError: they are, and `loop` is not the first loop.
+        """
+        from atomcache_core.backends.redis import (  # noqa: PLC0415 - Redis only
+            RedisLockBackend,
+            RedisNotifier,
+            RedisStorage,
+        )
+
+        redis = (RedisStorage, RedisLockBackend, RedisNotifier)
+        if loop is not self._first_loop and any(isinstance(b, redis) for b in self._backends):
+            msg = (
+                "this cache's Redis backends use a redis-py client you made (Cache.from_client, "
+                "or RedisStorage(client) ...), whose connections belong to the event loop "
+                "that first used the cache; this call runs in another event loop (a second "
+                "asyncio.run, or another thread). Make the client and the cache in each "
+                "event loop, or use Cache.from_url(...), which opens connections for each "
+                "event loop"
+            )
+            raise ConfigurationError(msg)
+
+    def _assemble(self, storage: Storage, lock: LockBackend, notifier: Notifier) -> Parts:
+        """The parts of one event loop on these backends: local tier, single flight."""
+        tier = None
+        if self._local is not None:
+            local_ttl, max_entries, max_bytes = self._local
+            tier = TieredStorage(
+                storage,
+                notifier,
+                self.keys.invalidations,
+                ttl=local_ttl,
+                max_entries=max_entries,
+                max_bytes=max_bytes,
+            )
+        parts = Parts(storage, lock, notifier, tier, RefreshAhead())
+        parts.single_flight = self._new_flight(parts)
+        return parts
 
     @property
     def namespace(self) -> str:
@@ -361,11 +507,11 @@ class Cache:
                 breaker is open after such failures).
             BackendError: Redis answered with an error (e.g. an ACL denial, NOPERM).
         """
-        await self._shared.get(self.keys.value(""))
+        await self._loops.get().shared.get(self.keys.value(""))
 
     async def get(self, key: str, default: Any = None, *, version: int | None = None) -> Any:
         """Return the fresh value stored under `key` (of `version`), or `default`."""
-        data = await self.storage.get(self.keys_of(version).value(key))
+        data = await self._loops.get().storage.get(self.keys_of(version).value(key))
         return self._read(data, time.time(), default)
 
     async def set(
@@ -587,17 +733,27 @@ class Cache:
         return removed
 
     def _blind(self, blind: bool) -> None:  # noqa: FBT001 - the callback of PendingInvalidations
-        """Read the shared storage as if the waiting invalidations were applied, or not."""
-        reader: Storage = (
-            ReadsAfterInvalidation(self._shared, self._invalidations) if blind else self._shared
-        )
-        self.shared_storage = reader
-        if isinstance(self.storage, TieredStorage):
-            self.storage.shared = reader
-            if blind:  # what the tier holds may be what the waiting invalidations remove
-                self.storage.drop(self._invalidations.skipped_keys)
-        else:
-            self.storage = reader
+        """Read the shared storage as if the waiting invalidations were applied, or not.
+
+        In every event loop's parts; what their local tiers hold may be what the waiting
+        invalidations remove, so it goes, each tier in its own loop.
+        """
+        for parts in self._loops.states():
+            if blind:
+                self._read_after_invalidations(parts)
+            else:
+                parts.read_through(parts.shared)
+        if blind:
+            self._loops.each(self._drop_skipped)
+
+    def _read_after_invalidations(self, parts: Parts) -> None:
+        """Have `parts` read the shared storage as if the waiting invalidations were applied."""
+        parts.read_through(ReadsAfterInvalidation(parts.shared, self._invalidations))
+
+    def _drop_skipped(self, parts: Parts) -> None:
+        """Drop from `parts`' local tier what the waiting invalidations concern."""
+        if parts.tier is not None:
+            parts.tier.drop(self._invalidations.skipped_keys)
 
     def keys_of(self, version: int | None) -> KeyBuilder:
         """The storage keys of `version` (`None`: the cache's own, `Cache(version=...)`).
@@ -743,7 +899,7 @@ class Cache:
             else _checked_ttl(refresh_idle, "refresh_idle"),
             keys=None if version is None else self.keys_of(version),
         )
-        outcome = await self.single_flight.get_or_set(key, factory, options)
+        outcome = await self._loops.get().single_flight.get_or_set(key, factory, options)
         return outcome.value
 
     def cached(
@@ -787,14 +943,20 @@ class Cache:
         )
 
     async def close(self) -> None:
-        """Stop background work and close the connections this cache opened."""
-        await self.refresher.close()
-        await self.single_flight.close()
+        """Stop background work and close the connections this cache opened.
+
+        Those of every event loop that used it: the running loop's here, a loop running
+        in another thread's in that loop (docs/core.md, "Event loops and threads").
+        """
+        running = self._loops.running()
+        if running is not None:
+            await running.stop()  # no new work while the waiting invalidations are replayed
         await self._invalidations.close()
-        await self.storage.close()  # first: a local tier stops listening before the notifier
-        await self.lock.close()
-        await self.notifier.close()
-        self._client = None
+        await self._loops.close()  # first: a local tier stops listening before the notifier
+        if self._connect is None:  # the backends every loop shares
+            for backend in self._backends:
+                await backend.close()
+        self._client, self._closed = None, True
         for client in self._closing:  # again on a second close: a use after close reconnects
             await client.aclose()
 
@@ -879,6 +1041,31 @@ class Cache:
 
     def _ttl(self, ttl: Seconds | None) -> float:
         return self.default_ttl if ttl is None else _checked_ttl(ttl)
+
+
+def _redis_backends(
+    client: RedisClient, breaker: CircuitBreaker
+) -> tuple[Storage, LockBackend, Notifier]:
+    """The three Redis backends on `client`, behind one `breaker`."""
+    from atomcache_core.backends.redis import (  # noqa: PLC0415 - Redis only
+        RedisLockBackend,
+        RedisNotifier,
+        RedisStorage,
+    )
+
+    return (
+        RedisStorage(client, breaker=breaker),
+        RedisLockBackend(client, breaker=breaker),
+        RedisNotifier(client, breaker=breaker),
+    )
+
+
+def _connected(
+    connect: Callable[[], tuple[RedisClient, list[Redis]]], breaker: CircuitBreaker
+) -> _Connection:
+    """New clients from `connect` (`client_for`), and the Redis backends on them."""
+    client, sentinels = connect()
+    return _redis_backends(client, breaker), (client, *sentinels)
 
 
 def _checked_ttl(ttl: Seconds, name: str = "ttl") -> float:

@@ -3,11 +3,16 @@
 They are the default of `Cache()`: a script, a test or a single-process app gets
 caching and in-process single flight without Redis. They are not shared between
 processes; use the Redis backends for a fleet.
+
+Every event loop and thread of the process shares them: writes, locks and
+subscriptions change under a lock (a hit takes none), and an event reaches a subscriber
+waiting in another thread's loop through that loop.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from contextlib import asynccontextmanager
@@ -37,17 +42,20 @@ class _Item(NamedTuple):
 
 
 _last_now = 0
+_clock = threading.Lock()
 
 
 def _now() -> int:
     """Wall-clock microseconds, never less than the last: lock tokens', values', stamps'.
 
     Never going back, a clock stepped back (NTP, a VM resumed) cannot make every
-    computation look older than the stamps and values written before the step.
+    computation look older than the stamps and values written before the step; never
+    the same twice, even in two threads.
     """
     global _last_now  # noqa: PLW0603 - the one clock of the process
-    _last_now = max(time.time_ns() // 1000, _last_now + 1)
-    return _last_now
+    with _clock:
+        _last_now = max(time.time_ns() // 1000, _last_now + 1)
+        return _last_now
 
 
 def _since(token: str) -> int | None:
@@ -88,6 +96,9 @@ class MemoryStorage:
         self._stamps: dict[str, tuple[int, float]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._writes_until_sweep = _MIN_SWEEP_INTERVAL
+        #: Held by every change (of values, tags, stamps, and the paired locks'), so
+        #: that threads change them one at a time; reads of a live value take none.
+        self._mutex = threading.RLock()
         start_over_after_fork(self)
 
     def start_over(self) -> object:
@@ -96,9 +107,10 @@ class MemoryStorage:
         They never end in the child, which would wait for them until they expire. The
         values stay: a child starts with a copy of what its parent held.
         """
-        inherited = (dict(self._locks), self._stamps)
+        inherited = (dict(self._locks), self._stamps, self._mutex)
         self._locks.clear()  # the same table: the paired lock backend holds it too
         self._stamps = {}
+        self._mutex = threading.RLock()  # a thread of the parent may have held it
         return inherited
 
     def __len__(self) -> int:
@@ -131,22 +143,25 @@ class MemoryStorage:
 
     async def set(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> None:
         """Store `value` for `ttl` seconds, recording it under each tag key."""
-        self._set(key, value, time.monotonic() + ttl, tuple(tag_keys), _now())
+        with self._mutex:
+            self._set(key, value, time.monotonic() + ttl, tuple(tag_keys), _now())
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float) -> None:
         """Store every item for `ttl` seconds."""
         expires_at = time.monotonic() + ttl
         since = _now()
-        for key, value in items.items():
-            self._set(key, value, expires_at, (), since)
+        with self._mutex:
+            for key, value in items.items():
+                self._set(key, value, expires_at, (), since)
 
     async def add(self, key: str, value: bytes, ttl: float, tag_keys: Sequence[str] = ()) -> bool:
         """Store `value` only if no live value is under `key`; return whether it was."""
         now = time.monotonic()
-        if self._get(key, now) is not None:
-            return False
-        self._set(key, value, now + ttl, tuple(tag_keys), _now())
-        return True
+        with self._mutex:
+            if self._get(key, now) is not None:
+                return False
+            self._set(key, value, now + ttl, tuple(tag_keys), _now())
+            return True
 
     async def set_if_locked(
         self,
@@ -159,38 +174,42 @@ class MemoryStorage:
         token: str,
     ) -> bool:
         """Store and release the lock, as `Storage.set_if_locked` says, with the paired locks."""
-        now = time.monotonic()
-        revoked = False
-        if _owns(self._locks, lock_key, token, now):
-            revoked = self._locks.pop(lock_key)[0] != token  # released either way
-        elif lock_key in self._locks and self._locks[lock_key][1] > now:
-            return False  # another owner; a lock gone or expired is no newer owner
-        since = _since(token) or _now()
-        current = self._data.get(key)
-        if (
-            revoked
-            or (current is not None and current.expires_at > now and current.since >= since)
-            or any(self._stamp(tag_key, now) >= since for tag_key in tag_keys)
-        ):
-            return False  # revoked, a newer value, or a tag invalidated since it began
-        self._set(key, value, now + ttl, tuple(tag_keys), since)
-        return True
+        with self._mutex:
+            now = time.monotonic()
+            revoked = False
+            if _owns(self._locks, lock_key, token, now):
+                revoked = self._locks.pop(lock_key)[0] != token  # released either way
+            elif lock_key in self._locks and self._locks[lock_key][1] > now:
+                return False  # another owner; a lock gone or expired is no newer owner
+            since = _since(token) or _now()
+            current = self._data.get(key)
+            if (
+                revoked
+                or (current is not None and current.expires_at > now and current.since >= since)
+                or any(self._stamp(tag_key, now) >= since for tag_key in tag_keys)
+            ):
+                return False  # revoked, a newer value, or a tag invalidated since it began
+            self._set(key, value, now + ttl, tuple(tag_keys), since)
+            return True
 
     async def track_tags(self, tag_keys: Sequence[str], *, token: str, ttl: float) -> None:
         """Make the stamps of `tag_keys` exist, older than the computation of `token`."""
         now = time.monotonic()
         since = _since(token) or _now()
-        for tag_key in tag_keys:
-            self._keep_stamp(tag_key, since - 1, now + ttl)
+        with self._mutex:
+            for tag_key in tag_keys:
+                self._keep_stamp(tag_key, since - 1, now + ttl)
 
     async def delete(self, key: str) -> bool:
         """Remove `key`; return whether it held a live value."""
-        return self._pop(key, time.monotonic())
+        with self._mutex:
+            return self._pop(key, time.monotonic())
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         """Remove every key; return how many held a live value."""
         now = time.monotonic()
-        return sum(self._pop(key, now) for key in keys)
+        with self._mutex:
+            return sum(self._pop(key, now) for key in keys)
 
     async def clear(self, prefix: str) -> int:
         """Remove values and tag sets whose key starts with `prefix`; return how many."""
@@ -206,13 +225,15 @@ class MemoryStorage:
     def _remove_where(self, matches: Callable[[str], bool]) -> int:
         """Remove the values and tag sets whose key `matches`: how many live ones went."""
         now = time.monotonic()
-        removed = sum(self._pop(key, now) for key in [k for k in self._data if matches(k)])
-        tag_keys = [key for key in self._tags if matches(key)]
-        for tag_key in tag_keys:
-            del self._tags[tag_key]
-        for tag_key in [key for key in self._stamps if matches(key)]:
-            del self._stamps[tag_key]
-        return removed + len(tag_keys)
+        with self._mutex:
+            keys = list(self._data)  # at once: a read in another thread reorders them
+            removed = sum(self._pop(key, now) for key in keys if matches(key))
+            tag_keys = [key for key in self._tags if matches(key)]
+            for tag_key in tag_keys:
+                del self._tags[tag_key]
+            for tag_key in [key for key in self._stamps if matches(key)]:
+                del self._stamps[tag_key]
+            return removed + len(tag_keys)
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         """Remove every value recorded under these tags; return how many were live.
@@ -222,12 +243,13 @@ class MemoryStorage:
         now = time.monotonic()
         stamp = _now()
         removed = 0
-        for tag_key in tag_keys:
-            for key in self._tags.pop(tag_key, ()):
-                removed += self._pop(key, now)
-            found = self._stamps.get(tag_key)
-            if found is not None:
-                self._stamps[tag_key] = (stamp, found[1])
+        with self._mutex:
+            for tag_key in tag_keys:
+                for key in self._tags.pop(tag_key, ()):
+                    removed += self._pop(key, now)
+                found = self._stamps.get(tag_key)
+                if found is not None:
+                    self._stamps[tag_key] = (stamp, found[1])
         return removed
 
     def _stamp(self, tag_key: str, now: float) -> int:
@@ -251,9 +273,14 @@ class MemoryStorage:
         if item is None:
             return None
         if item.expires_at <= now:
-            self._pop(key, now)
+            with self._mutex:
+                if self._data.get(key) is item:
+                    self._pop(key, now)
             return None
-        self._data.move_to_end(key)
+        try:
+            self._data.move_to_end(key)
+        except KeyError:  # another thread removed it meanwhile
+            return None
         return item.value
 
     def _set(
@@ -290,7 +317,8 @@ class MemoryStorage:
         return item.expires_at > now
 
     def _sweep(self, now: float) -> None:
-        for key in [k for k, item in self._data.items() if item.expires_at <= now]:
+        items = list(self._data.items())  # at once: a read in another thread reorders them
+        for key in [k for k, item in items if item.expires_at <= now]:
             self._pop(key, now)
         for tag_key in [k for k, (_, until) in self._stamps.items() if until <= now]:
             del self._stamps[tag_key]
@@ -315,49 +343,62 @@ class MemoryLockBackend:
         self._locks: dict[str, tuple[str, float]] = (
             storage._locks if storage is not None else {}  # noqa: SLF001 - the paired storage's table
         )
+        self._paired = storage
+        self._own_mutex = threading.RLock()
+
+    @property
+    def _mutex(self) -> threading.RLock:
+        """What changes of the table hold: the paired storage's (its fenced writes too)."""
+        return self._own_mutex if self._paired is None else self._paired._mutex  # noqa: SLF001
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         """Take the lock for `ttl` seconds unless a live owner holds it."""
         now = time.monotonic()
-        held = self._locks.get(key)
-        if held is not None and held[1] > now:
-            return None
-        if len(self._locks) >= _MIN_SWEEP_INTERVAL and held is None:
-            self._sweep(now)
-        token = f"{secrets.token_hex(16)}:{_now()}"
-        self._locks[key] = (token, now + ttl)
-        return token
+        with self._mutex:
+            held = self._locks.get(key)
+            if held is not None and held[1] > now:
+                return None
+            if len(self._locks) >= _MIN_SWEEP_INTERVAL and held is None:
+                self._sweep(now)
+            token = f"{secrets.token_hex(16)}:{_now()}"
+            self._locks[key] = (token, now + ttl)
+            return token
 
     async def release(self, key: str, token: str) -> bool:
         """Release the lock if `token` owns it and it has not expired."""
-        if not self._owns(key, token):
-            return False
-        del self._locks[key]
-        return True
+        with self._mutex:
+            if not self._owns(key, token):
+                return False
+            del self._locks[key]
+            return True
 
     async def extend(self, key: str, token: str, ttl: float) -> bool:
         """Push the lock's expiry to `ttl` seconds from now if `token` owns it."""
-        held = self._locks.get(key)
-        if held is None or not self._owns(key, token):
-            return False
-        self._locks[key] = (held[0], time.monotonic() + ttl)
-        return True
+        with self._mutex:
+            held = self._locks.get(key)
+            if held is None or not self._owns(key, token):
+                return False
+            self._locks[key] = (held[0], time.monotonic() + ttl)
+            return True
 
     async def revoke(self, keys: Sequence[str]) -> int:
         """Revoke the computations holding these locks (see `LockBackend.revoke`)."""
         now = time.monotonic()
         revoked = 0
-        for key in keys:
-            held = self._locks.get(key)
-            if held is not None and held[1] > now and not held[0].endswith("!"):
-                self._locks[key] = (held[0] + "!", held[1])
-                revoked += 1
+        with self._mutex:
+            for key in keys:
+                held = self._locks.get(key)
+                if held is not None and held[1] > now and not held[0].endswith("!"):
+                    self._locks[key] = (held[0] + "!", held[1])
+                    revoked += 1
         return revoked
 
     async def revoke_matching(self, pattern: str) -> int:
         """Revoke every lock whose key matches the Redis glob `pattern`."""
         matches = glob_matcher(pattern)
-        return await self.revoke([key for key in self._locks if matches(key)])
+        with self._mutex:
+            keys = [key for key in self._locks if matches(key)]
+        return await self.revoke(keys)
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -371,29 +412,35 @@ class MemoryLockBackend:
 
 
 class MemoryNotifier:
-    """An in-process `Notifier`: events reach subscribers of the same process only."""
+    """An in-process `Notifier`: events reach subscribers of the same process only.
+
+    Subscribers may wait in any event loop of the process (`QueueSubscription.deliver`).
+    """
 
     def __init__(self) -> None:
         """Create a notifier with no subscribers."""
         self._subscribers: dict[str, set[QueueSubscription]] = {}
+        self._mutex = threading.Lock()
 
     async def publish(self, key: str, event: Event) -> None:
         """Deliver `event` to every current subscriber of `key`."""
-        for subscription in self._subscribers.get(key, ()):
+        for subscription in tuple(self._subscribers.get(key, ())):  # at once: see subscribe
             subscription.deliver(event)
 
     @asynccontextmanager
     async def subscribe(self, key: str) -> AsyncIterator[QueueSubscription]:
         """Receive the events published on `key` while the block runs."""
         subscription = QueueSubscription()
-        subscribers = self._subscribers.setdefault(key, set())
-        subscribers.add(subscription)
+        with self._mutex:  # a set emptied by another thread's last subscriber is gone
+            self._subscribers.setdefault(key, set()).add(subscription)
         try:
             yield subscription
         finally:
-            subscribers.discard(subscription)
-            if not subscribers and self._subscribers.get(key) is subscribers:
-                del self._subscribers[key]
+            with self._mutex:
+                subscribers = self._subscribers.get(key, set())
+                subscribers.discard(subscription)
+                if not subscribers:
+                    self._subscribers.pop(key, None)
 
     async def close(self) -> None:
         """Drop every subscriber."""

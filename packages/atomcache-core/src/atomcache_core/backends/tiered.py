@@ -242,12 +242,16 @@ class TieredStorage:
 
     async def close(self) -> None:
         """Stop listening, forget the local entries, close the shared storage."""
+        await self.stop()
+        await self.shared.close()
+
+    async def stop(self) -> None:
+        """Stop listening and forget the local entries; the shared storage stays open."""
         self._closed = True  # from now on, reads go to the shared storage and nothing listens
         if self._listener is not None:
             await stop_tasks([self._listener])
             self._listener = None
         self._suspend()
-        await self.shared.close()
 
     def _local(self, key: str, now: float) -> bytes | None:
         found = self._entries.get(key)
