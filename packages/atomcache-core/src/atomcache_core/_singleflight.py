@@ -41,7 +41,7 @@ import random
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from atomcache_core._background import (
     BackgroundTasks,
@@ -62,11 +62,11 @@ from atomcache_core.protocols import Event, EventStatus
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from atomcache_core._parts import Parts
+    from atomcache_core._refresh import RefreshAhead
     from atomcache_core.cache import Cache
     from atomcache_core.keys import KeyBuilder
     from atomcache_core.observability import Attributes
-    from atomcache_core.protocols import Notifier, Serializer
+    from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
 
 __all__ = ["FlightOptions", "Lease", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
 
@@ -302,6 +302,37 @@ def check_not_computing(key: str, value_key: str) -> None:
         raise ConfigurationError(msg)
 
 
+class FlightParts(Protocol):
+    """What single flight reads and writes through: the backends of one event loop.
+
+    `atomcache_core._parts.Parts` is one; single flight needs nothing else of it.
+    """
+
+    @property
+    def storage(self) -> Storage:
+        """Where values are read and written (the local tier, if any)."""
+
+    @property
+    def shared_storage(self) -> Storage:
+        """The storage every instance shares, as reads must see it."""
+
+    @property
+    def lock(self) -> LockBackend:
+        """The single-flight locks."""
+
+    @property
+    def notifier(self) -> Notifier:
+        """The wake-ups of waiters."""
+
+    @property
+    def refresher(self) -> RefreshAhead:
+        """The refresh-ahead loops."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop these parts belong to, once known."""
+
+
 class SingleFlight:
     """The coordination behind `Cache.get_or_set`: one per `Cache` and event loop.
 
@@ -312,7 +343,7 @@ class SingleFlight:
     def __init__(
         self,
         cache: Cache,
-        parts: Parts,
+        parts: FlightParts,
         *,
         lock_ttl: float,
         recheck_interval: float,
