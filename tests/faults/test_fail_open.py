@@ -14,8 +14,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker, _singleflight
-from atomcache_core._singleflight import FAILED_OPEN_LOG_INTERVAL
+from atomcache_core import BackendUnavailableError, Cache, CircuitBreaker, _telemetry
+from atomcache_core._telemetry import FAILED_OPEN_LOG_INTERVAL
 from support.redis_server import RedisServer, free_port
 
 if TYPE_CHECKING:
@@ -223,7 +223,7 @@ async def test_an_outage_logs_a_warning_per_second_not_per_call(
 
     The next one logged says how many were left out.
     """
-    monkeypatch.setattr(_singleflight, "_failed_open_logged", {})  # earlier tests' outages
+    monkeypatch.setattr(_telemetry, "_failed_open_logged", {})  # earlier tests' outages
     cache = make_cache(free_port(), namespace)  # nothing listens there
     try:
         with caplog.at_level(logging.WARNING, logger="atomcache"):
@@ -246,7 +246,7 @@ async def test_a_full_server_under_noeviction_logs_per_second_not_per_call(
     namespace: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Writes refused for want of memory fail open with a warning per second, not per call."""
-    monkeypatch.setattr(_singleflight, "_failed_open_logged", {})
+    monkeypatch.setattr(_telemetry, "_failed_open_logged", {})
     with RedisServer("--maxmemory", "2mb", "--maxmemory-policy", "noeviction") as server:
         filler = Redis.from_url(server.url)
         try:

@@ -49,10 +49,10 @@ from atomcache_core._background import (
     start_over_after_fork,
     stop_tasks,
 )
+from atomcache_core._telemetry import COMPUTATION_DURATION, WAIT_DURATION, warn_failed_open
 from atomcache_core.entry import Entry, encode_entry
 from atomcache_core.exceptions import (
     AtomCacheError,
-    BackendError,
     ConfigurationError,
     LockTimeoutError,
     SerializationError,
@@ -60,12 +60,11 @@ from atomcache_core.exceptions import (
 from atomcache_core.protocols import Event, EventStatus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
 
     from atomcache_core._refresh import RefreshAhead
     from atomcache_core.cache import Cache
     from atomcache_core.keys import KeyBuilder
-    from atomcache_core.observability import Attributes
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
 
 __all__ = ["FlightOptions", "Lease", "Outcome", "SingleFlight", "Uncacheable", "WaitTimeoutPolicy"]
@@ -423,7 +422,7 @@ class SingleFlight:
             found, expired = await self._lookup(key, value_key, factory, options)
         except AtomCacheError as exc:
             warn_failed_open("cache read of %r failed; computing it", key, error=exc)
-            cache.report_error(type(exc).__name__)
+            cache.telemetry.error(type(exc).__name__)
             found, expired = None, None
         if found is not None:
             return found
@@ -518,17 +517,13 @@ class SingleFlight:
         entry, value = found
         now = time.time()
         if options.is_fresh(entry, now):
-            cache.stats.hits += 1
-            if cache.observer is not None:
-                cache.observer.add("lookups", cache.lookup_attributes["hit"])
+            cache.telemetry.hit()
             if factory is not None and options.beta and _refresh_early(entry, now, options.beta):
                 self._refresh(key, factory, options, entry.created_at)
             return Outcome(value, "hit", entry), None
         stale = options.stale_ttl > 0 and now < entry.fresh_until + options.stale_ttl
         if stale and entry.created_at >= options.fresh_after:
-            cache.stats.stale_hits += 1
-            if cache.observer is not None:
-                cache.observer.add("lookups", cache.lookup_attributes["stale"])
+            cache.telemetry.stale_hit()
             if factory is not None:
                 self._refresh(key, factory, options, entry.created_at)
             return Outcome(value, "stale", entry), None
@@ -579,7 +574,7 @@ class SingleFlight:
     async def _compute_unstored(
         self, factory: Callable[[], Any], value_key: str, reason: str = ""
     ) -> Outcome:
-        self._cache.stats.computations += 1
+        self._cache.telemetry.computation()
         async with self._computing() as outcome:
             value = await call_factory(factory, value_key)
             outcome[0] = "uncached"
@@ -613,9 +608,7 @@ class SingleFlight:
     def _count_miss(self) -> None:
         """Count a read that found nothing usable (`stats.misses`, the `lookups` metric)."""
         cache = self._cache
-        cache.stats.misses += 1
-        if cache.observer is not None:
-            cache.observer.add("lookups", cache.lookup_attributes["miss"])
+        cache.telemetry.miss()
 
     def _computing(self) -> contextlib.AbstractAsyncContextManager[list[str]]:
         """Report the computation run in the block: a span, and its duration by outcome.
@@ -623,31 +616,7 @@ class SingleFlight:
         The block sets the outcome (`stored` or `uncached`) in the list it is given;
         left unset (the factory raised), it is `failed`.
         """
-        return self._observed("compute", "computation.duration", "outcome")
-
-    @contextlib.asynccontextmanager
-    async def _observed(
-        self, span: str, histogram: str, attribute: str
-    ) -> AsyncIterator[list[str]]:
-        """A span `span` around the block, and its duration in `histogram`.
-
-        The duration is labelled `attribute`: what the block sets in the list it is
-        given, else `failed` (it raised, or set nothing).
-        """
-        observer = self._cache.observer
-        ended = ["failed"]
-        if observer is None:
-            yield ended
-            return
-        attributes: Attributes = (("namespace", self._cache.namespace),)
-        started = time.monotonic()
-        try:
-            with observer.span(span, attributes):
-                yield ended
-        finally:
-            observer.record(
-                histogram, time.monotonic() - started, (*attributes, (attribute, ended[0]))
-            )
+        return self._cache.telemetry.timed("compute", COMPUTATION_DURATION, "outcome")
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
@@ -711,7 +680,7 @@ class SingleFlight:
         except AtomCacheError as exc:
             # Fail open: the backend is away. This fill is still shared in-process.
             warn_failed_open("cache unavailable for %r; computing without it", key, error=exc)
-            self._cache.report_error(type(exc).__name__)
+            self._cache.telemetry.error(type(exc).__name__)
             return await self._compute_unstored(factory, value_key, reason=UNAVAILABLE)
         if isinstance(won, Outcome):
             return won
@@ -748,16 +717,14 @@ class SingleFlight:
             self.release_later(lock_key, token, keys.channel(key), "failed")
             raise
         except BaseException as exc:  # the tags function failed: so does the computation
-            cache.report_error(type(exc).__name__)
+            cache.telemetry.error(type(exc).__name__)
             with contextlib.suppress(AtomCacheError):
                 await self.parts.lock.release(lock_key, token)
             channel = keys.channel(key)
             await notify_waiters(self.parts.notifier, channel, Event(channel, "failed", token))
             raise
         if takeover:
-            cache.stats.lock_takeovers += 1
-            if cache.observer is not None:
-                cache.observer.add("lock.takeovers", (("namespace", cache.namespace),))
+            cache.telemetry.lock_takeover()
         return Lease(self, key, token, options, tags)
 
     async def wait_or_take(
@@ -791,7 +758,7 @@ class SingleFlight:
         wait ended.
         """
         policy = policy or WaitPolicy(self.wait_timeout, self.recheck_interval, self.lock_ttl)
-        async with self._observed("wait", "wait.duration", "wakeup") as ended:
+        async with self._cache.telemetry.timed("wait", WAIT_DURATION, "wakeup") as ended:
             waited = await self._wait_for(key, lock_key, options, policy)
             ended[0] = _wakeup_of(waited)
         return waited
@@ -800,7 +767,7 @@ class SingleFlight:
         self, key: str, lock_key: str, options: FlightOptions, policy: WaitPolicy
     ) -> Outcome | _Lead | _Skip | None:
         cache = self._cache
-        cache.stats.waits += 1
+        cache.telemetry.wait()
         keys = self.keys_of(options)
         value_key, channel = keys.value(key), keys.channel(key)
         deadline = time.monotonic() + policy.timeout
@@ -837,10 +804,7 @@ class SingleFlight:
         cache = self._cache
         found = cache.decode(await self.parts.shared_storage.get(value_key), options.serializer)
         if found is not None and options.is_fresh(found[0], time.time()):
-            if woken_by == "notification":
-                cache.stats.wakeups_notified += 1
-            elif woken_by == "recheck":
-                cache.stats.wakeups_rechecked += 1
+            cache.telemetry.woken(woken_by)
             return Outcome(found[1], "waited", found[0], reason=woken_by)
         token = await self.parts.lock.acquire(lock_key, policy.lock_ttl)
         return _Lead(token, takeover=silent) if token is not None else None
@@ -885,7 +849,7 @@ class SingleFlight:
             if fallback is None:
                 raise
             logger.warning("refresh of %r failed; serving the stale value", lease.key, exc_info=exc)
-            cache.stats.stale_hits += 1
+            cache.telemetry.stale_hit()
             return fallback
         if isinstance(value, Uncacheable):
             await (lease.decline() if value.declined else lease.skip())
@@ -959,7 +923,7 @@ class Lease:
         self._started = time.monotonic()
         self._heartbeat = asyncio.create_task(self._keep_alive())
         self.resolved = False
-        cache.stats.computations += 1
+        cache.telemetry.computation()
 
     async def fulfil(self, value: Any) -> Outcome:
         """Store `value` if the lock is still ours (fencing), then wake the waiters.
@@ -987,7 +951,7 @@ class Lease:
             )
         except AtomCacheError as exc:
             warn_failed_open("could not store %r; returning it unstored", self.key, error=exc)
-            cache.report_error(type(exc).__name__)
+            cache.telemetry.error(type(exc).__name__)
             self._flight.release_later(self._lock_key, self._token, self._channel, "failed")
             return Outcome(value, "uncached", reason=UNAVAILABLE, payload=entry.payload)
         status: EventStatus = "stored" if stored else "failed"
@@ -1018,7 +982,7 @@ class Lease:
     async def fail(self, error: BaseException | None = None) -> None:
         """Store nothing: the computation failed (with `error`); a waiter may take over."""
         cache = self._flight._cache  # noqa: SLF001
-        cache.report_error(type(error).__name__ if error is not None else "_OTHER")
+        cache.telemetry.error(type(error).__name__ if error is not None else "_OTHER")
         await self._abandon("failed")
 
     def _resolve(self) -> None:
@@ -1067,36 +1031,6 @@ async def notify_waiters(notifier: Notifier, channel: str, event: Event) -> None
         await notifier.publish(channel, event)
     except AtomCacheError as exc:
         warn_failed_open("could not notify the waiters on %r", channel, error=exc)
-
-
-#: Seconds between two warnings of one kind that the backend is away; those in between
-#: are counted, and the next warning says how many were left out.
-FAILED_OPEN_LOG_INTERVAL = 1.0
-#: Per kind of warning (its format): when it was last logged, and how many since were not.
-_failed_open_logged: dict[str, tuple[float, int]] = {}
-
-
-def warn_failed_open(message: str, *args: object, error: BaseException) -> None:
-    """Log a warning that the cache went on without its backend.
-
-    A `BackendError` (Redis away, or refusing: a full memory under `noeviction`, a
-    permission) says in its message what failed and what to do: it is logged without a
-    traceback, and at most once per `FAILED_OPEN_LOG_INTERVAL` seconds for each
-    `message` (an outage would otherwise log a line per call, thousands a second); the
-    next one logged says how many were left out. Any other error is logged every time,
-    with its traceback.
-    """
-    if not isinstance(error, BackendError):
-        logger.warning(message, *args, exc_info=error)
-        return
-    now = time.monotonic()
-    last, left_out = _failed_open_logged.get(message, (-math.inf, 0))
-    if now - last < FAILED_OPEN_LOG_INTERVAL:
-        _failed_open_logged[message] = (last, left_out + 1)
-        return
-    _failed_open_logged[message] = (now, 0)
-    more = f" ({left_out} more like this in the last {now - last:.0f} s)" if left_out else ""
-    logger.warning(f"{message}: %s{more}", *args, error)  # noqa: G004 - the format, not a value
 
 
 def new_entry(

@@ -29,8 +29,8 @@ from atomcache_core._singleflight import (
     Outcome,
     Uncacheable,
     WaitPolicy,
-    warn_failed_open,
 )
+from atomcache_core._telemetry import warn_failed_open
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError, SerializationError
 from atomcache_core.http.answer import (
     Answer,
@@ -742,15 +742,7 @@ class HttpCache:
         `outcome` is `hit`, `stale`, `computed`, `coalesced`, `uncached` or `bypass`;
         `reason` what `Cache-Status` says of a bypass or an unstored response.
         """
-        observer = self.cache.observer
-        if observer is not None:
-            attributes = (
-                ("namespace", self.cache.namespace),
-                ("http.route", template),
-                ("outcome", outcome),
-                ("reason", reason),
-            )
-            observer.add("http.responses", attributes)
+        self.cache.telemetry.http_response(template, outcome, reason)
 
     def _report_outcome(self, route: RoutePlan, outcome: Outcome) -> None:
         """Count a response sent from a single-flight outcome, by where it came from."""

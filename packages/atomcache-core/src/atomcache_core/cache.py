@@ -18,6 +18,7 @@ from atomcache_core._parts import Parts
 from atomcache_core._refresh import RefreshAhead
 from atomcache_core._seconds import Seconds, checked_seconds
 from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
+from atomcache_core._telemetry import Telemetry
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.tiered import TieredStorage
@@ -25,9 +26,8 @@ from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError, SerializationError
 from atomcache_core.keys import KeyBuilder, escape_glob, redacted
-from atomcache_core.observability import Attributes, Observer, default_observer, observer_of
+from atomcache_core.observability import Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
-from atomcache_core.stats import CacheStats
 
 if TYPE_CHECKING:
     import asyncio
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from atomcache_core._singleflight import Uncacheable
     from atomcache_core.backends.redis import RedisClient
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
+    from atomcache_core.stats import CacheStats
 
     #: What `Cache.from_url` opens for each event loop: the backends, and their clients.
     _Connection: TypeAlias = tuple[tuple[Storage, LockBackend, Notifier], tuple[RedisClient, ...]]
@@ -213,16 +214,10 @@ class Cache:
         )
         self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.default_ttl = _checked_ttl(ttl)
-        self._stats = CacheStats()
-        #: Receives the cache's events for metrics and spans; `None`: nothing reports.
-        self.observer: Observer | None = (
-            default_observer() if observers is None else observer_of(observers)
+        #: Counts every event, and reports it to the observer (`observer`), if any.
+        self.telemetry = Telemetry(
+            namespace, default_observer() if observers is None else observer_of(observers)
         )
-        #: The attributes of this cache's events, by outcome, made once.
-        self.lookup_attributes: dict[str, Attributes] = {
-            outcome: (("namespace", namespace), ("outcome", outcome))
-            for outcome in ("hit", "stale", "miss")
-        }
         #: Makes the single flight of one event loop's parts.
         self._new_flight = functools.partial(
             SingleFlight,
@@ -366,17 +361,23 @@ class Cache:
         storage, lock, notifier = _redis_backends(client, breaker)
         cache = cls(storage=storage, lock=lock, notifier=notifier, **settings)
         if cache.observer is not None:
-            breaker.on_change = cache.report_breaker
+            breaker.on_change = cache.telemetry.breaker
         if owns_client:
             cache._client = client
             cache._closing.append(client)
         return cache
 
-    def report_breaker(self, state: str) -> None:
-        """Report a circuit breaker's change to `state` (`open` or `closed`)."""
-        if self.observer is not None:
-            attributes = (("namespace", self.namespace), ("state", state))
-            self.observer.add("circuit_breaker.transitions", attributes)
+    @property
+    def observer(self) -> Observer | None:
+        """Receives the cache's events for metrics and spans; `None`: nothing reports.
+
+        Settable: `cache.observer = None` stops reporting (the counters go on).
+        """
+        return self.telemetry.observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self.telemetry.observer = observer
 
     def _open_per_loop(
         self, connect: Callable[[], _Connection], clients: tuple[RedisClient, ...]
@@ -489,7 +490,7 @@ class Cache:
     @property
     def stats(self) -> CacheStats:
         """Live counters of hits, misses, computations and errors."""
-        return self._stats
+        return self.telemetry.stats
 
     async def check(self) -> None:
         """Raise now if the storage cannot be used, rather than failing open at each call.
@@ -992,12 +993,12 @@ class Cache:
             return None
         entry = decode_entry(data)
         if entry is None:
-            self._stats.corrupt += 1
+            self.telemetry.corrupt()
             return None
         try:
             return entry, (serializer or self.serializer).loads(entry.payload)
         except SerializationError:
-            self._stats.corrupt += 1
+            self.telemetry.corrupt()
             return None
 
     async def _entry(self, key: str, version: int | None = None) -> Entry | None:
@@ -1007,27 +1008,11 @@ class Cache:
     def _read(self, data: bytes | None, now: float, default: Any) -> Any:
         """Turn stored bytes into the fresh value, or `default`, counting the outcome."""
         value = self._decode(data, now)
-        observer = self.observer
         if value is _MISSING:
-            self._stats.misses += 1
-            if observer is not None:
-                observer.add("lookups", self.lookup_attributes["miss"])
+            self.telemetry.miss()
             return default
-        self._stats.hits += 1
-        if observer is not None:
-            observer.add("lookups", self.lookup_attributes["hit"])
+        self.telemetry.hit()
         return value
-
-    def report_error(self, error_type: str) -> None:
-        """Count an error the cache failed open on (`stats.errors`, the `errors` metric).
-
-        `error_type` is the exception's class name (`_OTHER` when there is none), the
-        metric's `error.type` attribute.
-        """
-        self._stats.errors += 1
-        if self.observer is not None:
-            attributes = (("namespace", self.namespace), ("error.type", error_type))
-            self.observer.add("errors", attributes)
 
     def _decode(self, data: bytes | None, now: float) -> Any:
         found = self.decode(data)
