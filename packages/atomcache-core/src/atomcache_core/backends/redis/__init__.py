@@ -7,6 +7,8 @@ Every Redis exception is translated into atomcache's own errors in
 One idea per module, each importing only those listed before it:
 
 - `clients`: the `RedisClient` type, its checks, the clients pub/sub connections use;
+- `urls`: clients from `Cache.from_url` URLs (one server, cluster, Sentinel), and the
+  URL of a client, for messages;
 - `batches`: keys found by `SCAN` in batches, calls a few at a time;
 - `errors`: redis-py's exceptions translated into atomcache's, in one table;
 - `scripts`: the Lua scripts, read once from this package's `.lua` files;

@@ -21,7 +21,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from atomcache_core._redis_urls import url_of
+from atomcache_core.backends.redis.urls import url_of
 from atomcache_core.exceptions import (
     AtomCacheError,
     BackendAuthenticationError,
