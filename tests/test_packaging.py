@@ -364,6 +364,18 @@ def test_wheel_metadata_is_complete(name: str, built: dict[str, Built]) -> None:
     assert licence == (ROOT / "LICENSE").read_bytes()
 
 
+def test_core_wheel_ships_the_lua_scripts(built: dict[str, Built]) -> None:
+    """Every `.lua` file of the Redis backends is in the core wheel, byte for byte."""
+    package = "atomcache_core/backends/redis"
+    sources = sorted((ROOT / "packages" / "atomcache-core" / "src" / package).glob("*.lua"))
+    assert sources, "the Redis backends' scripts are .lua files"
+    with zipfile.ZipFile(built["atomcache-core"].wheel) as archive:
+        shipped = {name for name in archive.namelist() if name.endswith(".lua")}
+        assert shipped == {f"{package}/{source.name}" for source in sources}
+        for source in sources:
+            assert archive.read(f"{package}/{source.name}") == source.read_bytes(), source.name
+
+
 @pytest.mark.parametrize("name", PACKAGES)
 def test_sdist_holds_sources_readme_and_licence(name: str, built: dict[str, Built]) -> None:
     """The sdist has what a wheel is built from, the README and the repository's LICENSE."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
-from atomcache_core._redis_urls import client_for
+from atomcache_core.backends.redis.urls import client_for
 from atomcache_core.keys import KeyBuilder
 
 if TYPE_CHECKING:

@@ -329,7 +329,7 @@ class Cache:
         if scheme not in (*_REDIS_SCHEMES, *_CLUSTER_SCHEMES, *_SENTINEL_SCHEMES):
             msg = f"unsupported cache URL {redacted(url)!r}: {_URL_HELP}"
             raise ConfigurationError(msg)
-        from atomcache_core import _redis_urls  # noqa: PLC0415 - Redis URLs only
+        from atomcache_core.backends.redis import urls as _redis_urls  # noqa: PLC0415 - Redis URLs only
 
         options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
         options.update(redis_options)

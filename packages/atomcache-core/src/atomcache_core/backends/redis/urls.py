@@ -26,21 +26,21 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from atomcache_core.backends.redis.clients import CLIENT_OPTIONS
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from atomcache_core.backends.redis import RedisClient
+    from atomcache_core.backends.redis.clients import RedisClient
 
 __all__ = ["client_for", "url_of"]
 
 _POOL_DEFAULTS = {"max_connections": 100, "timeout": 2.0}
 #: The keyword arguments redis-py accepts for each kind of URL: the client's (which
 #: its connections take too), the pool's, the cluster's, Sentinel's own.
-_CLIENT_OPTIONS = frozenset(inspect.signature(Redis.__init__).parameters) - {"self"}
 _ACCEPTED = {
-    "server": _CLIENT_OPTIONS | {"timeout", "queue_class", "connection_class"},
-    "cluster": _CLIENT_OPTIONS | (frozenset(inspect.signature(RedisCluster.__init__).parameters)),
-    "sentinel": _CLIENT_OPTIONS | {"timeout", "sentinel_kwargs", "connection_class"},
+    "server": CLIENT_OPTIONS | {"timeout", "queue_class", "connection_class"},
+    "cluster": CLIENT_OPTIONS | (frozenset(inspect.signature(RedisCluster.__init__).parameters)),
+    "sentinel": CLIENT_OPTIONS | {"timeout", "sentinel_kwargs", "connection_class"},
 }
 _TIMEOUTS = ("socket_timeout", "socket_connect_timeout")
 
@@ -126,7 +126,7 @@ def check_options(kind: str, options: dict[str, Any]) -> None:
             f"{{'password': '...'}}, got {type(given).__name__}"
         )
         raise ConfigurationError(msg)
-    _refuse_unknown(given, _CLIENT_OPTIONS - {"host", "port"}, " in sentinel_kwargs")
+    _refuse_unknown(given, CLIENT_OPTIONS - {"host", "port"}, " in sentinel_kwargs")
 
 
 def _refuse_unknown(options: dict[str, Any], accepted: frozenset[str], where: str) -> None:
