@@ -390,3 +390,22 @@ def test_a_route_takes_timedeltas() -> None:
     options = route_options(wrapped)
     assert options is not None
     assert (options.ttl, options.stale_ttl) == (60.0, 30.0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://:topsecret@10.0.0.1:26379",
+        "redis+sentinel://:top/secret@10.0.0.1:26379/mymaster",
+        "redis+cluster://:topsecret@10.0.0.1:7000/0",
+        "redis+cluster://:topsecret@10.0.0.1",
+        "redis+cluster://:topsecret@10.0.0.1:7000?x=1",
+        "foo://:topsecret@10.0.0.1:6379/0",
+    ],
+)
+def test_a_refused_url_never_shows_its_password(url: str) -> None:
+    """Every error about a malformed URL shows it with its password as `***`."""
+    with pytest.raises(ConfigurationError) as refused:
+        Cache.from_url(url)
+    assert "secret" not in str(refused.value)
+    assert "***" in str(refused.value)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import re
+import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
+import atomcache_core
 from atomcache_core import Cache, ConfigurationError
 
 if TYPE_CHECKING:
@@ -335,3 +339,218 @@ async def test_a_captured_variable_can_be_left_out_of_the_key(cache: Cache) -> N
     assert await make_loader(object())(1) == "1 through object"
     assert await make_loader(object())(1) == "1 through object"
     assert cache.stats.computations == 1  # one entry: the client is left out
+
+
+class Client:
+    """One cached fetcher per instance: a decorated bound method."""
+
+    def __init__(self, base: str, cache: Cache) -> None:
+        """Cache `self._get` for this client."""
+        self.base = base
+        self.get = cache.cached(ttl=60)(self._get)
+
+    def __repr__(self) -> str:
+        """What tells two clients apart."""
+        return f"Client({self.base!r})"
+
+    async def _get(self, path: str) -> str:
+        return self.base + path
+
+
+class AnonymousClient(Client):
+    """A client whose repr tells nothing apart."""
+
+    __repr__ = object.__repr__
+
+
+async def test_a_bound_method_is_keyed_by_its_instance(cache: Cache) -> None:
+    """`cache.cached()(self._get)` per instance: each instance has its entries."""
+    eu, us = Client("https://eu.example/", cache), Client("https://us.example/", cache)
+    assert [await eu.get("x"), await us.get("x")] == [
+        "https://eu.example/x",
+        "https://us.example/x",
+    ]
+
+
+def test_a_bound_method_of_an_instance_without_a_key_form_is_refused(cache: Cache) -> None:
+    """An instance without a stable repr cannot key its methods: refused when decorated."""
+    with pytest.raises(ConfigurationError, match=r"'self'.*exclude=\('self',\)"):
+        AnonymousClient("https://eu.example/", cache)
+
+
+class traced:  # noqa: N801 - a decorator class, named as one is used
+    """A class-based decorator (`functools.update_wrapper`): no `__code__` of its own."""
+
+    def __init__(self, func: Callable[..., Awaitable[str]]) -> None:
+        """Wrap `func`."""
+        functools.update_wrapper(self, func)
+        self.func = func
+
+    async def __call__(self, *args: Any) -> str:
+        """Call the wrapped function."""
+        return await self.func(*args)
+
+
+async def test_what_a_wrapped_function_captured_is_keyed(cache: Cache) -> None:
+    """Under a class-based decorator or `lru_cache`, the closure's captures still key it."""
+
+    def make_async(table: str) -> Callable[[int], Awaitable[str]]:
+        @cache.cached(ttl=60)
+        @traced
+        async def fetch(row: int) -> str:
+            return f"{table}:{row}"
+
+        return fetch
+
+    def make_sync(table: str) -> Callable[[int], Awaitable[str]]:
+        @cache.cached(ttl=60)
+        @functools.cache
+        def fetch(row: int) -> str:
+            return f"{table}:{row}"
+
+        return fetch
+
+    assert [await make_async("users")(1), await make_async("orders")(1)] == ["users:1", "orders:1"]
+    assert [await make_sync("users")(1), await make_sync("orders")(1)] == ["users:1", "orders:1"]
+
+
+async def test_a_captured_function_is_keyed_by_its_code_and_defaults(cache: Cache) -> None:
+    """Two lambdas of one line, or a helper binding the factory's argument, never collide."""
+
+    def make_pricer(currency: str) -> Callable[[int], Awaitable[float]]:
+        convert: Callable[[int], float] = (
+            (lambda c: c / 100) if currency == "EUR" else (lambda c: c * 150)
+        )
+
+        @cache.cached(ttl=60)
+        async def price(cents: int) -> float:
+            return float(convert(cents))
+
+        return price
+
+    def make_fetcher(table: str) -> Callable[[int], Awaitable[str]]:
+        def query(row: int, t: str = table) -> str:
+            return f"{t}:{row}"
+
+        @cache.cached(ttl=60)
+        async def fetch(row: int) -> str:
+            return query(row)
+
+        return fetch
+
+    assert [await make_pricer("EUR")(500), await make_pricer("JPY")(500)] == [5.0, 75000.0]
+    assert [await make_fetcher("users")(1), await make_fetcher("orders")(1)] == [
+        "users:1",
+        "orders:1",
+    ]
+
+
+async def test_a_nested_capture_is_named_and_can_be_left_out(cache: Cache) -> None:
+    """The refusal names the path to what has no key form; excluding it keeps the rest."""
+
+    def make(table: str, exclude: tuple[str, ...] = ()) -> Callable[[int], Awaitable[str]]:
+        lock = threading.Lock()
+
+        def helper(row: int) -> str:
+            with lock:
+                return f"{table}:{row}"
+
+        @cache.cached(ttl=60, exclude=exclude)
+        async def fetch(row: int) -> str:
+            return helper(row)
+
+        return fetch
+
+    with pytest.raises(ConfigurationError, match=r"'helper', which captures 'lock'.*\('lock',\)"):
+        make("users")
+    users, orders = make("users", ("lock",)), make("orders", ("lock",))
+    assert [await users(1), await orders(1)] == ["users:1", "orders:1"]
+
+
+class Tenanted(BaseModel):
+    """A pydantic model with a private attribute."""
+
+    name: str
+    _tenant: str = PrivateAttr(default="")
+
+
+@dataclass
+class Base:
+    """A dataclass."""
+
+    x: int
+
+
+class Derived(Base):
+    """A plain subclass of a dataclass, with state of its own."""
+
+    def __init__(self, x: int, y: str) -> None:
+        """Set the parent's field and one of its own."""
+        super().__init__(x)
+        self.y = y
+
+
+def tenanted(tenant: str) -> Tenanted:
+    """A model whose private tenant is `tenant`."""
+    model = Tenanted(name="a")
+    model._tenant = tenant
+    return model
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (tenanted("t1"), tenanted("t2")),
+        (re.compile("a" * 250 + "b"), re.compile("a" * 250 + "c")),
+        (Derived(1, "a"), Derived(1, "b")),
+        (b"meet at 0xCAFE", b"meet at 0xBEEF"),
+    ],
+    ids=["pydantic private", "long pattern", "dataclass subclass", "bytes"],
+)
+async def test_values_a_repr_does_not_tell_apart_get_their_own_entries(
+    cache: Cache, first: object, second: object
+) -> None:
+    """A private attribute, a pattern past 200 characters, a subclass's own state."""
+    calls: list[object] = []
+
+    @cache.cached(ttl=60)
+    async def use(value: object) -> int:
+        calls.append(value)
+        return len(calls)
+
+    assert [await use(first), await use(second)] == [1, 2]
+
+
+async def test_a_class_made_inside_a_function_is_refused(cache: Cache) -> None:
+    """Classes made by one function share their name: no key tells them apart."""
+
+    def model_for(table: str) -> type:
+        return type("Model", (), {"table": table, "__qualname__": "model_for.<locals>.Model"})
+
+    @cache.cached(ttl=60)
+    async def table(model: type) -> str:
+        return str(getattr(model, "table", ""))
+
+    with pytest.raises(ConfigurationError, match="defined inside a function"):
+        await table(model_for("users"))
+
+
+async def test_mistaken_decorator_arguments_are_refused_clearly(cache: Cache) -> None:
+    """A string for exclude= or tags= (module-level decorator too), a classmethod below."""
+    with pytest.raises(ConfigurationError, match=r"exclude takes a list of names.*\('session',\)"):
+        cache.cached(exclude="session")
+    with pytest.raises(ConfigurationError, match="tags"):
+        atomcache_core.cached(tags="products")
+    with pytest.raises(ConfigurationError, match="below @classmethod"):
+        cache.cached()(classmethod(lambda _: 1))  # type: ignore[call-overload]
+
+
+async def test_a_partial_is_keyed_by_its_arguments(cache: Cache) -> None:
+    """`cache.cached()(functools.partial(fetch, "users"))`: the partial's arguments key it."""
+
+    async def fetch(table: str, row: int) -> str:
+        return f"{table}:{row}"
+
+    users = cache.cached(ttl=60)(functools.partial(fetch, "users"))
+    orders = cache.cached(ttl=60)(functools.partial(fetch, "orders"))
+    assert [await users(row=1), await orders(row=1)] == ["users:1", "orders:1"]

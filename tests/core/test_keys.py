@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from atomcache_core._decorator import call_key
+from atomcache_core._call_keys import call_key
 from atomcache_core.keys import HASH_TAG_BUCKETS, MAX_LITERAL_KEY_BYTES, KeyBuilder
 
 names = st.text(min_size=1, max_size=30)

@@ -164,6 +164,8 @@ async def test_a_value_computed_without_the_backend_is_what_a_hit_returns(
         "redis://127.0.0.1:1", namespace=namespace, socket_connect_timeout=0.2
     ) as cache:
         assert await cache.get_or_set("k", Counter(value=(1, 2))) == [1, 2]
+        with pytest.raises(SerializationError):  # as when Redis answers: never shared as is
+            await cache.get_or_set("s", Counter(value={"tags": {"a"}}))
 
 
 async def test_none_is_computed_once(cache: Cache) -> None:

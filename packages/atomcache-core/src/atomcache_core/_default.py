@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from atomcache_core.cache import Cache
+from atomcache_core._decorator import excluded_names
+from atomcache_core.cache import Cache, checked_tags
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable
@@ -74,8 +75,8 @@ def cached(
     """
     settings: dict[str, Any] = {
         "key": key,
-        "exclude": tuple(exclude),
-        "tags": tuple(tags),
+        "exclude": excluded_names(exclude),
+        "tags": tuple(checked_tags(tags)),
         "stale_ttl": stale_ttl,
         "stale_if_error": stale_if_error,
         "beta": beta,

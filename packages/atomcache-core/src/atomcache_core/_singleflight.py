@@ -449,14 +449,18 @@ class SingleFlight:
         list from JSON), one object per caller, so none sees another's changes. Not for
         immutable values (`options.reuse_decoded`) nor for one computed only for its
         caller (`Uncacheable`).
+
+        Raises:
+            SerializationError: a value computed without the backend cannot be
+                serialized: refused as it is when the backend answers.
         """
         if options.reuse_decoded or not outcome.shareable:
             return outcome
         serializer = options.serializer or self._cache.serializer
+        encoded = outcome.encoded
+        if encoded is None:  # computed without storing: the backend away, a wait over
+            encoded = serializer.dumps(outcome.value)  # what could not be stored is refused
         try:
-            encoded = outcome.encoded
-            if encoded is None:  # computed without storing: the backend away, a wait over
-                encoded = serializer.dumps(outcome.value)
             value = serializer.loads(encoded)
         except SerializationError:
             return outcome  # a serializer that cannot read what it wrote: the value as is

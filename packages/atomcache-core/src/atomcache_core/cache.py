@@ -6,7 +6,7 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
-from atomcache_core._decorator import cached_function
+from atomcache_core._decorator import cached_function, excluded_names
 from atomcache_core._invalidations import (
     TAGS_AT_ONCE,
     Invalidation,
@@ -564,7 +564,7 @@ class Cache:
         """What `set` and `add` give storage: value key, entry bytes, seconds, tag keys."""
         keys = self.keys_of(version)
         seconds = self._ttl(ttl)
-        tag_keys = keys.tags(_checked_tags(tags), key)
+        tag_keys = keys.tags(checked_tags(tags), key)
         return keys.value(key), self._encode(value, seconds, time.time()), seconds, tag_keys
 
     async def delete(self, key: str, *, version: int | None = None, strict: bool = False) -> bool:
@@ -682,7 +682,7 @@ class Cache:
             BackendUnavailableError: with `strict`, Redis is away or did not answer in time.
         """
         self.keys_of(version)
-        invalidation = Invalidation("tags", tuple(_checked_tags(tags)), version)
+        invalidation = Invalidation("tags", tuple(checked_tags(tags)), version)
         return await self._invalidations.run(invalidation, strict=strict)
 
     @property
@@ -890,7 +890,7 @@ class Cache:
         """
         options = FlightOptions(
             ttl=self._ttl(ttl),
-            tags=tuple(_checked_tags(tags)),
+            tags=tuple(checked_tags(tags)),
             stale_ttl=_checked_window(stale_ttl, "stale_ttl"),
             stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
             beta=_checked_window(beta, "beta"),
@@ -933,8 +933,8 @@ class Cache:
             self.get_or_set,
             ttl=ttl,
             key=key,
-            exclude=tuple(exclude),
-            tags=tuple(_checked_tags(tags)),
+            exclude=excluded_names(exclude),
+            tags=tuple(checked_tags(tags)),
             stale_ttl=stale_ttl,
             stale_if_error=stale_if_error,
             beta=beta,
@@ -1061,7 +1061,12 @@ def _checked_window(seconds: Seconds, name: str) -> float:
     return checked_seconds(seconds, name, zero=True)
 
 
-def _checked_tags(tags: Iterable[str]) -> list[str]:
+def checked_tags(tags: Iterable[str]) -> list[str]:
+    """`tags` as a list.
+
+    Raises:
+        ConfigurationError: `tags` is one string, which would pass for its letters.
+    """
     if isinstance(tags, str):
         msg = f"tags must be a collection of strings such as ({tags!r},), not the string {tags!r}"
         raise ConfigurationError(msg)

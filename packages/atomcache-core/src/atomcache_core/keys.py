@@ -244,11 +244,14 @@ def _glob_class(pattern: str, position: int) -> tuple[str, int]:
 
 
 def redacted(url: str) -> str:
-    """`url` with its password replaced by `***` (a user name stays), for messages."""
+    """`url` with its password replaced by `***` (a user name stays), for messages.
+
+    Everything before the last `@` counts as credentials, so a malformed URL (a
+    password holding an unencoded `/`) shows none of its password either.
+    """
     scheme, separator, rest = url.partition("://")
-    if not separator or "@" not in rest.partition("/")[0]:
+    if not separator or "@" not in rest:
         return url
-    userinfo, _, hosts = rest.partition("/")[0].rpartition("@")
+    userinfo, _, after = rest.rpartition("@")
     user, colon, _ = userinfo.partition(":")
-    path = rest[len(rest.partition("/")[0]) :]
-    return f"{scheme}://{user}{':***' if colon else ''}@{hosts}{path}"
+    return f"{scheme}://{user.partition('/')[0]}{':***' if colon else ''}@{after}"

@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from atomcache_core.backends.redis.clients import CLIENT_OPTIONS
 from atomcache_core.exceptions import ConfigurationError
+from atomcache_core.keys import redacted
 
 if TYPE_CHECKING:
     from atomcache_core.backends.redis.clients import RedisClient
@@ -165,7 +166,7 @@ def cluster_client(url: str, options: dict[str, Any]) -> RedisCluster:
     parsed = _MultiHostUrl(url)
     if parsed.path:
         msg = (
-            f"a cluster URL has no database or path, got {url!r}: a Redis Cluster has "
+            f"a cluster URL has no database or path, got {redacted(url)!r}: a Redis Cluster has "
             "only database 0; use redis+cluster://host1:port1,host2:port2"
         )
         raise ConfigurationError(msg)
@@ -187,7 +188,7 @@ def sentinel_client(url: str, options: dict[str, Any]) -> tuple[Redis, list[Redi
     service, _, database = parsed.path.partition("/")
     if not service or (database and not database.isdigit()):
         msg = (
-            f"a Sentinel URL names the monitored service, got {url!r}: use "
+            f"a Sentinel URL names the monitored service, got {redacted(url)!r}: use "
             "redis+sentinel://host1:26379,host2:26379/service_name or .../service_name/0"
         )
         raise ConfigurationError(msg)
@@ -238,7 +239,7 @@ class _MultiHostUrl:
         scheme, _, rest = url.partition("://")
         if "?" in rest or "#" in rest:
             msg = (
-                f"options in a cluster or Sentinel URL are not supported, got {url!r}: "
+                f"options in a cluster or Sentinel URL are not supported, got {redacted(url)!r}: "
                 "pass them as keyword arguments, e.g. Cache.from_url(url, socket_timeout=1)"
             )
             raise ConfigurationError(msg)
@@ -333,6 +334,7 @@ def _host_and_port(text: str, url: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdigit():
-        msg = f"every host of {url!r} needs a port, as in host:7000, got {text!r}"
+        shown = f", got {text!r}" if "@" not in url else ""  # it may be part of a password
+        msg = f"every host of {redacted(url)!r} needs a port, as in host:7000{shown}"
         raise ConfigurationError(msg)
     return host, int(port)
