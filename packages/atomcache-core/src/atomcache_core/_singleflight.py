@@ -50,7 +50,7 @@ from atomcache_core._background import (
     stop_tasks,
 )
 from atomcache_core._telemetry import COMPUTATION_DURATION, WAIT_DURATION, warn_failed_open
-from atomcache_core.entry import Entry, encode_entry
+from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import (
     AtomCacheError,
     ConfigurationError,
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from atomcache_core._refresh import RefreshAhead
-    from atomcache_core.cache import Cache
+    from atomcache_core._telemetry import Telemetry
     from atomcache_core.keys import KeyBuilder
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
 
@@ -301,6 +301,41 @@ def check_not_computing(key: str, value_key: str) -> None:
         raise ConfigurationError(msg)
 
 
+@dataclass(frozen=True, slots=True)
+class FlightContext:
+    """What single flight reads of its cache besides its loop's backends (`FlightParts`).
+
+    Attributes:
+        keys: The storage keys of the cache's own version.
+        serializer: Encodes values unless a call brings its own.
+        telemetry: Counts and reports each event.
+    """
+
+    keys: KeyBuilder
+    serializer: Serializer
+    telemetry: Telemetry
+
+    def decode(
+        self, data: bytes | None, serializer: Serializer | None = None
+    ) -> tuple[Entry, Any] | None:
+        """Decode stored bytes into the entry and its value; `None` if absent or corrupt.
+
+        Corrupt bytes (not an entry of this format version, or a payload the serializer
+        rejects) are counted in `stats.corrupt`.
+        """
+        if data is None:
+            return None
+        entry = decode_entry(data)
+        if entry is None:
+            self.telemetry.corrupt()
+            return None
+        try:
+            return entry, (serializer or self.serializer).loads(entry.payload)
+        except SerializationError:
+            self.telemetry.corrupt()
+            return None
+
+
 class FlightParts(Protocol):
     """What single flight reads and writes through: the backends of one event loop.
 
@@ -341,7 +376,7 @@ class SingleFlight:
 
     def __init__(
         self,
-        cache: Cache,
+        context: FlightContext,
         parts: FlightParts,
         *,
         lock_ttl: float,
@@ -350,8 +385,8 @@ class SingleFlight:
         on_wait_timeout: WaitTimeoutPolicy,
         heartbeat_interval: float | None = None,
     ) -> None:
-        """Coordinate fills for `cache` through `parts`, with these timings (seconds)."""
-        self._cache = cache
+        """Coordinate fills for `context`'s cache through `parts`, with these timings (seconds)."""
+        self.context = context
         self.parts = parts
         self.lock_ttl = lock_ttl
         self.recheck_interval = recheck_interval
@@ -379,7 +414,7 @@ class SingleFlight:
 
     def keys_of(self, options: FlightOptions) -> KeyBuilder:
         """The storage keys of a call: its version's (`options.keys`), else the cache's."""
-        return options.keys or self._cache.keys
+        return options.keys or self.context.keys
 
     async def get_or_set(
         self, key: str, factory: Callable[[], Any], options: FlightOptions
@@ -412,7 +447,7 @@ class SingleFlight:
     async def _get_or_set(
         self, key: str, factory: Callable[[], Any], options: FlightOptions
     ) -> Outcome:
-        cache = self._cache
+        cache = self.context
         value_key = self.keys_of(options).value(key)
         check_not_computing(key, value_key)
         fill = self._running_fill(value_key, options)
@@ -456,7 +491,7 @@ class SingleFlight:
         """
         if options.reuse_decoded or not outcome.shareable:
             return outcome
-        serializer = options.serializer or self._cache.serializer
+        serializer = options.serializer or self.context.serializer
         encoded = outcome.encoded
         if encoded is None:  # computed without storing: the backend away, a wait over
             encoded = serializer.dumps(outcome.value)  # what could not be stored is refused
@@ -487,7 +522,7 @@ class SingleFlight:
             SerializationError: `value` cannot be serialized; nothing is written.
             BackendError: the storage failed.
         """
-        cache = self._cache
+        cache = self.context
         entry, tags = new_entry(cache, value, options, 0.0)
         keys = self.keys_of(options)
         await self.parts.storage.set(
@@ -514,7 +549,7 @@ class SingleFlight:
         `value_key` is where `key` is stored (`KeyBuilder.value`). With a `factory`,
         early and stale-while-revalidate refreshes are started.
         """
-        cache = self._cache
+        cache = self.context
         found = self._decode(value_key, await self._read(value_key), options)
         if found is None:
             return None, None
@@ -543,11 +578,11 @@ class SingleFlight:
         (the same object from memory, equal bytes from Redis) skips checksum and parsing.
         """
         if not options.reuse_decoded or data is None or len(data) > _REUSE_MAX_BYTES:
-            return self._cache.decode(data, options.serializer)
+            return self.context.decode(data, options.serializer)
         memo = self._decoded.get(value_key)
         if memo is not None and (memo[0] is data or memo[0] == data):
             return memo[1]
-        found = self._cache.decode(data, options.serializer)
+        found = self.context.decode(data, options.serializer)
         if found is not None:
             held = self._decoded_bytes + len(data) - (len(memo[0]) if memo is not None else 0)
             if len(self._decoded) >= _REUSE_MAX_KEYS or held > REUSE_HELD_BYTES:
@@ -578,7 +613,7 @@ class SingleFlight:
     async def _compute_unstored(
         self, factory: Callable[[], Any], value_key: str, reason: str = ""
     ) -> Outcome:
-        self._cache.telemetry.computation()
+        self.context.telemetry.computation()
         async with self._computing() as outcome:
             value = await call_factory(factory, value_key)
             outcome[0] = "uncached"
@@ -611,7 +646,7 @@ class SingleFlight:
 
     def _count_miss(self) -> None:
         """Count a read that found nothing usable (`stats.misses`, the `lookups` metric)."""
-        cache = self._cache
+        cache = self.context
         cache.telemetry.miss()
 
     def _computing(self) -> contextlib.AbstractAsyncContextManager[list[str]]:
@@ -620,7 +655,7 @@ class SingleFlight:
         The block sets the outcome (`stored` or `uncached`) in the list it is given;
         left unset (the factory raised), it is `failed`.
         """
-        return self._cache.telemetry.timed("compute", COMPUTATION_DURATION, "outcome")
+        return self.context.telemetry.timed("compute", COMPUTATION_DURATION, "outcome")
 
     async def close(self) -> None:
         """Cancel fills and refreshes still running (their locks are released)."""
@@ -684,7 +719,7 @@ class SingleFlight:
         except AtomCacheError as exc:
             # Fail open: the backend is away. This fill is still shared in-process.
             warn_failed_open("cache unavailable for %r; computing without it", key, error=exc)
-            self._cache.telemetry.error(type(exc).__name__)
+            self.context.telemetry.error(type(exc).__name__)
             return await self._compute_unstored(factory, value_key, reason=UNAVAILABLE)
         if isinstance(won, Outcome):
             return won
@@ -698,7 +733,7 @@ class SingleFlight:
 
     async def _win(self, key: str, options: FlightOptions) -> Outcome | Lease | _Skip | None:
         """Take the lock, or wait for whoever holds it; `None` past the wait deadline."""
-        cache = self._cache
+        cache = self.context
         keys = self.keys_of(options)
         lock_key = keys.lock(key)
         token = await self.parts.lock.acquire(lock_key, self.lock_ttl)
@@ -762,7 +797,7 @@ class SingleFlight:
         wait ended.
         """
         policy = policy or WaitPolicy(self.wait_timeout, self.recheck_interval, self.lock_ttl)
-        async with self._cache.telemetry.timed("wait", WAIT_DURATION, "wakeup") as ended:
+        async with self.context.telemetry.timed("wait", WAIT_DURATION, "wakeup") as ended:
             waited = await self._wait_for(key, lock_key, options, policy)
             ended[0] = _wakeup_of(waited)
         return waited
@@ -770,7 +805,7 @@ class SingleFlight:
     async def _wait_for(
         self, key: str, lock_key: str, options: FlightOptions, policy: WaitPolicy
     ) -> Outcome | _Lead | _Skip | None:
-        cache = self._cache
+        cache = self.context
         cache.telemetry.wait()
         keys = self.keys_of(options)
         value_key, channel = keys.value(key), keys.channel(key)
@@ -805,7 +840,7 @@ class SingleFlight:
         silent: bool,
     ) -> Outcome | _Lead | None:
         """A waiter's look: the stored value, else the lock if it is free, else `None`."""
-        cache = self._cache
+        cache = self.context
         found = cache.decode(await self.parts.shared_storage.get(value_key), options.serializer)
         if found is not None and options.is_fresh(found[0], time.time()):
             cache.telemetry.woken(woken_by)
@@ -840,7 +875,7 @@ class SingleFlight:
     async def _lead(
         self, lease: Lease, factory: Callable[[], Any], fallback: Outcome | None
     ) -> Outcome:
-        cache = self._cache
+        cache = self.context
         try:
             async with self._computing() as outcome:
                 keys = self.keys_of(lease.options)
@@ -875,7 +910,7 @@ class SingleFlight:
         self, key: str, factory: Callable[[], Any], options: FlightOptions, seen: float
     ) -> None:
         """Recompute `key` if no other process is doing it; errors are logged."""
-        cache = self._cache
+        cache = self.context
         keys = self.keys_of(options)
         lock_key = keys.lock(key)
         try:
@@ -913,7 +948,7 @@ class Lease:
 
         `tags` are the value's (`options.tags`, called once), tracked since the lock.
         """
-        cache = flight._cache  # noqa: SLF001 - the lease is part of the flight
+        cache = flight.context
         self.key = key
         self.options = options
         self.tags = tags
@@ -936,7 +971,7 @@ class Lease:
             SerializationError: `value` cannot be serialized; the lease is failed (so is
                 it when the tags function raises, with its error).
         """
-        cache = self._flight._cache  # noqa: SLF001
+        cache = self._flight.context
         options = self.options
         try:
             entry, _ = new_entry(cache, value, options, time.monotonic() - self._started, self.tags)
@@ -985,7 +1020,7 @@ class Lease:
 
     async def fail(self, error: BaseException | None = None) -> None:
         """Store nothing: the computation failed (with `error`); a waiter may take over."""
-        cache = self._flight._cache  # noqa: SLF001
+        cache = self._flight.context
         cache.telemetry.error(type(error).__name__ if error is not None else "_OTHER")
         await self._abandon("failed")
 
@@ -1038,7 +1073,7 @@ async def notify_waiters(notifier: Notifier, channel: str, event: Event) -> None
 
 
 def new_entry(
-    cache: Cache,
+    cache: FlightContext,
     value: Any,
     options: FlightOptions,
     compute_time: float,

@@ -17,14 +17,19 @@ from atomcache_core._loops import PerLoop
 from atomcache_core._parts import Parts
 from atomcache_core._refresh import RefreshAhead
 from atomcache_core._seconds import Seconds, checked_seconds
-from atomcache_core._singleflight import FlightOptions, SingleFlight, WaitTimeoutPolicy
+from atomcache_core._singleflight import (
+    FlightContext,
+    FlightOptions,
+    SingleFlight,
+    WaitTimeoutPolicy,
+)
 from atomcache_core._telemetry import Telemetry
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
-from atomcache_core.exceptions import ConfigurationError, SerializationError
+from atomcache_core.exceptions import ConfigurationError
 from atomcache_core.keys import KeyBuilder, escape_glob, redacted
 from atomcache_core.observability import Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
@@ -193,7 +198,7 @@ class Cache:
         if on_wait_timeout not in ("compute", "raise"):
             msg = f"on_wait_timeout must be 'compute' or 'raise', got {on_wait_timeout!r}"
             raise ConfigurationError(msg)
-        self.keys = KeyBuilder(namespace, version)
+        keys = KeyBuilder(namespace, version)
         self._versions: dict[int, KeyBuilder] = {}
         self._invalidations = PendingInvalidations(
             self._apply,
@@ -212,16 +217,19 @@ class Cache:
             if local_ttl is None
             else (_checked_ttl(local_ttl, "local_ttl"), local_max_entries, local_max_bytes)
         )
-        self.serializer: Serializer = serializer if serializer is not None else JsonSerializer()
         self.default_ttl = _checked_ttl(ttl)
-        #: Counts every event, and reports it to the observer (`observer`), if any.
-        self.telemetry = Telemetry(
-            namespace, default_observer() if observers is None else observer_of(observers)
+        #: What single flight reads of this cache (keys, serializer, telemetry).
+        self._context = FlightContext(
+            keys,
+            serializer if serializer is not None else JsonSerializer(),
+            Telemetry(
+                namespace, default_observer() if observers is None else observer_of(observers)
+            ),
         )
         #: Makes the single flight of one event loop's parts.
         self._new_flight = functools.partial(
             SingleFlight,
-            self,
+            self._context,
             lock_ttl=_checked_ttl(lock_ttl, "lock_ttl"),
             recheck_interval=_checked_ttl(recheck_interval, "recheck_interval"),
             wait_timeout=_checked_ttl(wait_timeout, "wait_timeout"),
@@ -989,17 +997,22 @@ class Cache:
         Corrupt bytes (not an entry of this format version, or a payload the serializer
         rejects) are counted in `stats.corrupt`.
         """
-        if data is None:
-            return None
-        entry = decode_entry(data)
-        if entry is None:
-            self.telemetry.corrupt()
-            return None
-        try:
-            return entry, (serializer or self.serializer).loads(entry.payload)
-        except SerializationError:
-            self.telemetry.corrupt()
-            return None
+        return self._context.decode(data, serializer)
+
+    @property
+    def keys(self) -> KeyBuilder:
+        """The storage keys of this cache's namespace and version."""
+        return self._context.keys
+
+    @property
+    def serializer(self) -> Serializer:
+        """Encodes and decodes values (`JsonSerializer` unless given)."""
+        return self._context.serializer
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Counts every event, and reports it to the observer (`observer`), if any."""
+        return self._context.telemetry
 
     async def _entry(self, key: str, version: int | None = None) -> Entry | None:
         data = await self.storage.get(self.keys_of(version).value(key))
