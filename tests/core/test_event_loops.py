@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import gc
 import logging
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -359,3 +361,21 @@ def test_a_cache_on_a_client_you_made_refuses_another_event_loop(
     run(first())
     with pytest.raises(ConfigurationError, match=r"event loop.*Cache\.from_url"):
         run(cache.get("k"))
+
+
+def test_the_client_taken_before_any_call_is_closed_with_the_cache(
+    redis_url: str, namespace: str
+) -> None:
+    """`cache.redis_client` first thing in a loop (the CLI does): closed by `close` too."""
+
+    async def use() -> None:
+        async with Cache.from_url(redis_url, namespace=namespace) as cache:
+            client = cache.redis_client
+            assert client is not None
+            assert await client.ping()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        asyncio.run(use())
+        gc.collect()
+    assert not [warning for warning in caught if warning.category is ResourceWarning]

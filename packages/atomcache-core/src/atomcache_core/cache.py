@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
@@ -35,7 +36,6 @@ from atomcache_core.observability import Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
@@ -409,9 +409,14 @@ class Cache:
         """
         parts = self._loops.running()
         if parts is None:
-            if self._closed or self._first_loop is not None:
+            if self._closed:
                 return None
-            parts = self._first
+            if _loop_running():  # taken for this loop: `close` closes it
+                parts = self._loops.get()
+            elif self._first_loop is None:
+                parts = self._first
+            else:
+                return None
         return parts.clients[0] if parts.clients else self._client
 
     def _here(self) -> Parts:
@@ -1084,3 +1089,12 @@ def checked_tags(tags: Iterable[str]) -> list[str]:
         msg = f"tags must be a collection of strings such as ({tags!r},), not the string {tags!r}"
         raise ConfigurationError(msg)
     return list(tags)
+
+
+def _loop_running() -> bool:
+    """Whether an event loop runs in this thread now."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
