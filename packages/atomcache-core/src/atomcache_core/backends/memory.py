@@ -297,7 +297,9 @@ class MemoryStorage:
         for tag_key in tag_keys:
             self._tags.setdefault(tag_key, set()).add(key)
         while budget.exceeded(len(self._data)):
-            self._pop(next(iter(self._data)), now)
+            # One call, not next(iter(...)): a read in another thread may reorder the
+            # entries between two calls, and an iterator over them would then fail.
+            self._forget(*self._data.popitem(last=False), now)
         self._writes_until_sweep -= 1
         if self._writes_until_sweep <= 0:
             self._sweep(now)
@@ -305,8 +307,10 @@ class MemoryStorage:
     def _pop(self, key: str, now: float) -> bool:
         """Remove `key` and its tag memberships; return whether it was live."""
         item = self._data.pop(key, None)
-        if item is None:
-            return False
+        return item is not None and self._forget(key, item, now)
+
+    def _forget(self, key: str, item: _Item, now: float) -> bool:
+        """Account for `item`, just removed from under `key`; return whether it was live."""
         self._budget.held -= item.size
         for tag_key in item.tag_keys:
             members = self._tags.get(tag_key)
