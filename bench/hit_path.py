@@ -280,8 +280,7 @@ async def profile(calls: int, lines: int) -> str:
 def forget_recent_reads(app: Any) -> None:
     """Empty the bounded memos of recent reads of a FastAPI bench app's cache and adapter."""
     flight = app.state.atomcache.single_flight
-    flight._decoded.clear()  # noqa: SLF001 - a measurement that must leave the memo out
-    flight._decoded_bytes = 0  # noqa: SLF001
+    flight.reads.forget_decoded()  # a measurement that must leave the memo out
     layer = app.middleware_stack
     while not hasattr(layer, "http_cache"):
         layer = layer.app

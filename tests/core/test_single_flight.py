@@ -23,7 +23,8 @@ from atomcache_core import (
     SerializationError,
     Uncacheable,
 )
-from atomcache_core._singleflight import WAITER_REACTIONS, FlightOptions
+from atomcache_core._flight.options import FlightOptions
+from atomcache_core._flight.waiting import WAITER_REACTIONS
 from atomcache_core.backends.memory import MemoryStorage
 from atomcache_core.protocols import EventStatus
 from support.redis_server import SERVER_URLS

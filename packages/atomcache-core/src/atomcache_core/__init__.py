@@ -5,8 +5,8 @@ Redis across a fleet of processes.
 """
 
 from atomcache_core._default import cached, configure_default, default_cache
+from atomcache_core._flight.options import Outcome, Uncacheable
 from atomcache_core._seconds import MAX_TTL
-from atomcache_core._singleflight import Outcome, Uncacheable
 from atomcache_core._version import __version__
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
 from atomcache_core.backends.redis import RedisLockBackend, RedisNotifier, RedisStorage

@@ -19,6 +19,7 @@ __all__ = [
     "BackgroundTasks",
     "StartsOver",
     "keep_trying",
+    "keep_until_done",
     "start_over_after_fork",
     "stop_tasks",
     "within",
@@ -109,6 +110,19 @@ class BackgroundTasks:
     async def close(self) -> None:
         """Cancel every task still running and wait for them to end (`stop_tasks`)."""
         await stop_tasks(self._tasks)
+
+
+def keep_until_done(tasks: dict[str, asyncio.Task[Any]], key: str, task: asyncio.Task[Any]) -> None:
+    """Keep `task` under `key` in `tasks` while it runs; its exception is then retrieved."""
+    tasks[key] = task
+    task.add_done_callback(lambda done: _forget(tasks, key, done))
+
+
+def _forget(tasks: dict[str, asyncio.Task[Any]], key: str, done: asyncio.Task[Any]) -> None:
+    if tasks.get(key) is done:
+        del tasks[key]
+    if not done.cancelled():
+        done.exception()  # retrieved: the callers saw it through the shield
 
 
 async def keep_trying(attempt: Callable[[], Awaitable[object]], seconds: float) -> bool:

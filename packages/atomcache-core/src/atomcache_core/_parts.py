@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
+    from atomcache_core._flight.coordinator import SingleFlight
     from atomcache_core._refresh import RefreshAhead
-    from atomcache_core._singleflight import SingleFlight
     from atomcache_core.backends.redis import RedisClient
     from atomcache_core.backends.tiered import TieredStorage
     from atomcache_core.protocols import LockBackend, Notifier, Storage

@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from atomcache_core._background import BackgroundTasks
-from atomcache_core._seconds import checked_seconds
-from atomcache_core._singleflight import (
+from atomcache_core._flight.lease import Lease
+from atomcache_core._flight.options import (
     UNAVAILABLE,
     FlightOptions,
-    Lease,
     Outcome,
     Uncacheable,
     WaitPolicy,
 )
+from atomcache_core._seconds import checked_seconds
 from atomcache_core._telemetry import warn_failed_open
 from atomcache_core.exceptions import AtomCacheError, ConfigurationError, SerializationError
 from atomcache_core.http.answer import (

@@ -8,6 +8,9 @@ import time
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
 from atomcache_core._decorator import cached_function, excluded_names
+from atomcache_core._flight.context import FlightContext
+from atomcache_core._flight.coordinator import SingleFlight
+from atomcache_core._flight.options import FlightOptions, WaitTimeoutPolicy
 from atomcache_core._invalidations import (
     TAGS_AT_ONCE,
     Invalidation,
@@ -18,12 +21,6 @@ from atomcache_core._loops import PerLoop
 from atomcache_core._parts import Parts
 from atomcache_core._refresh import RefreshAhead
 from atomcache_core._seconds import Seconds, checked_seconds
-from atomcache_core._singleflight import (
-    FlightContext,
-    FlightOptions,
-    SingleFlight,
-    WaitTimeoutPolicy,
-)
 from atomcache_core._telemetry import Telemetry
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
@@ -43,7 +40,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from atomcache_core._decorator import CachingDecorator, ResultT
-    from atomcache_core._singleflight import Uncacheable
+    from atomcache_core._flight.options import Uncacheable
     from atomcache_core.backends.redis import RedisClient
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
     from atomcache_core.stats import CacheStats

@@ -73,7 +73,7 @@ class Fresh(Protocol):
 
 
 class Found(Protocol):
-    """What single flight found for a request (`atomcache_core._singleflight.Outcome`)."""
+    """What single flight found for a request (`atomcache_core._flight.options.Outcome`)."""
 
     @property
     def value(self) -> Any:
