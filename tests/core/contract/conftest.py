@@ -1,4 +1,9 @@
-"""One contract suite, every implementation: the `backends` fixture runs each test twice."""
+"""One contract suite, every implementation: the `backends` fixture runs each test on each.
+
+Memory, Redis, Valkey, a Redis Cluster and Redis behind Sentinel; a new backend adds a
+parameter and a branch here, and a session fixture in tests/conftest.py that starts a
+real server of its own.
+"""
 
 from __future__ import annotations
 
