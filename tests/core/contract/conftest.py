@@ -18,6 +18,7 @@ from atomcache_core import (
     RedisLockBackend,
     RedisNotifier,
     RedisStorage,
+    TieredStorage,
 )
 from atomcache_core.keys import KeyBuilder
 from support.backends import Backends
@@ -29,15 +30,19 @@ if TYPE_CHECKING:
 
 URLS = {
     "redis": "redis_url",
+    "redis + local tier": "redis_url",
     "valkey": "valkey_url",
     "cluster": "cluster_url",
     "sentinel": "sentinel_url",
 }
 
 
-@pytest.fixture(params=["memory", "redis", "valkey", "cluster", "sentinel"])
+@pytest.fixture(params=["memory", "redis", "redis + local tier", "valkey", "cluster", "sentinel"])
 async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Backends]:
-    """The memory backends, then the Redis ones: server, Valkey, cluster, Sentinel."""
+    """The memory backends, then the Redis ones: server, Valkey, cluster, Sentinel.
+
+    The server's also behind a local tier (`TieredStorage`): it keeps the contract too.
+    """
     keys = KeyBuilder(namespace)
     if request.param == "memory":
         storage = MemoryStorage()
@@ -45,9 +50,12 @@ async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncItera
         return
     async with controlling(request.getfixturevalue(URLS[request.param])) as client:
         notifier = RedisNotifier(client)
+        storage: RedisStorage | TieredStorage = RedisStorage(client)
+        if request.param == "redis + local tier":
+            storage = TieredStorage(storage, notifier, keys.invalidations, ttl=5.0)
         try:
-            yield Backends(
-                request.param, RedisStorage(client), RedisLockBackend(client), notifier, keys
-            )
+            yield Backends(request.param, storage, RedisLockBackend(client), notifier, keys)
         finally:
+            if isinstance(storage, TieredStorage):
+                await storage.stop()
             await notifier.close()
