@@ -50,12 +50,13 @@ async def backends(request: pytest.FixtureRequest, namespace: str) -> AsyncItera
         return
     async with controlling(request.getfixturevalue(URLS[request.param])) as client:
         notifier = RedisNotifier(client)
-        storage: RedisStorage | TieredStorage = RedisStorage(client)
+        shared = RedisStorage(client)
+        tier = None
         if request.param == "redis + local tier":
-            storage = TieredStorage(storage, notifier, keys.invalidations, ttl=5.0)
+            tier = TieredStorage(shared, notifier, keys.invalidations, ttl=5.0)
         try:
-            yield Backends(request.param, storage, RedisLockBackend(client), notifier, keys)
+            yield Backends(request.param, tier or shared, RedisLockBackend(client), notifier, keys)
         finally:
-            if isinstance(storage, TieredStorage):
-                await storage.stop()
+            if tier is not None:
+                await tier.stop()
             await notifier.close()
