@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from atomcache_core._checks import checked_tags
 from atomcache_core._decorator import excluded_names
-from atomcache_core.cache import Cache, checked_tags
+from atomcache_core.cache import Cache
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable

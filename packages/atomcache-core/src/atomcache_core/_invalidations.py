@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Literal
 
 from atomcache_core._background import keep_trying, start_over_after_fork, stop_tasks, within
 from atomcache_core.exceptions import BackendUnavailableError
+from atomcache_core.keys import KeyBuilder, escape_glob
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+    from atomcache_core._parts import Parts
     from atomcache_core.protocols import Storage
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Invalidation",
     "PendingInvalidations",
     "ReadsAfterInvalidation",
+    "apply_invalidation",
 ]
 
 logger = logging.getLogger("atomcache")
@@ -331,3 +334,53 @@ class ReadsAfterInvalidation:
     async def close(self) -> None:
         """The storage's `close`."""
         await self.storage.close()
+
+
+async def apply_invalidation(
+    invalidation: Invalidation,
+    here: Callable[[], Parts],
+    keys_of: Callable[[int | None], KeyBuilder],
+    namespace: str,
+) -> int:
+    """Perform an invalidation on the storage; how many entries it removed.
+
+    `here` gives the parts of the running event loop (`Cache.storage` and `Cache.lock`);
+    `keys_of` and `namespace` are the cache's. Locks first: a computation that writes
+    between the two is refused, one that wrote before has its value removed.
+    """
+    names, version = invalidation.names, invalidation.version
+    if invalidation.kind == "tags":
+        builder = keys_of(version)
+        removed = 0
+        for start in range(0, len(names), TAGS_AT_ONCE):  # short scripts, one at a time
+            chunk = names[start : start + TAGS_AT_ONCE]
+            removed += await here().storage.invalidate_tags(
+                [bucket for tag in chunk for bucket in builder.tag_buckets(tag)]
+            )
+        return removed
+    if invalidation.kind == "keys":
+        builder = keys_of(version)
+        await here().lock.revoke([builder.lock(key) for key in names])
+        if len(names) == 1:
+            return int(await here().storage.delete(builder.value(names[0])))
+        return await here().storage.delete_many([builder.value(key) for key in names])
+    if invalidation.kind == "pattern":
+        builder = keys_of(version)
+        await here().lock.revoke_matching(f"{escape_glob(builder.lock_prefix)}{{???}}={names[0]}")
+        prefix = escape_glob(builder.value_prefix)
+        return await here().storage.delete_matching(f"{prefix}{{???}}={names[0]}")
+    if version is not None:
+        builder = keys_of(version)
+        await here().lock.revoke_matching(escape_glob(builder.lock_prefix) + "*")
+        removed = await here().storage.clear(builder.value_prefix)
+        await here().storage.clear(builder.tag_prefix)
+        return removed
+    first = KeyBuilder(namespace)
+    others = escape_glob(first.versions_prefix) + "*"
+    await here().lock.revoke_matching(escape_glob(first.lock_prefix) + "*")
+    await here().lock.revoke_matching(f"{others}:l:*")
+    removed = await here().storage.clear(first.value_prefix)
+    await here().storage.clear(first.tag_prefix)
+    removed += await here().storage.delete_matching(f"{others}:v:*")
+    await here().storage.delete_matching(f"{others}:t:*")
+    return removed

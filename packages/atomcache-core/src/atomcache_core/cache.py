@@ -1,34 +1,39 @@
-"""The `Cache` facade: the one object applications hold."""
+"""The `Cache` facade: the one object applications hold.
+
+Longer than the core's other modules because it is the public facade: some 25
+documented methods and properties (the data API, `get_or_set` with its typed overloads,
+`cached`, the constructors), each a few lines over the parts it delegates to. How the
+cache is put together and closed is in `_assembly`, the checks of its arguments in
+`_checks`, the invalidations in `_invalidations`, single flight in `_flight`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, overload
 
+from atomcache_core._assembly import (
+    Assembly,
+    OfTheLoop,
+    checked_backends,
+    checked_local,
+    memory_storage,
+    redis_backends,
+    redis_connector,
+    scheme_of,
+)
+from atomcache_core._checks import checked_policy, checked_tags, checked_ttl, flight_options
 from atomcache_core._decorator import cached_function, excluded_names
 from atomcache_core._flight.context import FlightContext
 from atomcache_core._flight.coordinator import SingleFlight
-from atomcache_core._flight.options import FlightOptions, WaitTimeoutPolicy
-from atomcache_core._invalidations import (
-    TAGS_AT_ONCE,
-    Invalidation,
-    PendingInvalidations,
-    ReadsAfterInvalidation,
-)
-from atomcache_core._loops import PerLoop
-from atomcache_core._parts import Parts
-from atomcache_core._refresh import RefreshAhead
-from atomcache_core._seconds import Seconds, checked_seconds
+from atomcache_core._invalidations import Invalidation, apply_invalidation
 from atomcache_core._telemetry import Telemetry
 from atomcache_core.backends._budget import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
-from atomcache_core.backends.memory import MemoryLockBackend, MemoryNotifier, MemoryStorage
-from atomcache_core.backends.tiered import TieredStorage
 from atomcache_core.breaker import CircuitBreaker
 from atomcache_core.entry import Entry, decode_entry, encode_entry
 from atomcache_core.exceptions import ConfigurationError
-from atomcache_core.keys import KeyBuilder, escape_glob, redacted
+from atomcache_core.keys import KeyBuilder
 from atomcache_core.observability import Observer, default_observer, observer_of
 from atomcache_core.serializers import JsonSerializer
 
@@ -36,17 +41,15 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
     from types import TracebackType
 
-    from redis.asyncio import Redis
     from typing_extensions import Self
 
     from atomcache_core._decorator import CachingDecorator, ResultT
-    from atomcache_core._flight.options import Uncacheable
+    from atomcache_core._flight.options import Uncacheable, WaitTimeoutPolicy
+    from atomcache_core._refresh import RefreshAhead
+    from atomcache_core._seconds import Seconds
     from atomcache_core.backends.redis import RedisClient
     from atomcache_core.protocols import LockBackend, Notifier, Serializer, Storage
     from atomcache_core.stats import CacheStats
-
-    #: What `Cache.from_url` opens for each event loop: the backends, and their clients.
-    _Connection: TypeAlias = tuple[tuple[Storage, LockBackend, Notifier], tuple[RedisClient, ...]]
 
 __all__ = ["DEFAULT_NAMESPACE", "DEFAULT_TTL", "Cache"]
 
@@ -58,40 +61,15 @@ DEFAULT_LOCK_TTL = 10.0
 DEFAULT_RECHECK_INTERVAL = 2.0
 DEFAULT_WAIT_TIMEOUT = 30.0
 DEFAULT_INVALIDATION_TIMEOUT = 1.0
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
-_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
-_SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
-_URL_HELP = (
-    "use memory://, redis://host:6379/0, rediss://host:6380/0 (TLS), "
-    "unix:///path/to/redis.sock, redis+cluster://host1:7000,host2:7001 or "
-    "redis+sentinel://host1:26379,host2:26379/service_name"
-)
 _MISSING: Any = object()
-
-
-PartT = TypeVar("PartT")
-
-
-class _OfTheLoop(Generic[PartT]):
-    """A `Cache` attribute that is the running event loop's (the `Parts` of that name).
-
-    Outside any loop, that of the loop that used the cache last.
-    """
-
-    def __set_name__(self, owner: type[Cache], name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, cache: None, owner: type[Cache]) -> _OfTheLoop[PartT]: ...
-
-    @overload
-    def __get__(self, cache: Cache, owner: type[Cache]) -> PartT: ...
-
-    def __get__(self, cache: Cache | None, owner: type[Cache]) -> PartT | _OfTheLoop[PartT]:
-        if cache is None:
-            return self
-        part: PartT = getattr(cache._here(), self._name)  # noqa: SLF001 - the cache's own
-        return part
+#: The arguments of `Cache.from_url` that it passes on to `Cache`.
+_SETTINGS = frozenset(
+    (
+        "serializer", "namespace", "version", "ttl", "lock_ttl", "recheck_interval",
+        "wait_timeout", "on_wait_timeout", "local_ttl", "local_max_entries", "local_max_bytes",
+        "observers", "invalidation_timeout",
+    )
+)  # fmt: skip
 
 
 class Cache:
@@ -144,19 +122,19 @@ class Cache:
         ConfigurationError: an argument is invalid.
     """
 
-    storage: _OfTheLoop[Storage] = _OfTheLoop()
+    storage: OfTheLoop[Storage] = OfTheLoop()
     """What the cache reads and writes through: the local tier (`local_ttl`), else the
     shared storage as reads see it (`shared_storage`)."""
-    shared_storage: _OfTheLoop[Storage] = _OfTheLoop()
+    shared_storage: OfTheLoop[Storage] = OfTheLoop()
     """The storage every instance shares, as this cache reads it: while invalidations
     wait for Redis (`pending_invalidations`), reads of what they concern find nothing."""
-    lock: _OfTheLoop[LockBackend] = _OfTheLoop()
+    lock: OfTheLoop[LockBackend] = OfTheLoop()
     """The single-flight locks."""
-    notifier: _OfTheLoop[Notifier] = _OfTheLoop()
+    notifier: OfTheLoop[Notifier] = OfTheLoop()
     """The single-flight notifications, and the local tiers' announcements."""
-    single_flight: _OfTheLoop[SingleFlight] = _OfTheLoop()
+    single_flight: OfTheLoop[SingleFlight] = OfTheLoop()
     """The coordination of `get_or_set`."""
-    refresher: _OfTheLoop[RefreshAhead] = _OfTheLoop()
+    refresher: OfTheLoop[RefreshAhead] = OfTheLoop()
     """The refresh-ahead loops (stopped by `close`)."""
 
     def __init__(
@@ -180,71 +158,40 @@ class Cache:
         invalidation_timeout: float = DEFAULT_INVALIDATION_TIMEOUT,
     ) -> None:
         """Assemble a cache from its parts."""
-        if storage is None:
-            storage = MemoryStorage()
-        if isinstance(storage, MemoryStorage):
-            lock = lock if lock is not None else MemoryLockBackend(storage)
-            notifier = notifier if notifier is not None else MemoryNotifier()
-        elif lock is None or notifier is None:
-            msg = (
-                f"{type(storage).__name__} needs its lock and notifier: pass lock= and "
-                "notifier= for the same server (e.g. RedisLockBackend(client) and "
-                "RedisNotifier(client)), or use Cache.from_url(...)"
-            )
-            raise ConfigurationError(msg)
-        if on_wait_timeout not in ("compute", "raise"):
-            msg = f"on_wait_timeout must be 'compute' or 'raise', got {on_wait_timeout!r}"
-            raise ConfigurationError(msg)
+        storage, lock, notifier = checked_backends(storage, lock, notifier)
+        checked_policy(on_wait_timeout)
         keys = KeyBuilder(namespace, version)
         self._versions: dict[int, KeyBuilder] = {}
-        self._invalidations = PendingInvalidations(
-            self._apply,
-            probe=self.check,  # does Redis answer at all?
-            timeout=_checked_ttl(invalidation_timeout, "invalidation_timeout"),
-            blind=self._blind,
-        )
-        if local_ttl is not None and isinstance(storage, MemoryStorage):
-            msg = (
-                "local_ttl adds an in-process tier in front of a shared storage, but "
-                "MemoryStorage is already in process: drop local_ttl, or use Redis"
-            )
-            raise ConfigurationError(msg)
-        self._local = (
-            None
-            if local_ttl is None
-            else (_checked_ttl(local_ttl, "local_ttl"), local_max_entries, local_max_bytes)
-        )
-        self.default_ttl = _checked_ttl(ttl)
+        timeout = checked_ttl(invalidation_timeout, "invalidation_timeout")
+        local = checked_local(storage, local_ttl, local_max_entries, local_max_bytes)
+        self.default_ttl = checked_ttl(ttl)
+        observer = default_observer() if observers is None else observer_of(observers)
         #: What single flight reads of this cache (keys, serializer, telemetry).
         self._context = FlightContext(
             keys,
             serializer if serializer is not None else JsonSerializer(),
-            Telemetry(
-                namespace, default_observer() if observers is None else observer_of(observers)
-            ),
+            Telemetry(namespace, observer),
         )
-        #: Makes the single flight of one event loop's parts.
-        self._new_flight = functools.partial(
+        new_flight = functools.partial(
             SingleFlight,
             self._context,
-            lock_ttl=_checked_ttl(lock_ttl, "lock_ttl"),
-            recheck_interval=_checked_ttl(recheck_interval, "recheck_interval"),
-            wait_timeout=_checked_ttl(wait_timeout, "wait_timeout"),
+            lock_ttl=checked_ttl(lock_ttl, "lock_ttl"),
+            recheck_interval=checked_ttl(recheck_interval, "recheck_interval"),
+            wait_timeout=checked_ttl(wait_timeout, "wait_timeout"),
             on_wait_timeout=on_wait_timeout,
         )
-        self._client: RedisClient | None = None
-        self._closing: list[Any] = []
-        #: The backends of every event loop, unless `_connect` makes each loop its own.
-        self._backends: tuple[Storage, LockBackend, Notifier] = (storage, lock, notifier)
-        self._connect: Callable[[], _Connection] | None = None
-        #: The parts of the first event loop to use the cache (made now: plain code may
-        #: look at them before), and that loop once it did.
-        self._first = self._assemble(storage, lock, notifier)
-        self._first_loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False  # by `close`, until the next use
-        self._loops: PerLoop[Parts] = PerLoop(
-            self._enter_loop, Parts.close, holds_connections=lambda parts: parts.own
+        #: The parts of each event loop, the waiting invalidations, the closing.
+        self._assembly = Assembly(
+            (storage, lock, notifier),
+            local=local,
+            new_flight=new_flight,
+            announcements=keys.invalidations,
+            apply=self._apply,
+            probe=self.check,  # does Redis answer at all?
+            invalidation_timeout=timeout,
         )
+        self._invalidations = self._assembly.invalidations
+        self._loops = self._assembly.loops
 
     @classmethod
     def from_url(
@@ -299,51 +246,15 @@ class Cache:
                 `max_entries`/`max_bytes` given to a Redis URL (the local tier's are
                 `local_max_entries`/`local_max_bytes`).
         """
-        scheme = url.partition("://")[0].lower() if "://" in url else ""
-        settings: dict[str, Any] = {
-            "serializer": serializer,
-            "namespace": namespace,
-            "version": version,
-            "ttl": ttl,
-            "lock_ttl": lock_ttl,
-            "recheck_interval": recheck_interval,
-            "wait_timeout": wait_timeout,
-            "on_wait_timeout": on_wait_timeout,
-            "local_ttl": local_ttl,
-            "local_max_entries": local_max_entries,
-            "local_max_bytes": local_max_bytes,
-            "observers": observers,
-            "invalidation_timeout": invalidation_timeout,
-        }
-        if scheme == "memory":
-            if redis_options or breaker is not None:
-                extra = ", ".join(sorted([*redis_options, *(["breaker"] if breaker else [])]))
-                msg = f"memory:// takes no Redis options, got {extra}: drop them, or use redis://"
-                raise ConfigurationError(msg)
-            storage = MemoryStorage(
-                DEFAULT_MAX_ENTRIES if max_entries is None else max_entries,
-                DEFAULT_MAX_BYTES if max_bytes is None else max_bytes,
-            )
+        settings = {name: value for name, value in locals().items() if name in _SETTINGS}
+        if scheme_of(url) == "memory":
+            storage = memory_storage(max_entries, max_bytes, breaker, redis_options)
             return cls(storage=storage, **settings)
-        if max_entries is not None or max_bytes is not None:
-            msg = (
-                "max_entries and max_bytes bound the in-memory storage of memory://; the "
-                "local tier in front of Redis has local_max_entries and local_max_bytes"
-            )
-            raise ConfigurationError(msg)
-        if scheme not in (*_REDIS_SCHEMES, *_CLUSTER_SCHEMES, *_SENTINEL_SCHEMES):
-            msg = f"unsupported cache URL {redacted(url)!r}: {_URL_HELP}"
-            raise ConfigurationError(msg)
-        from atomcache_core.backends.redis import urls as _redis_urls  # noqa: PLC0415 - Redis URLs only
-
-        options: dict[str, Any] = {"socket_connect_timeout": 2.0, "socket_timeout": 2.0}
-        options.update(redis_options)
-        connect = functools.partial(_redis_urls.client_for, url, options)
+        connect = redis_connector(url, max_entries, max_bytes, redis_options)
         client, sentinels = connect()  # the URL and the options are checked now
         breaker = breaker if breaker is not None else CircuitBreaker()
         cache = cls.from_client(client, breaker=breaker, **settings)
-        each_loop = functools.partial(_connected, connect, breaker)
-        cache._open_per_loop(each_loop, (client, *sentinels))  # noqa: SLF001 - part of making it
+        cache._assembly.open_per_loop(connect, breaker, (client, *sentinels))  # noqa: SLF001
         return cache
 
     @classmethod
@@ -363,13 +274,12 @@ class Cache:
         only if `owns_client`.
         """
         breaker = breaker if breaker is not None else CircuitBreaker()
-        storage, lock, notifier = _redis_backends(client, breaker)
+        storage, lock, notifier = redis_backends(client, breaker)
         cache = cls(storage=storage, lock=lock, notifier=notifier, **settings)
         if cache.observer is not None:
             breaker.on_change = cache.telemetry.breaker
         if owns_client:
-            cache._client = client
-            cache._closing.append(client)
+            cache._assembly.own_client(client)
         return cache
 
     @property
@@ -384,17 +294,6 @@ class Cache:
     def observer(self, observer: Observer | None) -> None:
         self.telemetry.observer = observer
 
-    def _open_per_loop(
-        self, connect: Callable[[], _Connection], clients: tuple[RedisClient, ...]
-    ) -> None:
-        """Give each event loop backends of its own from `connect`; the first, `clients`'.
-
-        The backends and clients of a loop close with it (`Parts.close`).
-        """
-        self._connect = connect
-        self._first.own = True
-        self._first.clients = clients
-
     @property
     def redis_client(self) -> RedisClient | None:
         """The redis-py client the cache made or was given to close; `None` once closed.
@@ -404,93 +303,7 @@ class Cache:
         `None` after `close` until the next use. `from_client(owns_client=True)`'s is
         the client it was given, until `close`.
         """
-        parts = self._loops.running()
-        if parts is None:
-            if self._closed:
-                return None
-            if _loop_running():  # taken for this loop: `close` closes it
-                parts = self._loops.get()
-            elif self._first_loop is None:
-                parts = self._first
-            else:
-                return None
-        return parts.clients[0] if parts.clients else self._client
-
-    def _here(self) -> Parts:
-        """The parts of the running event loop; outside any loop, the last loop's."""
-        try:
-            return self._loops.get()
-        except RuntimeError:  # no loop runs: plain code looking at the cache
-            return self._loops.latest or self._first
-
-    def _enter_loop(self, loop: asyncio.AbstractEventLoop) -> Parts:
-        """The parts of an event loop that has none yet (made by `PerLoop`, in `loop`).
-
-        The first loop takes the parts made with the cache; every other gets new ones:
-        backends of its own from `_connect` (`from_url`), else the same backends.
-
-        Raises:
-            ConfigurationError: the backends are Redis backends on a client the caller
-                made, which belongs to the first loop, and `loop` is another.
-        """
-        self._closed = False
-        if self._first_loop is None:
-            self._first_loop = loop
-            parts = self._first
-        elif self._connect is not None:
-            backends, clients = self._connect()
-            parts = self._assemble(*backends)
-            parts.own, parts.clients = True, clients
-        else:
-            self._check_shared(loop)
-            parts = self._assemble(*self._backends)
-        parts.loop = loop
-        if self.pending_invalidations:  # reads of what they concern find nothing
-            self._read_after_invalidations(parts)
-            self._drop_skipped(parts)
-        self._invalidations.resume()
-        return parts
-
-    def _check_shared(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Refuse Redis backends on a client the caller made in a loop but the first.
-
-        Raises:
-            ConfigurationError: they are, and `loop` is not the first loop.
-        """
-        from atomcache_core.backends.redis import (  # noqa: PLC0415 - Redis only
-            RedisLockBackend,
-            RedisNotifier,
-            RedisStorage,
-        )
-
-        redis = (RedisStorage, RedisLockBackend, RedisNotifier)
-        if loop is not self._first_loop and any(isinstance(b, redis) for b in self._backends):
-            msg = (
-                "this cache's Redis backends use a redis-py client you made (Cache.from_client, "
-                "or RedisStorage(client) ...), whose connections belong to the event loop "
-                "that first used the cache; this call runs in another event loop (a second "
-                "asyncio.run, or another thread). Make the client and the cache in each "
-                "event loop, or use Cache.from_url(...), which opens connections for each "
-                "event loop"
-            )
-            raise ConfigurationError(msg)
-
-    def _assemble(self, storage: Storage, lock: LockBackend, notifier: Notifier) -> Parts:
-        """The parts of one event loop on these backends: local tier, single flight."""
-        tier = None
-        if self._local is not None:
-            local_ttl, max_entries, max_bytes = self._local
-            tier = TieredStorage(
-                storage,
-                notifier,
-                self.keys.invalidations,
-                ttl=local_ttl,
-                max_entries=max_entries,
-                max_bytes=max_bytes,
-            )
-        parts = Parts(storage, lock, notifier, tier, RefreshAhead())
-        parts.single_flight = self._new_flight(parts)
-        return parts
+        return self._assembly.redis_client
 
     @property
     def namespace(self) -> str:
@@ -706,65 +519,9 @@ class Cache:
         Locks first: a computation that writes between the two is refused, one that
         wrote before has its value removed.
         """
-        names, version = invalidation.names, invalidation.version
-        if invalidation.kind == "tags":
-            builder = self.keys_of(version)
-            removed = 0
-            for start in range(0, len(names), TAGS_AT_ONCE):  # short scripts, one at a time
-                chunk = names[start : start + TAGS_AT_ONCE]
-                removed += await self.storage.invalidate_tags(
-                    [bucket for tag in chunk for bucket in builder.tag_buckets(tag)]
-                )
-            return removed
-        if invalidation.kind == "keys":
-            builder = self.keys_of(version)
-            await self.lock.revoke([builder.lock(key) for key in names])
-            if len(names) == 1:
-                return int(await self.storage.delete(builder.value(names[0])))
-            return await self.storage.delete_many([builder.value(key) for key in names])
-        if invalidation.kind == "pattern":
-            builder = self.keys_of(version)
-            await self.lock.revoke_matching(f"{escape_glob(builder.lock_prefix)}{{???}}={names[0]}")
-            prefix = escape_glob(builder.value_prefix)
-            return await self.storage.delete_matching(f"{prefix}{{???}}={names[0]}")
-        if version is not None:
-            builder = self.keys_of(version)
-            await self.lock.revoke_matching(escape_glob(builder.lock_prefix) + "*")
-            removed = await self.storage.clear(builder.value_prefix)
-            await self.storage.clear(builder.tag_prefix)
-            return removed
-        first = KeyBuilder(self.namespace)
-        others = escape_glob(first.versions_prefix) + "*"
-        await self.lock.revoke_matching(escape_glob(first.lock_prefix) + "*")
-        await self.lock.revoke_matching(f"{others}:l:*")
-        removed = await self.storage.clear(first.value_prefix)
-        await self.storage.clear(first.tag_prefix)
-        removed += await self.storage.delete_matching(f"{others}:v:*")
-        await self.storage.delete_matching(f"{others}:t:*")
-        return removed
-
-    def _blind(self, blind: bool) -> None:  # noqa: FBT001 - the callback of PendingInvalidations
-        """Read the shared storage as if the waiting invalidations were applied, or not.
-
-        In every event loop's parts; what their local tiers hold may be what the waiting
-        invalidations remove, so it goes, each tier in its own loop.
-        """
-        for parts in self._loops.states():
-            if blind:
-                self._read_after_invalidations(parts)
-            else:
-                parts.read_through(parts.shared)
-        if blind:
-            self._loops.each(self._drop_skipped)
-
-    def _read_after_invalidations(self, parts: Parts) -> None:
-        """Have `parts` read the shared storage as if the waiting invalidations were applied."""
-        parts.read_through(ReadsAfterInvalidation(parts.shared, self._invalidations))
-
-    def _drop_skipped(self, parts: Parts) -> None:
-        """Drop from `parts`' local tier what the waiting invalidations concern."""
-        if parts.tier is not None:
-            parts.tier.drop(self._invalidations.skipped_keys)
+        return await apply_invalidation(
+            invalidation, self._assembly.here, self.keys_of, self.namespace
+        )
 
     def keys_of(self, version: int | None) -> KeyBuilder:
         """The storage keys of `version` (`None`: the cache's own, `Cache(version=...)`).
@@ -898,20 +655,18 @@ class Cache:
             SerializationError: the value cannot be serialized; it is returned to
                 nobody and not stored.
         """
-        options = FlightOptions(
-            ttl=self._ttl(ttl),
-            tags=tuple(checked_tags(tags)),
-            stale_ttl=_checked_window(stale_ttl, "stale_ttl"),
-            stale_if_error=_checked_window(stale_if_error, "stale_if_error"),
-            beta=_checked_window(beta, "beta"),
+        options = flight_options(
+            self._ttl(ttl),
+            tags,
+            stale_ttl=stale_ttl,
+            stale_if_error=stale_if_error,
+            beta=beta,
             refresh_ahead=refresh_ahead,
-            refresh_idle=None
-            if refresh_idle is None
-            else _checked_ttl(refresh_idle, "refresh_idle"),
-            keys=None if version is None else self.keys_of(version),
+            refresh_idle=refresh_idle,
+            keys=None if version is None else self.keys_of,
+            version=version,
         )
-        outcome = await self._loops.get().single_flight.get_or_set(key, factory, options)
-        return outcome.value
+        return (await self._loops.get().single_flight.get_or_set(key, factory, options)).value
 
     def cached(
         self,
@@ -959,17 +714,7 @@ class Cache:
         Those of every event loop that used it: the running loop's here, a loop running
         in another thread's in that loop (docs/core.md, "Event loops and threads").
         """
-        running = self._loops.running()
-        if running is not None:
-            await running.stop()  # no new work while the waiting invalidations are replayed
-        await self._invalidations.close()
-        await self._loops.close()  # first: a local tier stops listening before the notifier
-        if self._connect is None:  # the backends every loop shares
-            for backend in self._backends:
-                await backend.close()
-        self._client, self._closed = None, True
-        for client in self._closing:  # again on a second close: a use after close reconnects
-            await client.aclose()
+        await self._assembly.close()
 
     async def __aenter__(self) -> Self:
         """Use the cache in `async with`; it is closed on exit."""
@@ -1040,58 +785,4 @@ class Cache:
         return encode_entry(Entry(payload, now, now + ttl, now + ttl))
 
     def _ttl(self, ttl: Seconds | None) -> float:
-        return self.default_ttl if ttl is None else _checked_ttl(ttl)
-
-
-def _redis_backends(
-    client: RedisClient, breaker: CircuitBreaker
-) -> tuple[Storage, LockBackend, Notifier]:
-    """The three Redis backends on `client`, behind one `breaker`."""
-    from atomcache_core.backends.redis import (  # noqa: PLC0415 - Redis only
-        RedisLockBackend,
-        RedisNotifier,
-        RedisStorage,
-    )
-
-    return (
-        RedisStorage(client, breaker=breaker),
-        RedisLockBackend(client, breaker=breaker),
-        RedisNotifier(client, breaker=breaker),
-    )
-
-
-def _connected(
-    connect: Callable[[], tuple[RedisClient, list[Redis]]], breaker: CircuitBreaker
-) -> _Connection:
-    """New clients from `connect` (`client_for`), and the Redis backends on them."""
-    client, sentinels = connect()
-    return _redis_backends(client, breaker), (client, *sentinels)
-
-
-def _checked_ttl(ttl: Seconds, name: str = "ttl") -> float:
-    return checked_seconds(ttl, name)
-
-
-def _checked_window(seconds: Seconds, name: str) -> float:
-    return checked_seconds(seconds, name, zero=True)
-
-
-def checked_tags(tags: Iterable[str]) -> list[str]:
-    """`tags` as a list.
-
-    Raises:
-        ConfigurationError: `tags` is one string, which would pass for its letters.
-    """
-    if isinstance(tags, str):
-        msg = f"tags must be a collection of strings such as ({tags!r},), not the string {tags!r}"
-        raise ConfigurationError(msg)
-    return list(tags)
-
-
-def _loop_running() -> bool:
-    """Whether an event loop runs in this thread now."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+        return self.default_ttl if ttl is None else checked_ttl(ttl)

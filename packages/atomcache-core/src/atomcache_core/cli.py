@@ -21,6 +21,9 @@ Exit codes:
 - 2: a usage error (a missing argument, an unknown option, a URL that `Cache.from_url`
   does not accept);
 - 3: the server could not be reached, or refused the credentials.
+
+One module, though longer than the core's others: it is one click command group, whose
+commands, shared options and output helpers are declared together around it.
 """
 
 from __future__ import annotations
