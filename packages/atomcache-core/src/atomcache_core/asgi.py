@@ -136,6 +136,7 @@ class HttpCache:
         """Cache HTTP responses in `cache`."""
         self.cache = cache
         self.placeholder = placeholder
+        self._telemetry = cache.telemetry  # read on every response
         self._stateful: set[int] = set()
         self._blocks: dict[int, tuple[tuple[tuple[bytes, bytes], ...], str, _Block]] = {}
 
@@ -469,11 +470,11 @@ class HttpCache:
         `outcome` is `hit`, `stale`, `computed`, `coalesced`, `uncached` or `bypass`;
         `reason` what `Cache-Status` says of a bypass or an unstored response.
         """
-        self.cache.telemetry.http_response(template, outcome, reason)
+        self._telemetry.http_response(template, outcome, reason)
 
     def _report_outcome(self, route: RoutePlan, outcome: Outcome) -> None:
         """Count a response sent from a single-flight outcome, by where it came from."""
-        if self.cache.observer is None:
+        if self._telemetry.observer is None:
             return
         value = outcome.value
         if isinstance(value, ResponseCapture):
