@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request  # noqa: TC002 - FastAPI reads the annotation at run time
 from starlette.responses import Response
@@ -22,7 +22,15 @@ if TYPE_CHECKING:
     from atomcache_core import Cache, Outcome
     from atomcache_core.asgi import Lease, RequestPlan
 
-__all__ = ["BYPASS", "CLAIM", "CachedResponse", "Claim", "HeldLock", "serve_cached_response"]
+__all__ = [
+    "BYPASS",
+    "CLAIM",
+    "CachedResponse",
+    "Claim",
+    "HeldLock",
+    "http_cache_of",
+    "serve_cached_response",
+]
 
 logger = logging.getLogger("atomcache")
 
@@ -91,8 +99,18 @@ class _PlannedResponse(Response):
             await self._http_cache.respond(send, scope, self._exc.plan, self._exc.outcome)
 
 
-async def serve_cached_response(_request: Request, exc: Exception) -> Response:
+def http_cache_of(app: Any, cache: Cache) -> HttpCache:
+    """The app's `HttpCache` (one per app, made by `setup_cache` or `init`) if on `cache`.
+
+    Its learned state (routes found stateful, the memo of header blocks) lives as long
+    as the app; a cache the app was not set up with gets an `HttpCache` of its own.
+    """
+    made = getattr(getattr(app, "state", None), "atomcache_http", None)
+    return made if isinstance(made, HttpCache) and made.cache is cache else HttpCache(cache)
+
+
+async def serve_cached_response(request: Request, exc: Exception) -> Response:
     """Exception handler for `CachedResponse`, installed by `setup_cache` and `init`."""
     if not isinstance(exc, CachedResponse):  # pragma: no cover - registered for it only
         raise exc
-    return _PlannedResponse(HttpCache(exc.cache), exc)
+    return _PlannedResponse(http_cache_of(request.app, exc.cache), exc)

@@ -35,6 +35,7 @@ from atomcache_fastapi._claims import (
     CLAIM,
     CachedResponse,
     Claim,
+    http_cache_of,
     serve_cached_response,
 )
 from atomcache_fastapi._compression import GZipAround
@@ -109,6 +110,7 @@ def install(app: FastAPI, cache: Cache, *, refresh: bool = True, check: bool = F
     app.state.atomcache = cache
     app.state.atomcache_refresh = refresh
     http_cache = HttpCache(cache, placeholder=_placeholder)
+    app.state.atomcache_http = http_cache  # one per app: what it learns is kept
     app.user_middleware.append(
         Middleware(
             AtomCacheMiddleware, cache=cache, routes_of=app, http_cache=http_cache, check=check
@@ -229,7 +231,7 @@ async def invalidate(
         ConfigurationError: no `@cached` route of `app` is `route`.
     """
     plans = plans_of(app)
-    http_cache = HttpCache(app.state.atomcache)
+    http_cache = http_cache_of(app, app.state.atomcache)
     return await http_cache.invalidate_route(
         plans, route, path_params=path_params, query=query, headers=headers
     )

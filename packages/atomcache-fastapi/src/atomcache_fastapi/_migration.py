@@ -35,7 +35,6 @@ from atomcache_core import MAX_TTL, Cache, ConfigurationError, Outcome
 from atomcache_core.asgi import (
     BackgroundTasks,
     FlightOptions,
-    HttpCache,
     Lease,
     RequestPlan,
     RouteOptions,
@@ -47,7 +46,14 @@ from atomcache_core.asgi import (
 )
 from atomcache_core.exceptions import AtomCacheError
 from atomcache_core.http_request import full_path
-from atomcache_fastapi._claims import BYPASS, CLAIM, CachedResponse, Claim, HeldLock
+from atomcache_fastapi._claims import (
+    BYPASS,
+    CLAIM,
+    CachedResponse,
+    Claim,
+    HeldLock,
+    http_cache_of,
+)
 from atomcache_fastapi._middleware import install
 
 if TYPE_CHECKING:
@@ -220,7 +226,7 @@ class ResponseCache:
 
     def _plan(self, request: Request, cache: Cache, cache_id: str) -> RequestPlan | None:
         """The request's plan (its key: namespace + `cache_id`); `None` for a bypass."""
-        http_cache = HttpCache(cache)
+        http_cache = http_cache_of(request.app, cache)
         route = str(getattr(request.scope.get("route"), "path", request.url.path))
         key = f"{self.namespace or route}{cache_id}"
         refresh = self.auto_refresh and getattr(request.app.state, "atomcache_refresh", True)
