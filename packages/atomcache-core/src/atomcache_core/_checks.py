@@ -13,7 +13,13 @@ if TYPE_CHECKING:
 
     from atomcache_core.keys import KeyBuilder
 
-__all__ = ["checked_policy", "checked_tags", "checked_ttl", "checked_window", "flight_options"]
+__all__ = [
+    "checked_names",
+    "checked_policy",
+    "checked_ttl",
+    "checked_window",
+    "flight_options",
+]
 
 
 def checked_ttl(ttl: Seconds, name: str = "ttl") -> float:
@@ -26,16 +32,19 @@ def checked_window(seconds: Seconds, name: str) -> float:
     return checked_seconds(seconds, name, zero=True)
 
 
-def checked_tags(tags: Iterable[str]) -> list[str]:
-    """`tags` as a list.
+def checked_names(names: Iterable[str], parameter: str) -> tuple[str, ...]:
+    """`names` (the tags of an entry, the `exclude=` of a decorator) as a tuple.
 
     Raises:
-        ConfigurationError: `tags` is one string, which would pass for its letters.
+        ConfigurationError: `names` is one string, which would pass for its letters.
     """
-    if isinstance(tags, str):
-        msg = f"tags must be a collection of strings such as ({tags!r},), not the string {tags!r}"
+    if isinstance(names, str):
+        msg = (
+            f"{parameter} takes a list of names, a collection of strings such as "
+            f"({names!r},), not the string {names!r}"
+        )
         raise ConfigurationError(msg)
-    return list(tags)
+    return tuple(names)
 
 
 def checked_policy(on_wait_timeout: str) -> None:
@@ -68,7 +77,7 @@ def flight_options(
     """
     return FlightOptions(
         ttl=ttl,
-        tags=tuple(checked_tags(tags)),
+        tags=checked_names(tags, "tags"),
         stale_ttl=checked_window(stale_ttl, "stale_ttl"),
         stale_if_error=checked_window(stale_if_error, "stale_if_error"),
         beta=checked_window(beta, "beta"),

@@ -13,11 +13,11 @@ from atomcache_core._call_keys import call_key, captured_form, captured_names, n
 from atomcache_core.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine, Iterable
+    from collections.abc import Awaitable, Callable, Coroutine
 
     from atomcache_core._seconds import Seconds
 
-__all__ = ["CachingDecorator", "ParamsT", "ResultT", "cached_function", "excluded_names"]
+__all__ = ["CachingDecorator", "ParamsT", "ResultT", "cached_function"]
 
 ParamsT = ParamSpec("ParamsT")
 ResultT = TypeVar("ResultT")
@@ -41,18 +41,6 @@ class CachingDecorator(Protocol):
     def __call__(
         self, func: Callable[ParamsT, ResultT], /
     ) -> Callable[ParamsT, Coroutine[Any, Any, ResultT]]: ...
-
-
-def excluded_names(exclude: Iterable[str]) -> tuple[str, ...]:
-    """The names of `exclude=`, as a tuple.
-
-    Raises:
-        ConfigurationError: `exclude` is one string, which would pass for its letters.
-    """
-    if isinstance(exclude, str):
-        msg = f"exclude takes a list of names, got the string {exclude!r}: use ({exclude!r},)"
-        raise ConfigurationError(msg)
-    return tuple(exclude)
 
 
 def cached_function(

@@ -10,8 +10,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from atomcache_core._checks import checked_tags
-from atomcache_core._decorator import excluded_names
+from atomcache_core._checks import checked_names
 from atomcache_core.cache import Cache
 
 if TYPE_CHECKING:
@@ -76,8 +75,8 @@ def cached(
     """
     settings: dict[str, Any] = {
         "key": key,
-        "exclude": excluded_names(exclude),
-        "tags": tuple(checked_tags(tags)),
+        "exclude": checked_names(exclude, "exclude"),
+        "tags": checked_names(tags, "tags"),
         "stale_ttl": stale_ttl,
         "stale_if_error": stale_if_error,
         "beta": beta,

@@ -23,8 +23,8 @@ from atomcache_core._assembly import (
     redis_connector,
     scheme_of,
 )
-from atomcache_core._checks import checked_policy, checked_tags, checked_ttl, flight_options
-from atomcache_core._decorator import cached_function, excluded_names
+from atomcache_core._checks import checked_names, checked_policy, checked_ttl, flight_options
+from atomcache_core._decorator import cached_function
 from atomcache_core._flight.context import FlightContext
 from atomcache_core._flight.coordinator import SingleFlight
 from atomcache_core._invalidations import Invalidation, apply_invalidation
@@ -387,7 +387,7 @@ class Cache:
         """What `set` and `add` give storage: value key, entry bytes, seconds, tag keys."""
         keys = self.keys_of(version)
         seconds = self._ttl(ttl)
-        tag_keys = keys.tags(checked_tags(tags), key)
+        tag_keys = keys.tags(checked_names(tags, "tags"), key)
         return keys.value(key), self._encode(value, seconds, time.time()), seconds, tag_keys
 
     async def delete(self, key: str, *, version: int | None = None, strict: bool = False) -> bool:
@@ -505,7 +505,7 @@ class Cache:
             BackendUnavailableError: with `strict`, Redis is away or did not answer in time.
         """
         self.keys_of(version)
-        invalidation = Invalidation("tags", tuple(checked_tags(tags)), version)
+        invalidation = Invalidation("tags", checked_names(tags, "tags"), version)
         return await self._invalidations.run(invalidation, strict=strict)
 
     @property
@@ -698,8 +698,8 @@ class Cache:
             self.get_or_set,
             ttl=ttl,
             key=key,
-            exclude=excluded_names(exclude),
-            tags=tuple(checked_tags(tags)),
+            exclude=checked_names(exclude, "exclude"),
+            tags=checked_names(tags, "tags"),
             stale_ttl=stale_ttl,
             stale_if_error=stale_if_error,
             beta=beta,
