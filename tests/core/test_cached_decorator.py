@@ -554,3 +554,22 @@ async def test_a_partial_is_keyed_by_its_arguments(cache: Cache) -> None:
     users = cache.cached(ttl=60)(functools.partial(fetch, "users"))
     orders = cache.cached(ttl=60)(functools.partial(fetch, "orders"))
     assert [await users(row=1), await orders(row=1)] == ["users:1", "orders:1"]
+
+
+async def test_helpers_that_capture_each_other_are_keyed(cache: Cache) -> None:
+    """Two captured helpers calling each other: no endless walk, and the captures key."""
+
+    def make(table: str) -> Callable[[int], Awaitable[str]]:
+        def even(n: int) -> str:
+            return odd(n - 1) if n else table
+
+        def odd(n: int) -> str:
+            return even(n - 1) if n else "odd"
+
+        @cache.cached(ttl=60)
+        async def parity(n: int) -> str:
+            return even(n)
+
+        return parity
+
+    assert [await make("users")(2), await make("orders")(2)] == ["users", "orders"]

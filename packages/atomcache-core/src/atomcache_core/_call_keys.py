@@ -241,21 +241,21 @@ def _layers(func: object) -> Iterator[object]:
             current = getattr(current, "__wrapped__", None)
 
 
-def captured_names(func: object) -> set[str]:
+def captured_names(func: object, _seen: frozenset[int] = frozenset()) -> set[str]:
     """Every name `exclude=` may name besides parameters, at any depth.
 
     The variables captured by the function, the functions it wraps and those they
-    capture, and `self` for a bound method.
+    capture (each function once: two may capture each other), and `self` for a bound
+    method.
     """
     names: set[str] = set()
     for layer in _layers(func):
         if inspect.ismethod(layer):
             names.add("self")
-        code = getattr(layer, "__code__", None)
-        for variable, value in _cells(layer) if code is not None else ():
+        for variable, value in _cells(layer):
             names.add(variable)
-            if isinstance(value, types.FunctionType) and value is not layer:
-                names |= captured_names(value)
+            if isinstance(value, types.FunctionType) and id(value) not in _seen:
+                names |= captured_names(value, _seen | {id(layer), id(value)})
     return names
 
 
@@ -284,13 +284,18 @@ def captured_form(func: object, exclude: tuple[str, ...] = ()) -> str:
 
 
 def _cells(func: object) -> list[tuple[str, object]]:
-    """A function's captured variables and their values (`_UNASSIGNED` if none yet)."""
-    code = getattr(func, "__code__", None)
-    cells = getattr(func, "__closure__", None) or ()
-    found: list[tuple[str, object]] = []
-    names = code.co_freevars if code is not None else ()
-    found.extend((variable, _contents(cell)) for variable, cell in zip(names, cells, strict=False))
-    return found
+    """A function's captured variables and their values (`_UNASSIGNED` if none yet).
+
+    Only a function's own: a bound method shows its function's cells too, and that
+    function is the next layer (`_layers`).
+    """
+    if not isinstance(func, types.FunctionType):
+        return []
+    cells = func.__closure__ or ()
+    return [
+        (variable, _contents(cell))
+        for variable, cell in zip(func.__code__.co_freevars, cells, strict=True)
+    ]
 
 
 def _contents(cell: types.CellType) -> object:
