@@ -7,7 +7,6 @@ invalidations waiting for Redis, and the order in which all of it closes.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, overload
 
@@ -23,6 +22,7 @@ from atomcache_core.exceptions import ConfigurationError
 from atomcache_core.keys import redacted
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable
 
     from redis.asyncio import Redis
@@ -158,12 +158,12 @@ class Assembly:
         if parts is None:
             if self._closed:
                 return None
-            if _loop_running():  # taken for this loop: `close` closes it
-                parts = self.loops.get()
-            elif self._first_loop is None:
+            try:
+                parts = self.loops.get()  # taken for this loop: `close` closes it
+            except RuntimeError:  # no loop runs: the first loop's, once one takes them
+                if self._first_loop is not None:
+                    return None
                 parts = self.first
-            else:
-                return None
         return parts.clients[0] if parts.clients else self.client
 
     def here(self) -> Parts:
@@ -401,12 +401,3 @@ def connected(connect: Connector, breaker: CircuitBreaker) -> Connection:
     """New clients from `connect` (`client_for`), and the Redis backends on them."""
     client, sentinels = connect()
     return redis_backends(client, breaker), (client, *sentinels)
-
-
-def _loop_running() -> bool:
-    """Whether an event loop runs in this thread now."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
